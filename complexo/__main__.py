@@ -1,0 +1,3 @@
+from complexo.cli import main
+
+main()

@@ -1,0 +1,177 @@
+"""A small symbolic cost model that every analysis builds on.
+
+A model is a list of named :class:`Term` s, each a sympy expression over the block's symbols and of
+one :class:`Kind`. Totals are sums of terms; evaluation substitutes a config and returns exact
+integers; big-O keeps the leading monomials in the growing symbols; crossovers are solved with
+sympy.
+
+>>> from complexo.symbols import n, d
+>>> m = CostModel([Term("proj", Kind.FORWARD, 8 * n * d**2, matmul=True),
+...                Term("scores", Kind.FORWARD, 4 * n**2 * d, matmul=True)])
+>>> m.crossover(["scores"], ["proj"], n).expr
+2*d
+>>> plain(m.total(Kind.FORWARD))
+'4·d·n·(2·d + n)'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from fractions import Fraction
+
+import sympy
+
+
+class Kind(str, Enum):
+    FORWARD = "forward_flops"
+    BACKWARD = "backward_flops"
+    PARAMS = "params"
+    ACTIVATION = "activation_bytes"  # saved by autograd for the backward
+    MEMORY = "memory_bytes"  # other memory: the attention matrix, caches, ...
+
+    @property
+    def unit(self) -> str:
+        return {"forward_flops": "flop", "backward_flops": "flop", "params": "param"}.get(
+            self.value, "byte"
+        )
+
+
+@dataclass(frozen=True)
+class Term:
+    """One named piece of cost. ``matmul`` marks matrix products, the only work that fvcore and
+    FlopCounterMode count; ``ops`` names the operators that carry the term in the reference
+    implementation (TorchScript names for fvcore, dispatcher names for torch), so that a counter's
+    gap can be attributed to the ops it skipped."""
+
+    name: str
+    kind: Kind
+    expr: sympy.Expr
+    matmul: bool = False
+    ops: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Crossover:
+    label: str
+    symbol: sympy.Symbol
+    expr: sympy.Expr  # the value of ``symbol`` at which the two groups are equal
+    value: Fraction  # that value at the config
+
+
+class CostModel:
+    def __init__(self, terms: Iterable[Term]):
+        self._terms = list(terms)
+        seen: set[tuple[Kind, str]] = set()
+        for t in self._terms:
+            if (t.kind, t.name) in seen:
+                raise ValueError(f"duplicate term {t.kind.value}/{t.name}")
+            seen.add((t.kind, t.name))
+
+    def terms(self, kind: Kind, *, matmul_only: bool = False) -> list[Term]:
+        return [t for t in self._terms if t.kind == kind and (t.matmul or not matmul_only)]
+
+    def term(self, kind: Kind, name: str) -> Term:
+        for t in self.terms(kind):
+            if t.name == name:
+                return t
+        raise KeyError(f"{kind.value}/{name}")
+
+    def total(self, kind: Kind, *, matmul_only: bool = False) -> sympy.Expr:
+        return sympy.Add(*(t.expr for t in self.terms(kind, matmul_only=matmul_only)))
+
+    def group(self, kind: Kind, names: Sequence[str]) -> sympy.Expr:
+        return sympy.Add(*(self.term(kind, name).expr for name in names))
+
+    def dominant(self, kind: Kind, values: Mapping) -> tuple[Term, int, Fraction]:
+        """The largest term of ``kind`` at a config, its value and its share of the total."""
+        scored = [(evaluate(t.expr, values), t) for t in self.terms(kind)]
+        total = sum(v for v, _ in scored)
+        value, term = max(scored, key=lambda vt: vt[0])
+        return term, value, Fraction(value, total) if total else Fraction(0)
+
+    def crossover(
+        self,
+        grows: Sequence[str],
+        against: Sequence[str],
+        symbol: sympy.Symbol,
+        *,
+        kind: Kind = Kind.FORWARD,
+        values: Mapping | None = None,
+        label: str = "",
+    ) -> Crossover:
+        """Solve sum(grows) = sum(against) for the positive ``symbol``."""
+        a, b = self.group(kind, grows), self.group(kind, against)
+        roots = [r for r in sympy.solve(sympy.Eq(a, b), symbol) if r.is_positive is not False]
+        if len(roots) != 1:
+            raise ValueError(f"expected one positive crossover in {symbol}, got {roots}")
+        root = sympy.factor(roots[0])
+        value = Fraction(0)
+        if values is not None:
+            q = sympy.nsimplify(root.subs(values))
+            value = Fraction(int(q.p), int(q.q))
+        return Crossover(label, symbol, root, value)
+
+
+def evaluate(expr: sympy.Expr, values: Mapping) -> int:
+    """An exact integer count at a config; refuses anything that is not a whole number."""
+    v = sympy.sympify(expr).subs(values)
+    if not v.is_Integer:
+        raise ValueError(f"{expr} is not a whole number at {values}: {v}")
+    return int(v)
+
+
+def big_o(
+    expr: sympy.Expr,
+    growing: Sequence[sympy.Symbol],
+    bounds: Mapping[sympy.Symbol, sympy.Symbol] | None = None,
+) -> sympy.Expr:
+    """Leading monomials of a polynomial ``expr`` as the ``growing`` symbols grow.
+
+    Coefficients and other symbols are constants. ``bounds`` states orderings among growing
+    symbols (``{h: d}``: h ≤ d), so that B·h·n² is recognised as dominated by B·n²·d.
+    """
+    bounds = dict(bounds or {})
+    poly = sympy.Poly(sympy.expand(expr), *growing)
+    monomials = [m for m, c in poly.terms() if c != 0]
+
+    def dominates(big: tuple[int, ...], small: tuple[int, ...]) -> bool:
+        r = dict(zip(growing, (x - y for x, y in zip(big, small, strict=True)), strict=True))
+        for s, bound in bounds.items():
+            if r[s] < 0:  # s ≤ bound: a missing power of s is covered by one of bound
+                r[bound] += r[s]
+                r[s] = 0
+        return all(x >= 0 for x in r.values())
+
+    leading = [m for m in monomials if not any(o != m and dominates(o, m) for o in monomials)]
+    leading.sort(key=lambda m: (-sum(m), [-x for x in m]))
+    return sympy.Add(
+        *(sympy.Mul(*(s**k for s, k in zip(growing, m, strict=True))) for m in leading),
+        evaluate=False,
+    )
+
+
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def plain(expr: sympy.Expr, *, factor: bool = True) -> str:
+    """Readable one-line text: 2·B·d²·n. Factored when that is shorter."""
+    if factor:
+        f = sympy.factor(expr)
+        if len(sympy.sstr(f)) < len(sympy.sstr(expr)):
+            expr = f
+    text = sympy.sstr(expr, order="grlex")
+    text = re.sub(r"\*\*(-?\d+)", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
+    return text.replace("*", "·")
+
+
+def big_o_text(expr: sympy.Expr) -> str:
+    parts = [plain(t, factor=False) for t in sympy.Add.make_args(expr)]
+    return "O(" + " + ".join(parts) + ")"
+
+
+def latex(expr: sympy.Expr) -> str:
+    return sympy.latex(expr)

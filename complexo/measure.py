@@ -1,0 +1,187 @@
+"""Measurement adapters: what fvcore, PyTorch's FlopCounterMode and autograd's saved tensors say
+about a module, independently of complexo's formulas.
+
+Everything runs on the ``meta`` device: shapes and dtypes propagate, nothing is allocated, so a
+131072-token sequence costs what a tiny one does. Units are complexo's: FLOPs = 2·MAC (fvcore's
+MACs are doubled here and nowhere else), bytes of unique storages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+from complexo.conventions import FLOPS_PER_MAC
+
+
+@dataclass(frozen=True)
+class Count:
+    """One counter's reading of one pass. ``uncounted_ops``: operators that ran and that this
+    counter has no formula for (fvcore's ``unsupported_ops``; for torch, ops missing from
+    FlopCounterMode's registry)."""
+
+    counter: str
+    total: int
+    by_op: dict[str, int] = field(default_factory=dict)
+    uncounted_ops: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class TorchMeasurement:
+    forward: Count
+    backward: Count
+    saved_bytes: int  # unique storages autograd saved for the backward, parameters excluded
+    saved: tuple[tuple[tuple[int, ...], str, int], ...]  # (shape, dtype, storage bytes) each
+    outputs: tuple[tuple[str, tuple[int, ...], int], ...]  # forward ops: (op, shape, bytes)
+
+
+class _RecordingFlopCounter(FlopCounterMode):
+    """FlopCounterMode, counting with its own registry, that also records every op it saw."""
+
+    def __init__(self, custom_mapping: dict | None = None):
+        super().__init__(display=False, custom_mapping=custom_mapping)
+        self.seen: set[str] = set()
+        self.outputs: list[tuple[str, tuple[int, ...], int]] = []
+        self.record_outputs = True
+
+    def _count_flops(self, func_packet, out, args, kwargs):
+        name = str(func_packet)
+        self.seen.add(name)
+        if self.record_outputs:
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    self.outputs.append((name, tuple(t.shape), t.numel() * t.element_size()))
+        return super()._count_flops(func_packet, out, args, kwargs)
+
+    def snapshot(self, counter: str, since: dict[str, int] | None = None) -> Count:
+        by_op = {str(k): v for k, v in self.get_flop_counts().get("Global", {}).items()}
+        if since:
+            by_op = {k: v - since.get(k, 0) for k, v in by_op.items() if v - since.get(k, 0)}
+        registry = {str(k) for k in self.flop_registry}
+        return Count(counter, sum(by_op.values()), by_op, frozenset(self.seen - registry))
+
+
+class CPUAttentionDispatch(TorchFunctionMode):
+    """Send ``F.scaled_dot_product_attention`` on meta tensors to the kernel a CPU run uses.
+
+    On meta tensors SDPA falls back to its math path, which materialises the n×n matrix; on CPU
+    (as on CUDA) these inputs take a fused kernel that keeps only log-sum-exp statistics. Its meta
+    implementation gives the real kernel's shapes and saved tensors without allocating.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            fused = _cpu_fused_sdpa(*args, **kwargs)
+            if fused is not None:
+                return fused
+        return func(*args, **kwargs)
+
+
+def _cpu_fused_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
+    if q.device.type != "meta" or attn_mask is not None or dropout_p or kw.get("enable_gqa"):
+        return None
+    out, _logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q, k, v, 0.0, is_causal, scale=scale
+    )
+    return out
+
+
+def measure_torch(
+    forward: Callable[[], torch.Tensor],
+    params: list[torch.Tensor],
+    *,
+    attention: str = "cpu-fused",
+    custom_mapping: dict | None = None,
+) -> TorchMeasurement:
+    """Run ``forward`` and a backward from its output's sum, on meta tensors, under one
+    FlopCounterMode and autograd's saved-tensor hooks.
+
+    ``attention``: "cpu-fused" dispatches SDPA to the fused kernel that a CPU run takes; "math"
+    leaves it to the meta device's math fallback. ``custom_mapping`` goes to FlopCounterMode.
+    """
+    counter = _RecordingFlopCounter(custom_mapping)
+    param_storages = {p.untyped_storage()._cdata for p in params}
+    saved: dict[int, tuple[tuple[int, ...], str, int, torch.UntypedStorage]] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        if st._cdata not in param_storages:
+            saved[st._cdata] = (
+                tuple(t.shape),
+                str(t.dtype).removeprefix("torch."),
+                st.nbytes(),
+                st,
+            )
+        return t
+
+    dispatch = CPUAttentionDispatch() if attention == "cpu-fused" else contextlib.nullcontext()
+    with dispatch, counter:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = forward()
+        fwd = counter.snapshot("torch")
+        counter.seen.clear()
+        counter.record_outputs = False
+        y.sum().backward()
+        bwd = counter.snapshot("torch", since=fwd.by_op)
+    return TorchMeasurement(
+        forward=fwd,
+        backward=bwd,
+        saved_bytes=sum(v[2] for v in saved.values()),
+        saved=tuple(v[:3] for v in saved.values()),
+        outputs=tuple(counter.outputs),
+    )
+
+
+def _sdpa_cpu_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _sdpa_cpu_backward_flops(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+def cpu_attention_formulas() -> dict:
+    """FlopCounterMode has FLOP formulas for SDPA's CUDA kernels but none for its CPU kernel.
+    This ``custom_mapping`` applies torch's own formulas (``sdpa_flop_count``,
+    ``sdpa_backward_flop_count``) to the CPU kernel, as a cross-check of complexo's terms."""
+    aten = torch.ops.aten
+    return {
+        aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward_flops,
+    }
+
+
+def count_fvcore(module: torch.nn.Module, inputs: tuple) -> Count:
+    """fvcore's FlopCountAnalysis (a TorchScript trace) of the forward, MACs doubled to FLOPs."""
+    from fvcore.nn import FlopCountAnalysis
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about meta tensors; we read the counts
+        analysis = (
+            FlopCountAnalysis(module, inputs)
+            .unsupported_ops_warnings(False)
+            .uncalled_modules_warnings(False)
+            .tracer_warnings("none")
+        )
+        total = analysis.total()
+        by_op = {k: FLOPS_PER_MAC * v for k, v in analysis.by_operator().items()}
+        unsupported = frozenset(analysis.unsupported_ops())
+    return Count("fvcore", FLOPS_PER_MAC * total, by_op, unsupported)
+
+
+def param_counts(module: torch.nn.Module) -> dict[str, int]:
+    """Parameters as the module reports them, and as fvcore's ``parameter_count`` does."""
+    from fvcore.nn import parameter_count
+
+    return {
+        "torch": sum(p.numel() for p in module.parameters()),
+        "fvcore": int(parameter_count(module)[""]),
+    }

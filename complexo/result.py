@@ -1,0 +1,215 @@
+"""What every analysis returns: quantities with their formula, exact value and the counters'
+readings, the counters' gaps attributed to the ops they skipped, and the complexity summary.
+The JSON document built here is the contract scripts rely on (see README, "JSON")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import sympy
+
+from complexo.conventions import CONVENTION
+from complexo.cost import CostModel, Crossover, Kind, Term, big_o, big_o_text, evaluate, latex
+from complexo.measure import Count
+
+COUNTERS = ("fvcore", "torch")
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Part of a counter's disagreement with the formula: the terms it did not count, and why."""
+
+    counter: str
+    op: str  # the operator that carries the terms ("" for an unexplained residual)
+    reason: str
+    terms: tuple[str, ...]
+    value: int
+
+
+@dataclass(frozen=True)
+class Quantity:
+    name: str
+    label: str
+    kind: Kind
+    expr: sympy.Expr
+    value: int
+    measured: dict[str, int | None]
+    gaps: tuple[Gap, ...] = ()
+
+    @property
+    def unit(self) -> str:
+        return self.kind.unit
+
+    def delta(self, counter: str) -> Fraction | None:
+        m = self.measured.get(counter)
+        if m is None or self.value == 0:
+            return None
+        return Fraction(m - self.value, self.value)
+
+    def agrees(self, counter: str) -> bool | None:
+        m = self.measured.get(counter)
+        return None if m is None else m == self.value
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Big-O per kind, the dominant forward term, and crossovers."""
+
+    big_o: dict[str, str]
+    dominant: tuple[str, int, Fraction]
+    crossovers: tuple[Crossover, ...]
+
+
+@dataclass
+class Result:
+    analysis: str
+    config: dict
+    values: dict  # symbol -> number: the config as the formulas see it
+    model: CostModel
+    quantities: list[Quantity]
+    summary: Summary
+    notes: list[str] = field(default_factory=list)
+
+    def quantity(self, name: str) -> Quantity:
+        return next(q for q in self.quantities if q.name == name)
+
+    def to_json(self) -> dict:
+        return {
+            "analysis": self.analysis,
+            "config": self.config,
+            "convention": CONVENTION,
+            "quantities": {
+                q.name: {
+                    "formula": str(q.expr),
+                    "latex": latex(q.expr),
+                    "value": q.value,
+                    "unit": q.unit,
+                    "measured": q.measured,
+                    "gaps": [
+                        {
+                            "counter": g.counter,
+                            "op": g.op,
+                            "reason": g.reason,
+                            "terms": list(g.terms),
+                            "value": g.value,
+                        }
+                        for g in q.gaps
+                    ],
+                }
+                for q in self.quantities
+            },
+            "terms": {
+                kind.value: {
+                    t.name: {
+                        "formula": str(t.expr),
+                        "value": evaluate(t.expr, self.values),
+                        "matmul": t.matmul,
+                    }
+                    for t in self.model.terms(kind)
+                }
+                for kind in Kind
+            },
+            "big_o": self.summary.big_o,
+            "dominant_forward_term": {
+                "term": self.summary.dominant[0],
+                "value": self.summary.dominant[1],
+                "share": float(self.summary.dominant[2]),
+            },
+            "crossovers": [
+                {
+                    "label": c.label,
+                    "symbol": str(c.symbol),
+                    "formula": str(c.expr),
+                    "value": float(c.value),
+                }
+                for c in self.summary.crossovers
+            ],
+            "notes": self.notes,
+        }
+
+
+def _op_for(counter: str, ops: Sequence[str]) -> str:
+    """fvcore names TorchScript ops (aten::softmax), torch names dispatcher ops (aten._softmax)."""
+    sep = "::" if counter == "fvcore" else "."
+    return next((op for op in ops if op.startswith("aten" + sep)), ops[0] if ops else "")
+
+
+def attribute(counter: Count, terms: Sequence[Term], values: Mapping) -> list[Gap]:
+    """Explain ``formula − measured`` for one counter: every term it did not count, grouped by
+    the operator that carries it, and any residual that those terms do not explain."""
+    missed: dict[tuple[str, str], list[Term]] = {}
+    for t in terms:
+        op = next((op for op in t.ops if op in counter.uncounted_ops), None)
+        if op is not None:
+            how = "unsupported op" if counter.counter == "fvcore" else "no FLOP formula for this op"
+            missed.setdefault((op, how), []).append(t)
+        elif not t.matmul:
+            op = _op_for(counter.counter, t.ops)
+            missed.setdefault((op, "counts matrix products only"), []).append(t)
+    gaps = [
+        Gap(
+            counter.counter,
+            op,
+            how,
+            tuple(t.name for t in ts),
+            sum(evaluate(t.expr, values) for t in ts),
+        )
+        for (op, how), ts in missed.items()
+    ]
+    formula = sum(evaluate(t.expr, values) for t in terms)
+    residual = formula - counter.total - sum(g.value for g in gaps)
+    if residual:
+        gaps.append(Gap(counter.counter, "", "unexplained", (), residual))
+    return gaps
+
+
+@dataclass(frozen=True)
+class QuantitySpec:
+    name: str
+    label: str
+    kind: Kind
+    matmul_only: bool = False
+
+
+def build_quantity(
+    spec: QuantitySpec,
+    model: CostModel,
+    values: Mapping,
+    readings: Mapping[str, Count | int | None],
+) -> Quantity:
+    """A quantity's formula and value, each counter's reading, and, for FLOP readings that
+    disagree, the gaps attributed to ops."""
+    terms = model.terms(spec.kind, matmul_only=spec.matmul_only)
+    expr = sympy.Add(*(t.expr for t in terms))
+    value = evaluate(expr, values)
+    measured: dict[str, int | None] = {}
+    gaps: list[Gap] = []
+    for name in COUNTERS:
+        reading = readings.get(name)
+        if isinstance(reading, Count):
+            measured[name] = reading.total
+            if reading.total != value:
+                gaps += attribute(reading, terms, values)
+        else:
+            measured[name] = reading
+            if reading is not None and reading != value:
+                gaps.append(Gap(name, "", "unexplained", (), value - reading))
+    return Quantity(spec.name, spec.label, spec.kind, expr, value, measured, tuple(gaps))
+
+
+def summarise(
+    model: CostModel,
+    values: Mapping,
+    growing: Sequence[sympy.Symbol],
+    bounds: Mapping,
+    crossovers: Sequence[Crossover],
+) -> Summary:
+    orders = {
+        kind.value: big_o_text(big_o(model.total(kind), growing, bounds))
+        for kind in (Kind.FORWARD, Kind.BACKWARD, Kind.ACTIVATION)
+        if model.terms(kind)
+    }
+    term, value, share = model.dominant(Kind.FORWARD, values)
+    return Summary(orders, (term.name, value, share), tuple(crossovers))

@@ -1,0 +1,11 @@
+"""The dimension alphabet, defined once. The letters are the ones the reference implementations
+use in their shape comments, so a matmul line can be matched with its formula term by eye.
+"""
+
+import sympy
+
+B = sympy.Symbol("B", integer=True, positive=True)  # batch size
+n = sympy.Symbol("n", integer=True, positive=True)  # sequence length (tokens)
+d = sympy.Symbol("d", integer=True, positive=True)  # model width
+h = sympy.Symbol("h", integer=True, positive=True)  # attention heads; head size is d/h
+e = sympy.Symbol("e", integer=True, positive=True)  # bytes per element of the compute dtype

@@ -1,0 +1,75 @@
+"""`make bench`: does counting cost grow with size? Ratios measured in one run, on this machine.
+
+1. wall time of a 131072-token, d=8192 MHSA over a 512-token, d=512 one (target ≤ 1.2);
+2. peak resident memory of the large one (target < 1 GB: nothing of that size is allocated);
+3. cold start of `complexo mhsa --seq 4096 --dim 1024` minus that of `python -c "import torch"`
+   (target < 1 s).
+
+Each figure is the median of --repeat fresh processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+CLI = [sys.executable, "-m", "complexo"]
+LARGE = [*CLI, "mhsa", "--seq", "131072", "--dim", "8192", "--heads", "64", "--json"]
+SMALL = [*CLI, "mhsa", "--seq", "512", "--dim", "512", "--heads", "8", "--json"]
+DEMO = [*CLI, "mhsa", "--seq", "4096", "--dim", "1024"]
+TORCH = [sys.executable, "-c", "import torch"]
+
+
+def run(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS in bytes of one fresh process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr.read().decode()}")
+    return elapsed, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+
+
+def median(cmd: list[str], repeat: int) -> tuple[float, int]:
+    runs = [run(cmd) for _ in range(repeat)]
+    return statistics.median(t for t, _ in runs), max(m for _, m in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    run(SMALL)  # warm the file cache and the bytecode once
+    t_torch, _ = median(TORCH, args.repeat)
+    t_small, m_small = median(SMALL, args.repeat)
+    t_large, m_large = median(LARGE, args.repeat)
+    t_demo, _ = median(DEMO, args.repeat)
+
+    rows = [
+        ("import torch", f"{t_torch:.2f} s", ""),
+        ("mhsa n=512 d=512 h=8 --json", f"{t_small:.2f} s", f"peak {m_small / 2**20:.0f} MiB"),
+        ("mhsa n=131072 d=8192 h=64 --json", f"{t_large:.2f} s", f"peak {m_large / 2**20:.0f} MiB"),
+        ("mhsa n=4096 d=1024 (table)", f"{t_demo:.2f} s", ""),
+    ]
+    print(f"median of {args.repeat} fresh processes each, {os.cpu_count()} CPUs")
+    for name, t, extra in rows:
+        print(f"  {name:<34} {t:>8}  {extra}")
+    ratio, cold = t_large / t_small, t_demo - t_torch
+    print("targets")
+    checks = [
+        ("large/small wall time", f"{ratio:.2f}", "≤ 1.2", ratio <= 1.2),
+        ("large peak memory", f"{m_large / 1e9:.2f} GB", "< 1 GB", m_large < 1e9),
+        ("cold start beyond torch", f"{cold:.2f} s", "< 1 s", cold < 1),
+    ]
+    for name, value, target, ok in checks:
+        print(f"  {name:<24} {value:>9}  (target {target})  {'ok' if ok else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+import os
+
+# Stable terminal output for the CLI tests: fixed width, no colour.
+os.environ["COLUMNS"] = "160"
+os.environ["NO_COLOR"] = "1"
+os.environ["TERM"] = "dumb"
+
+from hypothesis import settings
+
+# Derandomised: the same shapes on every run, so a failure reproduces; no deadline on a 2-core CI.
+settings.register_profile("complexo", derandomize=True, deadline=None, max_examples=40)
+settings.load_profile("complexo")
