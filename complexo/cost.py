@@ -105,7 +105,9 @@ class CostModel:
     ) -> Crossover:
         """Solve sum(grows) = sum(against) for the positive ``symbol``."""
         a, b = self.group(kind, grows), self.group(kind, against)
-        roots = [r for r in sympy.solve(sympy.Eq(a, b), symbol) if r.is_positive is not False]
+        # Costs are polynomials in ``symbol``: their roots are faster than sympy.solve's search.
+        numerator = sympy.numer(sympy.together(sympy.expand(a - b)))
+        roots = [r for r in sympy.roots(sympy.Poly(numerator, symbol)) if r.is_positive]
         if len(roots) != 1:
             raise ValueError(f"expected one positive crossover in {symbol}, got {roots}")
         root = sympy.factor(roots[0])
