@@ -122,7 +122,7 @@ def gap_lines(result: Result) -> list[Text]:
             style = "bold" if not unexplained else "bold red"
             lines.append(
                 Text(
-                    f"{c} on {q.label.strip()}: {human(q.measured[c], q.unit)} vs "
+                    f"{c} on {q.name}: {human(q.measured[c], q.unit)} vs "
                     f"{human(q.value, q.unit)}, a gap of {human(total, q.unit)} — {verdict}",
                     style=style,
                 )
@@ -150,14 +150,11 @@ def summary_lines(result: Result) -> list[Text]:
             f"({float(share) * 100:.1f}% of forward FLOPs)"
         )
     )
-    seq = result.config.get("seq")
     for c in s.crossovers:
         here = ""
-        if seq and c.value:
-            ratio = seq / float(c.value)
-            here = f"; here {c.symbol} = {seq}, {ratio:.2f}× " + (
-                "past it" if ratio >= 1 else "the crossover"
-            )
+        at = result.values.get(c.symbol)
+        if at and c.value:
+            here = f"; here {c.symbol} = {at}, {at / float(c.value):.2f}× the crossover"
         lines.append(
             Text(f"  {c.label} at {c.symbol} = {plain(c.expr)} = {_number(c.value)}{here}")
         )

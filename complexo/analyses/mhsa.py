@@ -269,16 +269,22 @@ def analyse(cfg: Config) -> Result:
         mapped = measure_torch(
             lambda: block(x), list(block.parameters()), custom_mapping=cpu_attention_formulas()
         )
+        same = (mapped.forward.total, mapped.backward.total) == (fwd_mm, bwd_mm)
         notes.append(
             "FlopCounterMode has no formula for SDPA's CPU kernel; with its own CUDA "
             "flash-attention formulas mapped onto that kernel it counts "
-            f"{mapped.forward.total} forward and {mapped.backward.total} backward FLOPs "
-            f"(formula matmuls: {fwd_mm} and {bwd_mm})."
+            f"{mapped.forward.total:,} forward and {mapped.backward.total:,} backward FLOPs: "
+            + (
+                "equal to the formula's matmul terms."
+                if same
+                else f"the formula's matmul terms are {fwd_mm:,} and {bwd_mm:,}."
+            )
         )
     if cfg.causal:
         notes.append(
-            "causal: FLOPs are counted dense, as a masked implementation executes them and as "
-            "both counters count them; about half of the score work is masked out."
+            "causal: FLOPs are counted dense, as a masked implementation executes them (and as "
+            "FlopCounterMode's SDPA formulas count them); about half of the score work is masked "
+            "out, which a block-skipping fused kernel can avoid."
         )
     projections = ["q_proj", "k_proj", "v_proj", "out_proj"]
     elementwise = ["scale", *(["causal_mask"] if cfg.causal else []), "softmax"]
