@@ -36,7 +36,10 @@ LINEAR = ("aten::linear", "aten.addmm", "aten.mm")
 MATMUL = ("aten::matmul", "aten.bmm")
 SDPA = ("aten::scaled_dot_product_attention", "aten._scaled_dot_product_flash_attention_for_cpu")
 SDPA_BWD = ("aten._scaled_dot_product_flash_attention_for_cpu_backward",)
+SOFTMAX = ("aten::softmax", "aten._softmax")
 SOFTMAX_OUT = ("aten._softmax", "aten._safe_softmax")
+SOFTMAX_BWD = ("aten._softmax_backward_data",)
+MASK = ("aten::masked_fill", "aten.masked_fill")
 
 
 @dataclass(frozen=True)
@@ -78,143 +81,85 @@ def _divisor_near(dim: int, heads: int) -> int:
 
 
 def cost_model(impl: str = "naive", causal: bool = False, bias: bool = True) -> CostModel:
-    """The symbolic cost of one MHSA block; one term per line, then sums."""
+    """The symbolic cost of one MHSA block: one term per line, then sums.
+
+    >>> from complexo.cost import plain
+    >>> plain(cost_model().total(Kind.FORWARD, matmul_only=True))
+    '4·B·d·n·(2·d + n)'
+    """
     fused = impl == "sdpa"
-    score_ops = SDPA if fused else MATMUL
-    scores = B * h * n**2  # elements of the (B, h, n, n) score matrix
-    F, BW, P, A, M = Kind.FORWARD, Kind.BACKWARD, Kind.PARAMS, Kind.ACTIVATION, Kind.MEMORY
-    t: list[Term] = []
+    hs = d / h  # head size
+    S = B * h * n**2  # elements of the (B, h, n, n) score matrix
+    EW = ELEMENTWISE_FLOPS
 
-    # Forward: each projection is (B·n, d) x (d, d); the scores are h products (n, d/h) x (d/h, n).
-    for p in ("q", "k", "v"):
-        t.append(Term(f"{p}_proj", F, 2 * B * n * d**2, True, LINEAR, f"x·W_{p}: 2·(B·n)·d·d"))
-    if bias:
-        t.append(Term("bias_add", F, 4 * ELEMENTWISE_FLOPS * B * n * d, False, LINEAR, "4 biases"))
-    t.append(Term("scores", F, 2 * B * h * n**2 * (d / h), True, score_ops, "Q·Kᵀ per head"))
-    t.append(
-        Term(
-            "scale",
-            F,
-            ELEMENTWISE_FLOPS * scores,
-            False,
-            SDPA if fused else ("aten::mul", "aten.mul"),
-            "× 1/√(d/h)",
-        )
-    )
-    if causal:
-        t.append(
-            Term(
-                "causal_mask",
-                F,
-                ELEMENTWISE_FLOPS * scores,
-                False,
-                SDPA if fused else ("aten::masked_fill", "aten.masked_fill"),
-                "one select",
-            )
-        )
-    t.append(
-        Term(
-            "softmax",
-            F,
-            SOFTMAX_FWD_FLOPS * scores,
-            False,
-            SDPA if fused else ("aten::softmax", "aten._softmax"),
-            "5 per element",
-        )
-    )
-    t.append(Term("attn_v", F, 2 * B * h * n**2 * (d / h), True, score_ops, "A·V per head"))
-    t.append(Term("out_proj", F, 2 * B * n * d**2, True, LINEAR, "y·W_o"))
+    def ops(eager: tuple[str, ...], kernel: tuple[str, ...]) -> tuple[str, ...]:
+        return kernel if fused else eager  # inside the fused kernel, or separate eager ops
 
-    # Backward: dX = dY·Wᵀ and dW = Xᵀ·dY for every product, twice its forward.
-    for p in ("q", "k", "v", "out"):
-        t.append(Term(f"{p}_proj", BW, 4 * B * n * d**2, True, ("aten.mm",), "dX and dW"))
-    if bias:
-        t.append(
-            Term(
-                "bias_grad",
-                BW,
-                4 * ELEMENTWISE_FLOPS * B * n * d,
-                False,
-                ("aten.sum",),
-                "each bias gradient sums dY over B·n tokens",
-            )
-        )
-    t.append(
-        Term(
-            "x_grad_sum",
-            BW,
-            2 * ELEMENTWISE_FLOPS * B * n * d,
-            False,
-            ("aten.add",),
-            "dX gathers the q, k and v branches: 2 additions",
-        )
-    )
-    bwd_ops = SDPA_BWD if fused else ("aten.bmm",)
-    if fused:
+    def fwd(name, expr, op, note="", mm=False):
+        return Term(name, Kind.FORWARD, expr, mm, op, note)
+
+    def bwd(name, expr, op, note="", mm=False):
+        return Term(name, Kind.BACKWARD, expr, mm, op, note)
+
+    def act(name, expr, note):
+        return Term(name, Kind.ACTIVATION, expr, note=note)
+
+    def when(condition: bool, *terms: Term) -> list[Term]:
+        return list(terms) if condition else []
+
+    att, att_bwd = ops(MATMUL, SDPA), ops(("aten.bmm",), SDPA_BWD)
+    recompute = EW * (2 if causal else 1) + SOFTMAX_RECOMPUTE_FLOPS  # scale, mask, exp(S − L)
+    t = [
+        # Forward. Projections: (B·n, d) x (d, d). Scores: B·h products (n, d/h) x (d/h, n).
+        fwd("q_proj", 2 * B * n * d**2, LINEAR, "x·W_q: 2·(B·n)·d·d", mm=True),
+        fwd("k_proj", 2 * B * n * d**2, LINEAR, "x·W_k", mm=True),
+        fwd("v_proj", 2 * B * n * d**2, LINEAR, "x·W_v", mm=True),
+        *when(bias, fwd("bias_add", 4 * EW * B * n * d, LINEAR, "4 biases, 1 per element")),
+        fwd("scores", 2 * B * h * n**2 * hs, att, "Q·Kᵀ, per head", mm=True),
+        fwd("scale", EW * S, ops(("aten::mul", "aten.mul"), SDPA), "× 1/√(d/h)"),
+        *when(causal, fwd("causal_mask", EW * S, ops(MASK, SDPA), "one select")),
+        fwd("softmax", SOFTMAX_FWD_FLOPS * S, ops(SOFTMAX, SDPA), "5 per element"),
+        fwd("attn_v", 2 * B * h * n**2 * hs, att, "A·V, per head", mm=True),
+        fwd("out_proj", 2 * B * n * d**2, LINEAR, "y·W_o", mm=True),
+        # Backward: dX = dY·Wᵀ and dW = Xᵀ·dY for every product, twice its forward.
+        bwd("q_proj", 4 * B * n * d**2, ("aten.mm",), "dX and dW", mm=True),
+        bwd("k_proj", 4 * B * n * d**2, ("aten.mm",), "dX and dW", mm=True),
+        bwd("v_proj", 4 * B * n * d**2, ("aten.mm",), "dX and dW", mm=True),
+        bwd("out_proj", 4 * B * n * d**2, ("aten.mm",), "dX and dW", mm=True),
+        *when(bias, bwd("bias_grad", 4 * EW * B * n * d, ("aten.sum",), "Σ dY over tokens")),
+        bwd("x_grad_sum", 2 * EW * B * n * d, ("aten.add",), "dX sums the q, k, v branches"),
         # The fused kernel keeps no n×n matrix: it recomputes S = Q·Kᵀ and P = exp(S − L).
-        t.append(Term("scores_recompute", BW, 2 * B * h * n**2 * (d / h), True, bwd_ops))
-        recompute = ELEMENTWISE_FLOPS * (2 if causal else 1) + SOFTMAX_RECOMPUTE_FLOPS
-        t.append(
-            Term(
-                "probs_recompute", BW, recompute * scores, False, bwd_ops, "scale, mask, exp(S − L)"
-            )
-        )
-    t.append(Term("scores", BW, 4 * B * h * n**2 * (d / h), True, bwd_ops, "dQ and dK"))
-    t.append(
-        Term("scale", BW, ELEMENTWISE_FLOPS * scores, False, bwd_ops if fused else ("aten.mul",))
-    )
-    if causal and not fused:
-        t.append(Term("causal_mask", BW, ELEMENTWISE_FLOPS * scores, False, ("aten.masked_fill",)))
-    t.append(
-        Term(
-            "softmax",
-            BW,
-            SOFTMAX_BWD_FLOPS * scores,
-            False,
-            bwd_ops if fused else ("aten._softmax_backward_data",),
-            "4 per element",
-        )
-    )
-    t.append(Term("attn_v", BW, 4 * B * h * n**2 * (d / h), True, bwd_ops, "dA and dV"))
-
-    # Parameters: as nn.Linear (and nn.MultiheadAttention) have them.
-    t.append(Term("weights", P, 4 * d**2))
-    if bias:
-        t.append(Term("biases", P, 4 * d))
-
-    # Saved for the backward (unique storages; parameters excluded).
-    t.append(Term("x", A, B * n * d * e, note="input of the q, k, v projections"))
-    t.append(Term("q", A, B * n * d * e, note="saved by Q·Kᵀ" if not fused else "saved by SDPA"))
-    t.append(Term("k", A, B * n * d * e, note="saved by Q·Kᵀ" if not fused else "saved by SDPA"))
-    t.append(Term("v", A, B * n * d * e, note="saved by A·V" if not fused else "saved by SDPA"))
+        *when(fused, bwd("scores_recompute", 2 * B * h * n**2 * hs, att_bwd, "Q·Kᵀ", mm=True)),
+        *when(fused, bwd("probs_recompute", recompute * S, att_bwd, "scale, mask, exp(S − L)")),
+        bwd("scores", 4 * B * h * n**2 * hs, att_bwd, "dQ and dK", mm=True),
+        bwd("scale", EW * S, ops(("aten.mul",), SDPA_BWD)),
+        *when(causal and not fused, bwd("causal_mask", EW * S, ("aten.masked_fill",))),
+        bwd("softmax", SOFTMAX_BWD_FLOPS * S, ops(SOFTMAX_BWD, SDPA_BWD), "4 per element"),
+        bwd("attn_v", 4 * B * h * n**2 * hs, att_bwd, "dA and dV", mm=True),
+        # Parameters, as nn.Linear and nn.MultiheadAttention have them.
+        Term("weights", Kind.PARAMS, 4 * d**2),
+        *when(bias, Term("biases", Kind.PARAMS, 4 * d)),
+        # Saved for the backward: unique storages, parameters excluded.
+        act("x", B * n * d * e, "input of the q, k, v projections"),
+        act("q", B * n * d * e, "saved by SDPA" if fused else "saved by Q·Kᵀ"),
+        act("k", B * n * d * e, "saved by SDPA" if fused else "saved by Q·Kᵀ"),
+        act("v", B * n * d * e, "saved by SDPA" if fused else "saved by A·V"),
+    ]
     if fused:
-        t.append(
-            Term(
-                "attn_out",
-                A,
-                B * n * d * e,
-                note="SDPA's output, also the input of out_proj (one storage)",
-            )
-        )
-        t.append(Term("logsumexp", A, FP32_BYTES * B * h * n, note="softmax statistics, fp32"))
+        t += [
+            act("attn_out", B * n * d * e, "SDPA's output, also out_proj's input: one storage"),
+            act("logsumexp", FP32_BYTES * B * h * n, "softmax statistics, fp32"),
+        ]
     else:
-        if causal:
-            t.append(
-                Term("causal_mask", A, BOOL_BYTES * n**2, note="bool mask kept by masked_fill")
-            )
-        t.append(Term("probs", A, scores * e, note="softmax output, kept by softmax and A·V"))
-        t.append(Term("heads_out", A, B * n * d * e, note="concatenated heads, input of out_proj"))
-
-    # The n×n attention matrix that the implementation materialises (one at a time).
-    t.append(
-        Term(
-            "attention_matrix",
-            M,
-            Integer(0) if fused else scores * e,
-            ops=SOFTMAX_OUT,
-            note="never materialised" if fused else "the probabilities, B·h·n²",
-        )
-    )
+        t += [
+            *when(causal, act("causal_mask", BOOL_BYTES * n**2, "bool mask, kept by masked_fill")),
+            act("probs", S * e, "softmax output, kept by softmax and A·V"),
+            act("heads_out", B * n * d * e, "concatenated heads, input of out_proj"),
+        ]
+    # The n×n matrix the implementation materialises: the probabilities, or nothing.
+    matrix = Integer(0) if fused else S * e
+    note = "never materialised" if fused else "B·h·n² probabilities"
+    t.append(Term("attention_matrix", Kind.MEMORY, matrix, ops=SOFTMAX_OUT, note=note))
     return CostModel(t)
 
 
