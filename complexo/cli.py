@@ -86,8 +86,9 @@ def _emit(result, as_json: bool, brief: bool) -> None:
 
 
 @app.command(
-    help="Multi-head self-attention: FLOPs, parameters and memory, per term, "
-    "against fvcore and torch's FlopCounterMode."
+    short_help="Multi-head self-attention: FLOPs, parameters and memory, checked by counters.",
+    help="Multi-head self-attention: forward and backward FLOPs, parameters, saved activations "
+    "and the attention matrix, per term, against fvcore, FlopCounterMode and autograd.",
 )
 def mhsa(
     batch: Annotated[int, typer.Option(help="Batch size B.")] = 1,

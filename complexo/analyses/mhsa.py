@@ -27,7 +27,6 @@ from complexo.result import QuantitySpec, Result, build_quantity, summarise
 from complexo.symbols import B, d, e, h, n
 
 NAME = "mhsa"
-HELP = "Multi-head self-attention: FLOPs, parameters and memory, against fvcore and torch."
 IMPLS = ("naive", "sdpa")
 
 # Operators that carry each term: TorchScript names (what fvcore sees) and dispatcher names (what
