@@ -72,9 +72,6 @@ class Result:
     summary: Summary
     notes: list[str] = field(default_factory=list)
 
-    def quantity(self, name: str) -> Quantity:
-        return next(q for q in self.quantities if q.name == name)
-
     def to_json(self) -> dict:
         return {
             "analysis": self.analysis,
