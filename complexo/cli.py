@@ -13,6 +13,11 @@ from typer.core import TyperGroup
 
 from complexo.errors import ComplexoError
 
+try:  # typer ≥ 0.2x vendors click and exposes its exception base as TyperException
+    _UsageError = typer.TyperException
+except AttributeError:  # older typer runs on click itself
+    from click import ClickException as _UsageError
+
 
 class _Commands(TyperGroup):
     """Bad input becomes one line on stderr and a non-zero exit, never a traceback."""
@@ -30,7 +35,7 @@ class _Commands(TyperGroup):
         kwargs["standalone_mode"] = False
         try:
             code = super().main(*args, **kwargs)
-        except typer.TyperException as err:  # typer's usage errors: bad values, unknown options
+        except _UsageError as err:  # typer's usage errors: bad values, unknown options
             _fail(err.format_message(), getattr(err, "exit_code", 2))
         except ComplexoError as err:
             _fail(str(err), 2)

@@ -7,7 +7,10 @@ from typer.testing import CliRunner
 
 from complexo.cli import app
 
-runner = CliRunner()
+try:
+    runner = CliRunner(mix_stderr=False)  # click < 8.2: keep stderr apart
+except TypeError:
+    runner = CliRunner()  # click ≥ 8.2 and typer's vendored click always do
 
 SMALL = ["mhsa", "--seq", "256", "--dim", "64", "--heads", "4"]
 
