@@ -21,17 +21,17 @@ def human(value: int | float | None, unit: str) -> str:
     if value is None:
         return "—"
     if unit == "byte":
-        v, i = float(value), 0
-        while abs(v) >= 1024 and i < len(_BINARY) - 1:
-            v, i = v / 1024, i + 1
-        return f"{int(v)} B" if i == 0 else f"{_sig3(v)} {_BINARY[i]}"
+        number, prefix = _scaled(value, 1024, _BINARY)
+        return f"{number} {prefix}"
+    number, prefix = _scaled(value, 1000, _SI)
+    return f"{number} {prefix}".rstrip() if unit == "param" else f"{number} {prefix}FLOP"
+
+
+def _scaled(value: float, base: int, prefixes: list[str]) -> tuple[str, str]:
     v, i = float(value), 0
-    while abs(v) >= 1000 and i < len(_SI) - 1:
-        v, i = v / 1000, i + 1
-    number = f"{int(v)}" if i == 0 else _sig3(v)
-    if unit == "param":
-        return f"{number} {_SI[i]}".rstrip()
-    return f"{number} {_SI[i]}FLOP"
+    while abs(v) >= base and i < len(prefixes) - 1:
+        v, i = v / base, i + 1
+    return (f"{int(v)}" if i == 0 else _sig3(v)), prefixes[i]
 
 
 def _sig3(v: float) -> str:

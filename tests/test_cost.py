@@ -63,3 +63,14 @@ def test_dominant_term_and_share():
 
 def test_plain_text_uses_middle_dots_and_superscripts():
     assert plain(2 * B * n * d**2, factor=False) == "2·B·d²·n"
+
+
+def test_human_units():
+    from complexo.render import human
+
+    assert human(105_226_698_752, "flop") == "105 GFLOP"
+    assert human(16_777_216, "byte") == "16.0 MiB"
+    assert human(1_159_725_056, "byte") == "1.08 GiB"
+    assert human(4_198_400, "param") == "4.20 M"
+    assert human(512, "byte") == "512 B" and human(7, "param") == "7"
+    assert human(None, "flop") == "—"
