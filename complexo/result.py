@@ -5,7 +5,7 @@ The JSON document built here is the contract scripts rely on (see README, "JSON"
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 
 import sympy
@@ -84,16 +84,7 @@ class Result:
                     "value": q.value,
                     "unit": q.unit,
                     "measured": q.measured,
-                    "gaps": [
-                        {
-                            "counter": g.counter,
-                            "op": g.op,
-                            "reason": g.reason,
-                            "terms": list(g.terms),
-                            "value": g.value,
-                        }
-                        for g in q.gaps
-                    ],
+                    "gaps": [asdict(g) for g in q.gaps],
                 }
                 for q in self.quantities
             },
