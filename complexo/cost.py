@@ -30,7 +30,8 @@ class Kind(str, Enum):
     BACKWARD = "backward_flops"
     PARAMS = "params"
     ACTIVATION = "activation_bytes"  # saved by autograd for the backward
-    MEMORY = "memory_bytes"  # other memory: the attention matrix, caches, ...
+    MEMORY = "memory_bytes"  # other memory: the attention matrix, weights, optimizer state, ...
+    CHECKPOINT = "checkpoint_bytes"  # what is written to disk
 
     @property
     def unit(self) -> str:
@@ -44,7 +45,8 @@ class Term:
     """One named piece of cost. ``matmul`` marks matrix products, the only work that fvcore and
     FlopCounterMode count; ``ops`` names the operators that carry the term in the reference
     implementation (TorchScript names for fvcore, dispatcher names for torch), so that a counter's
-    gap can be attributed to the ops it skipped."""
+    gap can be attributed to the ops it skipped. ``tags`` let a quantity pick a subset of a kind's
+    terms (``"dw"``: weight gradients, ``"trainable"`` parameters, ...)."""
 
     name: str
     kind: Kind
@@ -52,6 +54,7 @@ class Term:
     matmul: bool = False
     ops: tuple[str, ...] = ()
     note: str = ""
+    tags: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,16 @@ class CostModel:
                 raise ValueError(f"duplicate term {t.kind.value}/{t.name}")
             seen.add((t.kind, t.name))
 
-    def terms(self, kind: Kind, *, matmul_only: bool = False) -> list[Term]:
-        return [t for t in self._terms if t.kind == kind and (t.matmul or not matmul_only)]
+    def terms(
+        self, kind: Kind | tuple[Kind, ...], *, matmul_only: bool = False, tag: str = ""
+    ) -> list[Term]:
+        """Terms of one kind (or several), optionally only matrix products or one tag's."""
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        return [
+            t
+            for t in self._terms
+            if t.kind in kinds and (t.matmul or not matmul_only) and (not tag or tag in t.tags)
+        ]
 
     def term(self, kind: Kind, name: str) -> Term:
         for t in self.terms(kind):
@@ -80,8 +91,10 @@ class CostModel:
                 return t
         raise KeyError(f"{kind.value}/{name}")
 
-    def total(self, kind: Kind, *, matmul_only: bool = False) -> sympy.Expr:
-        return sympy.Add(*(t.expr for t in self.terms(kind, matmul_only=matmul_only)))
+    def total(
+        self, kind: Kind | tuple[Kind, ...], *, matmul_only: bool = False, tag: str = ""
+    ) -> sympy.Expr:
+        return sympy.Add(*(t.expr for t in self.terms(kind, matmul_only=matmul_only, tag=tag)))
 
     def group(self, kind: Kind, names: Sequence[str]) -> sympy.Expr:
         return sympy.Add(*(self.term(kind, name).expr for name in names))
@@ -105,17 +118,36 @@ class CostModel:
     ) -> Crossover:
         """Solve sum(grows) = sum(against) for the positive ``symbol``."""
         a, b = self.group(kind, grows), self.group(kind, against)
-        # Costs are polynomials in ``symbol``: their roots are faster than sympy.solve's search.
-        numerator = sympy.numer(sympy.together(sympy.expand(a - b)))
-        roots = [r for r in sympy.roots(sympy.Poly(numerator, symbol)) if r.is_positive]
-        if len(roots) != 1:
-            raise ValueError(f"expected one positive crossover in {symbol}, got {roots}")
-        root = sympy.factor(roots[0])
-        value = Fraction(0)
-        if values is not None:
-            q = sympy.nsimplify(root.subs(values))
-            value = Fraction(int(q.p), int(q.q))
-        return Crossover(label, symbol, root, value)
+        return crossover(a, b, symbol, values=values, label=label)
+
+
+def crossover(
+    a: sympy.Expr,
+    b: sympy.Expr,
+    symbol: sympy.Symbol,
+    *,
+    values: Mapping | None = None,
+    label: str = "",
+) -> Crossover:
+    """Solve a = b for the positive ``symbol``.
+
+    >>> from complexo.symbols import d, r
+    >>> crossover(r * 2 * d, d**2, r).expr  # a rank-r adapter of a d×d matrix: r·(d + d) = d²
+    d/2
+    """
+    # Costs are polynomials in ``symbol``: their roots are faster than sympy.solve's search.
+    numerator = sympy.numer(sympy.together(sympy.expand(a - b)))
+    roots = [x for x in sympy.roots(sympy.Poly(numerator, symbol)) if x.is_positive is not False]
+    if values is not None:  # a root whose sign depends on the symbols: positive here?
+        roots = [x for x in roots if x.subs(values).is_positive]
+    if len(roots) != 1:
+        raise ValueError(f"expected one positive crossover in {symbol}, got {roots}")
+    root = sympy.factor(roots[0])
+    value = Fraction(0)
+    if values is not None:
+        q = sympy.nsimplify(root.subs(values))
+        value = Fraction(int(q.p), int(q.q))
+    return Crossover(label, symbol, root, value)
 
 
 def evaluate(expr: sympy.Expr, values: Mapping) -> int:

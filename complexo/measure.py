@@ -31,6 +31,11 @@ class Count:
     total: int
     by_op: dict[str, int] = field(default_factory=dict)
     uncounted_ops: frozenset[str] = frozenset()
+    by_module: dict[str, int] = field(default_factory=dict)  # qualified name -> FLOPs inside it
+
+    def within(self, names: tuple[str, ...]) -> int:
+        """FLOPs inside the modules whose own (last) name is one of ``names``."""
+        return sum(v for k, v in self.by_module.items() if k.rsplit(".", 1)[-1] in names)
 
 
 @dataclass(frozen=True)
@@ -42,11 +47,27 @@ class TorchMeasurement:
     outputs: tuple[tuple[str, tuple[int, ...], int], ...]  # forward ops: (op, shape, bytes)
 
 
+class _NoModules:
+    """Stands in for FlopCounterMode's module tracker when per-module counts are not wanted:
+    its hooks on every module call and every gradient cost a third of a pass on the meta device.
+    Every op is then counted under "Global" only; the FLOP formulas are untouched."""
+
+    parents = frozenset({"Global"})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
 class _RecordingFlopCounter(FlopCounterMode):
     """FlopCounterMode, counting with its own registry, that also records every op it saw."""
 
-    def __init__(self, custom_mapping: dict | None = None):
+    def __init__(self, custom_mapping: dict | None = None, *, modules: bool = False):
         super().__init__(display=False, custom_mapping=custom_mapping)
+        if not modules and hasattr(self, "mod_tracker"):
+            self.mod_tracker = _NoModules()
         self.seen: set[str] = set()
         self.outputs: list[tuple[str, tuple[int, ...], int]] = []
         self.record_outputs = True
@@ -60,12 +81,21 @@ class _RecordingFlopCounter(FlopCounterMode):
                     self.outputs.append((name, tuple(t.shape), t.numel() * t.element_size()))
         return super()._count_flops(func_packet, out, args, kwargs)
 
-    def snapshot(self, counter: str, since: dict[str, int] | None = None) -> Count:
-        by_op = {str(k): v for k, v in self.get_flop_counts().get("Global", {}).items()}
+    def snapshot(self, counter: str, since: Count | None = None) -> Count:
+        counts = self.get_flop_counts()
+        by_op = {str(k): v for k, v in counts.get("Global", {}).items()}
+        by_module = {m: sum(ops.values()) for m, ops in counts.items() if m != "Global"}
         if since:
-            by_op = {k: v - since.get(k, 0) for k, v in by_op.items() if v - since.get(k, 0)}
+            by_op = _minus(by_op, since.by_op)
+            by_module = _minus(by_module, since.by_module)
         registry = {str(k) for k in self.flop_registry}
-        return Count(counter, sum(by_op.values()), by_op, frozenset(self.seen - registry))
+        return Count(
+            counter, sum(by_op.values()), by_op, frozenset(self.seen - registry), by_module
+        )
+
+
+def _minus(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in now.items() if v - before.get(k, 0)}
 
 
 class CPUAttentionDispatch(TorchFunctionMode):
@@ -130,13 +160,80 @@ def measure_torch(
         counter.seen.clear()
         counter.record_outputs = False
         y.sum().backward()
-        bwd = counter.snapshot("torch", since=fwd.by_op)
+        bwd = counter.snapshot("torch", since=fwd)
     return TorchMeasurement(
         forward=fwd,
         backward=bwd,
         saved_bytes=sum(v[2] for v in saved.values()),
         saved=tuple(v[:3] for v in saved.values()),
         outputs=tuple(counter.outputs),
+    )
+
+
+def count_forward(forward: Callable[[], object], *, custom_mapping: dict | None = None) -> Count:
+    """FlopCounterMode's count of a forward pass alone, without autograd (inference)."""
+    counter = _RecordingFlopCounter(custom_mapping)
+    with CPUAttentionDispatch(), counter, torch.no_grad():
+        forward()
+    return counter.snapshot("torch")
+
+
+def storage_bytes(tensors) -> int:
+    """Bytes of the unique storages behind ``tensors`` (tied weights count once)."""
+    storages = {t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """Memory that one optimizer step holds besides the activations, read off real objects:
+    the parameters, the gradients autograd left on them, and the state of a real
+    ``torch.optim`` optimizer after one step (with the fp32 master copies that mixed precision
+    steps instead of the 16-bit weights)."""
+
+    weight_bytes: int
+    gradient_bytes: int
+    optimizer_bytes: int  # optimizer state + fp32 master weights
+    state_tensors: int  # how many tensors that is
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def training_state(module: torch.nn.Module, optimizer: str, *, master_fp32: bool) -> TrainingState:
+    """Call after a backward: steps ``optimizer`` once over the trainable parameters (on their
+    fp32 master copies when ``master_fp32``) and measures what it keeps. The optimizer's host-side
+    step counters (one 4-byte scalar per parameter tensor) are not device memory and not counted."""
+    params = list(module.parameters())
+    trainable = [p for p in {id(p): p for p in params}.values() if p.requires_grad]
+    grads = [p.grad for p in trainable if p.grad is not None]
+    stepped = trainable
+    if master_fp32:
+        stepped = [p.detach().float().requires_grad_() for p in trainable]
+        for master, p in zip(stepped, trainable, strict=True):
+            master.grad = p.grad.float() if p.grad is not None else None
+    make = {
+        "adam": lambda ps: torch.optim.Adam(ps, foreach=True),
+        "adamw": lambda ps: torch.optim.AdamW(ps, foreach=True),
+        "sgd": lambda ps: torch.optim.SGD(ps, lr=1e-3, foreach=True),
+    }[optimizer]
+    state: list[torch.Tensor] = []
+    if stepped:
+        opt = make(stepped)
+        opt.step()
+        device = stepped[0].device
+        state = [
+            v
+            for s in opt.state.values()
+            for v in s.values()
+            if isinstance(v, torch.Tensor) and v.device == device
+        ]
+    masters = storage_bytes(stepped) if master_fp32 else 0
+    return TrainingState(
+        weight_bytes=storage_bytes(params),
+        gradient_bytes=storage_bytes(grads),
+        optimizer_bytes=storage_bytes(state) + masters,
+        state_tensors=len(state) + (len(stepped) if master_fp32 else 0),
     )
 
 
@@ -172,9 +269,11 @@ def count_fvcore(module: torch.nn.Module, inputs: tuple) -> Count:
             .tracer_warnings("none")
         )
         total = analysis.total()
-        by_op = {k: FLOPS_PER_MAC * v for k, v in analysis.by_operator().items()}
+        # fvcore names ops without their namespace here, and with it in unsupported_ops()
+        by_op = {f"aten::{k}": FLOPS_PER_MAC * v for k, v in analysis.by_operator().items()}
+        by_module = {k: FLOPS_PER_MAC * v for k, v in analysis.by_module().items() if k}
         unsupported = frozenset(analysis.unsupported_ops())
-    return Count("fvcore", FLOPS_PER_MAC * total, by_op, unsupported)
+    return Count("fvcore", FLOPS_PER_MAC * total, by_op, unsupported, by_module)
 
 
 def param_counts(module: torch.nn.Module) -> dict[str, int]:

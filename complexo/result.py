@@ -77,6 +77,12 @@ class Result:
             "analysis": self.analysis,
             "config": self.config,
             "convention": CONVENTION,
+            **self.body(),
+        }
+
+    def body(self) -> dict:
+        """The document without its config: quantities, terms, complexity and notes."""
+        return {
             "quantities": {
                 q.name: {
                     "formula": str(q.expr),
@@ -98,6 +104,7 @@ class Result:
                     for t in self.model.terms(kind)
                 }
                 for kind in Kind
+                if self.model.terms(kind)
             },
             "big_o": self.summary.big_o,
             "dominant_forward_term": {
@@ -105,15 +112,70 @@ class Result:
                 "value": self.summary.dominant[1],
                 "share": float(self.summary.dominant[2]),
             },
-            "crossovers": [
-                {
-                    "label": c.label,
-                    "symbol": str(c.symbol),
-                    "formula": str(c.expr),
-                    "value": float(c.value),
-                }
-                for c in self.summary.crossovers
-            ],
+            "crossovers": [crossover_json(c) for c in self.summary.crossovers],
+            "notes": self.notes,
+        }
+
+    def quantity(self, name: str) -> Quantity:
+        return next(q for q in self.quantities if q.name == name)
+
+
+def crossover_json(c: Crossover) -> dict:
+    return {
+        "label": c.label,
+        "symbol": str(c.symbol),
+        "formula": str(c.expr),
+        "value": float(c.value),
+    }
+
+
+def ratio_key(name: str) -> str:
+    """A sweep row's column for a quantity's ratio to the baseline: train_step_flops ->
+    train_step_ratio."""
+    for suffix in ("_bytes", "_flops", "_params"):
+        name = name.removesuffix(suffix)
+    return name + "_ratio"
+
+
+@dataclass
+class Comparison:
+    """Two variants of one analysis side by side (the first is the baseline): each a full
+    :class:`Result`, the ratio variant / baseline of every quantity, a sweep table of formula
+    values, and crossovers between the sides."""
+
+    analysis: str
+    config: dict
+    sides: dict[str, Result]
+    sweep: list[dict] = field(default_factory=list)
+    crossovers: tuple[Crossover, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def baseline(self) -> Result:
+        return next(iter(self.sides.values()))
+
+    @property
+    def variant(self) -> Result:
+        return list(self.sides.values())[1]
+
+    def ratio(self) -> dict[str, float | None]:
+        """variant / baseline for each quantity both have; None where the baseline is 0."""
+        base = {q.name: q.value for q in self.baseline.quantities}
+        return {
+            q.name: (q.value / base[q.name] if base[q.name] else None)
+            for q in self.variant.quantities
+            if q.name in base
+        }
+
+    def to_json(self) -> dict:
+        return {
+            "analysis": self.analysis,
+            "config": self.config,
+            "convention": CONVENTION,
+            **{name: side.body() for name, side in self.sides.items()},
+            "ratio": self.ratio(),
+            "sweep": self.sweep,
+            "crossovers": [crossover_json(c) for c in self.crossovers],
             "notes": self.notes,
         }
 
@@ -146,6 +208,12 @@ def attribute(counter: Count, terms: Sequence[Term], values: Mapping) -> list[Ga
         )
         for (op, how), ts in missed.items()
     ]
+    # Ops the counter gives FLOPs to that no term of the formula stands for (fvcore's 5 MACs per
+    # element of a LayerNorm, in a formula of matrix products): the gap runs the other way.
+    carried = {op for t in terms for op in t.ops}
+    for op, value in counter.by_op.items():
+        if value and op not in carried:
+            gaps.append(Gap(counter.counter, op, "counted here, outside the formula", (), -value))
     formula = sum(evaluate(t.expr, values) for t in terms)
     residual = formula - counter.total - sum(g.value for g in gaps)
     if residual:
@@ -155,10 +223,19 @@ def attribute(counter: Count, terms: Sequence[Term], values: Mapping) -> list[Ga
 
 @dataclass(frozen=True)
 class QuantitySpec:
+    """A quantity is the sum of a model's terms of one kind (or several: training memory is
+    weights, gradients, optimizer state and activations), optionally only its matrix products or
+    the terms carrying one tag."""
+
     name: str
     label: str
-    kind: Kind
+    kind: Kind | tuple[Kind, ...]
     matmul_only: bool = False
+    tag: str = ""
+
+    @property
+    def unit_kind(self) -> Kind:
+        return self.kind[0] if isinstance(self.kind, tuple) else self.kind
 
 
 def build_quantity(
@@ -169,7 +246,7 @@ def build_quantity(
 ) -> Quantity:
     """A quantity's formula and value, each counter's reading, and, for FLOP readings that
     disagree, the gaps attributed to ops."""
-    terms = model.terms(spec.kind, matmul_only=spec.matmul_only)
+    terms = model.terms(spec.kind, matmul_only=spec.matmul_only, tag=spec.tag)
     expr = sympy.Add(*(t.expr for t in terms))
     value = evaluate(expr, values)
     measured: dict[str, int | None] = {}
@@ -184,7 +261,7 @@ def build_quantity(
             measured[name] = reading
             if reading is not None and reading != value:
                 gaps.append(Gap(name, "", "unexplained", (), value - reading))
-    return Quantity(spec.name, spec.label, spec.kind, expr, value, measured, tuple(gaps))
+    return Quantity(spec.name, spec.label, spec.unit_kind, expr, value, measured, tuple(gaps))
 
 
 def summarise(

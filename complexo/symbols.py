@@ -9,3 +9,10 @@ n = sympy.Symbol("n", integer=True, positive=True)  # sequence length (tokens)
 d = sympy.Symbol("d", integer=True, positive=True)  # model width
 h = sympy.Symbol("h", integer=True, positive=True)  # attention heads; head size is d/h
 e = sympy.Symbol("e", integer=True, positive=True)  # bytes per element of the compute dtype
+L = sympy.Symbol("L", integer=True, positive=True)  # transformer layers
+V = sympy.Symbol("V", integer=True, positive=True)  # vocabulary size
+P = sympy.Symbol("P", integer=True, positive=True)  # learned positions (context length)
+f = sympy.Symbol("f", integer=True, positive=True)  # MLP hidden width
+r = sympy.Symbol("r", integer=True, positive=True)  # LoRA rank
+d_in = sympy.Symbol("d_in", integer=True, positive=True)  # a linear layer's input width
+d_out = sympy.Symbol("d_out", integer=True, positive=True)  # a linear layer's output width
