@@ -1,0 +1,191 @@
+"""A decoder-only transformer, from scratch: the GPT-2 family and LLaMA, one config apart.
+
+    gpt2:  learned positions, LayerNorm, biases, GELU MLP (d -> f -> d), lm_head tied to wte
+    llama: rotary positions, RMSNorm, no biases, SwiGLU MLP (gate, up: d -> f; down: f -> d),
+           untied lm_head
+
+Both are pre-norm: x = x + attn(norm(x)); x = x + mlp(norm(x)). Attention is causal, through
+``F.scaled_dot_product_attention``. Shape letters are complexo's symbols: B batch, n tokens,
+d width, h heads, hs = d/h, f MLP width, V vocabulary, L layers.
+
+Presets are architecturally identical to the published models, so their parameter counts are the
+published ones (see :data:`PUBLISHED_PARAMS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from complexo.blocks.attention import MHSA
+
+ARCHS = ("gpt2", "llama")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str  # one of ARCHS
+    layers: int  # L
+    dim: int  # d
+    heads: int  # h
+    vocab: int  # V
+    ctx: int  # context length: the learned positions P of gpt2, the trained context of llama
+    mlp: int  # f, hidden width of the MLP
+
+    @property
+    def learned_positions(self) -> bool:
+        return self.arch == "gpt2"
+
+    @property
+    def bias(self) -> bool:
+        return self.arch == "gpt2"
+
+    @property
+    def tied(self) -> bool:
+        return self.arch == "gpt2"
+
+    @property
+    def swiglu(self) -> bool:
+        return self.arch == "llama"
+
+
+def gpt2(layers: int, dim: int, heads: int, *, ctx: int = 1024, vocab: int = 50257):
+    return ModelConfig("gpt2", layers, dim, heads, vocab, ctx, 4 * dim)
+
+
+def llama_mlp_width(dim: int, multiple_of: int = 256) -> int:
+    """LLaMA's SwiGLU width: 2/3 of 4·d, rounded up to a multiple of 256 (11008 for d = 4096)."""
+    f = int(2 * 4 * dim / 3)
+    return multiple_of * ((f + multiple_of - 1) // multiple_of)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "gpt2": gpt2(12, 768, 12),
+    "gpt2-medium": gpt2(24, 1024, 16),
+    "gpt2-large": gpt2(36, 1280, 20),
+    "gpt2-xl": gpt2(48, 1600, 25),
+    # GPT-3's largest model: GPT-2's blocks at d = 12288, 96 layers and heads, 2048 positions.
+    "gpt3-175b": gpt2(96, 12288, 96, ctx=2048),
+    "llama-7b": ModelConfig("llama", 32, 4096, 32, 32000, 2048, llama_mlp_width(4096)),
+}
+
+# What the model cards and papers say, and where.
+PUBLISHED_PARAMS: dict[str, tuple[int, str]] = {
+    "gpt2": (124_439_808, "Hugging Face gpt2, num_parameters()"),
+    "gpt2-medium": (354_823_168, "Hugging Face gpt2-medium, num_parameters()"),
+    "gpt2-large": (774_030_080, "Hugging Face gpt2-large, num_parameters()"),
+    "gpt2-xl": (1_557_611_200, "Hugging Face gpt2-xl, num_parameters()"),
+    "gpt3-175b": (175_000_000_000, "Brown et al. 2020, Table 2.1: 175.0B, given to 0.1B"),
+    "llama-7b": (6_738_415_616, "Hugging Face huggyllama/llama-7b, num_parameters()"),
+}
+
+
+class RMSNorm(nn.Module):
+    """x / √(mean(x²) + ε) · w: LayerNorm without the mean and the bias."""
+
+    def __init__(self, d: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rstd = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)  # (B, n, 1)
+        return x * rstd * self.weight  # (B, n, d)
+
+
+def rotary_tables(n: int, hs: int, like: torch.Tensor, base: float = 10000.0):
+    """cos and sin of position × frequency, (n, hs), in ``like``'s dtype and device."""
+    inv_freq = 1.0 / base ** (torch.arange(0, hs, 2, device=like.device).float() / hs)  # (hs/2,)
+    angles = torch.outer(torch.arange(n, device=like.device).float(), inv_freq)  # (n, hs/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (n, hs)
+    return angles.cos().to(like.dtype), angles.sin().to(like.dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x_i, x_{i+hs/2}) by its position's angle: (B, h, n, hs) -> same."""
+    x1, x2 = x.chunk(2, dim=-1)  # (B, h, n, hs/2) each
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class CausalSelfAttention(MHSA):
+    """MHSA's four projections, causal SDPA, and rotary positions when given their tables."""
+
+    def forward(self, x: torch.Tensor, rope=None) -> torch.Tensor:
+        B, n, d = x.shape
+        q = self.split_heads(self.q_proj(x))  # (B, n, d) x (d, d) -> (B, h, n, hs)
+        k = self.split_heads(self.k_proj(x))  # (B, n, d) x (d, d) -> (B, h, n, hs)
+        v = self.split_heads(self.v_proj(x))  # (B, n, d) x (d, d) -> (B, h, n, hs)
+        if rope is not None:
+            q, k = rotate(q, *rope), rotate(k, *rope)  # (B, h, n, hs)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, h, n, hs)
+        y = y.transpose(1, 2).reshape(B, n, d)  # (B, h, n, hs) -> (B, n, d)
+        return self.out_proj(y)  # (B, n, d) x (d, d) -> (B, n, d)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.swiglu = cfg.swiglu
+        if self.swiglu:
+            self.gate_proj = nn.Linear(cfg.dim, cfg.mlp, bias=False)
+            self.up_proj = nn.Linear(cfg.dim, cfg.mlp, bias=False)
+            self.down_proj = nn.Linear(cfg.mlp, cfg.dim, bias=False)
+        else:
+            self.fc_in = nn.Linear(cfg.dim, cfg.mlp)
+            self.fc_out = nn.Linear(cfg.mlp, cfg.dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.swiglu:
+            g = F.silu(self.gate_proj(x))  # (B, n, d) x (d, f) -> (B, n, f)
+            return self.down_proj(g * self.up_proj(x))  # (B, n, f) x (f, d) -> (B, n, d)
+        a = F.gelu(self.fc_in(x), approximate="tanh")  # (B, n, d) x (d, f) -> (B, n, f)
+        return self.fc_out(a)  # (B, n, f) x (f, d) -> (B, n, d)
+
+
+def _norm(cfg: ModelConfig) -> nn.Module:
+    return RMSNorm(cfg.dim) if cfg.arch == "llama" else nn.LayerNorm(cfg.dim)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm1, self.norm2 = _norm(cfg), _norm(cfg)
+        self.attn = CausalSelfAttention(cfg.dim, cfg.heads, bias=cfg.bias, causal=True)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, rope=None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope)  # (B, n, d)
+        return x + self.mlp(self.norm2(x))  # (B, n, d)
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.dim % cfg.heads:
+            raise ValueError(f"d={cfg.dim} is not divisible by h={cfg.heads}")
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab, cfg.dim)  # (V, d)
+        self.wpe = nn.Embedding(cfg.ctx, cfg.dim) if cfg.learned_positions else None  # (P, d)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.norm_f = _norm(cfg)
+        self.lm_head = nn.Linear(cfg.dim, cfg.vocab, bias=False)  # (d, V)
+        if cfg.tied:
+            self.lm_head.weight = self.wte.weight
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        B, n = idx.shape
+        x = self.wte(idx)  # (B, n) -> (B, n, d)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(n, device=idx.device))  # (n, d), broadcast over B
+        else:
+            rope = rotary_tables(n, self.cfg.dim // self.cfg.heads, x)  # (n, hs) twice
+        for block in self.blocks:
+            x = block(x, rope)
+        logits = self.lm_head(self.norm_f(x))  # (B, n, d) x (d, V) -> (B, n, V)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.view(B * n, -1), targets.view(B * n))
