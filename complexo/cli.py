@@ -132,5 +132,105 @@ def mhsa(
     _emit(analysis.analyse(cfg), as_json, brief)
 
 
+class Optimizer(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16_mixed = "bf16-mixed"
+    fp16_mixed = "fp16-mixed"
+
+
+def _targets(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(t for t in text.replace(",", " ").split() if t)
+
+
+@app.command(
+    short_help="LoRA vs full fine-tuning: parameters, training memory and step FLOPs.",
+    help="LoRA against full fine-tuning, for one linear layer (--in, --out) or a whole "
+    "decoder-only transformer (--model, or --arch with --layers, --dim, --heads): parameters, "
+    "checkpoint, training memory by part, FLOPs of a training step by part, inference merged and "
+    "unmerged, and a rank sweep; checked against FlopCounterMode, fvcore, autograd's saved "
+    "tensors and a real optimizer step, all on the meta device.",
+)
+def lora(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, llama-7b "
+            "(default gpt2 unless a layer or a raw model is given)."
+        ),
+    ] = None,
+    in_features: Annotated[
+        int | None, typer.Option("--in", help="A single layer: input width d_in.")
+    ] = None,
+    out_features: Annotated[
+        int | None, typer.Option("--out", help="A single layer: output width d_out.")
+    ] = None,
+    arch: Annotated[
+        str | None, typer.Option(help="Architecture of a raw model: gpt2 or llama.")
+    ] = None,
+    layers: Annotated[int | None, typer.Option(help="Layers L (overrides the preset).")] = None,
+    dim: Annotated[int | None, typer.Option(help="Width d (overrides the preset).")] = None,
+    heads: Annotated[int | None, typer.Option(help="Heads h (overrides the preset).")] = None,
+    vocab: Annotated[int | None, typer.Option(help="Vocabulary V (overrides the preset).")] = None,
+    ctx: Annotated[
+        int | None, typer.Option(help="Context: learned positions P (gpt2), trained context.")
+    ] = None,
+    mlp: Annotated[int | None, typer.Option(help="MLP hidden width f (overrides).")] = None,
+    rank: Annotated[int, typer.Option(help="LoRA rank r.")] = 8,
+    alpha: Annotated[float, typer.Option(help="LoRA alpha; the update is scaled by α/r.")] = 16.0,
+    targets: Annotated[
+        str | None,
+        typer.Option(help="Adapted matrices, comma-separated from q, k, v, o, mlp (default q,v)."),
+    ] = None,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer, for its state.")] = (
+        Optimizer.adamw
+    ),
+    precision: Annotated[
+        Precision,
+        typer.Option(help="fp32, or 16-bit weights/activations with fp32 master weights."),
+    ] = Precision.bf16_mixed,
+    batch: Annotated[int, typer.Option(help="Batch size B.")] = 1,
+    seq: Annotated[
+        int | None, typer.Option(help="Tokens per sequence n (default: the model's context).")
+    ] = None,
+    as_json: JsonFlag = False,
+    brief: Annotated[bool, typer.Option("--brief", help="Leave out the formulas.")] = False,
+    terms: Annotated[bool, typer.Option("--terms", help="Add each side's per-term table.")] = False,
+) -> None:
+    from complexo.analyses import lora as analysis
+
+    cfg = analysis.Config(
+        model=model,
+        in_features=in_features,
+        out_features=out_features,
+        arch=arch,
+        layers=layers,
+        dim=dim,
+        heads=heads,
+        vocab=vocab,
+        ctx=ctx,
+        mlp=mlp,
+        rank=rank,
+        alpha=alpha,
+        targets=_targets(targets),
+        optimizer=optimizer.value,
+        precision=precision.value,
+        batch=batch,
+        seq=seq,
+    )
+    result = analysis.analyse(cfg)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        return
+    from complexo.render import console, render_comparison
+
+    console().print(render_comparison(result, formulas=not brief, terms=terms))
+
+
 def main() -> None:
     app()

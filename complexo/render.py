@@ -9,8 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from complexo.conventions import CONVENTION
-from complexo.cost import CostModel, Kind, evaluate, plain
-from complexo.result import COUNTERS, Quantity, Result
+from complexo.cost import CostModel, Crossover, Kind, evaluate, plain
+from complexo.result import COUNTERS, Comparison, Quantity, Result, ratio_key
 
 _SI = ["", "k", "M", "G", "T", "P", "E", "Z"]
 _BINARY = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
@@ -107,7 +107,7 @@ def terms_table(model: CostModel, values: dict) -> Table:
     return table
 
 
-def gap_lines(result: Result) -> list[Text]:
+def gap_lines(result: Result, prefix: str = "") -> list[Text]:
     """One line per op a counter skipped, with the FLOPs or bytes that is, under a header per
     disagreeing (quantity, counter) that says how much of the gap those lines explain."""
     lines: list[Text] = []
@@ -122,7 +122,7 @@ def gap_lines(result: Result) -> list[Text]:
             style = "bold" if not unexplained else "bold red"
             lines.append(
                 Text(
-                    f"{c} on {q.name}: {human(q.measured[c], q.unit)} vs "
+                    f"{prefix}{c} on {q.name}: {human(q.measured[c], q.unit)} vs "
                     f"{human(q.value, q.unit)}, a gap of {human(total, q.unit)} — {verdict}",
                     style=style,
                 )
@@ -131,10 +131,8 @@ def gap_lines(result: Result) -> list[Text]:
                 if g.reason == "unexplained":
                     lines.append(Text(f"    unexplained: {human(g.value, q.unit)}", style="red"))
                 else:
-                    terms = ", ".join(g.terms)
-                    lines.append(
-                        Text(f"    {g.op} ({g.reason}): {terms} = {human(g.value, q.unit)}")
-                    )
+                    terms = ", ".join(g.terms) + " = " if g.terms else ""
+                    lines.append(Text(f"    {g.op} ({g.reason}): {terms}{human(g.value, q.unit)}"))
     return lines
 
 
@@ -150,22 +148,28 @@ def summary_lines(result: Result) -> list[Text]:
             f"({float(share) * 100:.1f}% of forward FLOPs)"
         )
     )
-    for c in s.crossovers:
-        here = ""
-        at = result.values.get(c.symbol)
-        if at and c.value:
-            here = f"; here {c.symbol} = {at}, {at / float(c.value):.2f}× the crossover"
-        lines.append(
-            Text(f"  {c.label} at {c.symbol} = {plain(c.expr)} = {_number(c.value)}{here}")
-        )
+    lines += [crossover_line(c, result.values) for c in s.crossovers]
     return lines
 
 
+def crossover_line(c: Crossover, values: dict, indent: str = "  ") -> Text:
+    here = ""
+    at = values.get(c.symbol)
+    if at and c.value:
+        here = f"; here {c.symbol} = {at}, {at / float(c.value):#.3g}× the crossover"
+    formula = plain(c.expr)
+    if len(formula) > 60:  # a long closed form is in --json; the line keeps its value
+        formula = "(closed form in --json)"
+    return Text(f"{indent}{c.label} at {c.symbol} = {formula} = {_number(c.value)}{here}")
+
+
 def _number(v: Fraction) -> str:
-    return str(v.numerator) if v.denominator == 1 else f"{float(v):.1f}"
+    if v.denominator == 1:
+        return f"{v.numerator:,}" if v.numerator >= 10**5 else str(v.numerator)
+    return f"{float(v):,.1f}"
 
 
-def header(result: Result) -> Text:
+def header(result: Result | Comparison) -> Text:
     cfg = ", ".join(f"{k}={v}" for k, v in result.config.items())
     return Text.assemble(
         (f"complexo {result.analysis}", "bold"),
@@ -183,6 +187,97 @@ def render(result: Result, *, terms: bool = True) -> Group:
     if terms:
         parts.append(terms_table(result.model, result.values))
     parts += summary_lines(result)
+    return Group(*parts)
+
+
+def ratio_text(ratio: float | None) -> str:
+    """lora/full as a percentage with three significant figures: 67.6%, 0.0108%."""
+    if ratio is None:
+        return "—"
+    return f"{ratio * 100:.3g}%"
+
+
+def comparison_table(cmp: Comparison) -> Table:
+    (a_name, a), (b_name, b) = list(cmp.sides.items())[:2]
+    table = Table(
+        title=f"What it costs: {a_name} vs {b_name} (formula values; counters checked per side)",
+        title_justify="left",
+    )
+    table.add_column("quantity")
+    for name, justify in ((a_name, "right"), (b_name, "right"), (f"{b_name}/{a_name}", "right")):
+        table.add_column(name, justify=justify)
+    table.add_column(f"{a_name}: counters")
+    table.add_column(f"{b_name}: counters")
+    ratio = cmp.ratio()
+    base = {q.name: q for q in a.quantities}
+    for q in b.quantities:
+        qa = base[q.name]
+        table.add_row(
+            q.label,
+            human(qa.value, q.unit),
+            human(q.value, q.unit),
+            ratio_text(ratio.get(q.name)),
+            agreement(qa),
+            agreement(q),
+        )
+    return table
+
+
+def formulas_table(cmp: Comparison) -> Table:
+    (a_name, a), (b_name, b) = list(cmp.sides.items())[:2]
+    table = Table(title="Formulas", title_justify="left")
+    table.add_column("quantity")
+    table.add_column(a_name, overflow="fold")
+    table.add_column(b_name, overflow="fold")
+    base = {q.name: q for q in a.quantities}
+    for q in b.quantities:
+        table.add_row(q.label, plain(base[q.name].expr), plain(q.expr))
+    return table
+
+
+def sweep_table(cmp: Comparison) -> Table | None:
+    """The sweep rows (formula values), with each column's ratio to the baseline beside it."""
+    if not cmp.sweep:
+        return None
+    key = next(iter(cmp.sweep[0]))
+    table = Table(title=f"{cmp.variant.analysis} by {key} (formula values)", title_justify="left")
+    table.add_column(key, justify="right")
+    columns = [k for k in cmp.sweep[0] if k != key and not k.endswith("_ratio")]
+    quantities = {q.name: q for q in cmp.variant.quantities}
+    for c in columns:
+        table.add_column(quantities[c].label, justify="right")
+        table.add_column("vs " + next(iter(cmp.sides)), justify="right")
+    for row in cmp.sweep:
+        cells = [str(row[key])]
+        for c in columns:
+            cells += [human(row[c], quantities[c].unit), ratio_text(row[ratio_key(c)])]
+        table.add_row(*cells)
+    return table
+
+
+def render_comparison(cmp: Comparison, *, formulas: bool = True, terms: bool = False) -> Group:
+    parts: list = [header(cmp), comparison_table(cmp)]
+    if formulas:
+        parts.append(formulas_table(cmp))
+    gaps = [line for name, side in cmp.sides.items() for line in gap_lines(side, f"{name}: ")]
+    if gaps:
+        parts += [Text("Where the counters disagree", style="bold underline"), *gaps]
+    parts += [Text(f"note: {note}", style="dim") for note in cmp.notes]
+    sweep = sweep_table(cmp)
+    if sweep is not None:
+        parts.append(sweep)
+    if terms:
+        for name, side in cmp.sides.items():
+            table = terms_table(side.model, side.values)
+            table.title = f"Why ({name}): the terms"
+            parts.append(table)
+    parts.append(Text("Complexity", style="bold"))
+    for name, side in cmp.sides.items():
+        for kind, order in side.summary.big_o.items():
+            parts.append(Text(f"  {name:<5} {kind.replace('_', ' '):<18} {order}"))
+    for name, side in cmp.sides.items():
+        parts += [crossover_line(c, side.values, f"  {name}: ") for c in side.summary.crossovers]
+    parts += [crossover_line(c, cmp.baseline.values) for c in cmp.crossovers]
     return Group(*parts)
 
 

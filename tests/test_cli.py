@@ -5,6 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from complexo.analyses import ANALYSES
 from complexo.cli import app
 
 try:
@@ -121,6 +122,137 @@ def test_bad_input_is_one_line_and_nonzero(args, message):
 def test_unknown_command_suggests_the_valid_ones():
     result = runner.invoke(app, ["mhas"])
     assert result.exit_code != 0
-    assert result.stderr.strip() == (
-        "error: unknown command 'mhas'; did you mean 'mhsa'? choose from: mhsa"
+    assert result.stderr.strip().startswith(
+        "error: unknown command 'mhas'; did you mean 'mhsa'? choose from: "
     )
+    for name in ANALYSES:
+        assert name in result.stderr
+
+
+LORA_SMALL = ["lora", "--arch", "gpt2", "--layers", "2", "--dim", "16", "--heads", "2"]
+LORA_SMALL += ["--vocab", "50", "--ctx", "32", "--rank", "2"]
+
+
+def test_lora_table_sets_full_beside_lora_and_says_why_the_step_is_not_much_cheaper():
+    result = runner.invoke(app, LORA_SMALL)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for text in (
+        "full",
+        "lora",
+        "lora/full",
+        "trainable parameters",
+        "training step FLOPs",
+        "inference FLOPs, merged",
+        "optimizer state",
+        "by rank",
+        "not",
+        "cheaper",
+    ):
+        assert text in out, text
+    # fvcore skips SDPA and counts LayerNorm: both named, nothing left unexplained
+    assert "aten::scaled_dot_product_attention (unsupported op): attention" in out
+    assert "aten::layer_norm (counted here, outside the formula)" in out
+    assert "NOT fully explained" not in out
+    assert "adapters as large as the matrices they adapt at r = d/2 = 8" in out
+
+
+def test_lora_json_puts_both_sides_and_their_ratio_in_the_contract():
+    result = runner.invoke(app, [*LORA_SMALL, "--targets", "q,v,mlp", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["analysis"] == "lora"
+    assert doc["config"]["targets"] == ["q", "v", "mlp"] and doc["config"]["layers"] == 2
+    names = (
+        "params",
+        "trainable_params",
+        "checkpoint_bytes",
+        "train_memory_bytes",
+        "train_step_flops",
+    )
+    for side in ("full", "lora"):
+        for name in names:
+            q = doc[side]["quantities"][name]
+            assert set(q) >= {"formula", "value", "unit", "measured"}
+            assert q["measured"]["torch"] == q["value"], (side, name)
+    full, lora = doc["full"]["quantities"], doc["lora"]["quantities"]
+    for name in names:
+        assert doc["ratio"][name] == lora[name]["value"] / full[name]["value"]
+    # q, v: 2 adapters of 2·(16 + 16); mlp: 2·(16 + 64) twice; 2 layers: 2·(128 + 320) = 896
+    assert lora["trainable_params"]["value"] == 896
+    assert [row["rank"] for row in doc["sweep"]] == [1, 2, 4, 8, 16]
+
+
+def test_lora_single_layer():
+    result = runner.invoke(
+        app,
+        [
+            "lora",
+            "--in",
+            "64",
+            "--out",
+            "32",
+            "--rank",
+            "4",
+            "--seq",
+            "8",
+            "--precision",
+            "fp32",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert "model" not in doc["config"] and doc["config"]["in_features"] == 64
+    full, lora = doc["full"]["quantities"], doc["lora"]["quantities"]
+    # full: 64·32 + 32 = 2080 params; LoRA: 4·(64 + 32) = 384 trained
+    assert (full["trainable_params"]["value"], lora["trainable_params"]["value"]) == (2080, 384)
+    # one step over 8 tokens: forward, dX and dW, 2·8·64·32 = 32768 each
+    assert full["train_step_flops"]["value"] == 3 * 32768
+    # fp32 adamw: weights, gradients, m, v at 4 bytes, and the saved input 8·64·4
+    assert full["train_memory_bytes"]["value"] == 4 * 4 * 2080 + 8 * 64 * 4
+    assert full["train_memory_bytes"]["measured"]["torch"] == full["train_memory_bytes"]["value"]
+
+
+def test_lora_counts_gpt3_175b_on_the_meta_device():
+    result = runner.invoke(app, ["lora", "--model", "gpt3-175b", "--rank", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    full, lora = doc["full"]["quantities"], doc["lora"]["quantities"]
+    assert full["params"]["measured"] == {"fvcore": 174_604_259_328, "torch": 174_604_259_328}
+    # 96 layers × (q, v) × 4·(12288 + 12288)
+    assert lora["trainable_params"]["value"] == 96 * 2 * 4 * 2 * 12288
+    for side in (full, lora):
+        for name in ("train_memory_bytes", "train_step_flops", "inference_flops_merged"):
+            assert side[name]["measured"]["torch"] == side[name]["value"], name
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rank", "0"], "--rank must be a positive integer, got 0"),
+        (["--in", "16", "--out", "8", "--rank", "9"], "--rank 9 exceeds min(in, out) = 8"),
+        (["--model", "gpt5"], "unknown --model 'gpt5'; did you mean 'gpt2'? choose from: gpt2,"),
+        (["--model", "llama-7b", "--targets", "q,x"], "unknown --targets 'x'; choose from: q,"),
+        (["--targets", "mpl"], "unknown --targets 'mpl'; did you mean 'mlp'?"),
+        (
+            ["--arch", "gpt2", "--layers", "2", "--dim", "10", "--heads", "3"],
+            "--dim 10 is not divisible by --heads 3",
+        ),
+        (["--arch", "gptx", "--layers", "2", "--dim", "8", "--heads", "2"], "unknown --arch"),
+        (["--layers", "2"], "a model without --model needs --dim, --heads"),
+        (["--in", "16"], "a single layer needs both --in and --out"),
+        (["--in", "16", "--out", "8", "--model", "gpt2"], "give either a layer"),
+        (["--model", "gpt2", "--seq", "2048"], "--seq 2048 exceeds the 1024 learned positions"),
+        (["--batch", "-1"], "--batch must be a positive integer"),
+        (["--in", "0", "--out", "8"], "--in must be a positive integer"),
+        (["--alpha", "0"], "--alpha must be positive"),
+        (["--precision", "fp8"], "'fp8' is not one of"),
+    ],
+)
+def test_lora_bad_input_is_one_line_and_nonzero(args, message):
+    result = runner.invoke(app, ["lora", *args])
+    assert result.exit_code != 0
+    assert message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output

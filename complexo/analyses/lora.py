@@ -1,0 +1,695 @@
+"""LoRA against full fine-tuning: what it saves in parameters, memory and compute, and what not.
+
+Either one linear layer (d_in -> d_out, over B·n tokens) or a whole decoder-only transformer
+(:mod:`complexo.blocks.transformer`: L layers, width d, h heads, MLP width f, vocabulary V,
+P learned positions), adapted with rank-r LoRA on the chosen matrices.
+
+Symbols: B batch, n tokens, d, h, L, V, P, f, r; d_in, d_out for a single layer; e bytes per
+element of the compute dtype. FLOPs here are matrix products only (the 2·N per token and
+parameter of the usual "6·N·D" accounting): element-wise work (norms, softmax, activations,
+LoRA's scale-and-add) is the same on both sides and left out; see ``complexo mhsa`` for its size.
+
+Autograd is modelled as it runs: a matrix product computes its input gradient only where the
+input requires grad, and its weight gradient only where the weight does; an op saves for backward
+only what those gradients need. So a LoRA model's first layer, whose input comes from frozen
+embeddings, computes no input gradients before its first adapter, and frozen linear layers keep
+no inputs; the formulas below follow that, and the tests check them against autograd itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from dataclasses import asdict, dataclass, field, replace
+
+import sympy
+
+from complexo.blocks.lora import DEFAULT_TARGETS, TARGETS
+from complexo.blocks.transformer import ARCHS, PRESETS, PUBLISHED_PARAMS, ModelConfig
+from complexo.blocks.transformer import llama_mlp_width as _llama_mlp_width
+from complexo.conventions import DTYPES, FP32_BYTES, torch_dtype
+from complexo.cost import CostModel, Kind, Term, crossover, evaluate
+from complexo.errors import ComplexoError
+from complexo.result import (
+    Comparison,
+    QuantitySpec,
+    Result,
+    build_quantity,
+    ratio_key,
+    summarise,
+)
+from complexo.symbols import B, L, P, V, d, d_in, d_out, e, f, h, n, r
+
+NAME = "lora"
+SIDES = ("full", "lora")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+# Precision: compute/storage dtype of weights, gradients and activations, and whether an fp32
+# master copy of the trained weights is stepped (mixed precision as in ZeRO / apex O2).
+PRECISIONS = {"fp32": ("fp32", False), "bf16-mixed": ("bf16", True), "fp16-mixed": ("fp16", True)}
+# Optimizer state per trained parameter, in fp32: Adam's m and v; SGD (momentum 0) keeps none.
+OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 0}
+RANKS = (1, 2, 4, 8, 16, 64, 256)
+INDEX_BYTES = 8  # token ids and positions are int64
+
+LINEAR = ("aten::linear", "aten.addmm", "aten.mm")
+MM = ("aten.mm",)
+SDPA = ("aten::scaled_dot_product_attention", "aten._scaled_dot_product_flash_attention_for_cpu")
+SDPA_BWD = ("aten._scaled_dot_product_flash_attention_for_cpu_backward",)
+LORA_MODULES = ("lora_A", "lora_B")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A single layer (``in_features``, ``out_features``) or a model: a preset, optionally with
+    overrides, or ``arch`` with ``layers``, ``dim`` and ``heads`` (the rest from the arch)."""
+
+    model: str | None = None
+    in_features: int | None = None
+    out_features: int | None = None
+    arch: str | None = None
+    layers: int | None = None
+    dim: int | None = None
+    heads: int | None = None
+    vocab: int | None = None
+    ctx: int | None = None
+    mlp: int | None = None
+    rank: int = 8
+    alpha: float = 16.0
+    targets: tuple[str, ...] | None = None  # default: q, v for a model; a layer is adapted whole
+    optimizer: str = "adamw"
+    precision: str = "bf16-mixed"
+    batch: int = 1
+    seq: int | None = None  # default: the model's context, or 1024 for a single layer
+
+    def __post_init__(self):
+        _choice("--optimizer", self.optimizer, OPTIMIZERS)
+        _choice("--precision", self.precision, tuple(PRECISIONS))
+        if self.targets is not None:
+            if not self.targets:
+                raise ComplexoError(f"--targets is empty; choose from: {', '.join(TARGETS)}")
+            for t in self.targets:
+                _choice("--targets", t, tuple(TARGETS))
+            object.__setattr__(self, "targets", tuple(dict.fromkeys(self.targets)))
+        if self.alpha <= 0:
+            raise ComplexoError(f"--alpha must be positive, got {self.alpha}")
+        model_options = (self.model, self.arch, self.layers, self.dim, self.heads, self.vocab)
+        if self.in_features is not None or self.out_features is not None:
+            if self.in_features is None or self.out_features is None:
+                raise ComplexoError("a single layer needs both --in and --out")
+            if any(x is not None for x in (*model_options, self.ctx, self.mlp, self.targets)):
+                raise ComplexoError(
+                    "give either a layer (--in, --out) or a model (with --targets), not both"
+                )
+            self._resolve_layer()
+        else:
+            self._resolve_model()
+        _positive(self, "rank", "batch", "seq")
+        if self.rank > self.max_rank:
+            raise ComplexoError(
+                f"--rank {self.rank} exceeds min(in, out) = {self.max_rank} of the smallest "
+                "adapted matrix; a LoRA update B·A has rank at most that"
+            )
+
+    def _resolve_layer(self):
+        _positive(self, "in_features", "out_features")
+        if self.seq is None:
+            object.__setattr__(self, "seq", 1024)
+
+    def _resolve_model(self):
+        if self.model is not None:
+            if self.model not in PRESETS:
+                _choice("--model", self.model, tuple(PRESETS))
+            base = PRESETS[self.model]
+            if self.arch is not None and self.arch != base.arch:
+                raise ComplexoError(f"--arch {self.arch} contradicts --model {self.model}")
+        elif any(x is not None for x in (self.arch, self.layers, self.dim, self.heads)):
+            missing = [o for o in ("layers", "dim", "heads") if getattr(self, o) is None]
+            if missing:
+                raise ComplexoError(
+                    "a model without --model needs --"
+                    + ", --".join(missing)
+                    + f" (or a preset: {', '.join(PRESETS)})"
+                )
+            arch = self.arch or "gpt2"
+            _choice("--arch", arch, ARCHS)
+            base = _default(arch, self.dim)
+        else:
+            object.__setattr__(self, "model", "gpt2")
+            base = PRESETS["gpt2"]
+        for name in ("arch", "layers", "dim", "heads", "vocab", "ctx"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(base, name))
+        if self.mlp is None:
+            object.__setattr__(self, "mlp", _default(self.arch, self.dim).mlp)
+        _positive(self, "layers", "dim", "heads", "vocab", "ctx", "mlp")
+        if self.dim % self.heads:
+            raise ComplexoError(f"--dim {self.dim} is not divisible by --heads {self.heads}")
+        if self.arch == "llama" and (self.dim // self.heads) % 2:
+            raise ComplexoError(
+                f"rotary positions need an even head size; d/h = {self.dim // self.heads}"
+            )
+        if self.seq is None:
+            object.__setattr__(self, "seq", self.ctx)
+        if self.targets is None:
+            object.__setattr__(self, "targets", DEFAULT_TARGETS)
+        if self.arch == "gpt2" and self.seq > self.ctx:
+            raise ComplexoError(
+                f"--seq {self.seq} exceeds the {self.ctx} learned positions of this model"
+            )
+
+    @property
+    def single_layer(self) -> bool:
+        return self.in_features is not None
+
+    @property
+    def spec(self) -> ModelConfig:
+        return ModelConfig(
+            self.arch, self.layers, self.dim, self.heads, self.vocab, self.ctx, self.mlp
+        )
+
+    @property
+    def adapted(self) -> list[tuple[int, int]]:
+        """(in, out) of each adapted matrix, one layer's worth."""
+        if self.single_layer:
+            return [(self.in_features, self.out_features)]
+        return [(i, o) for name, i, o in _matrices(self.spec) if _target_of(name) in self.targets]
+
+    @property
+    def max_rank(self) -> int:
+        return min(min(i, o) for i, o in self.adapted) if self.adapted else 0
+
+    @property
+    def dtype(self) -> str:
+        return PRECISIONS[self.precision][0]
+
+    @property
+    def master_fp32(self) -> bool:
+        return PRECISIONS[self.precision][1]
+
+    @property
+    def values(self) -> dict:
+        common = {B: self.batch, n: self.seq, r: self.rank, e: DTYPES[self.dtype].bytes}
+        if self.single_layer:
+            return {**common, d_in: self.in_features, d_out: self.out_features}
+        spec = self.spec
+        return {
+            **common,
+            **{d: spec.dim, h: spec.heads, L: spec.layers, V: spec.vocab, f: spec.mlp},
+            P: spec.ctx,
+        }
+
+
+def _default(arch: str, dim: int | None) -> ModelConfig:
+    dim = dim or 768
+    mlp = _llama_mlp_width(dim) if arch == "llama" else 4 * dim
+    vocab, ctx = (32000, 2048) if arch == "llama" else (50257, 1024)
+    return ModelConfig(arch, 1, dim, 1, vocab, ctx, mlp)
+
+
+def _choice(option: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        close = difflib.get_close_matches(value, valid, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ComplexoError(f"unknown {option} '{value}'; {hint}choose from: {', '.join(valid)}")
+
+
+def _positive(cfg: Config, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            flag = {"in_features": "in", "out_features": "out"}.get(name, name)
+            raise ComplexoError(f"--{flag} must be a positive integer, got {value}")
+
+
+def _matrices(spec: ModelConfig) -> list[tuple[str, int, int]]:
+    """Every linear layer of one transformer layer: (name, in, out)."""
+    dm, ff = spec.dim, spec.mlp
+    mlp = (
+        [("gate_proj", dm, ff), ("up_proj", dm, ff), ("down_proj", ff, dm)]
+        if spec.swiglu
+        else [("fc_in", dm, ff), ("fc_out", ff, dm)]
+    )
+    return [(p, dm, dm) for p in ("q_proj", "k_proj", "v_proj", "out_proj")] + mlp
+
+
+def _target_of(module_name: str) -> str:
+    return next(t for t, names in TARGETS.items() if module_name in names)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cost model
+
+
+class _Terms:
+    """Collects terms; adding to an existing (kind, name) sums, so per-layer contributions and
+    layer counts accumulate into one term each."""
+
+    def __init__(self):
+        self._terms: dict[tuple[Kind, str], Term] = {}
+
+    def add(self, kind: Kind, name: str, expr, *, mm=False, ops=(), note="", tags=()) -> None:
+        key = (kind, name)
+        if key in self._terms:
+            old = self._terms[key]
+            self._terms[key] = replace(old, expr=old.expr + expr)
+        else:
+            self._terms[key] = Term(name, kind, sympy.sympify(expr), mm, ops, note, frozenset(tags))
+
+    def model(self) -> CostModel:
+        terms = [replace(t, expr=sympy.expand(t.expr)) for t in self._terms.values()]
+        return CostModel(t for t in terms if t.expr != 0)
+
+
+@dataclass
+class _Layer:
+    """One pass through a layer's ops, tracking which tensors require grad as autograd does.
+    ``c`` is how many identical layers this pass stands for."""
+
+    t: _Terms
+    c: sympy.Expr
+    trainable: bool  # the base weights (full fine-tuning)
+    targets: tuple[str, ...]  # adapted matrices (LoRA)
+    kept: dict[str, tuple[str, sympy.Expr, str]] = field(default_factory=dict)
+
+    def keep(self, storage: str, term: str, expr, note: str) -> None:
+        """A tensor saved for backward; one storage counts once, however many ops save it."""
+        self.kept.setdefault(storage, (term, expr, note))
+
+    def flush(self) -> None:
+        for term, expr, note in self.kept.values():
+            self.t.add(Kind.ACTIVATION, term, self.c * expr, note=note)
+        self.kept.clear()
+
+    def linear(
+        self, group: str, name: str, i, o, x: str, x_grad: bool, adapted: bool | None = None
+    ) -> bool:
+        """y = x·Wᵀ over B·n tokens, plus its adapter if targeted. Returns y.requires_grad."""
+        if adapted is None:
+            adapted = _adapted(name, self.targets)
+        mm, c = 2 * B * n * i * o, self.c  # (B·n, i) x (i, o)
+        self.t.add(Kind.FORWARD, group, c * mm, mm=True, ops=LINEAR, tags={"base"})
+        if x_grad:
+            self.t.add(Kind.BACKWARD, f"{group}.dx", c * mm, mm=True, ops=MM, tags={"dx"})
+        if self.trainable:
+            self.t.add(Kind.BACKWARD, f"{group}.dw", c * mm, mm=True, ops=MM, tags={"dw"})
+            self.keep(x, f"{group}_inputs", B * n * i * e, "inputs of trained matrices")
+        if adapted:
+            a, b = 2 * B * n * i * r, 2 * B * n * r * o  # (B·n, i) x (i, r), (B·n, r) x (r, o)
+            lora = {"lora"}
+            self.t.add(Kind.FORWARD, "lora", c * (a + b), mm=True, ops=LINEAR, tags=lora)
+            self.t.add(Kind.BACKWARD, "lora.dw", c * (a + b), mm=True, ops=MM, tags={*lora, "dw"})
+            dx = b + (a if x_grad else 0)  # into x·Aᵀ always; into x where x needs it
+            self.t.add(Kind.BACKWARD, "lora.dx", c * dx, mm=True, ops=MM, tags={*lora, "dx"})
+            self.keep(x, f"{group}_inputs", B * n * i * e, "inputs of adapted matrices")
+            self.keep(f"{name}.z", "lora_hidden", B * n * r * e, "x·Aᵀ, input of B")
+        return x_grad or self.trainable or adapted
+
+
+def _norm(layer: _Layer, rms: bool, x: str, x_grad: bool, out: str) -> bool:
+    """LayerNorm keeps its input and fp32 mean and 1/std; the from-scratch RMSNorm keeps its
+    input and 1/rms, and x·(1/rms) only where its weight trains. Returns out.requires_grad."""
+    if rms:
+        if x_grad:
+            layer.keep(x, "norm_inputs", B * n * d * e, "residual stream, kept by the norms")
+            layer.keep(f"{x}.rstd", "norm_stats", B * n * e, "1/rms per token")
+        if layer.trainable:
+            layer.keep(f"{out}.hat", "norm_normalized", B * n * d * e, "x/rms, for dw")
+    elif x_grad or layer.trainable:
+        layer.keep(x, "norm_inputs", B * n * d * e, "residual stream, kept by the norms")
+        layer.keep(f"{x}.stats", "norm_stats", 2 * FP32_BYTES * B * n, "fp32 mean and 1/std")
+    return x_grad or layer.trainable
+
+
+def _transformer_layer(layer: _Layer, spec: ModelConfig, x_grad: bool) -> tuple[bool, bool]:
+    """One pre-norm block. Returns (output requires grad, q or k required grad)."""
+    rms = spec.arch == "llama"
+    h1 = _norm(layer, rms, "x", x_grad, "h1")
+    q, k, v = (layer.linear("attn_proj", p, d, d, "h1", h1) for p in ("q_proj", "k_proj", "v_proj"))
+    att = q or k or v
+    if att:  # the fused kernel keeps q, k, v (after rotary), its output and fp32 log-sum-exp
+        layer.keep("qkv", "attention_qkv", 3 * B * n * d * e, "q, k, v, kept by SDPA")
+        layer.keep("att", "attention_out", B * n * d * e, "SDPA's output, also out_proj's input")
+        layer.keep("lse", "attention_lse", FP32_BYTES * B * h * n, "softmax statistics, fp32")
+    scores = layer.c * 4 * B * n**2 * d  # Q·Kᵀ and A·V, causal counted dense
+    layer.t.add(Kind.FORWARD, "attention", scores, mm=True, ops=SDPA, tags={"base"})
+    if att:  # recompute Q·Kᵀ (2), dQ and dK (4), dA and dV (4): torch's own SDPA formula
+        layer.t.add(
+            Kind.BACKWARD,
+            "attention.dx",
+            layer.c * 10 * B * n**2 * d,
+            mm=True,
+            ops=SDPA_BWD,
+            tags={"dx"},
+        )
+    o = layer.linear("attn_proj", "out_proj", d, d, "att", att)
+    x1 = x_grad or o
+    h2 = _norm(layer, rms, "x1", x1, "h2")
+    if spec.swiglu:
+        g = layer.linear("mlp", "gate_proj", d, f, "h2", h2)
+        u = layer.linear("mlp", "up_proj", d, f, "h2", h2)
+        if g:  # silu keeps its input; the product keeps up's output for d(silu)
+            layer.keep("gate", "mlp_hidden", B * n * f * e, "gate output, kept by SiLU")
+            layer.keep("up", "mlp_hidden", B * n * f * e, "up output, kept by the product")
+        if u:
+            layer.keep("silu", "mlp_hidden", B * n * f * e, "SiLU output, kept by the product")
+        m = layer.linear("mlp", "down_proj", f, d, "prod", g or u)
+    else:
+        a = layer.linear("mlp", "fc_in", d, f, "h2", h2)
+        if a:
+            layer.keep("fc", "mlp_hidden", B * n * f * e, "fc_in output, kept by GELU")
+        m = layer.linear("mlp", "fc_out", f, d, "gelu", a)
+    layer.flush()
+    return x1 or m, q or k
+
+
+def cost_model(cfg: Config, side: str) -> CostModel:
+    """The symbolic cost of a training step of ``cfg`` under full fine-tuning or LoRA."""
+    t, full = _Terms(), side == "full"
+    if cfg.single_layer:
+        layer = _Layer(t, sympy.Integer(1), full, ())
+        # Its input needs its gradient: the layer sits inside a network (see conventions).
+        layer.linear("layer", "layer", d_in, d_out, "x", True, adapted=not full)
+        layer.flush()
+        tags = {"trainable"} if full else set()
+        t.add(Kind.PARAMS, "weight", d_in * d_out, tags=tags)
+        t.add(Kind.PARAMS, "bias", d_out, tags=tags)
+    else:
+        _model_terms(t, cfg.spec, full, () if full else cfg.targets)
+    if not full:
+        adapters, _ = _adapted_sizes(cfg)
+        t.add(Kind.PARAMS, "adapters", adapters, tags={"trainable"}, note="r·(in + out) each")
+    _memory_terms(t, cfg)
+    return t.model()
+
+
+def _adapted_sizes(cfg: Config) -> tuple[sympy.Expr, sympy.Expr]:
+    """Parameters of the adapters, and of the matrices they adapt."""
+    if cfg.single_layer:
+        return r * (d_in + d_out), d_in * d_out
+    matrices = [
+        (i, o) for name, i, o in _symbolic_matrices(cfg.spec) if _adapted(name, cfg.targets)
+    ]
+    return L * sum(r * (i + o) for i, o in matrices), L * sum(i * o for i, o in matrices)
+
+
+def _adapted(name: str, targets) -> bool:
+    return any(name in TARGETS[x] for x in targets)
+
+
+def _symbolic_matrices(spec: ModelConfig):
+    mlp = (
+        [("gate_proj", d, f), ("up_proj", d, f), ("down_proj", f, d)]
+        if spec.swiglu
+        else [("fc_in", d, f), ("fc_out", f, d)]
+    )
+    return [(p, d, d) for p in ("q_proj", "k_proj", "v_proj", "out_proj")] + mlp
+
+
+def _model_terms(t: _Terms, spec: ModelConfig, full: bool, targets) -> None:
+    tags = {"trainable"} if full else set()
+    bias = spec.bias
+    # Parameters, as the reference modules hold them.
+    embed = V * d + (P * d if spec.learned_positions else 0)
+    t.add(Kind.PARAMS, "embeddings", embed, tags=tags, note="tokens (+ learned positions)")
+    t.add(Kind.PARAMS, "attention", L * (4 * d**2 + (4 * d if bias else 0)), tags=tags)
+    mlp = 3 * d * f if spec.swiglu else 2 * d * f + f + d
+    t.add(Kind.PARAMS, "mlp", L * mlp, tags=tags)
+    norms = (2 * L + 1) * d if spec.arch == "llama" else (2 * L + 1) * 2 * d
+    t.add(Kind.PARAMS, "norms", norms, tags=tags)
+    if not spec.tied:
+        t.add(Kind.PARAMS, "lm_head", V * d, tags=tags, note="untied output projection")
+
+    # Embeddings keep their indices only when they train.
+    if full:
+        t.add(Kind.ACTIVATION, "token_ids", INDEX_BYTES * B * n, note="int64, kept by wte")
+        if spec.learned_positions:
+            t.add(Kind.ACTIVATION, "position_ids", INDEX_BYTES * n, note="int64, kept by wpe")
+    # Layers. Full: every layer's input requires grad (the embeddings train). LoRA: the first
+    # layer's input comes from frozen embeddings; every later one depends on an adapter.
+    if full:
+        _, qk = _transformer_layer(_Layer(t, L, True, ()), spec, x_grad=True)
+    else:
+        out, qk = _transformer_layer(_Layer(t, sympy.Integer(1), False, targets), spec, False)
+        _, qk_rest = _transformer_layer(_Layer(t, L - 1, False, targets), spec, out)
+        qk = qk or (spec.layers > 1 and qk_rest)
+    if spec.arch == "llama" and qk:  # computed once per forward, kept by every q·cos, k·sin
+        t.add(Kind.ACTIVATION, "rotary_tables", 2 * n * (d / h) * e, note="cos and sin, (n, hs)")
+    # Final norm, output projection, loss.
+    head = _Layer(t, sympy.Integer(1), full, ())
+    _norm(head, spec.arch == "llama", "xL", True, "hf")
+    head.linear("lm_head", "lm_head", d, V, "hf", True)
+    head.keep("logp", "log_probs", B * n * V * e, "log-softmax output, kept by the loss")
+    head.keep("targets", "target_ids", INDEX_BYTES * B * n, "int64, kept by the loss")
+    head.keep("weight", "loss_weight", e, "the loss's total weight, a scalar")
+    head.flush()
+
+
+def _memory_terms(t: _Terms, cfg: Config) -> None:
+    model = t.model()
+    every, trained = model.total(Kind.PARAMS), model.total(Kind.PARAMS, tag="trainable")
+    t.add(Kind.MEMORY, "weights", every * e, tags={"weights"}, note=f"all parameters, {cfg.dtype}")
+    t.add(Kind.MEMORY, "gradients", trained * e, tags={"gradients"}, note="trained ones only")
+    states = OPTIMIZER_STATES[cfg.optimizer]
+    if states:
+        t.add(
+            Kind.MEMORY,
+            "optimizer_state",
+            states * FP32_BYTES * trained,
+            tags={"optimizer"},
+            note=f"{cfg.optimizer}: m and v, fp32",
+        )
+    if cfg.master_fp32:
+        t.add(
+            Kind.MEMORY,
+            "master_weights",
+            FP32_BYTES * trained,
+            tags={"optimizer"},
+            note="fp32 copies that the optimizer steps",
+        )
+    t.add(Kind.CHECKPOINT, "trained_weights", trained * e, note="what a checkpoint must hold")
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantities, measurements, analysis
+
+QUANTITIES = (
+    QuantitySpec("params", "parameters", Kind.PARAMS),
+    QuantitySpec("trainable_params", "trainable parameters", Kind.PARAMS, tag="trainable"),
+    QuantitySpec("checkpoint_bytes", "checkpoint", Kind.CHECKPOINT),
+    QuantitySpec("weight_bytes", "weights", Kind.MEMORY, tag="weights"),
+    QuantitySpec("gradient_bytes", "gradients", Kind.MEMORY, tag="gradients"),
+    QuantitySpec(
+        "optimizer_bytes", "optimizer state (+ fp32 master)", Kind.MEMORY, tag="optimizer"
+    ),
+    QuantitySpec("activation_bytes", "activations saved for backward", Kind.ACTIVATION),
+    QuantitySpec("train_memory_bytes", "training memory, total", (Kind.MEMORY, Kind.ACTIVATION)),
+    QuantitySpec("forward_flops", "forward FLOPs (= inference, unmerged)", Kind.FORWARD),
+    QuantitySpec("backward_flops", "backward FLOPs", Kind.BACKWARD),
+    QuantitySpec("backward_dx_flops", "  input gradients (dX)", Kind.BACKWARD, tag="dx"),
+    QuantitySpec("backward_dw_flops", "  weight gradients (dW)", Kind.BACKWARD, tag="dw"),
+    QuantitySpec("lora_forward_flops", "LoRA path, forward", Kind.FORWARD, tag="lora"),
+    QuantitySpec(
+        "lora_path_flops", "LoRA path, fwd + bwd", (Kind.FORWARD, Kind.BACKWARD), tag="lora"
+    ),
+    QuantitySpec("train_step_flops", "training step FLOPs", (Kind.FORWARD, Kind.BACKWARD)),
+    QuantitySpec("inference_flops_merged", "inference FLOPs, merged", Kind.FORWARD, tag="base"),
+)
+
+
+def build(cfg: Config, side: str, device: str = "meta"):
+    """The reference module for one side (LoRA: adapters added, everything else frozen) and a
+    function running its training forward (to a loss, or a layer's output), on ``device``."""
+    import torch
+
+    from complexo.blocks.lora import LoRALinear, add_lora
+    from complexo.blocks.transformer import Transformer
+
+    dtype = torch_dtype(cfg.dtype)
+    with torch.device(device):
+        if cfg.single_layer:
+            module = torch.nn.Linear(cfg.in_features, cfg.out_features).to(dtype)
+            if side == "lora":
+                module = LoRALinear(module, cfg.rank, cfg.alpha)
+            x = torch.randn(cfg.batch, cfg.seq, cfg.in_features, dtype=dtype, requires_grad=True)
+            inputs = (x,)
+        else:
+            module = Transformer(cfg.spec).to(dtype)
+            if side == "lora":
+                add_lora(module, cfg.targets, cfg.rank, cfg.alpha)
+            idx = torch.randint(0, cfg.vocab, (cfg.batch, cfg.seq))
+            inputs = (idx, torch.randint(0, cfg.vocab, (cfg.batch, cfg.seq)))
+    return module, inputs
+
+
+def _side(cfg: Config, side: str) -> Result:
+    from complexo.blocks.lora import adapter_state_dict, merge
+    from complexo.measure import (
+        Count,
+        count_forward,
+        count_fvcore,
+        cpu_attention_formulas,
+        measure_torch,
+        param_counts,
+        storage_bytes,
+        training_state,
+    )
+
+    model, values = cost_model(cfg, side), cfg.values
+    module, inputs = build(cfg, side)
+    mapping = cpu_attention_formulas()
+    run = measure_torch(lambda: module(*inputs), list(module.parameters()), custom_mapping=mapping)
+    state = training_state(module, cfg.optimizer, master_fp32=cfg.master_fp32)
+    fv = count_fvcore(module, tuple(i.detach() for i in inputs))
+    trained = [p for p in module.parameters() if p.requires_grad]
+    merged = run.forward  # full fine-tuning: nothing to merge, inference is the forward
+    if side == "lora":
+        merge(module)  # fold B·A into the frozen weights, then count inference again
+        merged = count_forward(lambda: module(*inputs[:1]), custom_mapping=mapping)
+    checkpoint = adapter_state_dict(module) if side == "lora" else module.state_dict()
+    step = Count(
+        "torch",
+        run.forward.total + run.backward.total,
+        uncounted_ops=run.forward.uncounted_ops | run.backward.uncounted_ops,
+    )
+    memory = [state.weight_bytes, state.gradient_bytes, state.optimizer_bytes, run.saved_bytes]
+    torch_only = {
+        "trainable_params": sum(p.numel() for p in trained),
+        "checkpoint_bytes": storage_bytes(checkpoint.values()),
+        "weight_bytes": state.weight_bytes,
+        "gradient_bytes": state.gradient_bytes,
+        "optimizer_bytes": state.optimizer_bytes,
+        "activation_bytes": run.saved_bytes,
+        "train_memory_bytes": sum(memory),
+        "backward_flops": run.backward,
+        # the LoRA path's forward: what merging the adapters takes out of a forward
+        "lora_forward_flops": run.forward.total - merged.total,
+        "train_step_flops": step,
+        "inference_flops_merged": merged,
+    }
+    readings = {name: {"fvcore": None, "torch": v} for name, v in torch_only.items()}
+    readings["params"] = param_counts(module)
+    readings["forward_flops"] = {"fvcore": fv, "torch": run.forward}
+    readings["lora_forward_flops"]["fvcore"] = fv.within(LORA_MODULES)
+    quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
+
+    memory_parts = model.total(Kind.MEMORY)
+    crossovers = []
+    with contextlib.suppress(ValueError):  # no positive crossing: one side always dominates
+        crossovers.append(
+            crossover(
+                model.total(Kind.ACTIVATION),
+                memory_parts,
+                n,
+                values=values,
+                label="saved activations overtake weights, gradients and optimizer state",
+            )
+        )
+    growing = (B, n, d_in, d_out, r) if cfg.single_layer else (B, n, d, L, V, f, r)
+    summary = summarise(model, values, growing, {r: d_in if cfg.single_layer else d}, crossovers)
+    return Result(NAME, _config(cfg), values, model, quantities, summary)
+
+
+def _config(cfg: Config) -> dict:
+    """The resolved config, without the options that do not apply (a layer has no model)."""
+    return {k: v for k, v in asdict(cfg).items() if v is not None}
+
+
+def analyse(cfg: Config) -> Comparison:
+    sides = {side: _side(cfg, side) for side in SIDES}
+    full, lora = sides["full"], sides["lora"]
+    values = cfg.values
+    notes = [_speed_note(full, lora), *_notes(cfg)]
+    return Comparison(
+        NAME,
+        _config(cfg),
+        sides,
+        sweep=_rank_sweep(cfg, full, lora),
+        crossovers=tuple(_crossovers(cfg, full.model, lora.model, values)),
+        notes=notes,
+    )
+
+
+def _speed_note(full: Result, lora: Result) -> str:
+    def v(side: Result, name: str) -> int:
+        return side.quantity(name).value
+
+    share = v(lora, "trainable_params") / v(full, "trainable_params")
+    step = v(lora, "train_step_flops") / v(full, "train_step_flops")
+    fwd = v(full, "forward_flops") / v(full, "train_step_flops")
+    dx = v(full, "backward_dx_flops") / v(full, "train_step_flops")
+    dw = v(full, "backward_dw_flops") / v(full, "train_step_flops")
+    return (
+        f"LoRA trains {share:.3%} of the parameters but its step still costs {step:.1%} of full "
+        f"fine-tuning's FLOPs: of a full step, the forward ({fwd:.0%}) and the input gradients "
+        f"through every frozen matrix ({dx:.0%}) remain; only the frozen weight gradients "
+        f"({dw:.0%}) go: a step is at most about 1/3 cheaper (here {1 - step:.1%}), "
+        f"not {1 / share:,.0f}× cheaper."
+    )
+
+
+def _notes(cfg: Config) -> list[str]:
+    notes = [
+        "FLOPs count matrix products only (norms, softmax, activations and LoRA's scale-and-add "
+        "are element-wise and the same on both sides); attention is counted dense, as torch's "
+        "SDPA formulas count it.",
+        "training memory = weights + gradients + optimizer state + saved activations, each at "
+        "its peak: the usual upper estimate (activations are freed while gradients fill).",
+    ]
+    if cfg.master_fp32:
+        notes.append(
+            f"{cfg.precision}: {cfg.dtype} weights, gradients and activations; the optimizer "
+            "steps fp32 master copies of the trained weights (4 bytes each) with fp32 state."
+        )
+    if not cfg.single_layer and cfg.model in PUBLISHED_PARAMS and cfg.spec == PRESETS[cfg.model]:
+        published, source = PUBLISHED_PARAMS[cfg.model]
+        count = evaluate(cost_model(cfg, "full").total(Kind.PARAMS), cfg.values)
+        same = "the same" if count == published else f"{(count - published) / published:+.2%}"
+        notes.append(
+            f"{cfg.model}: {count:,} parameters; published {published:,} ({source}): {same}"
+        )
+    notes.append(
+        "LoRA dropout is off (p = 0, as PEFT's default); with p > 0 every adapted matrix "
+        "also keeps its dropped-out input for the backward."
+    )
+    return notes
+
+
+def _rank_sweep(cfg: Config, full: Result, lora: Result) -> list[dict]:
+    names = ("trainable_params", "train_memory_bytes", "train_step_flops")
+    base = {q: full.quantity(q).value for q in names}
+    rows = []
+    for rank in sorted({*RANKS, cfg.rank}):
+        if rank > cfg.max_rank:
+            continue
+        at = {**cfg.values, r: rank}
+        row = {"rank": rank}
+        for q in names:
+            value = evaluate(lora.quantity(q).expr, at)
+            row[q] = value
+            row[ratio_key(q)] = value / base[q]
+        rows.append(row)
+    return rows
+
+
+def _crossovers(cfg: Config, full: CostModel, lora: CostModel, values: dict):
+    adapters, weights = _adapted_sizes(cfg)
+    found = [
+        crossover(
+            adapters,
+            weights,
+            r,
+            values=values,
+            label="adapters as large as the matrices they adapt",
+        )
+    ]
+    with contextlib.suppress(ValueError):
+        found.append(
+            crossover(
+                lora.total((Kind.MEMORY, Kind.ACTIVATION)),
+                full.total((Kind.MEMORY, Kind.ACTIVATION)),
+                r,
+                values=values,
+                label="LoRA's training memory reaches full fine-tuning's",
+            )
+        )
+    return found

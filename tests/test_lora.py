@@ -1,0 +1,262 @@
+"""LoRA vs full fine-tuning: the reference blocks, and every formula against what the code did not
+compute from it: FlopCounterMode and fvcore counts, autograd's saved tensors, the gradients
+autograd left behind, a real torch.optim step, the modules' own parameters and state dicts."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils.flop_counter import FlopCounterMode
+
+from complexo.analyses.lora import PRECISIONS, Config, _side, analyse, build, cost_model
+from complexo.blocks.attention import NaiveMHSA
+from complexo.blocks.lora import LoRALinear, adapter_state_dict, add_lora, merge, unmerge
+from complexo.blocks.transformer import (
+    PRESETS,
+    PUBLISHED_PARAMS,
+    ModelConfig,
+    Transformer,
+    rotary_tables,
+    rotate,
+)
+from complexo.cost import Kind, evaluate
+from complexo.measure import cpu_attention_formulas, measure_torch, training_state
+
+# --- the reference blocks ---------------------------------------------------------------------
+
+
+def test_lora_linear_starts_equal_to_its_base_and_merges_exactly():
+    torch.manual_seed(0)
+    base = torch.nn.Linear(6, 5).double()
+    layer = LoRALinear(base, r=2, alpha=4)
+    x = torch.randn(3, 6, dtype=torch.float64)
+    assert torch.equal(layer(x), base(x))  # B = 0: the update starts at zero
+    torch.nn.init.normal_(layer.lora_B.weight)
+    unmerged = layer(x)
+    weight = base.weight.clone()
+    layer.merge()
+    torch.testing.assert_close(layer(x), unmerged)
+    torch.testing.assert_close(base(x), unmerged)  # the update now lives in the base weight
+    layer.unmerge()
+    torch.testing.assert_close(base.weight, weight)
+    torch.testing.assert_close(layer(x), unmerged)
+
+
+def test_lora_linear_trains_only_a_and_b():
+    layer = LoRALinear(torch.nn.Linear(6, 5), r=2, alpha=4)
+    trained = {k for k, p in layer.named_parameters() if p.requires_grad}
+    assert trained == {"lora_A.weight", "lora_B.weight"}
+    assert set(adapter_state_dict(layer)) == trained
+    # 2·6 + 5·2 = 22 adapter parameters
+    assert sum(p.numel() for p in adapter_state_dict(layer).values()) == 22
+
+
+@pytest.mark.parametrize("rank", [0, 6])
+def test_lora_linear_refuses_a_rank_outside_1_to_min_in_out(rank):
+    with pytest.raises(ValueError, match="rank"):
+        LoRALinear(torch.nn.Linear(6, 5), r=rank, alpha=1)
+
+
+def test_merged_inference_costs_exactly_the_base_layer():
+    with torch.device("meta"):
+        base = torch.nn.Linear(6, 5)
+        layer = LoRALinear(torch.nn.Linear(6, 5), r=2, alpha=4)
+        x = torch.randn(4, 6)
+
+    def flops(module):
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            module(x)
+        return counter.get_total_flops()
+
+    # base: 2·4·6·5 = 240; adapter: 2·4·6·2 + 2·4·2·5 = 96 + 80 = 176
+    assert (flops(base), flops(layer)) == (240, 240 + 176)
+    merge(layer)
+    assert flops(layer) == 240
+
+
+def test_lora_mhsa_adapts_q_and_v_and_starts_equal_to_the_block():
+    torch.manual_seed(0)
+    block = NaiveMHSA(8, 2).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    before = block(x)
+    add_lora(block, ["q", "v"], r=2, alpha=2)
+    assert isinstance(block.q_proj, LoRALinear) and isinstance(block.v_proj, LoRALinear)
+    assert not isinstance(block.k_proj, LoRALinear)
+    # two adapters of 2·(8 + 8) = 32 parameters
+    assert sum(p.numel() for p in block.parameters() if p.requires_grad) == 64
+    torch.testing.assert_close(block(x), before)
+    for m in (block.q_proj, block.v_proj):
+        torch.nn.init.normal_(m.lora_B.weight)
+    adapted = block(x)
+    merge(block)
+    torch.testing.assert_close(block(x), adapted)
+    unmerge(block)
+    torch.testing.assert_close(block(x), adapted)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_preset_parameter_count_is_the_published_one(preset):
+    with torch.device("meta"):
+        model = Transformer(PRESETS[preset])
+    count = sum(p.numel() for p in model.parameters())
+    published, _source = PUBLISHED_PARAMS[preset]
+    if preset == "gpt3-175b":
+        # The paper gives 175.0B to 0.1B. Its architecture, GPT-2 blocks at d = 12288:
+        # V·d + P·d + L·(12·d² + 13·d) + 2·d = 617,558,016 + 25,165,824 + 173,961,510,912 + 24,576
+        assert count == 174_604_259_328
+        assert abs(count - published) / published < 0.003
+    else:
+        assert count == published
+
+
+def test_causal_model_output_does_not_see_the_future():
+    torch.manual_seed(0)
+    for arch in ("gpt2", "llama"):
+        model = Transformer(ModelConfig(arch, 2, 8, 2, 11, 16, 12)).double()
+        idx = torch.randint(0, 11, (1, 6))
+        changed = idx.clone()
+        changed[0, 4:] = (idx[0, 4:] + 1) % 11
+        torch.testing.assert_close(model(idx)[0, :4], model(changed)[0, :4])
+
+
+def test_rotary_positions_rotate_pairs_and_keep_norms():
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 5, 8, dtype=torch.float64)
+    cos, sin = rotary_tables(5, 8, x)
+    y = rotate(x, cos, sin)
+    torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))  # a rotation keeps lengths
+    torch.testing.assert_close(y[..., 0, :], x[..., 0, :])  # position 0 is not rotated
+    # the scores depend on relative position only: q_i·k_j is unchanged by shifting i and j
+    q, k = torch.randn(8, dtype=torch.float64), torch.randn(8, dtype=torch.float64)
+    qs = rotate(q.expand(1, 1, 5, 8), cos, sin)[0, 0]
+    ks = rotate(k.expand(1, 1, 5, 8), cos, sin)[0, 0]
+    torch.testing.assert_close(qs[3] @ ks[1], qs[4] @ ks[2])
+
+
+# --- formulas against measurements -----------------------------------------------------------
+
+
+def readings_agree(result) -> None:
+    """Every reading equals the formula, or the gap is attributed to ops (fvcore's SDPA)."""
+    for q in result.quantities:
+        for counter, value in q.measured.items():
+            if value is None or value == q.value:
+                continue
+            gaps = [g for g in q.gaps if g.counter == counter]
+            assert gaps and all(g.reason != "unexplained" for g in gaps), (q.name, q.measured)
+            assert counter == "fvcore" and q.name in {"forward_flops"}, (q.name, q.measured)
+
+
+layers = st.builds(
+    lambda B, n, i, o, r, precision, optimizer: Config(
+        in_features=i,
+        out_features=o,
+        rank=min(r, i, o),
+        batch=B,
+        seq=n,
+        precision=precision,
+        optimizer=optimizer,
+    ),
+    st.integers(1, 3),
+    st.integers(1, 12),
+    st.integers(1, 24),
+    st.integers(1, 24),
+    st.integers(1, 8),
+    st.sampled_from(sorted(PRECISIONS)),
+    st.sampled_from(["adam", "adamw", "sgd"]),
+)
+
+
+@settings(max_examples=20)
+@given(layers)
+def test_single_layer_formulas_equal_the_measurements(cfg):
+    for side in ("full", "lora"):
+        readings_agree(_side(cfg, side))
+
+
+@st.composite
+def models(draw):
+    arch = draw(st.sampled_from(["gpt2", "llama"]))
+    heads = draw(st.integers(1, 3))
+    head_size = 2 * draw(st.integers(1, 3))  # rotary pairs need an even head size
+    dim, mlp, ctx = heads * head_size, draw(st.integers(1, 16)), draw(st.integers(1, 12))
+    targets = draw(st.sets(st.sampled_from(["q", "k", "v", "o", "mlp"]), min_size=1))
+    return Config(
+        arch=arch,
+        layers=draw(st.integers(1, 3)),
+        dim=dim,
+        heads=heads,
+        vocab=draw(st.integers(2, 20)),
+        ctx=ctx,
+        mlp=mlp,
+        rank=draw(st.integers(1, min(dim, mlp))),
+        targets=tuple(sorted(targets)),
+        batch=draw(st.integers(1, 2)),
+        seq=draw(st.integers(1, ctx)),
+        precision=draw(st.sampled_from(sorted(PRECISIONS))),
+        optimizer=draw(st.sampled_from(["adam", "adamw", "sgd"])),
+    )
+
+
+@settings(max_examples=25)
+@given(models())
+def test_whole_model_formulas_equal_the_measurements(cfg):
+    for side in ("full", "lora"):
+        readings_agree(_side(cfg, side))
+
+
+@settings(max_examples=10)
+@given(models())
+def test_frozen_weights_lose_their_weight_gradients_but_keep_their_input_gradients(cfg):
+    """FlopCounterMode on both sides: the LoRA backward lacks the frozen matrices' dW, and
+    keeps their dX except before the first adapter of the first layer."""
+
+    def backward(side):
+        module, inputs = build(cfg, side)
+        mapping = cpu_attention_formulas()
+        run = measure_torch(
+            lambda: module(*inputs), list(module.parameters()), custom_mapping=mapping
+        )
+        return run.backward.total
+
+    full, lora = cost_model(cfg, "full"), cost_model(cfg, "lora")
+
+    def total(model, tag, lora_path):
+        terms = model.terms(Kind.BACKWARD, tag=tag)
+        return sum(evaluate(t.expr, cfg.values) for t in terms if ("lora" in t.tags) == lora_path)
+
+    frozen_dw = total(full, "dw", False)
+    lost_dx = total(full, "dx", False) - total(lora, "dx", False)  # first layer, up to an adapter
+    lora_path = total(lora, "dx", True) + total(lora, "dw", True)
+    assert backward("full") - backward("lora") == frozen_dw + lost_dx - lora_path
+    assert frozen_dw > 0 and lost_dx >= 0
+
+
+def test_training_state_reads_a_real_optimizer_step():
+    with torch.device("meta"):
+        layer = torch.nn.Linear(6, 5)  # 30 + 5 = 35 fp32 parameters
+        x = torch.randn(4, 6, requires_grad=True)
+    layer(x).sum().backward()
+    adamw = training_state(layer, "adamw", master_fp32=False)
+    # weights 35·4 = 140, gradients 140, m and v 2·140 = 280
+    assert (adamw.weight_bytes, adamw.gradient_bytes, adamw.optimizer_bytes) == (140, 140, 280)
+    assert training_state(layer, "sgd", master_fp32=False).optimizer_bytes == 0
+    layer.to(torch.bfloat16)
+    layer(x.detach().bfloat16()).sum().backward()
+    mixed = training_state(layer, "adam", master_fp32=True)
+    # bf16 weights and gradients 35·2 = 70; fp32 master 140 + m and v 280 = 420
+    assert (mixed.weight_bytes, mixed.gradient_bytes, mixed.optimizer_bytes) == (70, 70, 420)
+
+
+def test_the_comparison_says_why_a_lora_step_is_not_much_cheaper():
+    result = analyse(Config(arch="gpt2", layers=2, dim=16, heads=2, vocab=50, ctx=32, rank=2))
+    ratio = result.ratio()
+    assert ratio["trainable_params"] < 0.1
+    # forward 1/3 + input gradients ≈ 1/3 of a full step remain
+    assert 0.6 < ratio["train_step_flops"] < 0.75
+    assert "not" in result.notes[0] and "cheaper" in result.notes[0]
+    assert ratio["inference_flops_merged"] == 1.0
+    sweep = {row["rank"]: row for row in result.sweep}
+    assert list(sweep) == [1, 2, 4, 8, 16]  # ranks up to min(d, d) = 16
+    assert sweep[2]["trainable_params"] == result.variant.quantity("trainable_params").value
