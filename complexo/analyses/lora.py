@@ -598,7 +598,7 @@ def analyse(cfg: Config) -> Comparison:
     sides = {side: _side(cfg, side) for side in SIDES}
     full, lora = sides["full"], sides["lora"]
     values = cfg.values
-    notes = [_speed_note(full, lora), *_notes(cfg)]
+    notes = [_speed_note(full, lora), *_notes(cfg, full)]
     return Comparison(
         NAME,
         _config(cfg),
@@ -627,7 +627,7 @@ def _speed_note(full: Result, lora: Result) -> str:
     )
 
 
-def _notes(cfg: Config) -> list[str]:
+def _notes(cfg: Config, full: Result) -> list[str]:
     notes = [
         "FLOPs count matrix products only (norms, softmax, activations and LoRA's scale-and-add "
         "are element-wise and the same on both sides); attention is counted dense, as torch's "
@@ -642,7 +642,7 @@ def _notes(cfg: Config) -> list[str]:
         )
     if not cfg.single_layer and cfg.model in PUBLISHED_PARAMS and cfg.spec == PRESETS[cfg.model]:
         published, source = PUBLISHED_PARAMS[cfg.model]
-        count = evaluate(cost_model(cfg, "full").total(Kind.PARAMS), cfg.values)
+        count = full.quantity("params").value
         same = "the same" if count == published else f"{(count - published) / published:+.2%}"
         notes.append(
             f"{cfg.model}: {count:,} parameters; published {published:,} ({source}): {same}"
