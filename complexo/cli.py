@@ -232,5 +232,91 @@ def lora(
     console().print(render_comparison(result, formulas=not brief, terms=terms))
 
 
+ResOption = Annotated[int, typer.Option("--res", help="Image side R (H = W = R).")]
+BatchOption = Annotated[int, typer.Option(help="Batch size B.")]
+DTypeOption = Annotated[DType, typer.Option(help="Element type; bytes per element e.")]
+
+
+@app.command(
+    short_help="A ResNet alone: FLOPs per stage, parameters, activations at a resolution.",
+    help="A ResNet (resnet18, 34, 50, 101, 152, built as torchvision builds them): forward FLOPs "
+    "per stage and per element-wise op, parameters, training activations, at image side R; "
+    "checked against fvcore, FlopCounterMode and autograd's saved tensors on the meta device.",
+)
+def cnn(
+    model: Annotated[
+        str, typer.Option(help="resnet18, resnet34, resnet50, resnet101, resnet152.")
+    ] = "resnet50",
+    res: ResOption = 224,
+    batch: BatchOption = 1,
+    dtype: DTypeOption = DType.fp32,
+    as_json: JsonFlag = False,
+    brief: BriefFlag = False,
+) -> None:
+    from complexo.analyses import cnn as analysis
+
+    _emit(analysis.analyse(analysis.Config(model, res, batch, dtype.value)), as_json, brief)
+
+
+@app.command(
+    short_help="A Vision Transformer alone: FLOPs per term, parameters, activations.",
+    help="A ViT (vit-ti/s/b/l/h with patch 16, 14 or 32, e.g. vit-b16; deit-ti16/s16/b16), built "
+    "as torchvision builds it: forward FLOPs per term (patch embedding, projections, attention, "
+    "MLP, head, element-wise), parameters, training activations at image side R, checked "
+    "against fvcore, FlopCounterMode and autograd's saved tensors on the meta device.",
+)
+def vit(
+    model: Annotated[
+        str, typer.Option(help="vit-b16, vit-l32, vit-h14, deit-s16, ...")
+    ] = "vit-b16",
+    res: ResOption = 224,
+    batch: BatchOption = 1,
+    dtype: DTypeOption = DType.fp32,
+    as_json: JsonFlag = False,
+    brief: BriefFlag = False,
+) -> None:
+    from complexo.analyses import vit as analysis
+
+    _emit(analysis.analyse(analysis.Config(model, res, batch, dtype.value)), as_json, brief)
+
+
+@app.command(
+    short_help="CNN vs ViT: FLOPs, parameters, activations, and how each scales with R.",
+    help="complexo compare cnn vit [--res 224 384 ...]: a ResNet beside a ViT at each "
+    "resolution, a table by resolution, big-O in R, and the resolutions where the ViT's "
+    "attention overtakes its projections and where the ViT's FLOPs cross the CNN's.",
+)
+def compare(
+    kinds: Annotated[
+        list[str], typer.Argument(help="cnn vit (resolutions may follow --res, space-separated)")
+    ],
+    res: Annotated[
+        list[int] | None, typer.Option("--res", help="Image side R; several allowed.")
+    ] = None,
+    cnn: Annotated[str, typer.Option("--cnn", help="The CNN preset.")] = "resnet50",
+    vit: Annotated[str, typer.Option("--vit", help="The ViT preset.")] = "vit-b16",
+    batch: BatchOption = 1,
+    dtype: DTypeOption = DType.fp32,
+    as_json: JsonFlag = False,
+) -> None:
+    from complexo.analyses import compare as analysis
+
+    words = [k for k in kinds if not k.isdigit()]
+    # `--res 224 384 512` leaves 384 and 512 to the positional words: they are resolutions
+    resolutions = [*(res or []), *(int(k) for k in kinds if k.isdigit())] or [224]
+    if sorted(words) != sorted(analysis.KINDS):
+        raise ComplexoError(
+            f"compare takes the kinds to compare: 'cnn vit' (got {' '.join(words) or 'none'})"
+        )
+    cfg = analysis.Config(cnn, vit, tuple(resolutions), batch, dtype.value)
+    result = analysis.analyse(cfg)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        return
+    from complexo.render import console, render_compare
+
+    console().print(render_compare(result))
+
+
 def main() -> None:
     app()

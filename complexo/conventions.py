@@ -43,6 +43,14 @@ SOFTMAX_RECOMPUTE_FLOPS = sympy.Integer(2)
 # Scaling by 1/√(d/h), masking (one select), a bias add, a gradient accumulation: 1 per element.
 ELEMENTWISE_FLOPS = sympy.Integer(1)
 
+# Normalisation (LayerNorm, BatchNorm), forward, per element: the mean (1 add), x − μ (1), its
+# square and sum for the variance (2), × 1/σ (1), × γ (1), + β (1).
+NORM_FWD_FLOPS = sympy.Integer(7)
+# GELU, exact: x/√2 (1), erf (1, as one op), + 1 (1), × x (1), × ½ (1).
+GELU_FWD_FLOPS = sympy.Integer(5)
+# Max pooling over a k×k window: k² − 1 comparisons per output element.
+# Average pooling: one add per input element (the division per output is left out).
+
 CONVENTION = "FLOP = 2·MAC (fvcore's MACs doubled); element-wise ops counted per element"
 
 

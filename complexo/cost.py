@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from fractions import Fraction
 
@@ -146,8 +146,33 @@ def crossover(
     value = Fraction(0)
     if values is not None:
         q = sympy.nsimplify(root.subs(values))
-        value = Fraction(int(q.p), int(q.q))
+        # exact when rational; an irrational crossover (R = p·√(2d + f − 1)) to 6 decimals
+        value = (
+            Fraction(int(q.p), int(q.q))
+            if q.is_Rational
+            else Fraction(float(q)).limit_denominator(10**6)
+        )
     return Crossover(label, symbol, root, value)
+
+
+class Terms:
+    """Builds a :class:`CostModel` term by term; adding to an existing (kind, name) sums, so
+    per-layer or per-stage contributions accumulate into one named term each."""
+
+    def __init__(self):
+        self._terms: dict[tuple[Kind, str], Term] = {}
+
+    def add(self, kind: Kind, name: str, expr, *, mm=False, ops=(), note="", tags=()) -> None:
+        key = (kind, name)
+        if key in self._terms:
+            old = self._terms[key]
+            self._terms[key] = replace(old, expr=old.expr + expr)
+        else:
+            self._terms[key] = Term(name, kind, sympy.sympify(expr), mm, ops, note, frozenset(tags))
+
+    def model(self) -> CostModel:
+        terms = [replace(t, expr=sympy.expand(t.expr)) for t in self._terms.values()]
+        return CostModel(t for t in terms if t.expr != 0)
 
 
 def evaluate(expr: sympy.Expr, values: Mapping) -> int:
@@ -169,6 +194,7 @@ def big_o(
     symbols (``{h: d}``: h ≤ d), so that B·h·n² is recognised as dominated by B·n²·d.
     """
     bounds = dict(bounds or {})
+    expr = expr.replace(sympy.ceiling, lambda x: x)  # ⌈R/2^k⌉ grows as R/2^k
     poly = sympy.Poly(sympy.expand(expr), *growing)
     monomials = [m for m, c in poly.terms() if c != 0]
 

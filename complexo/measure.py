@@ -257,10 +257,17 @@ def cpu_attention_formulas() -> dict:
 
 
 def count_fvcore(module: torch.nn.Module, inputs: tuple) -> Count:
-    """fvcore's FlopCountAnalysis (a TorchScript trace) of the forward, MACs doubled to FLOPs."""
+    """fvcore's FlopCountAnalysis (a TorchScript trace) of the forward, MACs doubled to FLOPs.
+
+    torch 2.13 cannot jit-trace a convolution on meta tensors (its Python meta kernel is handed
+    traced sizes: "cond must be a bool, but got a Tensor"). So on meta each ``nn.Conv2d`` steps
+    out of the trace: it returns an empty tensor of its output's shape, and the shapes it saw
+    are counted with fvcore's own convolution formula (``conv_flop_count``), as its trace would.
+    Every other op goes through fvcore's trace as usual. :data:`CONV_NOTE` says so in the output.
+    """
     from fvcore.nn import FlopCountAnalysis
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _convolutions_beside_the_trace(module, inputs) as convs:
         warnings.simplefilter("ignore")  # tracer warnings about meta tensors; we read the counts
         analysis = (
             FlopCountAnalysis(module, inputs)
@@ -273,7 +280,68 @@ def count_fvcore(module: torch.nn.Module, inputs: tuple) -> Count:
         by_op = {f"aten::{k}": FLOPS_PER_MAC * v for k, v in analysis.by_operator().items()}
         by_module = {k: FLOPS_PER_MAC * v for k, v in analysis.by_module().items() if k}
         unsupported = frozenset(analysis.unsupported_ops())
+    if convs:
+        conv = FLOPS_PER_MAC * sum(macs for _, macs in convs)
+        total += conv // FLOPS_PER_MAC
+        by_op["aten::conv"] = by_op.get("aten::conv", 0) + conv
+        for name, macs in convs:
+            for scope in _scopes(name):
+                by_module[scope] = by_module.get(scope, 0) + FLOPS_PER_MAC * macs
     return Count("fvcore", FLOPS_PER_MAC * total, by_op, unsupported, by_module)
+
+
+CONV_NOTE = (
+    "fvcore: convolutions counted by fvcore's conv_flop_count on the shapes of the meta run "
+    "(torch 2.13 cannot jit-trace a convolution on meta tensors); all other ops by its trace."
+)
+
+
+def _scopes(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+@contextlib.contextmanager
+def _convolutions_beside_the_trace(module: torch.nn.Module, inputs: tuple):
+    """On meta tensors, let each Conv2d return an empty tensor of its output shape and record
+    (its name, fvcore's count of its MACs); elsewhere change nothing."""
+    found: list[tuple[str, int]] = []
+    convs = [
+        (name, m)
+        for name, m in module.named_modules()
+        if isinstance(m, torch.nn.Conv2d) and m.weight.device.type == "meta"
+    ]
+    if not convs:
+        yield found
+        return
+    from fvcore.nn.jit_handles import conv_flop_count
+
+    def stub(name: str, conv: torch.nn.Conv2d):
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            shape = [int(s) for s in x.shape]
+            out = [shape[0], conv.out_channels] + [
+                (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+                for size, pad, dil, k, stride in zip(
+                    shape[2:],
+                    conv.padding,
+                    conv.dilation,
+                    conv.kernel_size,
+                    conv.stride,
+                    strict=True,
+                )
+            ]
+            found.append((name, int(conv_flop_count(shape, list(conv.weight.shape), out))))
+            return torch.empty(out, dtype=x.dtype, device=x.device)
+
+        return forward
+
+    for name, conv in convs:
+        conv.forward = stub(name, conv)
+    try:
+        yield found
+    finally:
+        for _, conv in convs:
+            del conv.forward
 
 
 def param_counts(module: torch.nn.Module) -> dict[str, int]:

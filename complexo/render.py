@@ -179,7 +179,9 @@ def header(result: Result | Comparison) -> Text:
 
 
 def render(result: Result, *, terms: bool = True) -> Group:
-    parts: list = [header(result), quantities_table(result)]
+    parts: list = [header(result)]
+    parts += [Text(f"{k}: {v}") for k, v in result.facts.items()]
+    parts.append(quantities_table(result))
     gaps = gap_lines(result)
     if gaps:
         parts += [Text("Where the counters disagree", style="bold underline"), *gaps]
@@ -278,6 +280,75 @@ def render_comparison(cmp: Comparison, *, formulas: bool = True, terms: bool = F
     for name, side in cmp.sides.items():
         parts += [crossover_line(c, side.values, f"  {name}: ") for c in side.summary.crossovers]
     parts += [crossover_line(c, cmp.baseline.values) for c in cmp.crossovers]
+    return Group(*parts)
+
+
+def models_table(models: dict[str, Result], title: str) -> Table:
+    """Several models' quantities side by side, each with its counters' agreement."""
+    names = list(models)
+    table = Table(title=title, title_justify="left")
+    table.add_column("quantity")
+    for name in names:
+        table.add_column(name, justify="right")
+        table.add_column("counters")
+    if len(names) == 2:
+        table.add_column(f"{names[1]}/{names[0]}", justify="right")
+    first = models[names[0]]
+    for q in first.quantities:
+        row = [q.label]
+        for name in names:
+            other = models[name].quantity(q.name)
+            row += [human(other.value, other.unit), agreement(other)]
+        if len(names) == 2:
+            a, b = (models[n].quantity(q.name).value for n in names)
+            row.append(f"{b / a:.3g}×" if a else "—")
+        table.add_row(*row)
+    for key in dict.fromkeys(k for r in models.values() for k in r.facts):
+        cells = [key]
+        for name in names:
+            cells += [models[name].facts.get(key, "—"), ""]
+        table.add_row(*cells, *([""] if len(names) == 2 else []))
+    return table
+
+
+def resolutions_table(cmp) -> Table:
+    names = list(cmp.results[0][1])
+    table = Table(title="By resolution (formula values; every one checked)", title_justify="left")
+    table.add_column("R", justify="right")
+    for quantity in ("forward FLOPs", "activations"):
+        for name in names:
+            table.add_column(f"{name} {quantity}", justify="right")
+        table.add_column(f"{names[1]}/{names[0]}", justify="right")
+    for res, models in cmp.results:
+        row = [str(res)]
+        for i in (0, 3):  # forward_flops, activation_bytes
+            qs = [models[name].quantities[i] for name in names]
+            row += [human(q.value, q.unit) for q in qs]
+            row.append(f"{qs[1].value / qs[0].value:.3g}×")
+        table.add_row(*row)
+    return table
+
+
+def render_compare(cmp) -> Group:
+    cfg = ", ".join(f"{k}={v}" for k, v in cmp.to_json()["config"].items())
+    parts: list = [
+        Text.assemble((f"complexo {cmp.analysis}", "bold"), f"  {cfg}\n", (CONVENTION, "dim")),
+    ]
+    res, models = cmp.results[0]
+    parts.append(models_table(models, f"At R = {res} (formula values vs. independent counts)"))
+    if len(cmp.results) > 1:
+        parts.append(resolutions_table(cmp))
+    gaps = [line for name, r in models.items() for line in gap_lines(r, f"{name}: ")]
+    if gaps:
+        parts += [Text(f"Where the counters disagree, at R = {res}", style="bold underline")]
+        parts += gaps
+    notes = dict.fromkeys(n for r in models.values() for n in r.notes)
+    parts += [Text(f"note: {note}", style="dim") for note in [*notes, *cmp.notes]]
+    parts.append(Text("Complexity", style="bold"))
+    for name, r in models.items():
+        for kind, order in r.summary.big_o.items():
+            parts.append(Text(f"  {name:<10} {kind.replace('_', ' '):<18} {order}"))
+    parts += [crossover_line(c, models[list(models)[1]].values) for c in cmp.crossovers]
     return Group(*parts)
 
 

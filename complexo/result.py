@@ -71,6 +71,7 @@ class Result:
     quantities: list[Quantity]
     summary: Summary
     notes: list[str] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)  # shapes worth a row: tokens, maps
 
     def to_json(self) -> dict:
         return {
@@ -113,6 +114,7 @@ class Result:
                 "share": float(self.summary.dominant[2]),
             },
             "crossovers": [crossover_json(c) for c in self.summary.crossovers],
+            "facts": self.facts,
             "notes": self.notes,
         }
 
@@ -190,21 +192,28 @@ def attribute(counter: Count, terms: Sequence[Term], values: Mapping) -> list[Ga
     """Explain ``formula − measured`` for one counter: every term it did not count, grouped by
     the operator that carries it, and any residual that those terms do not explain."""
     missed: dict[tuple[str, str], list[Term]] = {}
+    matmul_ops = {op for t in terms if t.matmul for op in t.ops}
+    own = "counted with this counter's own per-element cost"
     for t in terms:
         op = next((op for op in t.ops if op in counter.uncounted_ops), None)
         if op is not None:
             how = "unsupported op" if counter.counter == "fvcore" else "no FLOP formula for this op"
             missed.setdefault((op, how), []).append(t)
         elif not t.matmul:
-            op = _op_for(counter.counter, t.ops)
-            missed.setdefault((op, "counts matrix products only"), []).append(t)
+            # an element-wise op the counter does count (fvcore's norms), or one it skips
+            op = next((op for op in t.ops if op in counter.by_op and op not in matmul_ops), None)
+            if op is not None:
+                missed.setdefault((op, own), []).append(t)
+            else:
+                op = _op_for(counter.counter, t.ops)
+                missed.setdefault((op, "counts matrix products only"), []).append(t)
     gaps = [
         Gap(
             counter.counter,
             op,
             how,
             tuple(t.name for t in ts),
-            sum(evaluate(t.expr, values) for t in ts),
+            sum(evaluate(t.expr, values) for t in ts) - (counter.by_op[op] if how == own else 0),
         )
         for (op, how), ts in missed.items()
     ]

@@ -16,3 +16,9 @@ f = sympy.Symbol("f", integer=True, positive=True)  # MLP hidden width
 r = sympy.Symbol("r", integer=True, positive=True)  # LoRA rank
 d_in = sympy.Symbol("d_in", integer=True, positive=True)  # a linear layer's input width
 d_out = sympy.Symbol("d_out", integer=True, positive=True)  # a linear layer's output width
+R = sympy.Symbol("R", integer=True, positive=True)  # image side, H = W = R (r is LoRA's rank)
+p = sympy.Symbol("p", integer=True, positive=True)  # ViT patch side
+C = sympy.Symbol("C", integer=True, positive=True)  # image channels
+K = sympy.Symbol("K", integer=True, positive=True)  # classes
+w = sympy.Symbol("w", integer=True, positive=True)  # ResNet width: channels of its first stage
+D = tuple(sympy.Symbol(f"D{i}", integer=True, positive=True) for i in (1, 2, 3, 4))  # blocks/stage

@@ -256,3 +256,88 @@ def test_lora_bad_input_is_one_line_and_nonzero(args, message):
     assert message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.output
+
+
+def test_compare_json_has_one_entry_per_resolution_with_each_models_contract():
+    # `--res 64 128` leaves 128 to the positional words, as a shell user would type it
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            "cnn",
+            "vit",
+            "--cnn",
+            "resnet18",
+            "--vit",
+            "vit-ti16",
+            "--res",
+            "64",
+            "128",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["analysis"] == "compare" and [r["res"] for r in doc["results"]] == [64, 128]
+    for entry in doc["results"]:
+        assert set(entry["models"]) == {"resnet18", "vit-ti16"}
+        for model in entry["models"].values():
+            assert model["config"]["res"] == entry["res"]
+            for name in ("params", "forward_flops", "forward_matmul_flops", "activation_bytes"):
+                q = model["quantities"][name]
+                assert set(q) >= {"formula", "value", "unit", "measured"}
+            assert (
+                model["quantities"]["params"]["measured"]["torch"]
+                == (model["quantities"]["params"]["value"])
+            )
+    labels = [c["label"] for c in doc["crossovers"]]
+    assert "attention overtakes the projections and MLP" in labels
+    assert "vit-ti16's forward FLOPs cross resnet18's" in labels
+
+
+def test_compare_table_and_the_single_model_commands():
+    result = runner.invoke(app, ["compare", "cnn", "vit", "--res", "224", "448"])
+    assert result.exit_code == 0, result.output
+    for text in (
+        "resnet50",
+        "vit-b16",
+        "By resolution",
+        "feature maps",
+        "tokens",
+        "O(B·R²·w²)",
+        "O(B·L·R⁴·d + B·L·R²·d²)",
+        "R = p·sqrt(2·d + f - 1)",
+        "conv_flop_count",
+    ):
+        assert text in result.stdout, text
+    assert "NOT fully explained" not in result.stdout
+    for command in (["cnn", "--model", "resnet18", "--res", "64"], ["vit", "--model", "deit-s16"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+        assert "Why: the terms" in result.stdout and "exact" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["compare", "cnn", "vit", "--res", "300"],
+            "--res 300 is not divisible by vit-b16's patch size 16; refused",
+        ),
+        (["compare", "cnn", "vit", "--res", "16"], "--res 16 is too small for resnet50"),
+        (["compare", "cnn", "vit", "--cnn", "resnet5"], "unknown CNN 'resnet5'; did you mean"),
+        (["compare", "cnn", "vit", "--vit", "vit-b17"], "unknown ViT 'vit-b17'; did you mean"),
+        (["compare", "cnn"], "compare takes the kinds to compare: 'cnn vit'"),
+        (["compare", "cnn", "vit", "mlp"], "compare takes the kinds to compare"),
+        (["cnn", "--res", "32"], "BatchNorm in training mode needs more than one value"),
+        (["cnn", "--res", "0"], "--res must be a positive integer"),
+        (["vit", "--model", "vit-x16"], "unknown ViT 'vit-x16'"),
+        (["vit", "--batch", "0"], "--batch must be a positive integer"),
+    ],
+)
+def test_vision_bad_input_is_one_line_and_nonzero(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0
+    assert message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import sympy
 
@@ -28,7 +28,7 @@ from complexo.blocks.lora import DEFAULT_TARGETS, TARGETS
 from complexo.blocks.transformer import ARCHS, PRESETS, PUBLISHED_PARAMS, ModelConfig
 from complexo.blocks.transformer import llama_mlp_width as _llama_mlp_width
 from complexo.conventions import DTYPES, FP32_BYTES, torch_dtype
-from complexo.cost import CostModel, Kind, Term, crossover, evaluate
+from complexo.cost import CostModel, Kind, Terms, crossover, evaluate
 from complexo.errors import ComplexoError
 from complexo.result import (
     Comparison,
@@ -240,32 +240,12 @@ def _target_of(module_name: str) -> str:
 # The cost model
 
 
-class _Terms:
-    """Collects terms; adding to an existing (kind, name) sums, so per-layer contributions and
-    layer counts accumulate into one term each."""
-
-    def __init__(self):
-        self._terms: dict[tuple[Kind, str], Term] = {}
-
-    def add(self, kind: Kind, name: str, expr, *, mm=False, ops=(), note="", tags=()) -> None:
-        key = (kind, name)
-        if key in self._terms:
-            old = self._terms[key]
-            self._terms[key] = replace(old, expr=old.expr + expr)
-        else:
-            self._terms[key] = Term(name, kind, sympy.sympify(expr), mm, ops, note, frozenset(tags))
-
-    def model(self) -> CostModel:
-        terms = [replace(t, expr=sympy.expand(t.expr)) for t in self._terms.values()]
-        return CostModel(t for t in terms if t.expr != 0)
-
-
 @dataclass
 class _Layer:
     """One pass through a layer's ops, tracking which tensors require grad as autograd does.
     ``c`` is how many identical layers this pass stands for."""
 
-    t: _Terms
+    t: Terms
     c: sympy.Expr
     trainable: bool  # the base weights (full fine-tuning)
     targets: tuple[str, ...]  # adapted matrices (LoRA)
@@ -364,7 +344,7 @@ def _transformer_layer(layer: _Layer, spec: ModelConfig, x_grad: bool) -> tuple[
 
 def cost_model(cfg: Config, side: str) -> CostModel:
     """The symbolic cost of a training step of ``cfg`` under full fine-tuning or LoRA."""
-    t, full = _Terms(), side == "full"
+    t, full = Terms(), side == "full"
     if cfg.single_layer:
         layer = _Layer(t, sympy.Integer(1), full, ())
         # Its input needs its gradient: the layer sits inside a network (see conventions).
@@ -405,7 +385,7 @@ def _symbolic_matrices(spec: ModelConfig):
     return [(p, d, d) for p in ("q_proj", "k_proj", "v_proj", "out_proj")] + mlp
 
 
-def _model_terms(t: _Terms, spec: ModelConfig, full: bool, targets) -> None:
+def _model_terms(t: Terms, spec: ModelConfig, full: bool, targets) -> None:
     tags = {"trainable"} if full else set()
     bias = spec.bias
     # Parameters, as the reference modules hold them.
@@ -444,7 +424,7 @@ def _model_terms(t: _Terms, spec: ModelConfig, full: bool, targets) -> None:
     head.flush()
 
 
-def _memory_terms(t: _Terms, cfg: Config) -> None:
+def _memory_terms(t: Terms, cfg: Config) -> None:
     model = t.model()
     every, trained = model.total(Kind.PARAMS), model.total(Kind.PARAMS, tag="trainable")
     t.add(Kind.MEMORY, "weights", every * e, tags={"weights"}, note=f"all parameters, {cfg.dtype}")

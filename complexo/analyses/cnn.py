@@ -1,0 +1,198 @@
+"""ResNets: what a convolutional network costs at resolution R, stage by stage, and why.
+
+Symbols: B batch, R image side, C image channels, w the first stage's width (64), D1..D4 blocks
+per stage, K classes, e bytes per element. A stage at total stride 2^k has side ⌈R/2^k⌉ (every
+downsampling here, 7×7/2 pad 3, 3×3/2 pad 1 and 1×1/2, maps s to ⌈s/2⌉). Stage i has width
+w·2^(i−1) and, for bottlenecks, 4× that many output channels. Reference: ``blocks/resnet.py``.
+
+Training-mode activations: each convolution keeps its input, each BatchNorm its input and fp32
+batch mean and 1/std per channel, each in-place ReLU its output, max pooling its int64 indices,
+the classifier its input; one storage counts once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import sympy
+
+from complexo.analyses.vision import BATCH_NORM, CONV, LINEAR, check_common, choose, measure
+from complexo.blocks.resnet import PRESETS, PUBLISHED
+from complexo.conventions import DTYPES, ELEMENTWISE_FLOPS, FP32_BYTES, NORM_FWD_FLOPS
+from complexo.cost import CostModel, Kind, Terms
+from complexo.errors import ComplexoError
+from complexo.result import QuantitySpec, Result, summarise
+from complexo.symbols import B, C, D, K, R, e, w
+
+NAME = "cnn"
+INDEX_BYTES = 8  # max pooling's argmax indices are int64
+MIN_RES = 32  # five halvings
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str = "resnet50"
+    res: int = 224
+    batch: int = 1
+    dtype: str = "fp32"
+
+    def __post_init__(self):
+        choose("CNN", self.model, PRESETS)
+        check_common(self.res, self.batch, self.dtype)
+        if self.res < MIN_RES:
+            raise ComplexoError(
+                f"--res {self.res} is too small for {self.model}: it halves the image five times "
+                f"(total stride 32), so the resolution must be at least {MIN_RES}"
+            )
+        last = -(-self.res // 32)
+        if self.batch * last * last < 2:
+            raise ComplexoError(
+                f"at --res {self.res} with --batch {self.batch} the last stage is {last}×{last} "
+                "for one image: BatchNorm in training mode needs more than one value per "
+                "channel; use --batch 2 or --res 33 and above"
+            )
+
+    @property
+    def values(self) -> dict:
+        arch = PRESETS[self.model]
+        return {
+            B: self.batch,
+            R: self.res,
+            C: arch.channels,
+            K: arch.classes,
+            w: arch.width,
+            e: DTYPES[self.dtype].bytes,
+            **dict(zip(D, arch.depths, strict=True)),
+        }
+
+
+def side(k: int):
+    """The feature map's side at total stride 2^k."""
+    return sympy.ceiling(R / 2**k)
+
+
+def cost_model(block: str) -> CostModel:
+    """Forward FLOPs per stage (convolutions, the classifier) and per element-wise op,
+    parameters per stage, and activations saved for a training backward."""
+    t, EW = Terms(), ELEMENTWISE_FLOPS
+    exp = 4 if block == "bottleneck" else 1
+
+    def convolution(stage, c_in, c_out, k, s_out, count=1):
+        t.add(
+            Kind.FORWARD, stage, count * 2 * B * c_out * s_out**2 * c_in * k * k, mm=True, ops=CONV
+        )
+        t.add(Kind.PARAMS, stage, count * c_out * c_in * k * k)
+        # BatchNorm after it: its FLOPs, γ and β, its input (the conv output) and fp32 stats.
+        t.add(
+            Kind.FORWARD, "batchnorm", count * NORM_FWD_FLOPS * B * c_out * s_out**2, ops=BATCH_NORM
+        )
+        t.add(Kind.PARAMS, stage, count * 2 * c_out)
+        t.add(Kind.ACTIVATION, "conv_outputs", count * B * c_out * s_out**2 * e, note="kept by BN")
+        t.add(Kind.ACTIVATION, "bn_statistics", count * 2 * FP32_BYTES * c_out, note="fp32 μ, 1/σ")
+
+    def relu(c, s, count=1):
+        t.add(Kind.FORWARD, "relu", count * EW * B * c * s**2, ops=("aten::relu_", "aten.relu_"))
+        t.add(Kind.ACTIVATION, "relu_outputs", count * B * c * s**2 * e, note="kept by ReLU")
+
+    # Stem: 7×7/2 convolution, BN, ReLU, 3×3/2 max pooling.
+    t.add(Kind.ACTIVATION, "image", B * C * R**2 * e, note="input of the first convolution")
+    convolution("stem", C, w, 7, side(1))
+    relu(w, side(1))
+    t.add(
+        Kind.FORWARD,
+        "maxpool",
+        8 * B * w * side(2) ** 2,
+        ops=("aten::max_pool2d", "aten.max_pool2d_with_indices"),
+    )
+    t.add(
+        Kind.ACTIVATION,
+        "maxpool",
+        B * w * side(2) ** 2 * (INDEX_BYTES + e),
+        note="int64 indices, and its output",
+    )
+
+    c_in, s_in = w, side(2)
+    for i in range(4):
+        stage, width, s = f"layer{i + 1}", w * 2**i, side(i + 2)
+        for first, count in ((True, 1), (False, D[i] - 1)):
+            cin, a = (c_in, s_in) if first else (width * exp, s)
+            if block == "bottleneck":
+                convolution(stage, cin, width, 1, a, count)
+                relu(width, a, count)
+                convolution(stage, width, width, 3, s, count)  # the stride sits here (v1.5)
+                relu(width, s, count)
+                convolution(stage, width, width * exp, 1, s, count)
+            else:
+                convolution(stage, cin, width, 3, s, count)
+                relu(width, s, count)
+                convolution(stage, width, width, 3, s, count)
+            relu(width * exp, s, count)  # after the residual add; the block's output
+            t.add(
+                Kind.FORWARD,
+                "residual_add",
+                count * EW * B * width * exp * s**2,
+                ops=("aten::add_", "aten.add_"),
+            )
+            if first and (i > 0 or cin != width * exp):  # projection shortcut
+                convolution(stage, cin, width * exp, 1, s)
+        c_in, s_in = width * exp, s
+
+    # Head: global average pooling, the classifier.
+    features = 8 * w * exp
+    t.add(
+        Kind.FORWARD,
+        "avgpool",
+        EW * B * features * side(5) ** 2,
+        ops=("aten::adaptive_avg_pool2d", "aten._adaptive_avg_pool2d"),
+    )
+    t.add(Kind.FORWARD, "fc", 2 * B * features * K, mm=True, ops=LINEAR)
+    t.add(Kind.FORWARD, "fc_bias", EW * B * K, ops=LINEAR)
+    t.add(Kind.PARAMS, "fc", features * K + K)
+    t.add(Kind.ACTIVATION, "fc_input", B * features * e, note="pooled features")
+    return t.model()
+
+
+QUANTITIES = (
+    QuantitySpec("forward_flops", "forward FLOPs", Kind.FORWARD),
+    QuantitySpec(
+        "forward_matmul_flops",
+        "  of which convolutions and matmuls",
+        Kind.FORWARD,
+        matmul_only=True,
+    ),
+    QuantitySpec("params", "parameters", Kind.PARAMS),
+    QuantitySpec("activation_bytes", "activations saved for backward", Kind.ACTIVATION),
+)
+
+
+def build(cfg: Config, device: str = "meta"):
+    import torch
+
+    from complexo.blocks.resnet import ResNet
+    from complexo.conventions import torch_dtype
+
+    dtype = torch_dtype(cfg.dtype)
+    with torch.device(device):
+        module = ResNet(PRESETS[cfg.model]).to(dtype)
+        x = torch.randn(cfg.batch, PRESETS[cfg.model].channels, cfg.res, cfg.res, dtype=dtype)
+    return module, x
+
+
+def feature_maps(cfg: Config) -> str:
+    return " → ".join(f"{-(-cfg.res // 2**k)}²" for k in range(1, 6))
+
+
+def analyse(cfg: Config) -> Result:
+    from complexo.measure import CONV_NOTE
+
+    block = PRESETS[cfg.model].block
+    model, values = cost_model(block), cfg.values
+    module, x = build(cfg)
+    quantities = measure(module, x, values, model, QUANTITIES)
+    summary = summarise(model, values, growing=(B, R, w), bounds={}, crossovers=())
+    notes = [CONV_NOTE]
+    if cfg.model in PUBLISHED:
+        params, gmacs, source = PUBLISHED[cfg.model]
+        notes.append(f"published ({source}): {params:,} parameters, {gmacs} GMAC at 224 per image")
+    facts = {"feature maps": f"{feature_maps(cfg)} (stem, stages 1-4)"}
+    return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)

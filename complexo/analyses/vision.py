@@ -1,0 +1,97 @@
+"""Formulas of the building blocks that the CNN and ViT analyses rest on, each a pure function of
+its sizes (sympy symbols or numbers): a convolution, a depthwise-separable convolution, a patch
+embedding; and what the image analyses share (config checks, measurement, the op names).
+
+FLOPs = 2·MAC: a convolution with C_out filters of C_in/g × k_h × k_w weights over an output of
+H_out × W_out costs 2·B·C_out·H_out·W_out·(C_in/g)·k_h·k_w FLOPs.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import sympy
+
+from complexo.conventions import DTYPES
+from complexo.errors import ComplexoError
+
+CONV = ("aten::conv", "aten::_convolution", "aten.convolution")
+LINEAR = ("aten::linear", "aten.addmm", "aten.mm")
+BATCH_NORM = ("aten::batch_norm", "aten._native_batch_norm_legit_functional")
+LAYER_NORM = ("aten::layer_norm", "aten.native_layer_norm")
+SDPA = ("aten::scaled_dot_product_attention", "aten._scaled_dot_product_flash_attention_for_cpu")
+
+
+def conv_out(size, k: int, stride: int = 1, pad: int = 0, dilation: int = 1):
+    """Output side of a convolution (or pooling) window.
+
+    >>> conv_out(224, 7, 2, 3)
+    112
+    """
+    return sympy.floor(sympy.sympify(size + 2 * pad - dilation * (k - 1) - 1) / stride) + 1
+
+
+def conv(B, c_in, c_out, k: int, out_h, out_w=None, *, groups: int = 1, bias: bool = False):
+    """(FLOPs, parameters) of one convolution with a square k×k kernel.
+
+    >>> from complexo.symbols import B, C, R, d, p
+    >>> conv(B, C, d, p, R / p, bias=True)  # patch embedding: one matmul per patch
+    (2*B*C*R**2*d, C*d*p**2 + d)
+    """
+    out_w = out_h if out_w is None else out_w
+    per_group = sympy.sympify(c_in) / groups  # exact: never a float
+    macs = c_out * out_h * out_w * per_group * k * k
+    params = c_out * per_group * k * k + (c_out if bias else 0)
+    return sympy.expand(2 * B * macs), sympy.expand(params)
+
+
+def depthwise_separable(B, c_in, c_out, k: int, out_h, out_w=None):
+    """(FLOPs, parameters) of a k×k depthwise convolution (groups = C_in) then a 1×1 pointwise
+    one, without biases: about k² + C_out instead of k²·C_out per input channel and pixel.
+
+    >>> from complexo.symbols import B, C
+    >>> depthwise_separable(B, C, 2 * C, 3, 8)
+    (256*B*C**2 + 1152*B*C, 2*C**2 + 9*C)
+    """
+    dw = conv(B, c_in, c_in, k, out_h, out_w, groups=c_in)
+    pw = conv(B, c_in, c_out, 1, out_h, out_w)
+    return sympy.expand(dw[0] + pw[0]), sympy.expand(dw[1] + pw[1])
+
+
+def patch_embedding(B, C, d, R, p):
+    """(FLOPs, parameters) of embedding (R/p)² patches of C·p² values into d: a p×p convolution
+    with stride p, that is one (C·p²) × d matrix product per patch."""
+    return conv(B, C, d, p, sympy.sympify(R) / p, bias=True)
+
+
+def choose(option: str, value: str, valid) -> None:
+    if value not in valid:
+        close = difflib.get_close_matches(value, list(valid), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ComplexoError(f"unknown {option} '{value}'; {hint}choose from: {', '.join(valid)}")
+
+
+def check_common(res: int, batch: int, dtype: str) -> None:
+    for name, value in (("res", res), ("batch", batch)):
+        if value <= 0:
+            raise ComplexoError(f"--{name} must be a positive integer, got {value}")
+    choose("--dtype", dtype, DTYPES)
+
+
+def measure(module, x, values, model, quantities, *, attention: bool = False):
+    """The readings of an image model's quantities: FlopCounterMode and saved tensors from one
+    forward and backward on meta tensors, fvcore's trace, the module's parameters."""
+    from complexo.cost import Kind
+    from complexo.measure import count_fvcore, measure_torch, param_counts
+    from complexo.result import build_quantity
+
+    # BatchNorm's running statistics are saved for its backward but are buffers, not activations.
+    kept = [*module.parameters(), *module.buffers()]
+    run = measure_torch(lambda: module(x), kept, attention="cpu-fused" if attention else "math")
+    fv = count_fvcore(module, (x.detach(),))
+    readings = {
+        Kind.FORWARD: {"fvcore": fv, "torch": run.forward},
+        Kind.PARAMS: param_counts(module),
+        Kind.ACTIVATION: {"fvcore": None, "torch": run.saved_bytes},
+    }
+    return [build_quantity(s, model, values, readings[s.unit_kind]) for s in quantities]

@@ -1,0 +1,179 @@
+"""Vision Transformers: what a ViT costs at resolution R, term by term, and why.
+
+Symbols: B batch, R image side, p patch side, C image channels, d width, h heads, L layers,
+f MLP width (4d), K classes, e bytes per element; n = (R/p)² + 1 tokens (patches and the class
+token). Reference: ``blocks/vit.py``. Attention runs through SDPA; on the meta device it is sent
+to the fused kernel a CPU run takes (as in ``complexo mhsa --impl sdpa``).
+
+The projections and MLP grow with n, so with R²; the attention scores with n², so with R⁴.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from complexo.analyses.vision import (
+    CONV,
+    LAYER_NORM,
+    LINEAR,
+    SDPA,
+    check_common,
+    choose,
+    measure,
+    patch_embedding,
+)
+from complexo.blocks.vit import PRESETS, PUBLISHED
+from complexo.conventions import (
+    DTYPES,
+    ELEMENTWISE_FLOPS,
+    FP32_BYTES,
+    GELU_FWD_FLOPS,
+    NORM_FWD_FLOPS,
+    SOFTMAX_FWD_FLOPS,
+)
+from complexo.cost import CostModel, Kind, Terms
+from complexo.errors import ComplexoError
+from complexo.result import QuantitySpec, Result, summarise
+from complexo.symbols import B, C, K, L, R, d, e, f, h, p
+
+NAME = "vit"
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str = "vit-b16"
+    res: int = 224
+    batch: int = 1
+    dtype: str = "fp32"
+
+    def __post_init__(self):
+        choose("ViT", self.model, PRESETS)
+        check_common(self.res, self.batch, self.dtype)
+        patch = PRESETS[self.model].patch
+        if self.res % patch:
+            below, above = self.res // patch * patch, (self.res // patch + 1) * patch
+            nearest = f"{below} or {above}" if below else f"{above}"
+            raise ComplexoError(
+                f"--res {self.res} is not divisible by {self.model}'s patch size {patch}; "
+                f"refused, as torchvision's ViT refuses it (no padding): try {nearest}"
+            )
+
+    @property
+    def values(self) -> dict:
+        arch = PRESETS[self.model]
+        return {
+            B: self.batch,
+            R: self.res,
+            p: arch.patch,
+            C: arch.channels,
+            d: arch.dim,
+            h: arch.heads,
+            L: arch.layers,
+            f: arch.mlp,
+            K: arch.classes,
+            e: DTYPES[self.dtype].bytes,
+        }
+
+    @property
+    def tokens(self) -> int:
+        return (self.res // PRESETS[self.model].patch) ** 2 + 1
+
+
+TOKENS = (R / p) ** 2 + 1  # n: the patches and the class token
+
+
+def cost_model() -> CostModel:
+    """Forward FLOPs per term, parameters, activations saved for a training backward."""
+    t, EW, n = Terms(), ELEMENTWISE_FLOPS, TOKENS
+    fwd = lambda name, expr, ops, mm=False, note="": t.add(  # noqa: E731
+        Kind.FORWARD, name, expr, mm=mm, ops=ops, note=note
+    )
+    act = lambda name, expr, note: t.add(Kind.ACTIVATION, name, expr, note=note)  # noqa: E731
+    patch_flops, patch_params = patch_embedding(B, C, d, R, p)
+    # Patch embedding, class token, position embedding.
+    fwd("patch_embed", patch_flops, CONV, mm=True, note="(C·p²) × d per patch")
+    fwd("patch_bias", EW * B * (R / p) ** 2 * d, CONV)
+    fwd("pos_embed", EW * B * n * d, ("aten::add", "aten.add"))
+    t.add(Kind.PARAMS, "patch_embed", patch_params)
+    t.add(Kind.PARAMS, "class_token", d)
+    t.add(Kind.PARAMS, "pos_embed", n * d, note="one per token: grows with R")
+    act("image", B * C * R**2 * e, "input of the patch convolution")
+    # L encoder blocks.
+    fwd("attn_proj", L * 8 * B * n * d**2, LINEAR, mm=True, note="q, k, v, out: 4 × 2·n·d²")
+    fwd("attention", L * 4 * B * n**2 * d, SDPA, mm=True, note="Q·Kᵀ and A·V: 2 × 2·n²·d")
+    fwd("mlp", L * 4 * B * n * d * f, LINEAR, mm=True, note="d -> f -> d")
+    fwd("bias", L * EW * B * n * (4 * d + f + d), LINEAR)
+    fwd("scale", L * EW * B * h * n**2, SDPA)
+    fwd("softmax", L * SOFTMAX_FWD_FLOPS * B * h * n**2, SDPA)
+    fwd("gelu", L * GELU_FWD_FLOPS * B * n * f, ("aten::gelu", "aten.gelu"))
+    fwd("residual", L * 2 * EW * B * n * d, ("aten::add", "aten.add"))
+    fwd("layernorm", (2 * L + 1) * NORM_FWD_FLOPS * B * n * d, LAYER_NORM)
+    t.add(Kind.PARAMS, "attention", L * (4 * d**2 + 4 * d))
+    t.add(Kind.PARAMS, "mlp", L * (2 * d * f + f + d))
+    t.add(Kind.PARAMS, "layernorms", (2 * L + 1) * 2 * d)
+    act("norm_inputs", (2 * L + 1) * B * n * d * e, "residual stream, kept by LayerNorm")
+    act("norm_statistics", (2 * L + 1) * 2 * FP32_BYTES * B * n, "fp32 μ, 1/σ per token")
+    act("norm_outputs", (2 * L + 1) * B * n * d * e, "inputs of q, k, v / fc1 / the head")
+    act("attention_qkv_out", L * 4 * B * n * d * e, "q, k, v and output, kept by SDPA")
+    act("attention_lse", L * FP32_BYTES * B * h * n, "softmax statistics, fp32")
+    act("mlp_hidden", L * 2 * B * n * f * e, "fc1 output (kept by GELU), GELU output")
+    # Classifier on the class token.
+    fwd("head", 2 * B * d * K, LINEAR, mm=True)
+    fwd("head_bias", EW * B * K, LINEAR)
+    t.add(Kind.PARAMS, "head", d * K + K)
+    return t.model()
+
+
+QUANTITIES = (
+    QuantitySpec("forward_flops", "forward FLOPs", Kind.FORWARD),
+    QuantitySpec(
+        "forward_matmul_flops",
+        "  of which convolutions and matmuls",
+        Kind.FORWARD,
+        matmul_only=True,
+    ),
+    QuantitySpec("params", "parameters", Kind.PARAMS),
+    QuantitySpec("activation_bytes", "activations saved for backward", Kind.ACTIVATION),
+)
+
+
+def build(cfg: Config, device: str = "meta"):
+    import torch
+
+    from complexo.blocks.vit import ViT
+    from complexo.conventions import torch_dtype
+
+    dtype = torch_dtype(cfg.dtype)
+    arch = PRESETS[cfg.model]
+    with torch.device(device):
+        module = ViT(arch, cfg.res).to(dtype)
+        x = torch.randn(cfg.batch, arch.channels, cfg.res, cfg.res, dtype=dtype)
+    return module, x
+
+
+def analyse(cfg: Config) -> Result:
+    from complexo.measure import CONV_NOTE
+
+    model, values = cost_model(), cfg.values
+    module, x = build(cfg)
+    quantities = measure(module, x, values, model, QUANTITIES, attention=True)
+    attention = model.crossover(
+        ["attention"],
+        ["attn_proj", "mlp"],
+        R,
+        values=values,
+        label="attention overtakes the projections and MLP",
+    )
+    summary = summarise(model, values, growing=(B, R, d, L), bounds={}, crossovers=[attention])
+    notes = [
+        f"attention overtakes the projections and MLP at n = 2·d + f = "
+        f"{2 * values[d] + values[f]} tokens",
+        CONV_NOTE,
+    ]
+    patch = PRESETS[cfg.model].patch
+    facts = {"tokens": f"{cfg.tokens} = ({cfg.res}/{patch})² patches + the class token"}
+    if cfg.model in PUBLISHED:
+        params, res, gmacs, source = PUBLISHED[cfg.model]
+        flops = f", {gmacs} GMAC" if gmacs else ""
+        notes.append(f"published ({source}): {params:,} parameters{flops} at {res} per image")
+    return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)
