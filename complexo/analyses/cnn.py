@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
-from complexo.analyses.vision import BATCH_NORM, CONV, LINEAR, check_common, choose, measure
+from complexo.analyses.vision import BATCH_NORM, CONV, LINEAR, check_common, measure
 from complexo.blocks.resnet import PRESETS, PUBLISHED
 from complexo.conventions import DTYPES, ELEMENTWISE_FLOPS, FP32_BYTES, NORM_FWD_FLOPS
 from complexo.cost import CostModel, Kind, Terms
-from complexo.errors import ComplexoError
+from complexo.errors import ComplexoError, check_choice
 from complexo.result import QuantitySpec, Result, summarise
 from complexo.symbols import B, C, D, K, R, e, w
 
@@ -37,7 +37,7 @@ class Config:
     dtype: str = "fp32"
 
     def __post_init__(self):
-        choose("CNN", self.model, PRESETS)
+        check_choice("CNN", self.model, PRESETS)
         check_common(self.res, self.batch, self.dtype)
         if self.res < MIN_RES:
             raise ComplexoError(

@@ -19,7 +19,6 @@ no inputs; the formulas below follow that, and the tests check them against auto
 from __future__ import annotations
 
 import contextlib
-import difflib
 from dataclasses import asdict, dataclass, field
 
 import sympy
@@ -29,7 +28,7 @@ from complexo.blocks.transformer import ARCHS, PRESETS, PUBLISHED_PARAMS, ModelC
 from complexo.blocks.transformer import llama_mlp_width as _llama_mlp_width
 from complexo.conventions import DTYPES, FP32_BYTES, torch_dtype
 from complexo.cost import CostModel, Kind, Terms, crossover, evaluate
-from complexo.errors import ComplexoError
+from complexo.errors import ComplexoError, check_choice
 from complexo.result import (
     Comparison,
     QuantitySpec,
@@ -82,13 +81,13 @@ class Config:
     seq: int | None = None  # default: the model's context, or 1024 for a single layer
 
     def __post_init__(self):
-        _choice("--optimizer", self.optimizer, OPTIMIZERS)
-        _choice("--precision", self.precision, tuple(PRECISIONS))
+        check_choice("--optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("--precision", self.precision, PRECISIONS)
         if self.targets is not None:
             if not self.targets:
                 raise ComplexoError(f"--targets is empty; choose from: {', '.join(TARGETS)}")
             for t in self.targets:
-                _choice("--targets", t, tuple(TARGETS))
+                check_choice("--targets", t, TARGETS)
             object.__setattr__(self, "targets", tuple(dict.fromkeys(self.targets)))
         if self.alpha <= 0:
             raise ComplexoError(f"--alpha must be positive, got {self.alpha}")
@@ -118,7 +117,7 @@ class Config:
     def _resolve_model(self):
         if self.model is not None:
             if self.model not in PRESETS:
-                _choice("--model", self.model, tuple(PRESETS))
+                check_choice("--model", self.model, PRESETS)
             base = PRESETS[self.model]
             if self.arch is not None and self.arch != base.arch:
                 raise ComplexoError(f"--arch {self.arch} contradicts --model {self.model}")
@@ -131,7 +130,7 @@ class Config:
                     + f" (or a preset: {', '.join(PRESETS)})"
                 )
             arch = self.arch or "gpt2"
-            _choice("--arch", arch, ARCHS)
+            check_choice("--arch", arch, ARCHS)
             base = _default(arch, self.dim)
         else:
             object.__setattr__(self, "model", "gpt2")
@@ -204,13 +203,6 @@ def _default(arch: str, dim: int | None) -> ModelConfig:
     mlp = _llama_mlp_width(dim) if arch == "llama" else 4 * dim
     vocab, ctx = (32000, 2048) if arch == "llama" else (50257, 1024)
     return ModelConfig(arch, 1, dim, 1, vocab, ctx, mlp)
-
-
-def _choice(option: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        close = difflib.get_close_matches(value, valid, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ComplexoError(f"unknown {option} '{value}'; {hint}choose from: {', '.join(valid)}")
 
 
 def _positive(cfg: Config, *names: str) -> None:

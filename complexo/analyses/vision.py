@@ -8,12 +8,10 @@ H_out × W_out costs 2·B·C_out·H_out·W_out·(C_in/g)·k_h·k_w FLOPs.
 
 from __future__ import annotations
 
-import difflib
-
 import sympy
 
 from complexo.conventions import DTYPES
-from complexo.errors import ComplexoError
+from complexo.errors import ComplexoError, check_choice
 
 CONV = ("aten::conv", "aten::_convolution", "aten.convolution")
 LINEAR = ("aten::linear", "aten.addmm", "aten.mm")
@@ -64,18 +62,11 @@ def patch_embedding(B, C, d, R, p):
     return conv(B, C, d, p, sympy.sympify(R) / p, bias=True)
 
 
-def choose(option: str, value: str, valid) -> None:
-    if value not in valid:
-        close = difflib.get_close_matches(value, list(valid), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ComplexoError(f"unknown {option} '{value}'; {hint}choose from: {', '.join(valid)}")
-
-
 def check_common(res: int, batch: int, dtype: str) -> None:
     for name, value in (("res", res), ("batch", batch)):
         if value <= 0:
             raise ComplexoError(f"--{name} must be a positive integer, got {value}")
-    choose("--dtype", dtype, DTYPES)
+    check_choice("--dtype", dtype, DTYPES)
 
 
 def measure(module, x, values, model, quantities, *, attention: bool = False):

@@ -18,7 +18,6 @@ from complexo.analyses.vision import (
     LINEAR,
     SDPA,
     check_common,
-    choose,
     measure,
     patch_embedding,
 )
@@ -32,7 +31,7 @@ from complexo.conventions import (
     SOFTMAX_FWD_FLOPS,
 )
 from complexo.cost import CostModel, Kind, Terms
-from complexo.errors import ComplexoError
+from complexo.errors import ComplexoError, check_choice
 from complexo.result import QuantitySpec, Result, summarise
 from complexo.symbols import B, C, K, L, R, d, e, f, h, p
 
@@ -47,7 +46,7 @@ class Config:
     dtype: str = "fp32"
 
     def __post_init__(self):
-        choose("ViT", self.model, PRESETS)
+        check_choice("ViT", self.model, PRESETS)
         check_common(self.res, self.batch, self.dtype)
         patch = PRESETS[self.model].patch
         if self.res % patch:
