@@ -19,7 +19,7 @@ no inputs; the formulas below follow that, and the tests check them against auto
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import sympy
 
@@ -664,4 +664,9 @@ def _crossovers(cfg: Config, full: CostModel, lora: CostModel, values: dict):
                 label="LoRA's training memory reaches full fine-tuning's",
             )
         )
-    return found
+    return [
+        replace(c, label=f"{c.label} (never: ranks stop at {cfg.max_rank})")
+        if c.value > cfg.max_rank
+        else c
+        for c in found
+    ]
