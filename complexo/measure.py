@@ -130,12 +130,15 @@ def measure_torch(
     *,
     attention: str = "cpu-fused",
     custom_mapping: dict | None = None,
+    backward: bool = True,
 ) -> TorchMeasurement:
     """Run ``forward`` and a backward from its output's sum, on meta tensors, under one
     FlopCounterMode and autograd's saved-tensor hooks.
 
     ``attention``: "cpu-fused" dispatches SDPA to the fused kernel that a CPU run takes; "math"
     leaves it to the meta device's math fallback. ``custom_mapping`` goes to FlopCounterMode.
+    ``backward=False`` stops after the forward (what is saved for the backward is known by
+    then); the backward count is then empty.
     """
     counter = _RecordingFlopCounter(custom_mapping)
     param_storages = {p.untyped_storage()._cdata for p in params}
@@ -159,8 +162,10 @@ def measure_torch(
         fwd = counter.snapshot("torch")
         counter.seen.clear()
         counter.record_outputs = False
-        y.sum().backward()
-        bwd = counter.snapshot("torch", since=fwd)
+        bwd = Count("torch", 0)
+        if backward:
+            y.sum().backward()
+            bwd = counter.snapshot("torch", since=fwd)
     return TorchMeasurement(
         forward=fwd,
         backward=bwd,

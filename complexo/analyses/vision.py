@@ -78,7 +78,8 @@ def measure(module, x, values, model, quantities, *, attention: bool = False):
 
     # BatchNorm's running statistics are saved for its backward but are buffers, not activations.
     kept = [*module.parameters(), *module.buffers()]
-    run = measure_torch(lambda: module(x), kept, attention="cpu-fused" if attention else "math")
+    sdpa = "cpu-fused" if attention else "math"
+    run = measure_torch(lambda: module(x), kept, attention=sdpa, backward=False)  # forward only
     fv = count_fvcore(module, (x.detach(),))
     readings = {
         Kind.FORWARD: {"fvcore": fv, "torch": run.forward},
