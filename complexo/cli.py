@@ -201,6 +201,7 @@ def lora(
     as_json: JsonFlag = False,
     brief: Annotated[bool, typer.Option("--brief", help="Leave out the formulas.")] = False,
     terms: Annotated[bool, typer.Option("--terms", help="Add each side's per-term table.")] = False,
+    plot: PlotOption = None,
 ) -> None:
     from complexo.analyses import lora as analysis
 
@@ -224,6 +225,13 @@ def lora(
         seq=seq,
     )
     result = analysis.analyse(cfg)
+    if plot:
+        from complexo import plot as plots
+
+        fig, (left, right) = plots.figure(2, width=6.0)
+        plots.draw_lora(left, right, result)
+        fig.suptitle(f"LoRA vs full fine-tuning: {cfg.model or 'one layer'}, r = {cfg.rank}")
+        plots.save(fig, plot, plots.footer(f"{cfg.precision}, {cfg.optimizer}"))
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
         return
@@ -298,6 +306,7 @@ def compare(
     batch: BatchOption = 1,
     dtype: DTypeOption = DType.fp32,
     as_json: JsonFlag = False,
+    plot: PlotOption = None,
 ) -> None:
     from complexo.analyses import compare as analysis
 
@@ -310,12 +319,87 @@ def compare(
         )
     cfg = analysis.Config(cnn, vit, tuple(resolutions), batch, dtype.value)
     result = analysis.analyse(cfg)
+    if plot:
+        from complexo import plot as plots
+
+        fig, (left, right) = plots.figure(2, width=6.5)
+        plots.draw_compare(left, right, result)
+        plots.save(fig, plot, plots.footer(f"{dtype.value}, batch {batch}"))
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
         return
     from complexo.render import console, render_compare
 
     console().print(render_compare(result))
+
+
+PlotOption = Annotated[
+    str | None, typer.Option("--plot", help="Also draw the figure to PATH (.png or .svg).")
+]
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    short_help="Sweep an analysis over one option (or a grid of two); table, JSON, CSV, plot.",
+    help="complexo sweep ANALYSIS --vary NAME=START..STOP [--log2 | --step S | --points K] "
+    "[the analysis's own options, fixed]: e.g. complexo sweep mhsa --vary seq=256..65536 "
+    "--log2 --dim 1024. Every point is a full analysis (formulas and counters).",
+)
+def sweep(
+    ctx: typer.Context,
+    analysis: Annotated[str, typer.Argument(help="mhsa, cnn or vit.")],
+    vary: Annotated[list[str], typer.Option("--vary", help="NAME=START..STOP; twice for a grid.")],
+    points: Annotated[int | None, typer.Option(help="K evenly spaced values.")] = None,
+    step: Annotated[int | None, typer.Option(help="Values START, START+S, ...")] = None,
+    log2: Annotated[bool, typer.Option("--log2", help="Double from START to STOP.")] = False,
+    quantity: Annotated[str, typer.Option(help="What the plot and a grid show.")] = "forward_flops",
+    as_json: JsonFlag = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV, one row per point.")] = False,
+    plot: PlotOption = None,
+) -> None:
+    from complexo import sweep as sweeps
+    from complexo.analyses import ANALYSES
+    from complexo.errors import check_choice
+
+    check_choice("analysis", analysis, [a for a in ANALYSES if a != "lora"])
+    if plot:
+        from complexo.plot import check_path
+
+        check_path(plot)
+    module = ANALYSES[analysis]
+    fixed = sweeps.config_options(module.Config, ctx.args)
+    varies = [sweeps.parse_vary(v, points=points, step=step, log2=log2) for v in vary]
+    total = 1
+    for v in varies:
+        total *= len(v.values)
+    from rich.progress import Progress
+
+    from complexo.render import console
+
+    with Progress(console=console(stderr=True), transient=True, disable=total < 4) as bar:
+        task = bar.add_task(f"sweeping {analysis}", total=total)
+        result = sweeps.run(module, fixed, varies, lambda i, n: bar.update(task, completed=i))
+    names = {q.name for q in result.points[0].result.quantities}
+    if quantity not in names:
+        check_choice("--quantity", quantity, sorted(names))
+    if plot:
+        from complexo import plot as plots
+
+        fig, (ax,) = plots.figure(width=10.5)
+        plots.draw_sweep(ax, result, quantity)
+        plots.save(fig, plot, plots.footer(_fixed_text(result.points[0].result.config)))
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+    elif as_csv:
+        sys.stdout.write(result.to_csv())
+    else:
+        from complexo.render import render_sweep
+
+        console().print(render_sweep(result, quantity))
+
+
+def _fixed_text(config: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in config.items() if k in ("dtype", "precision"))
 
 
 def main() -> None:

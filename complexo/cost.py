@@ -63,6 +63,7 @@ class Crossover:
     symbol: sympy.Symbol
     expr: sympy.Expr  # the value of ``symbol`` at which the two groups are equal
     value: Fraction  # that value at the config
+    kind: Kind | None = None  # what was compared, when one kind
 
 
 class CostModel:
@@ -118,7 +119,7 @@ class CostModel:
     ) -> Crossover:
         """Solve sum(grows) = sum(against) for the positive ``symbol``."""
         a, b = self.group(kind, grows), self.group(kind, against)
-        return crossover(a, b, symbol, values=values, label=label)
+        return replace(crossover(a, b, symbol, values=values, label=label), kind=kind)
 
 
 def crossover(

@@ -352,5 +352,52 @@ def render_compare(cmp) -> Group:
     return Group(*parts)
 
 
+def render_sweep(sweep, quantity: str) -> Group:
+    """One row per point (each quantity, and whether the counters agree), or, for two varied
+    options, a heat-map table of ``quantity``."""
+    parts: list = [
+        Text.assemble(
+            (f"complexo sweep {sweep.analysis}", "bold"),
+            "  " + ", ".join(f"{k}={v}" for k, v in sweep.fixed.items()) + "\n",
+            (f"{CONVENTION}; every point a full analysis, counted on the meta device", "dim"),
+        )
+    ]
+    first = sweep.points[0].result
+    if len(sweep.vary) == 1:
+        name = sweep.vary[0].name
+        table = Table(title=f"{sweep.analysis} against {name}", title_justify="left")
+        table.add_column(name, justify="right")
+        for q in first.quantities:
+            table.add_column(q.label.strip(), justify="right")
+        table.add_column("counters")
+        for point in sweep.points:
+            qs = point.result.quantities
+            exact = all(q.agrees(c) in (None, True) for q in qs for c in COUNTERS)
+            verdict = "all exact" if exact else "gaps explained"
+            if any(g.reason == "unexplained" for q in qs for g in q.gaps):
+                verdict = "UNEXPLAINED gap"
+            table.add_row(str(point.config[name]), *(human(q.value, q.unit) for q in qs), verdict)
+        parts.append(table)
+        exps = sweep.exponents()
+        if exps and sweep.symbol is not None:
+            slopes = ", ".join(f"{t} ∝ {sweep.symbol}^{k}" for t, k in exps.items())
+            parts.append(Text(f"forward terms: {slopes}"))
+    else:
+        (a, b), unit = sweep.vary, first.quantity(quantity).unit
+        title = f"{quantity}: {a.name} (rows) × {b.name} (columns)"
+        table = Table(title=title, title_justify="left")
+        table.add_column(f"{a.name} \\ {b.name}", justify="right")
+        for v in b.values:
+            table.add_column(str(v), justify="right")
+        cells = {
+            (pt.config[a.name], pt.config[b.name]): pt.result.quantity(quantity)
+            for pt in sweep.points
+        }
+        for u in a.values:
+            table.add_row(str(u), *(human(cells[u, v].value, unit) for v in b.values))
+        parts.append(table)
+    return Group(*parts)
+
+
 def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)

@@ -95,7 +95,7 @@ def analyse(cfg: Config) -> Comparison:
             Crossover(
                 f"{cfg.vit}'s forward FLOPs cross {cfg.cnn}'s",
                 R,
-                sympy.Float(x, 8),
+                sympy.Float(round(x, 1), 6),
                 Fraction(x).limit_denominator(1000),
             )
         )

@@ -1,0 +1,240 @@
+"""Sweeps: one analysis at many configs, one option (or two, as a grid) varied, the rest fixed.
+
+Every point is a full analysis (formulas and counters), so a sweep's numbers are exactly the
+point-by-point calls'. ``--vary seq=256..65536`` with ``--log2`` (doubling from the start),
+``--step S`` (arithmetic) or ``--points K`` (K evenly spaced integers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import sympy
+
+from complexo.cost import Kind, evaluate
+from complexo.errors import ComplexoError
+from complexo.result import Result
+
+_RANGE = re.compile(r"^([a-z_]+)=(-?\d+)\.\.(-?\d+)$")
+MAX_POINTS = 64
+
+
+@dataclass(frozen=True)
+class Vary:
+    name: str  # a Config field
+    values: tuple[int, ...]
+
+
+def parse_vary(text: str, *, points: int | None, step: int | None, log2: bool) -> Vary:
+    """``seq=256..4096`` and a spacing into the values to visit.
+
+    >>> parse_vary("seq=256..4096", points=None, step=None, log2=True).values
+    (256, 512, 1024, 2048, 4096)
+    >>> parse_vary("dim=64..128", points=3, step=None, log2=False).values
+    (64, 96, 128)
+    """
+    name, _, span = text.strip().partition("=")
+    m = _RANGE.match(f"{name.replace('-', '_')}={span}")
+    if not m:
+        raise ComplexoError(f"--vary takes NAME=START..STOP with integers, got '{text}'")
+    name, start, stop = m.group(1), int(m.group(2)), int(m.group(3))
+    if start <= 0 or stop < start:
+        raise ComplexoError(f"--vary {name}: need 0 < START ≤ STOP, got {start}..{stop}")
+    if sum(x is not None and x is not False for x in (points, step, log2 or None)) > 1:
+        raise ComplexoError("give one of --points, --step, --log2")
+    if log2:
+        values = [start * 2**i for i in range(int(math.log2(stop / start)) + 1)]
+    elif step is not None:
+        if step <= 0:
+            raise ComplexoError(f"--step must be positive, got {step}")
+        values = list(range(start, stop + 1, step))
+    else:
+        k = points or 5
+        if k < 1:
+            raise ComplexoError(f"--points must be positive, got {k}")
+        values = [round(start + (stop - start) * i / max(k - 1, 1)) for i in range(k)]
+    values = list(dict.fromkeys(values))
+    if len(values) > MAX_POINTS:
+        raise ComplexoError(f"--vary {name} gives {len(values)} points; at most {MAX_POINTS}")
+    return Vary(name, tuple(values))
+
+
+def config_options(config_type, args: Sequence[str]) -> dict:
+    """An analysis's own options given to ``sweep`` (``--dim 1024 --causal --no-bias``) as
+    Config fields, converted to the fields' types."""
+    fields = {f.name: f for f in dataclasses.fields(config_type)}
+    out, i = {}, 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ComplexoError(f"unexpected argument '{arg}'")
+        key = arg[2:].replace("-", "_")
+        if key.startswith("no_") and key[3:] in fields and _is_bool(fields[key[3:]]):
+            out[key[3:]] = False
+            i += 1
+            continue
+        if key not in fields:
+            valid = ", ".join("--" + f.replace("_", "-") for f in fields)
+            raise ComplexoError(f"unknown option {arg} for this analysis; it takes {valid}")
+        if _is_bool(fields[key]):
+            out[key] = True
+            i += 1
+            continue
+        if i + 1 >= len(args):
+            raise ComplexoError(f"{arg} needs a value")
+        out[key] = _convert(fields[key], args[i + 1], arg)
+        i += 2
+    return out
+
+
+def _is_bool(f: dataclasses.Field) -> bool:
+    return f.type in (bool, "bool")
+
+
+def _convert(f: dataclasses.Field, text: str, arg: str):
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind.startswith("int"):
+            return int(text)
+        if kind.startswith("float"):
+            return float(text)
+    except ValueError:
+        raise ComplexoError(f"{arg} takes a number, got '{text}'") from None
+    return text
+
+
+@dataclass
+class Point:
+    config: dict  # the varied options' values at this point
+    result: Result
+
+
+@dataclass
+class Sweep:
+    analysis: str
+    fixed: dict
+    vary: list[Vary]
+    points: list[Point] = field(default_factory=list)
+
+    @property
+    def symbol(self) -> sympy.Symbol | None:
+        """The formula symbol the (first) varied option moves, found by comparing two
+        points' values."""
+        if len(self.points) < 2:
+            return None
+        a, b = self.points[0].result.values, self.points[1].result.values
+        moved = [s for s in a if a[s] != b[s]]
+        return moved[0] if len(moved) == 1 else None
+
+    def exponents(self, kind: Kind = Kind.FORWARD) -> dict[str, int]:
+        """Each term's power of the swept symbol, its slope on a log-log plot."""
+        s = self.symbol
+        if s is None:
+            return {}
+        model = self.points[0].result.model
+        out = {}
+        for t in model.terms(kind):
+            expr = sympy.expand(t.expr.replace(sympy.ceiling, lambda x: x))
+            out[t.name] = int(sympy.degree(expr, s)) if expr.is_polynomial(s) else 0
+        return out
+
+    def series(self, name: str) -> list[int]:
+        return [p.result.quantity(name).value for p in self.points]
+
+    def term_series(self, kind: Kind, term: str) -> list[int]:
+        out = []
+        for p in self.points:
+            names = {t.name: t for t in p.result.model.terms(kind)}
+            out.append(evaluate(names[term].expr, p.result.values) if term in names else 0)
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "analysis": "sweep",
+            "of": self.analysis,
+            "fixed": self.fixed,
+            "vary": {v.name: list(v.values) for v in self.vary},
+            "symbol": str(self.symbol) if self.symbol is not None else None,
+            "exponents": self.exponents(),
+            "points": [
+                {
+                    "config": p.config,
+                    "quantities": {
+                        q.name: {"value": q.value, "unit": q.unit, "measured": q.measured}
+                        for q in p.result.quantities
+                    },
+                }
+                for p in self.points
+            ],
+        }
+
+    def to_csv(self) -> str:
+        names = [q.name for q in self.points[0].result.quantities]
+        header = [v.name for v in self.vary]
+        for q in names:
+            header += [q, f"{q}_fvcore", f"{q}_torch"]
+        lines = [",".join(header)]
+        for p in self.points:
+            row = [str(p.config[v.name]) for v in self.vary]
+            for q in names:
+                quantity = p.result.quantity(q)
+                row += [str(quantity.value)] + [
+                    "" if quantity.measured.get(c) is None else str(quantity.measured[c])
+                    for c in ("fvcore", "torch")
+                ]
+            lines.append(",".join(row))
+        return "\n".join(lines) + "\n"
+
+
+def run(
+    module,
+    fixed: dict,
+    vary: list[Vary],
+    progress: Callable[[int, int], None] | None = None,
+) -> Sweep:
+    """Analyse every point of the grid spanned by ``vary`` (one Vary: a line)."""
+    if not 1 <= len(vary) <= 2:
+        raise ComplexoError("sweep varies one option, or two for a grid")
+    if getattr(module, "SIDES", None):
+        raise ComplexoError(
+            f"sweep takes analyses with one result; {module.NAME} compares sides and has its "
+            "own sweep (its table and --plot)"
+        )
+    fields = {f.name for f in dataclasses.fields(module.Config)}
+    for v in vary:
+        if v.name not in fields:
+            valid = ", ".join(sorted(fields))
+            raise ComplexoError(
+                f"--vary {v.name}: {module.NAME} has no such option; it has {valid}"
+            )
+        if v.name in fixed:
+            raise ComplexoError(f"--{v.name} is both fixed and varied")
+    grid = list(itertools.product(*(v.values for v in vary)))
+    configs = [
+        module.Config(**fixed, **dict(zip((v.name for v in vary), g, strict=True))) for g in grid
+    ]
+    sweep = Sweep(module.NAME, fixed, vary)
+    for i, (g, cfg) in enumerate(zip(grid, configs, strict=True)):
+        result = module.analyse(cfg)
+        sweep.points.append(Point(dict(zip((v.name for v in vary), g, strict=True)), result))
+        if progress:
+            progress(i + 1, len(grid))
+    return sweep
+
+
+def fit_exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The least-squares slope of log y against log x: y ∝ x^slope.
+
+    >>> round(fit_exponent([1, 2, 4, 8], [3, 12, 48, 192]), 6)
+    2.0
+    """
+    import numpy as np
+
+    x, y = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
+    slope, _ = np.polyfit(x, y, 1)
+    return float(slope)

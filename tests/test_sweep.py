@@ -1,0 +1,162 @@
+"""Sweeps and figures: a sweep's numbers are the point-by-point analyses'; the figures draw what
+the tables say (their data is returned, not scraped from pixels); the exponent fit recovers a
+known power; files are written, deterministic, and refused in formats we do not write."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from complexo import plot as plots
+from complexo import sweep as sweeps
+from complexo.analyses import compare, lora, mhsa
+from complexo.cli import app
+from complexo.errors import ComplexoError
+
+try:
+    runner = CliRunner(mix_stderr=False)
+except TypeError:
+    runner = CliRunner()
+
+SMALL = {"dim": 32, "heads": 4}
+
+
+def small_sweep():
+    vary = sweeps.parse_vary("seq=32..256", points=None, step=None, log2=True)
+    return sweeps.run(mhsa, SMALL, [vary])
+
+
+def test_sweep_points_are_the_point_by_point_analyses():
+    sweep = small_sweep()
+    assert [p.config["seq"] for p in sweep.points] == [32, 64, 128, 256]
+    for point in sweep.points:
+        alone = mhsa.analyse(mhsa.Config(seq=point.config["seq"], **SMALL))
+        assert [(q.name, q.value, q.measured) for q in point.result.quantities] == [
+            (q.name, q.value, q.measured) for q in alone.quantities
+        ]
+
+
+def test_sweep_knows_each_terms_slope_in_the_swept_symbol():
+    exps = small_sweep().exponents()
+    assert exps["q_proj"] == 1 and exps["scores"] == 2 and exps["softmax"] == 2
+
+
+def test_a_grid_of_two_options():
+    vary = [
+        sweeps.parse_vary("seq=16..32", points=2, step=None, log2=False),
+        sweeps.parse_vary("dim=8..16", points=None, step=8, log2=False),
+    ]
+    grid = sweeps.run(mhsa, {"heads": 2}, vary)
+    assert [tuple(p.config.values()) for p in grid.points] == [(16, 8), (16, 16), (32, 8), (32, 16)]
+
+
+@pytest.mark.parametrize(
+    ("text", "kw", "message"),
+    [
+        ("seq=100", {}, "NAME=START..STOP"),
+        ("seq=0..8", {}, "0 < START"),
+        ("seq=1..8", {"log2": True, "points": 3}, "one of --points, --step, --log2"),
+        ("seq=1..1000", {"step": 1}, "at most 64"),
+    ],
+)
+def test_bad_vary(text, kw, message):
+    with pytest.raises(ComplexoError, match=message):
+        sweeps.parse_vary(text, **{"points": None, "step": None, "log2": False, **kw})
+
+
+@pytest.mark.parametrize("exponent", [1.0, 2.0, 4.0, 0.5])
+def test_fit_recovers_a_known_exponent(exponent):
+    rng = np.random.default_rng(0)
+    xs = 2.0 ** np.arange(4, 14)
+    ys = 3.0 * xs**exponent * rng.uniform(0.97, 1.03, xs.size)  # ±3% noise
+    assert sweeps.fit_exponent(xs, ys) == pytest.approx(exponent, abs=0.02)
+
+
+def test_sweep_figure_draws_the_table(tmp_path):
+    sweep = small_sweep()
+    fig, (ax,) = plots.figure()
+    drawn = plots.draw_sweep(ax, sweep)
+    xs, total = drawn["forward_flops (formula)"]
+    assert xs == [32, 64, 128, 256] and total == sweep.series("forward_flops")
+    label = next(k for k in drawn if k.startswith("torch count of forward_matmul_flops"))
+    assert drawn[label][1] == [
+        p.result.quantity("forward_matmul_flops").measured["torch"] for p in sweep.points
+    ]
+    assert drawn["scores ∝ n^2"][1] == sweep.term_series(mhsa.Kind.FORWARD, "scores")
+    path = tmp_path / "sweep.png"
+    plots.save(fig, str(path), plots.footer())
+    assert path.stat().st_size > 10_000
+
+
+def test_compare_and_lora_figures_draw_their_results(tmp_path):
+    cmp = compare.analyse(compare.Config("resnet18", "vit-ti16", (64, 128)))
+    fig, (left, right) = plots.figure(2)
+    drawn = plots.draw_compare(left, right, cmp)
+    assert drawn["vit-ti16 forward_flops analysed"] == (
+        [64, 128],
+        [m["vit-ti16"].quantity("forward_flops").value for _, m in cmp.results],
+    )
+    grid, ys = drawn["resnet18 activation_bytes"]
+    assert (
+        64 in grid
+        and ys[grid.index(64)] == cmp.results[0][1]["resnet18"].quantity("activation_bytes").value
+    )
+    plots.save(fig, str(tmp_path / "compare.svg"), plots.footer())
+    result = lora.analyse(lora.Config(in_features=64, out_features=32, rank=4, seq=8))
+    fig, (left, right) = plots.figure(2)
+    drawn = plots.draw_lora(left, right, result)
+    assert drawn["optimizer_bytes"][1] == [
+        result.sides[s].quantity("optimizer_bytes").value for s in ("full", "lora")
+    ]
+    assert drawn["trainable_params"][1] == [row["trainable_params"] for row in result.sweep]
+    plots.save(fig, str(tmp_path / "lora.png"), plots.footer())
+    assert all(p.stat().st_size > 5_000 for p in tmp_path.iterdir())
+
+
+def test_svg_figures_are_byte_for_byte_reproducible(tmp_path):
+    sweep = small_sweep()
+    for name in ("a.svg", "b.svg"):
+        fig, (ax,) = plots.figure()
+        plots.draw_sweep(ax, sweep)
+        plots.save(fig, str(tmp_path / name), plots.footer())
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+
+
+def test_sweep_command_json_csv_and_plot(tmp_path):
+    args = ["sweep", "mhsa", "--vary", "seq=32..128", "--log2", "--dim", "32", "--heads", "4"]
+    result = runner.invoke(app, [*args, "--json", "--plot", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["of"] == "mhsa" and doc["vary"] == {"seq": [32, 64, 128]}
+    assert doc["fixed"] == {"dim": 32, "heads": 4} and doc["symbol"] == "n"
+    assert [p["config"]["seq"] for p in doc["points"]] == [32, 64, 128]
+    assert (tmp_path / "s.png").stat().st_size > 10_000
+    csv = runner.invoke(app, [*args, "--csv", "--causal", "--no-bias"])
+    assert csv.exit_code == 0, csv.output
+    header, *rows = csv.stdout.strip().splitlines()
+    assert header.startswith("seq,forward_flops,forward_flops_fvcore,forward_flops_torch")
+    assert [r.split(",")[0] for r in rows] == ["32", "64", "128"]
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0 and "scores ∝ n^2" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sweep", "lora", "--vary", "rank=1..8"], "unknown analysis 'lora'"),
+        (["sweep", "mhsa", "--vary", "seq=8"], "NAME=START..STOP"),
+        (["sweep", "mhsa", "--vary", "size=8..16"], "mhsa has no such option"),
+        (["sweep", "mhsa", "--vary", "seq=8..16", "--foo", "3"], "unknown option --foo"),
+        (["sweep", "mhsa", "--vary", "seq=8..16", "--dim", "x"], "--dim takes a number"),
+        (["sweep", "mhsa", "--vary", "seq=8..16", "--seq", "8"], "both fixed and varied"),
+        (["sweep", "mhsa", "--vary", "seq=8..16", "--plot", "a.jpg"], "--plot writes .png or .svg"),
+        (["sweep", "mhsa", "--vary", "seq=8..16", "--quantity", "flops"], "unknown --quantity"),
+        (["sweep", "vit", "--vary", "res=200..300", "--points", "2"], "not divisible"),
+    ],
+)
+def test_sweep_bad_input_is_one_line(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0
+    assert message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
