@@ -333,6 +333,69 @@ def compare(
     console().print(render_compare(result))
 
 
+class CacheDType(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+    int8 = "int8"
+
+
+@app.command(
+    short_help="KV-cache decoding: cache bytes, decode FLOPs with and without it, what fits.",
+    help="The KV cache of a decoder-only model (--model PRESET, default llama-7b, or --arch with "
+    "--layers, --dim, --heads; --kv-heads for grouped-query attention): bytes per token and in "
+    "total, decode FLOPs per token with the cache and recomputing the prefix without it, prefill "
+    "against decode arithmetic intensity, and the largest context or batch that fits a device.",
+)
+def kvcache(
+    model: Annotated[str | None, typer.Option(help="Preset (default llama-7b).")] = None,
+    arch: Annotated[str | None, typer.Option(help="gpt2 or llama, for a raw model.")] = None,
+    layers: Annotated[int | None, typer.Option(help="Layers L.")] = None,
+    dim: Annotated[int | None, typer.Option(help="Width d.")] = None,
+    heads: Annotated[int | None, typer.Option(help="Query heads h.")] = None,
+    kv_heads: Annotated[
+        int | None, typer.Option("--kv-heads", help="Key/value heads G (1: multi-query).")
+    ] = None,
+    vocab: Annotated[int | None, typer.Option(help="Vocabulary V.")] = None,
+    ctx: Annotated[int | None, typer.Option(help="The model's context (positions).")] = None,
+    mlp: Annotated[int | None, typer.Option(help="MLP width f.")] = None,
+    context: Annotated[
+        int | None, typer.Option(help="Tokens in the cache n (default: the model's context).")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Sequences decoded together B.")] = 1,
+    dtype: Annotated[CacheDType, typer.Option(help="Cache (and weight) element type.")] = (
+        CacheDType.bf16
+    ),
+    device: Annotated[
+        str | None, typer.Option(help="h100-sxm, h100-pcie, h200, a100-80gb, a100-40gb, l40s, l4.")
+    ] = None,
+    device_memory: Annotated[
+        float | None, typer.Option("--device-memory", help="Device memory in GB (10^9 bytes).")
+    ] = None,
+    as_json: JsonFlag = False,
+    brief: BriefFlag = False,
+) -> None:
+    from complexo.analyses import kvcache as analysis
+
+    cfg = analysis.Config(
+        model=model,
+        arch=arch,
+        layers=layers,
+        dim=dim,
+        heads=heads,
+        kv_heads=kv_heads,
+        vocab=vocab,
+        ctx=ctx,
+        mlp=mlp,
+        context=context,
+        batch=batch,
+        dtype=dtype.value,
+        device=device,
+        device_memory=device_memory,
+    )
+    _emit(analysis.analyse(cfg), as_json, brief)
+
+
 PlotOption = Annotated[
     str | None, typer.Option("--plot", help="Also draw the figure to PATH (.png or .svg).")
 ]

@@ -22,3 +22,4 @@ C = sympy.Symbol("C", integer=True, positive=True)  # image channels
 K = sympy.Symbol("K", integer=True, positive=True)  # classes
 w = sympy.Symbol("w", integer=True, positive=True)  # ResNet width: channels of its first stage
 D = tuple(sympy.Symbol(f"D{i}", integer=True, positive=True) for i in (1, 2, 3, 4))  # blocks/stage
+G = sympy.Symbol("G", integer=True, positive=True)  # key/value heads (grouped-query attention)

@@ -341,3 +341,66 @@ def test_vision_bad_input_is_one_line_and_nonzero(args, message):
     assert message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16", "fp32", "int8"])
+def test_kvcache_json_contract(dtype):
+    args = [
+        "kvcache",
+        "--arch",
+        "llama",
+        "--layers",
+        "2",
+        "--dim",
+        "32",
+        "--heads",
+        "4",
+        "--kv-heads",
+        "2",
+        "--context",
+        "100",
+        "--batch",
+        "2",
+        "--dtype",
+        dtype,
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["analysis"] == "kvcache" and doc["config"]["kv_heads"] == 2
+    q = doc["quantities"]
+    for name in (
+        "kv_cache_bytes",
+        "kv_cache_bytes_per_token",
+        "decode_flops_per_token",
+        "decode_flops_per_token_no_cache",
+    ):
+        assert q[name]["measured"]["torch"] == q[name]["value"], name
+    # k and v, 2 layers, 2 kv heads of 8: 2·2·2·8 = 64 elements per token; int8 adds 2 bytes
+    # of scale per (token, head) row: 2·2·2 rows
+    per_token = {"fp32": 256, "fp16": 128, "bf16": 128, "int8": 64 + 2 * 8}[dtype]
+    assert q["kv_cache_bytes_per_token"]["value"] == per_token
+    assert q["kv_cache_bytes"]["value"] == 2 * 100 * per_token
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "llama-8b"], "unknown --model 'llama-8b'; did you mean 'llama-7b'?"),
+        (
+            ["--heads", "32", "--kv-heads", "5", "--model", "llama-7b"],
+            "--heads 32 is not divisible by --kv-heads 5",
+        ),
+        (["--context", "0"], "--context must be a positive integer"),
+        (["--model", "gpt2", "--context", "1024"], "leaves no learned position"),
+        (["--device", "h100"], "unknown device 'h100'; did you mean"),
+        (["--device", "l4", "--device-memory", "24"], "--device or --device-memory, not both"),
+        (["--dtype", "int4"], "'int4' is not one of"),
+    ],
+)
+def test_kvcache_bad_input_is_one_line(args, message):
+    result = runner.invoke(app, ["kvcache", *args])
+    assert result.exit_code != 0
+    assert message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import sympy
 
+from complexo.analyses.llm import param_terms, resolve_model
 from complexo.blocks.lora import DEFAULT_TARGETS, TARGETS
-from complexo.blocks.transformer import ARCHS, PRESETS, PUBLISHED_PARAMS, ModelConfig
-from complexo.blocks.transformer import llama_mlp_width as _llama_mlp_width
+from complexo.blocks.transformer import PRESETS, PUBLISHED_PARAMS, ModelConfig
 from complexo.conventions import DTYPES, FP32_BYTES, torch_dtype
 from complexo.cost import CostModel, Kind, Terms, crossover, evaluate
 from complexo.errors import ComplexoError, check_choice
@@ -115,38 +115,11 @@ class Config:
             object.__setattr__(self, "seq", 1024)
 
     def _resolve_model(self):
-        if self.model is not None:
-            if self.model not in PRESETS:
-                check_choice("--model", self.model, PRESETS)
-            base = PRESETS[self.model]
-            if self.arch is not None and self.arch != base.arch:
-                raise ComplexoError(f"--arch {self.arch} contradicts --model {self.model}")
-        elif any(x is not None for x in (self.arch, self.layers, self.dim, self.heads)):
-            missing = [o for o in ("layers", "dim", "heads") if getattr(self, o) is None]
-            if missing:
-                raise ComplexoError(
-                    "a model without --model needs --"
-                    + ", --".join(missing)
-                    + f" (or a preset: {', '.join(PRESETS)})"
-                )
-            arch = self.arch or "gpt2"
-            check_choice("--arch", arch, ARCHS)
-            base = _default(arch, self.dim)
-        else:
-            object.__setattr__(self, "model", "gpt2")
-            base = PRESETS["gpt2"]
-        for name in ("arch", "layers", "dim", "heads", "vocab", "ctx"):
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, getattr(base, name))
-        if self.mlp is None:
-            object.__setattr__(self, "mlp", _default(self.arch, self.dim).mlp)
-        _positive(self, "layers", "dim", "heads", "vocab", "ctx", "mlp")
-        if self.dim % self.heads:
-            raise ComplexoError(f"--dim {self.dim} is not divisible by --heads {self.heads}")
-        if self.arch == "llama" and (self.dim // self.heads) % 2:
-            raise ComplexoError(
-                f"rotary positions need an even head size; d/h = {self.dim // self.heads}"
-            )
+        sizes = {k: getattr(self, k) for k in ("layers", "dim", "heads", "vocab", "ctx", "mlp")}
+        model, spec = resolve_model(self.model, self.arch, sizes, default="gpt2")
+        object.__setattr__(self, "model", model)
+        for name in ("arch", *sizes):
+            object.__setattr__(self, name, getattr(spec, name))
         if self.seq is None:
             object.__setattr__(self, "seq", self.ctx)
         if self.targets is None:
@@ -196,13 +169,6 @@ class Config:
             **{d: spec.dim, h: spec.heads, L: spec.layers, V: spec.vocab, f: spec.mlp},
             P: spec.ctx,
         }
-
-
-def _default(arch: str, dim: int | None) -> ModelConfig:
-    dim = dim or 768
-    mlp = _llama_mlp_width(dim) if arch == "llama" else 4 * dim
-    vocab, ctx = (32000, 2048) if arch == "llama" else (50257, 1024)
-    return ModelConfig(arch, 1, dim, 1, vocab, ctx, mlp)
 
 
 def _positive(cfg: Config, *names: str) -> None:
@@ -378,18 +344,7 @@ def _symbolic_matrices(spec: ModelConfig):
 
 
 def _model_terms(t: Terms, spec: ModelConfig, full: bool, targets) -> None:
-    tags = {"trainable"} if full else set()
-    bias = spec.bias
-    # Parameters, as the reference modules hold them.
-    embed = V * d + (P * d if spec.learned_positions else 0)
-    t.add(Kind.PARAMS, "embeddings", embed, tags=tags, note="tokens (+ learned positions)")
-    t.add(Kind.PARAMS, "attention", L * (4 * d**2 + (4 * d if bias else 0)), tags=tags)
-    mlp = 3 * d * f if spec.swiglu else 2 * d * f + f + d
-    t.add(Kind.PARAMS, "mlp", L * mlp, tags=tags)
-    norms = (2 * L + 1) * d if spec.arch == "llama" else (2 * L + 1) * 2 * d
-    t.add(Kind.PARAMS, "norms", norms, tags=tags)
-    if not spec.tied:
-        t.add(Kind.PARAMS, "lm_head", V * d, tags=tags, note="untied output projection")
+    param_terms(t, spec, tags={"trainable"} if full else set())
 
     # Embeddings keep their indices only when they train.
     if full:

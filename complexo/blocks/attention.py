@@ -15,28 +15,47 @@ import torch.nn.functional as F
 
 class MHSA(nn.Module):
     """The four projections that both implementations share (as ``nn.MultiheadAttention`` has:
-    4·d² weights, and 4·d biases unless ``bias=False``)."""
+    4·d² weights, and 4·d biases unless ``bias=False``). With ``kv_heads`` G < h (grouped-query
+    attention; G = 1 is multi-query) k and v have G heads, each shared by h/G query heads."""
 
-    def __init__(self, d: int, h: int, *, bias: bool = True, causal: bool = False):
+    def __init__(
+        self,
+        d: int,
+        h: int,
+        *,
+        bias: bool = True,
+        causal: bool = False,
+        kv_heads: int | None = None,
+    ):
         super().__init__()
-        if d % h != 0:
-            raise ValueError(f"d={d} is not divisible by h={h}")
-        self.h, self.causal = h, causal
+        g = kv_heads or h
+        if d % h != 0 or h % g != 0:
+            raise ValueError(f"d={d} is not divisible by h={h}, or h by kv_heads={g}")
+        self.h, self.g, self.causal = h, g, causal
         self.q_proj = nn.Linear(d, d, bias=bias)
-        self.k_proj = nn.Linear(d, d, bias=bias)
-        self.v_proj = nn.Linear(d, d, bias=bias)
+        self.k_proj = nn.Linear(d, d // h * g, bias=bias)
+        self.v_proj = nn.Linear(d, d // h * g, bias=bias)
         self.out_proj = nn.Linear(d, d, bias=bias)
 
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        B, n, d = x.shape
-        return x.view(B, n, self.h, d // self.h).transpose(1, 2)  # (B, n, d) -> (B, h, n, hs)
+    def split_heads(self, x: torch.Tensor, heads: int | None = None) -> torch.Tensor:
+        B, n, width = x.shape
+        heads = heads or self.h
+        return x.view(B, n, heads, width // heads).transpose(1, 2)  # (B, n, d) -> (B, h, n, hs)
+
+    def project(self, x: torch.Tensor):
+        q = self.split_heads(self.q_proj(x))  # (B, n, d) x (d, d) -> (B, h, n, hs)
+        k = self.split_heads(self.k_proj(x), self.g)  # (B, n, d) x (d, G·hs) -> (B, G, n, hs)
+        v = self.split_heads(self.v_proj(x), self.g)  # (B, n, d) x (d, G·hs) -> (B, G, n, hs)
+        return q, k, v
+
+    def share(self, kv: torch.Tensor) -> torch.Tensor:
+        """Each of the G key/value heads serves h/G query heads: (B, G, n, hs) -> (B, h, n, hs)."""
+        return kv if self.g == self.h else kv.repeat_interleave(self.h // self.g, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, n, d = x.shape
-        q = self.split_heads(self.q_proj(x))  # (B, n, d) x (d, d) -> (B, h, n, hs)
-        k = self.split_heads(self.k_proj(x))  # (B, n, d) x (d, d) -> (B, h, n, hs)
-        v = self.split_heads(self.v_proj(x))  # (B, n, d) x (d, d) -> (B, h, n, hs)
-        y = self.attend(q, k, v)  # (B, h, n, hs)
+        q, k, v = self.project(x)
+        y = self.attend(q, self.share(k), self.share(v))  # (B, h, n, hs)
         y = y.transpose(1, 2).reshape(B, n, d)  # (B, h, n, hs) -> (B, n, d): heads side by side
         return self.out_proj(y)  # (B, n, d) x (d, d) -> (B, n, d)
 

@@ -34,6 +34,11 @@ class ModelConfig:
     vocab: int  # V
     ctx: int  # context length: the learned positions P of gpt2, the trained context of llama
     mlp: int  # f, hidden width of the MLP
+    kv_heads: int | None = None  # G key/value heads (grouped-query attention); None: h
+
+    @property
+    def groups(self) -> int:
+        return self.kv_heads or self.heads
 
     @property
     def learned_positions(self) -> bool:
@@ -110,17 +115,68 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
-class CausalSelfAttention(MHSA):
-    """MHSA's four projections, causal SDPA, and rotary positions when given their tables."""
+class KVCache:
+    """Every layer's keys and values for the tokens seen so far, preallocated for ``capacity``
+    tokens: 2 tensors of (B, G, capacity, hs) per layer. Decoding appends one token's k and v
+    per layer and attends to all of them, instead of recomputing the prefix.
 
-    def forward(self, x: torch.Tensor, rope=None) -> torch.Tensor:
+    In int8 each (token, head) row is stored as int8 values and one bf16 scale (symmetric,
+    max |x| / 127), and read back in the compute dtype.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch: int, capacity: int, dtype, device=None):
+        shape = (batch, cfg.groups, capacity, cfg.dim // cfg.heads)
+        self.quantized = dtype == torch.int8
+
+        def zeros(shape, dtype):
+            return [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.layers)]
+
+        self.k, self.v = zeros(shape, dtype), zeros(shape, dtype)
+        scales = (*shape[:3], 1)
+        self.k_scale = zeros(scales, torch.bfloat16) if self.quantized else []
+        self.v_scale = zeros(scales, torch.bfloat16) if self.quantized else []
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [*self.k, *self.v, *self.k_scale, *self.v_scale]
+
+    def write(self, layer: int, pos: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        n = k.shape[2]
+        for store, scales, x in ((self.k, self.k_scale, k), (self.v, self.v_scale, v)):
+            if self.quantized:
+                scale = x.abs().amax(-1, keepdim=True).clamp(min=1e-8) / 127  # (B, G, n, 1)
+                scales[layer][:, :, pos : pos + n] = scale
+                x = torch.round(x / scale)
+            store[layer][:, :, pos : pos + n] = x
+
+    def read(self, layer: int, length: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.k[layer][:, :, :length], self.v[layer][:, :, :length]
+        if self.quantized:
+            k = k.to(dtype) * self.k_scale[layer][:, :, :length].to(dtype)
+            v = v.to(dtype) * self.v_scale[layer][:, :, :length].to(dtype)
+        return k, v
+
+
+class CausalSelfAttention(MHSA):
+    """MHSA's projections, causal SDPA, rotary positions when given their tables, and, with a
+    KV cache, the keys and values of earlier positions read from it."""
+
+    def forward(self, x, rope=None, cache: KVCache | None = None, layer: int = 0, pos: int = 0):
         B, n, d = x.shape
-        q = self.split_heads(self.q_proj(x))  # (B, n, d) x (d, d) -> (B, h, n, hs)
-        k = self.split_heads(self.k_proj(x))  # (B, n, d) x (d, d) -> (B, h, n, hs)
-        v = self.split_heads(self.v_proj(x))  # (B, n, d) x (d, d) -> (B, h, n, hs)
+        q, k, v = self.project(x)  # (B, h, n, hs), (B, G, n, hs), (B, G, n, hs)
         if rope is not None:
-            q, k = rotate(q, *rope), rotate(k, *rope)  # (B, h, n, hs)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, h, n, hs)
+            q, k = rotate(q, *rope), rotate(k, *rope)  # positions pos .. pos + n - 1
+        mask, causal = None, True
+        if cache is not None:
+            cache.write(layer, pos, k, v)  # append this step's keys and values
+            k, v = cache.read(layer, pos + n, q.dtype)  # (B, G, pos + n, hs) each
+            if pos:  # query i (at pos + i) sees keys j ≤ pos + i: all of them when n = 1
+                keys = torch.arange(pos + n, device=x.device)
+                mask = keys[None, :] <= pos + torch.arange(n, device=x.device)[:, None]
+                causal = False
+        # (B, h, n, hs) x (B, h, hs, pos + n) -> (B, h, n, pos + n) -> (B, h, n, hs)
+        y = F.scaled_dot_product_attention(
+            q, self.share(k), self.share(v), attn_mask=mask, is_causal=causal
+        )
         y = y.transpose(1, 2).reshape(B, n, d)  # (B, h, n, hs) -> (B, n, d)
         return self.out_proj(y)  # (B, n, d) x (d, d) -> (B, n, d)
 
@@ -153,11 +209,13 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.norm1, self.norm2 = _norm(cfg), _norm(cfg)
-        self.attn = CausalSelfAttention(cfg.dim, cfg.heads, bias=cfg.bias, causal=True)
+        self.attn = CausalSelfAttention(
+            cfg.dim, cfg.heads, bias=cfg.bias, causal=True, kv_heads=cfg.kv_heads
+        )
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, rope=None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope)  # (B, n, d)
+    def forward(self, x, rope=None, cache: KVCache | None = None, layer: int = 0, pos: int = 0):
+        x = x + self.attn(self.norm1(x), rope, cache, layer, pos)  # (B, n, d)
         return x + self.mlp(self.norm2(x))  # (B, n, d)
 
 
@@ -175,16 +233,25 @@ class Transformer(nn.Module):
         if cfg.tied:
             self.lm_head.weight = self.wte.weight
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        pos: int = 0,
+    ) -> torch.Tensor:
+        """Logits for tokens ``idx`` at positions pos .. pos + n − 1 (the loss, with targets).
+        With a cache, the keys and values of positions before ``pos`` come from it."""
         B, n = idx.shape
         x = self.wte(idx)  # (B, n) -> (B, n, d)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(n, device=idx.device))  # (n, d), broadcast over B
+            x = x + self.wpe(torch.arange(pos, pos + n, device=idx.device))  # (n, d), over B
         else:
-            rope = rotary_tables(n, self.cfg.dim // self.cfg.heads, x)  # (n, hs) twice
-        for block in self.blocks:
-            x = block(x, rope)
+            cos, sin = rotary_tables(pos + n, self.cfg.dim // self.cfg.heads, x)  # (pos + n, hs)
+            rope = (cos[pos:], sin[pos:]) if pos else (cos, sin)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, cache, i, pos)
         logits = self.lm_head(self.norm_f(x))  # (B, n, d) x (d, V) -> (B, n, V)
         if targets is None:
             return logits

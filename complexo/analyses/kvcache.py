@@ -1,0 +1,336 @@
+"""KV-cache decoding: what the cache costs in memory, what it saves in FLOPs, and why decoding
+is memory-bound.
+
+Symbols: B batch, n tokens already in the cache (the context), L layers, d width, h heads,
+G key/value heads (h without grouped-query attention), f MLP width, V vocabulary, e bytes per
+element. The next token attends to n + 1 keys. FLOPs are matrix products only (the 2·N per token
+and parameter of the usual accounting), attention dense, as in ``complexo lora``. Reference: the
+incremental decoder of :mod:`complexo.blocks.transformer` (``KVCache``), whose outputs equal a
+full causal forward token by token.
+
+``--dtype`` is the cache's element type; weights are in the same type, or bf16 when the cache
+is int8. An int8 cache keeps one bf16 scale per (token, head) row besides its int8 values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from complexo.analyses.llm import kv_width, param_terms, resolve_model
+from complexo.blocks.transformer import ModelConfig
+from complexo.conventions import DTYPES
+from complexo.cost import Kind, Terms, big_o, big_o_text, crossover
+from complexo.errors import ComplexoError, check_choice
+from complexo.result import QuantitySpec, Result, Summary, build_quantity
+from complexo.symbols import B, G, L, P, V, d, e, f, h, n
+
+NAME = "kvcache"
+CACHE_DTYPES = {**{k: v.bytes for k, v in DTYPES.items()}, "int8": 1}
+SCALE_BYTES = 2  # one bf16 scale per int8 row
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str | None = None
+    arch: str | None = None
+    layers: int | None = None
+    dim: int | None = None
+    heads: int | None = None
+    kv_heads: int | None = None
+    vocab: int | None = None
+    ctx: int | None = None
+    mlp: int | None = None
+    context: int | None = None  # n; default: the model's context
+    batch: int = 1
+    dtype: str = "bf16"
+    device: str | None = None  # a name from complexo.devices
+    device_memory: float | None = None  # GB (10^9 bytes)
+
+    def __post_init__(self):
+        sizes = {k: getattr(self, k) for k in ("layers", "dim", "heads", "vocab", "ctx", "mlp")}
+        sizes["kv_heads"] = self.kv_heads
+        model, spec = resolve_model(self.model, self.arch, sizes, default="llama-7b")
+        object.__setattr__(self, "model", model)
+        for name in ("arch", *sizes):
+            object.__setattr__(self, name, getattr(spec, name))
+        if self.context is None:
+            object.__setattr__(self, "context", spec.ctx)
+        for name in ("context", "batch"):
+            if getattr(self, name) <= 0:
+                raise ComplexoError(
+                    f"--{name} must be a positive integer, got {getattr(self, name)}"
+                )
+        if spec.learned_positions and self.context + 1 > spec.ctx:
+            raise ComplexoError(
+                f"--context {self.context} leaves no learned position for the next token "
+                f"(the model has {spec.ctx}); at most {spec.ctx - 1}"
+            )
+        check_choice("--dtype", self.dtype, CACHE_DTYPES)
+        if self.device is not None:
+            from complexo.devices import device
+
+            device(self.device)
+            if self.device_memory is not None:
+                raise ComplexoError("give --device or --device-memory, not both")
+        if self.device_memory is not None and self.device_memory <= 0:
+            raise ComplexoError(f"--device-memory must be positive, got {self.device_memory}")
+
+    @property
+    def spec(self) -> ModelConfig:
+        return ModelConfig(
+            self.arch,
+            self.layers,
+            self.dim,
+            self.heads,
+            self.vocab,
+            self.ctx,
+            self.mlp,
+            self.kv_heads,
+        )
+
+    @property
+    def weight_dtype(self) -> str:
+        return "bf16" if self.dtype == "int8" else self.dtype
+
+    @property
+    def values(self) -> dict:
+        s = self.spec
+        return {
+            B: self.batch,
+            n: self.context,
+            d: s.dim,
+            h: s.heads,
+            G: s.groups,
+            L: s.layers,
+            V: s.vocab,
+            f: s.mlp,
+            P: s.ctx,
+            e: CACHE_DTYPES[self.dtype],
+        }
+
+    @property
+    def memory(self) -> int | None:
+        if self.device is not None:
+            from complexo.devices import DEVICES
+
+            return DEVICES[self.device].memory
+        return None if self.device_memory is None else int(self.device_memory * 10**9)
+
+
+def cost_model(spec: ModelConfig, dtype: str):
+    """Cache bytes, decode FLOPs with and without the cache, prefill FLOPs, bytes moved."""
+    t = Terms()
+    param_terms(t, spec, tags={"params"})
+    params = t.model().total(Kind.PARAMS)
+    kv = kv_width(spec)  # G·d/h or d
+    row = (d / h * e + (SCALE_BYTES if dtype == "int8" else 0)) * (kv * h / d)  # per layer, k or v
+    per_token = sympy.expand(2 * L * row)  # k and v, every layer
+    weight_bytes = params * (2 if dtype == "int8" else e)
+    mem = lambda name, expr, tag, note="": t.add(Kind.MEMORY, name, expr, tags={tag}, note=note)  # noqa: E731
+    mem("kv_cache", B * n * per_token, "cache", "k and v of n tokens, every layer")
+    mem("kv_per_token", per_token, "per_token", "2·L·G·(d/h)·e (+ int8 scales)")
+    mem("weights", weight_bytes, "weights", "every parameter once")
+    mem("decode_weights", weight_bytes, "decode_bytes", "every weight read once per step")
+    mem("decode_cache", B * (n + 1) * per_token, "decode_bytes", "n cached rows read, 1 written")
+    mem("prefill_weights", weight_bytes, "prefill_bytes", "every weight read once")
+    mem("prefill_cache", B * n * per_token, "prefill_bytes", "n rows written")
+    mlp = (6 if spec.swiglu else 4) * d * f
+    per_token_mm = L * (2 * (2 * d**2 + 2 * d * kv) + mlp) + 2 * d * V  # projections, MLP, head
+    linear = ("aten::linear", "aten.addmm", "aten.mm")
+    sdpa = (
+        "aten::scaled_dot_product_attention",
+        "aten.bmm",
+        "aten._scaled_dot_product_flash_attention_for_cpu",
+    )
+    for tag, tokens, keys in (
+        ("decode", 1, n + 1),  # one new token against n + 1 keys
+        ("no_cache", n + 1, n + 1),  # the whole prefix again, and the new token
+        ("prefill", n, n),
+    ):
+        t.add(
+            Kind.FORWARD,
+            f"{tag}.weights",
+            B * tokens * per_token_mm,
+            mm=True,
+            ops=linear,
+            tags={tag},
+            note="projections, MLP, lm_head",
+        )
+        t.add(
+            Kind.FORWARD,
+            f"{tag}.attention",
+            L * 4 * B * tokens * keys * d,
+            mm=True,
+            ops=sdpa,
+            tags={tag},
+            note="Q·Kᵀ and A·V",
+        )
+    return t.model(), per_token, weight_bytes
+
+
+QUANTITIES = (
+    QuantitySpec("params", "parameters", Kind.PARAMS),
+    QuantitySpec("weight_bytes", "weights", Kind.MEMORY, tag="weights"),
+    QuantitySpec("kv_cache_bytes", "KV cache", Kind.MEMORY, tag="cache"),
+    QuantitySpec("kv_cache_bytes_per_token", "  per token", Kind.MEMORY, tag="per_token"),
+    QuantitySpec(
+        "decode_flops_per_token", "decode FLOPs / token, cached", Kind.FORWARD, tag="decode"
+    ),
+    QuantitySpec(
+        "decode_flops_per_token_no_cache",
+        "decode FLOPs / token, no cache",
+        Kind.FORWARD,
+        tag="no_cache",
+    ),
+    QuantitySpec("prefill_flops", "prefill FLOPs (n tokens)", Kind.FORWARD, tag="prefill"),
+    QuantitySpec(
+        "decode_bytes_per_token", "decode bytes moved / token", Kind.MEMORY, tag="decode_bytes"
+    ),
+    QuantitySpec("prefill_bytes", "prefill bytes moved", Kind.MEMORY, tag="prefill_bytes"),
+)
+
+
+def build(cfg: Config, device: str = "meta"):
+    import torch
+
+    from complexo.blocks.transformer import Transformer
+    from complexo.conventions import torch_dtype
+
+    with torch.device(device):
+        module = Transformer(cfg.spec).to(torch_dtype(cfg.weight_dtype)).eval()
+    return module
+
+
+def analyse(cfg: Config) -> Result:
+    import torch
+
+    from complexo.blocks.transformer import KVCache
+    from complexo.conventions import torch_dtype
+    from complexo.measure import (
+        count_forward,
+        count_fvcore,
+        cpu_attention_formulas,
+        param_counts,
+        storage_bytes,
+    )
+
+    spec, values, N = cfg.spec, cfg.values, cfg.context
+    model, per_token, weight_bytes = cost_model(spec, cfg.dtype)
+    module = build(cfg)
+    cache_dtype = torch.int8 if cfg.dtype == "int8" else torch_dtype(cfg.dtype)
+
+    def cache(batch, capacity):
+        return KVCache(spec, batch, capacity, cache_dtype, device="meta")
+
+    def tokens(count):
+        return torch.randint(0, spec.vocab, (cfg.batch, count), device="meta")
+
+    mapping = cpu_attention_formulas()
+    step = cache(cfg.batch, N + 1)
+    decode = count_forward(lambda: module(tokens(1), cache=step, pos=N), custom_mapping=mapping)
+    prefix = tokens(N + 1)
+    recompute = count_forward(lambda: module(prefix), custom_mapping=mapping)
+    prefill = count_forward(
+        lambda: module(tokens(N), cache=cache(cfg.batch, N), pos=0), custom_mapping=mapping
+    )
+    readings = {
+        "params": param_counts(module),
+        "weight_bytes": {"torch": storage_bytes(module.parameters())},
+        "kv_cache_bytes": {"torch": storage_bytes(cache(cfg.batch, N).tensors())},
+        "kv_cache_bytes_per_token": {"torch": storage_bytes(cache(1, 1).tensors())},
+        "decode_flops_per_token": {"torch": decode},
+        "decode_flops_per_token_no_cache": {
+            "torch": recompute,
+            "fvcore": count_fvcore(module, (prefix,)),
+        },
+        "prefill_flops": {"torch": prefill},
+    }
+    quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
+    q = {x.name: x.value for x in quantities}
+
+    orders = {
+        name: big_o_text(big_o(model.total(Kind.FORWARD, tag=tag), (B, n, d, L, V, f), {}))
+        for name, tag in (
+            ("decode_flops_per_token", "decode"),
+            ("decode_flops_per_token_no_cache", "no_cache"),
+        )
+    }
+    orders["kv_cache_bytes"] = big_o_text(big_o(B * n * per_token, (B, n, d, L), {}))
+    crossovers = [
+        crossover(
+            B * n * per_token,
+            weight_bytes,
+            n,
+            values=values,
+            label="the KV cache outgrows the weights",
+        )
+    ]
+    term = max(model.terms(Kind.FORWARD, tag="decode"), key=lambda t: t.expr.subs(values))
+    summary = Summary(
+        orders,
+        (term.name, int(term.expr.subs(values)), _share(term, model, values)),
+        tuple(crossovers),
+    )
+    facts, notes = _facts(cfg, q)
+    config = {k: v for k, v in cfg.__dict__.items() if v is not None}
+    return Result(NAME, config, values, model, quantities, summary, notes, facts)
+
+
+def _share(term, model, values):
+    from fractions import Fraction
+
+    total = sum(int(t.expr.subs(values)) for t in model.terms(Kind.FORWARD, tag="decode"))
+    return Fraction(int(term.expr.subs(values)), total)
+
+
+def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
+    from complexo.devices import DEVICES
+    from complexo.render import human
+
+    decode_ai = q["decode_flops_per_token"] / q["decode_bytes_per_token"]
+    prefill_ai = q["prefill_flops"] / q["prefill_bytes"]
+    saved = q["decode_flops_per_token_no_cache"] / q["decode_flops_per_token"]
+    facts = {
+        "arithmetic intensity": (
+            f"decode {decode_ai:.3g} FLOP/byte, prefill {prefill_ai:.3g} FLOP/byte"
+        ),
+        "the cache saves": f"{saved:.3g}× the FLOPs of recomputing the prefix for each token",
+    }
+    notes = [
+        "FLOPs count matrix products only; attention dense. Bytes moved: every weight read once "
+        "per step and the cache's rows read or written once (activations, which stay on chip or "
+        "are small at decode, left out).",
+    ]
+    if cfg.dtype == "int8":
+        notes.append(
+            "int8 cache: 1 byte per element plus one bf16 scale per (token, head) row; "
+            "weights in bf16."
+        )
+    memory = cfg.memory
+    if memory is not None:
+        free = memory - q["weight_bytes"]
+        where = cfg.device or f"{cfg.device_memory:g} GB"
+        if free <= 0:
+            facts["fits"] = (
+                f"no: the weights alone ({human(q['weight_bytes'], 'byte')}) exceed {where}"
+            )
+        else:
+            per_token = q["kv_cache_bytes_per_token"]
+            facts["fits"] = (
+                f"on {where}: context up to {free // (cfg.batch * per_token):,} tokens at batch "
+                f"{cfg.batch}; batch up to {free // (cfg.context * per_token):,} at context "
+                f"{cfg.context} (weights + cache; activations left out)"
+            )
+    if cfg.device is not None:
+        dev = DEVICES[cfg.device]
+        ridge = dev.ridge(cfg.weight_dtype)
+        floor = q["decode_bytes_per_token"] / dev.bandwidth
+        compute = q["decode_flops_per_token"] / dev.peak[cfg.weight_dtype]
+        facts["roofline"] = (
+            f"{cfg.device} ridge {ridge:.0f} FLOP/byte: decode at {decode_ai:.3g} is memory-bound, "
+            f"≥ {floor * 1e3:.3g} ms per step from bandwidth vs {compute * 1e3:.3g} ms from "
+            f"compute ({dev.source})"
+        )
+    return facts, notes
