@@ -67,6 +67,7 @@ def _root(ctx: typer.Context) -> None:
 class Impl(str, Enum):
     naive = "naive"
     sdpa = "sdpa"
+    flash = "flash"
 
 
 class DType(str, Enum):
@@ -107,13 +108,27 @@ def mhsa(
         Impl,
         typer.Option(
             help="naive: explicit matmuls and softmax (materialises the n×n matrix); "
-            "sdpa: F.scaled_dot_product_attention (fused kernel)."
+            "sdpa: F.scaled_dot_product_attention (fused kernel); flash: the same kernel, "
+            "read as FlashAttention's tiled algorithm (its device-memory traffic)."
         ),
     ] = Impl.naive,
     causal: Annotated[bool, typer.Option("--causal", help="Mask future tokens.")] = False,
     no_bias: Annotated[
         bool, typer.Option("--no-bias", help="Projections without biases (default: with).")
     ] = False,
+    kv_heads: Annotated[
+        int | None,
+        typer.Option("--kv-heads", help="G key/value heads: grouped-query (1: multi-query)."),
+    ] = None,
+    window: Annotated[
+        int | None, typer.Option(help="Sliding window W: each query sees its last W keys.")
+    ] = None,
+    alibi: Annotated[bool, typer.Option("--alibi", help="ALiBi distance bias on the scores.")] = (
+        False
+    ),
+    sram: Annotated[
+        int, typer.Option(help="On-chip memory per SM in KiB, for the tiled kernel's traffic.")
+    ] = 192,
     as_json: JsonFlag = False,
     brief: BriefFlag = False,
 ) -> None:
@@ -128,6 +143,10 @@ def mhsa(
         impl=impl.value,
         causal=causal,
         bias=not no_bias,
+        kv_heads=kv_heads,
+        window=window,
+        alibi=alibi,
+        sram=sram,
     )
     _emit(analysis.analyse(cfg), as_json, brief)
 

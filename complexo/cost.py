@@ -32,12 +32,12 @@ class Kind(str, Enum):
     ACTIVATION = "activation_bytes"  # saved by autograd for the backward
     MEMORY = "memory_bytes"  # other memory: the attention matrix, weights, optimizer state, ...
     CHECKPOINT = "checkpoint_bytes"  # what is written to disk
+    ALTERNATIVE = "alternative_flops"  # what another implementation would execute instead
 
     @property
     def unit(self) -> str:
-        return {"forward_flops": "flop", "backward_flops": "flop", "params": "param"}.get(
-            self.value, "byte"
-        )
+        flops = ("forward_flops", "backward_flops", "alternative_flops")
+        return "flop" if self.value in flops else "param" if self.value == "params" else "byte"
 
 
 @dataclass(frozen=True)

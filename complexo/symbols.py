@@ -23,3 +23,5 @@ K = sympy.Symbol("K", integer=True, positive=True)  # classes
 w = sympy.Symbol("w", integer=True, positive=True)  # ResNet width: channels of its first stage
 D = tuple(sympy.Symbol(f"D{i}", integer=True, positive=True) for i in (1, 2, 3, 4))  # blocks/stage
 G = sympy.Symbol("G", integer=True, positive=True)  # key/value heads (grouped-query attention)
+W = sympy.Symbol("W", integer=True, positive=True)  # sliding-window width (keys per query)
+M = sympy.Symbol("M", integer=True, positive=True)  # on-chip memory (bytes) of a tiled kernel

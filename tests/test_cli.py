@@ -70,6 +70,10 @@ def test_json_contract():
         "impl": "naive",
         "causal": False,
         "bias": True,
+        "kv_heads": None,
+        "window": None,
+        "alibi": False,
+        "sram": 192,
     }
     q = doc["quantities"]
     for name in (

@@ -8,36 +8,38 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from complexo.analyses.mhsa import Config, build, cost_model
+from complexo.analyses.mhsa import Config, build
 from complexo.cost import Kind, evaluate
 from complexo.measure import count_fvcore, cpu_attention_formulas, measure_torch, param_counts
 
-configs = st.tuples(
-    st.integers(1, 3),  # B
-    st.integers(1, 48),  # n
-    st.integers(1, 8),  # head size
-    st.integers(1, 4),  # h
-    st.sampled_from(["fp32", "fp16", "bf16"]),
-    st.sampled_from(["naive", "sdpa"]),
-    st.booleans(),  # causal
-    st.booleans(),  # bias
-).map(
-    lambda t: Config(
-        batch=t[0],
-        seq=t[1],
-        dim=t[2] * t[3],
-        heads=t[3],
-        dtype=t[4],
-        impl=t[5],
-        causal=t[6],
-        bias=t[7],
+
+@st.composite
+def configs(draw):
+    """Random blocks across every variant: grouped-query heads on either implementation; the
+    sliding window and ALiBi on the explicit one."""
+    heads, impl = draw(st.integers(1, 4)), draw(st.sampled_from(["naive", "sdpa", "flash"]))
+    seq = draw(st.integers(1, 48))
+    naive = impl == "naive"
+    return Config(
+        batch=draw(st.integers(1, 3)),
+        seq=seq,
+        dim=draw(st.integers(1, 8)) * heads,
+        heads=heads,
+        dtype=draw(st.sampled_from(["fp32", "fp16", "bf16"])),
+        impl=impl,
+        causal=draw(st.booleans()),
+        bias=draw(st.booleans()),
+        kv_heads=draw(st.sampled_from([None, *(g for g in range(1, heads + 1) if heads % g == 0)])),
+        window=draw(st.one_of(st.none(), st.integers(1, seq + 3))) if naive else None,
+        alibi=draw(st.booleans()) if naive else False,
     )
-)
+
+
+configs = configs()
 
 
 def formula(cfg: Config, kind: Kind, matmul_only: bool = False) -> int:
-    model = cost_model(cfg.impl, cfg.causal, cfg.bias)
-    return evaluate(model.total(kind, matmul_only=matmul_only), cfg.values)
+    return evaluate(cfg.model().total(kind, matmul_only=matmul_only), cfg.values)
 
 
 @given(configs)
@@ -66,7 +68,7 @@ def test_matmul_flops_equal_fvcore_where_it_counts(cfg):
     block, x = build(cfg)
     fv = count_fvcore(block, (x.detach(),))
     expected = formula(cfg, Kind.FORWARD, matmul_only=True)
-    if cfg.impl == "sdpa":
+    if cfg.fused:
         # fvcore skips aten::scaled_dot_product_attention: Q·Kᵀ and A·V, 2·2·B·n²·d
         assert "aten::scaled_dot_product_attention" in fv.uncounted_ops
         expected -= 4 * cfg.batch * cfg.seq**2 * cfg.dim
@@ -87,8 +89,9 @@ def test_params_equal_module_and_fvcore_counts(cfg):
     block, _ = build(cfg)
     expected = formula(cfg, Kind.PARAMS)
     assert param_counts(block) == {"torch": expected, "fvcore": expected}
-    mha = torch.nn.MultiheadAttention(cfg.dim, cfg.heads, bias=cfg.bias, device="meta")
-    assert sum(p.numel() for p in mha.parameters()) == expected
+    if cfg.kv_heads is None:
+        mha = torch.nn.MultiheadAttention(cfg.dim, cfg.heads, bias=cfg.bias, device="meta")
+        assert sum(p.numel() for p in mha.parameters()) == expected
 
 
 @given(configs)
@@ -160,3 +163,77 @@ def test_sdpa_scale_matches_explicit_scale():
     q, k, v = torch.randn(3, 1, 2, 5, 8, dtype=torch.float64)
     explicit = F.softmax(q @ k.transpose(-2, -1) / 8**0.5, dim=-1) @ v
     torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v), explicit)
+
+
+def _block(cfg: Config, seed: int = 0):
+    torch.manual_seed(seed)
+    block, x = build(cfg, device="cpu")
+    return block.double(), x.detach().double()
+
+
+@pytest.mark.parametrize("window", [7, 8, 30])
+def test_a_window_as_long_as_the_sequence_is_the_causal_mask(window):
+    causal, x = _block(Config(batch=2, seq=7, dim=12, heads=3, causal=True))
+    windowed, _ = _block(Config(batch=2, seq=7, dim=12, heads=3, window=window))
+    windowed.load_state_dict(causal.state_dict())
+    torch.testing.assert_close(windowed(x), causal(x))
+
+
+def test_a_window_of_one_sees_only_its_own_token():
+    block, x = _block(Config(batch=2, seq=5, dim=8, heads=2, window=1))
+    torch.testing.assert_close(block(x), block.out_proj(block.v_proj(x)))
+
+
+def test_a_window_hides_keys_further_back():
+    block, x = _block(Config(batch=1, seq=9, dim=8, heads=2, window=3))
+    changed = x.clone()
+    changed[:, :5] += 1.0  # tokens 0..4: outside the window of queries 7 and 8
+    torch.testing.assert_close(block(changed)[:, 7:], block(x)[:, 7:])
+
+
+def test_grouped_query_attention_is_mhsa_with_shared_k_and_v_heads():
+    gqa, x = _block(Config(batch=2, seq=6, dim=16, heads=4, kv_heads=2, causal=True))
+    mhsa, _ = _block(Config(batch=2, seq=6, dim=16, heads=4, causal=True))
+    state = gqa.state_dict()
+    for name in ("k_proj", "v_proj"):  # (G·hs, d) -> each k/v head repeated for h/G heads
+        for p in ("weight", "bias"):
+            w = state[f"{name}.{p}"].view(2, 4, *state[f"{name}.{p}"].shape[1:])
+            state[f"{name}.{p}"] = w.repeat_interleave(2, dim=0).reshape(16, *w.shape[2:])
+    mhsa.load_state_dict(state)
+    torch.testing.assert_close(gqa(x), mhsa(x))
+    same, _ = _block(Config(batch=2, seq=6, dim=16, heads=4, kv_heads=4, causal=True))
+    same.load_state_dict(mhsa.state_dict())  # G = h is MHSA itself
+    torch.testing.assert_close(same(x), mhsa(x))
+
+
+def test_alibi_adds_minus_slope_times_distance_per_head():
+    block, x = _block(Config(batch=1, seq=5, dim=8, heads=2, alibi=True))
+    q, k, v = (block.split_heads(p(x)) for p in (block.q_proj, block.k_proj, block.v_proj))
+    i = torch.arange(5.0)
+    expected = []
+    for head, slope in enumerate((2.0**-4, 2.0**-8)):  # 2^(−8k/h), k = 1, 2, h = 2
+        scores = q[0, head] @ k[0, head].T / 2 - slope * (i[None] - i[:, None]).abs()
+        expected.append(torch.softmax(scores, -1) @ v[0, head])
+    heads = torch.stack(expected).transpose(0, 1).reshape(1, 5, 8)
+    torch.testing.assert_close(block(x), block.out_proj(heads))
+
+
+def test_variant_numbers_in_the_output():
+    from complexo.analyses.mhsa import analyse
+
+    q = {x.name: x for x in analyse(Config(seq=256, dim=64, heads=4, window=32)).quantities}
+    # kept pairs: n·W − W(W−1)/2 = 256·32 − 496 = 7696; scores and A·V 4·B·d per pair
+    assert q["useful_score_flops"].value == 4 * 64 * 7696
+    gqa = {x.name: x for x in analyse(Config(seq=256, dim=64, heads=4, kv_heads=1)).quantities}
+    assert gqa["kv_bytes"].value == gqa["kv_bytes"].measured["torch"] == 2 * 256 * 16 * 4
+    flash = analyse(Config(seq=4096, dim=1024, heads=16, impl="flash"))
+    naive = analyse(Config(seq=4096, dim=1024, heads=16))
+    hbm = [r.quantity("attention_hbm_bytes").value for r in (flash, naive)]
+    # fp32, hs = 64, M = 192 KiB: B_c = ⌈196608 / (4·64·4)⌉ = 192 keys, T_c = ⌈4096/192⌉ = 22;
+    # per head 4·4096·64·(1 + 2 + 3·22) + 4·4096·(2 + 4·22) bytes, × 16 heads
+    assert hbm[0] == 16 * (4 * 4096 * 64 * 69 + 4 * 4096 * 90) == 1_181_220_864
+    # standard: per head 4·(4·n·hs + 4·n²) bytes, × 16 heads: 3.7× more
+    assert hbm[1] == 16 * 4 * (4 * 4096 * 64 + 4 * 4096**2) == 4_362_076_160
+    assert (
+        flash.quantity("forward_matmul_flops").value == naive.quantity("forward_matmul_flops").value
+    )

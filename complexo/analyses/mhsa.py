@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import sympy
 from sympy import Integer
 
 from complexo.conventions import (
@@ -24,10 +25,11 @@ from complexo.conventions import (
 from complexo.cost import CostModel, Kind, Term
 from complexo.errors import ComplexoError
 from complexo.result import QuantitySpec, Result, build_quantity, summarise
-from complexo.symbols import B, d, e, h, n
+from complexo.symbols import B, G, M, W, d, e, h, n
 
 NAME = "mhsa"
-IMPLS = ("naive", "sdpa")
+IMPLS = ("naive", "sdpa", "flash")  # flash: the fused kernel, with the tiled algorithm's traffic
+BLOCK = 128  # tile of a block-skipping fused kernel (FlashAttention's 128 × 128 blocks)
 
 # Operators that carry each term: TorchScript names (what fvcore sees) and dispatcher names (what
 # FlopCounterMode sees on meta tensors).
@@ -51,6 +53,10 @@ class Config:
     impl: str = "naive"
     causal: bool = False
     bias: bool = True
+    kv_heads: int | None = None  # G < h: grouped-query attention; 1: multi-query
+    window: int | None = None  # sliding window W (implies causal)
+    alibi: bool = False
+    sram: int = 192  # KiB of on-chip memory per SM, for the tiled algorithm's traffic
 
     def __post_init__(self):
         for name in ("batch", "seq", "dim", "heads"):
@@ -69,25 +75,74 @@ class Config:
             raise ComplexoError(
                 f"unknown --dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}"
             )
+        for name in ("kv_heads", "window", "sram"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                flag = name.replace("_", "-")
+                raise ComplexoError(f"--{flag} must be a positive integer, got {value}")
+        if self.kv_heads is not None and self.heads % self.kv_heads:
+            raise ComplexoError(
+                f"--heads {self.heads} is not divisible by --kv-heads {self.kv_heads}"
+            )
+        if (self.window is not None or self.alibi) and self.impl != "naive":
+            raise ComplexoError(
+                "--window and --alibi run on the explicit (naive) implementation: a dense masked "
+                "one; the banded kernel's cost is reported beside it"
+            )
+        if self.window is not None:
+            object.__setattr__(self, "causal", True)  # a sliding window looks back only
+
+    @property
+    def fused(self) -> bool:
+        return self.impl != "naive"
 
     @property
     def values(self) -> dict:
-        return {B: self.batch, n: self.seq, d: self.dim, h: self.heads, e: DTYPES[self.dtype].bytes}
+        values = {B: self.batch, n: self.seq, d: self.dim, h: self.heads}
+        values[e] = DTYPES[self.dtype].bytes
+        # only the symbols this variant's formulas use, so that a sweep sees what it moves
+        if self.kv_heads is not None:
+            values[G] = self.kv_heads
+        if self.window is not None:
+            values[W] = min(self.window, self.seq)  # a window beyond n is the causal mask
+        if self.fused:
+            values[M] = self.sram * 1024
+        return values
+
+    def model(self) -> CostModel:
+        return cost_model(
+            self.impl,
+            self.causal,
+            self.bias,
+            gqa=self.kv_heads is not None,
+            window=self.window is not None,
+            alibi=self.alibi,
+        )
 
 
 def _divisor_near(dim: int, heads: int) -> int:
     return min((k for k in range(1, dim + 1) if dim % k == 0), key=lambda k: (abs(k - heads), k))
 
 
-def cost_model(impl: str = "naive", causal: bool = False, bias: bool = True) -> CostModel:
+def cost_model(
+    impl: str = "naive",
+    causal: bool = False,
+    bias: bool = True,
+    *,
+    gqa: bool = False,
+    window: bool = False,
+    alibi: bool = False,
+) -> CostModel:
     """The symbolic cost of one MHSA block: one term per line, then sums.
 
     >>> from complexo.cost import plain
     >>> plain(cost_model().total(Kind.FORWARD, matmul_only=True))
     '4·B·d·n·(2·d + n)'
     """
-    fused = impl == "sdpa"
+    fused = impl != "naive"
+    causal = causal or window
     hs = d / h  # head size
+    kv = G * hs if gqa else d  # width of k and v: G heads of d/h
     S = B * h * n**2  # elements of the (B, h, n, n) score matrix
     EW = ELEMENTWISE_FLOPS
 
@@ -111,21 +166,24 @@ def cost_model(impl: str = "naive", causal: bool = False, bias: bool = True) -> 
     t = [
         # Forward. Projections: (B·n, d) x (d, d). Scores: B·h products (n, d/h) x (d/h, n).
         fwd("q_proj", 2 * B * n * d**2, LINEAR, "x·W_q: 2·(B·n)·d·d", mm=True),
-        fwd("k_proj", 2 * B * n * d**2, LINEAR, "x·W_k", mm=True),
-        fwd("v_proj", 2 * B * n * d**2, LINEAR, "x·W_v", mm=True),
-        *when(bias, fwd("bias_add", 4 * EW * B * n * d, LINEAR, "4 biases, 1 per element")),
+        fwd("k_proj", 2 * B * n * d * kv, LINEAR, "x·W_k", mm=True),
+        fwd("v_proj", 2 * B * n * d * kv, LINEAR, "x·W_v", mm=True),
+        *when(bias, fwd("bias_add", EW * B * n * (2 * d + 2 * kv), LINEAR, "1 per element")),
         fwd("scores", 2 * B * h * n**2 * hs, att, "Q·Kᵀ, per head", mm=True),
         fwd("scale", EW * S, ops(("aten::mul", "aten.mul"), SDPA), "× 1/√(d/h)"),
+        *when(alibi, fwd("alibi_bias", EW * (h + 2) * n**2, ALIBI_BUILD, "−m·|i − j|, once")),
+        *when(alibi, fwd("alibi_add", EW * S, ("aten::add", "aten.add"), "added to the scores")),
         *when(causal, fwd("causal_mask", EW * S, ops(MASK, SDPA), "one select")),
         fwd("softmax", SOFTMAX_FWD_FLOPS * S, ops(SOFTMAX, SDPA), "5 per element"),
         fwd("attn_v", 2 * B * h * n**2 * hs, att, "A·V, per head", mm=True),
         fwd("out_proj", 2 * B * n * d**2, LINEAR, "y·W_o", mm=True),
         # Backward: dX = dY·Wᵀ and dW = Xᵀ·dY for every product, twice its forward.
         bwd("q_proj", 4 * B * n * d**2, ("aten.mm",), "dX and dW", mm=True),
-        bwd("k_proj", 4 * B * n * d**2, ("aten.mm",), "dX and dW", mm=True),
-        bwd("v_proj", 4 * B * n * d**2, ("aten.mm",), "dX and dW", mm=True),
+        bwd("k_proj", 4 * B * n * d * kv, ("aten.mm",), "dX and dW", mm=True),
+        bwd("v_proj", 4 * B * n * d * kv, ("aten.mm",), "dX and dW", mm=True),
         bwd("out_proj", 4 * B * n * d**2, ("aten.mm",), "dX and dW", mm=True),
-        *when(bias, bwd("bias_grad", 4 * EW * B * n * d, ("aten.sum",), "Σ dY over tokens")),
+        *when(bias, bwd("bias_grad", EW * B * n * (2 * d + 2 * kv), ("aten.sum",), "Σ dY")),
+        *when(gqa, bwd("kv_share_grad", 2 * EW * B * n * (d - kv), ("aten.sum",), "Σ over h/G")),
         bwd("x_grad_sum", 2 * EW * B * n * d, ("aten.add",), "dX sums the q, k, v branches"),
         # The fused kernel keeps no n×n matrix: it recomputes S = Q·Kᵀ and P = exp(S − L).
         *when(fused, bwd("scores_recompute", 2 * B * h * n**2 * hs, att_bwd, "Q·Kᵀ", mm=True)),
@@ -136,8 +194,8 @@ def cost_model(impl: str = "naive", causal: bool = False, bias: bool = True) -> 
         bwd("softmax", SOFTMAX_BWD_FLOPS * S, ops(SOFTMAX_BWD, SDPA_BWD), "4 per element"),
         bwd("attn_v", 4 * B * h * n**2 * hs, att_bwd, "dA and dV", mm=True),
         # Parameters, as nn.Linear and nn.MultiheadAttention have them.
-        Term("weights", Kind.PARAMS, 4 * d**2),
-        *when(bias, Term("biases", Kind.PARAMS, 4 * d)),
+        Term("weights", Kind.PARAMS, 2 * d**2 + 2 * d * kv),
+        *when(bias, Term("biases", Kind.PARAMS, 2 * d + 2 * kv)),
         # Saved for the backward: unique storages, parameters excluded.
         act("x", B * n * d * e, "input of the q, k, v projections"),
         act("q", B * n * d * e, "saved by SDPA" if fused else "saved by Q·Kᵀ"),
@@ -158,8 +216,56 @@ def cost_model(impl: str = "naive", causal: bool = False, bias: bool = True) -> 
     # The n×n matrix the implementation materialises: the probabilities, or nothing.
     matrix = Integer(0) if fused else S * e
     note = "never materialised" if fused else "B·h·n² probabilities"
-    t.append(Term("attention_matrix", Kind.MEMORY, matrix, ops=SOFTMAX_OUT, note=note))
+    t.append(Term("attention_matrix", Kind.MEMORY, matrix, ops=SOFTMAX_OUT, note=note, tags=MATRIX))
+    t.append(Term("kv", Kind.MEMORY, 2 * B * n * kv * e, note="what a decoder caches", tags=KV))
+    t.append(Term("hbm", Kind.MEMORY, _traffic(fused), note=TRAFFIC[fused], tags=HBM))
+    # What other implementations of the same attention would execute: only the pairs the mask
+    # keeps (a banded kernel), or whole 128×128 tiles on and below the diagonal.
+    pairs = n * W - W * (W - 1) / 2 if window else n * (n + 1) / 2 if causal else n**2
+    t.append(
+        Term(
+            "useful",
+            Kind.ALTERNATIVE,
+            4 * B * d * pairs,
+            True,
+            note="kept pairs only",
+            tags=frozenset({"useful"}),
+        )
+    )
+    if causal and not window:
+        t.append(
+            Term(
+                "block_skip",
+                Kind.ALTERNATIVE,
+                2 * B * d * n * (n + BLOCK),
+                True,
+                note=f"{BLOCK}-wide tiles on and below the diagonal (n a multiple of it)",
+                tags=frozenset({"block_skip"}),
+            )
+        )
     return CostModel(t)
+
+
+MATRIX, KV, HBM = frozenset({"matrix"}), frozenset({"kv"}), frozenset({"hbm"})
+ALIBI_BUILD = ("aten::mul", "aten.mul")
+TRAFFIC = {
+    False: "standard attention: read Q, K; write, read S; write, read P; read V; write O",
+    True: "FlashAttention's tiled loop: K, V once; Q, O, l, m once per K/V block",
+}
+
+
+def _traffic(fused: bool):
+    """Device-memory bytes of the attention core (Q, K, V in, O out), per the FlashAttention
+    paper's analysis: standard attention moves 4·n·(d/h) + 4·n² elements per head, Θ(n·d + n²);
+    the tiled algorithm with on-chip memory M loads K and V once and Q, O (and fp32 l, m) once
+    per outer block of B_c = ⌈M/(4·(d/h)·e)⌉ keys: Θ(n²·d²/M)."""
+    hs = d / h
+    if not fused:
+        return B * h * (4 * n * hs + 4 * n**2) * e
+    passes = sympy.ceiling(n / sympy.ceiling(M / (4 * hs * e)))  # T_c outer iterations
+    elements = n * hs + 2 * n * hs + passes * 3 * n * hs  # init O; K, V; Q, O in and O out
+    statistics = FP32_BYTES * (2 * n + passes * 4 * n)  # init l, m; read and write per pass
+    return B * h * (elements * e + statistics)
 
 
 QUANTITIES = (
@@ -169,7 +275,12 @@ QUANTITIES = (
     QuantitySpec("backward_matmul_flops", "  of which matmuls", Kind.BACKWARD, matmul_only=True),
     QuantitySpec("params", "parameters", Kind.PARAMS),
     QuantitySpec("activation_bytes", "activations saved for backward", Kind.ACTIVATION),
-    QuantitySpec("attention_matrix_bytes", "attention matrix", Kind.MEMORY),
+    QuantitySpec("attention_matrix_bytes", "attention matrix", Kind.MEMORY, tag="matrix"),
+    QuantitySpec("kv_bytes", "k and v (a decoder's cache)", Kind.MEMORY, tag="kv"),
+    QuantitySpec("attention_hbm_bytes", "attention HBM traffic", Kind.MEMORY, tag="hbm"),
+    QuantitySpec(
+        "useful_score_flops", "scores + A·V on kept pairs", Kind.ALTERNATIVE, tag="useful"
+    ),
 )
 
 
@@ -181,7 +292,15 @@ def build(cfg: Config, device: str = "meta"):
 
     dtype = torch_dtype(cfg.dtype)
     with torch.device(device):
-        block = IMPLEMENTATIONS[cfg.impl](cfg.dim, cfg.heads, bias=cfg.bias, causal=cfg.causal)
+        block = IMPLEMENTATIONS[cfg.impl](
+            cfg.dim,
+            cfg.heads,
+            bias=cfg.bias,
+            causal=cfg.causal,
+            kv_heads=cfg.kv_heads,
+            window=cfg.window,
+            alibi=cfg.alibi,
+        )
         block = block.to(dtype)
         x = torch.randn(cfg.batch, cfg.seq, cfg.dim, dtype=dtype, requires_grad=True)
     return block, x
@@ -190,25 +309,34 @@ def build(cfg: Config, device: str = "meta"):
 def analyse(cfg: Config) -> Result:
     from complexo.measure import count_fvcore, cpu_attention_formulas, measure_torch, param_counts
 
-    model = cost_model(cfg.impl, cfg.causal, cfg.bias)
+    model = cfg.model()
     values = cfg.values
     block, x = build(cfg)
+    kv_out: list[int] = []  # what k_proj and v_proj produce: a decoder would cache it
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, out: kv_out.append(out.numel() * out.element_size()))
+        for m in (block.k_proj, block.v_proj)
+    ]
     run = measure_torch(lambda: block(x), list(block.parameters()))
+    for hook in hooks:
+        hook.remove()
     fv = count_fvcore(block, (x.detach(),))
-    params = param_counts(block)
     # The attention matrix as materialised: what a softmax op outside a fused kernel produced.
     probs = [b for op, _, b in run.outputs if op in SOFTMAX_OUT]
+    flops = {"fvcore": fv, "torch": run.forward}
     readings = {
-        Kind.FORWARD: {"fvcore": fv, "torch": run.forward},
-        Kind.BACKWARD: {"fvcore": None, "torch": run.backward},
-        Kind.PARAMS: params,
-        Kind.ACTIVATION: {"fvcore": None, "torch": run.saved_bytes},
-        Kind.MEMORY: {"fvcore": None, "torch": max(probs, default=0)},
+        "forward_flops": flops,
+        "forward_matmul_flops": flops,
+        "backward_flops": {"torch": run.backward},
+        "backward_matmul_flops": {"torch": run.backward},
+        "params": param_counts(block),
+        "activation_bytes": {"torch": run.saved_bytes},
+        "attention_matrix_bytes": {"torch": max(probs, default=0)},
+        "kv_bytes": {"torch": sum(kv_out)},
     }
-    quantities = [build_quantity(s, model, values, readings[s.kind]) for s in QUANTITIES]
-
-    notes = []
-    if cfg.impl == "sdpa":
+    quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
+    notes = _variant_notes(cfg, {q.name: q.value for q in quantities}, model, values)
+    if cfg.fused:
         fwd_mm, bwd_mm = (q.value for q in quantities if q.name.endswith("_matmul_flops"))
         mapped = measure_torch(
             lambda: block(x), list(block.parameters()), custom_mapping=cpu_attention_formulas()
@@ -223,12 +351,6 @@ def analyse(cfg: Config) -> Result:
                 if same
                 else f"the formula's matmul terms are {fwd_mm:,} and {bwd_mm:,}."
             )
-        )
-    if cfg.causal:
-        notes.append(
-            "causal: FLOPs are counted dense, as a masked implementation executes them (and as "
-            "FlopCounterMode's SDPA formulas count them); about half of the score work is masked "
-            "out, which a block-skipping fused kernel can avoid."
         )
     projections = ["q_proj", "k_proj", "v_proj", "out_proj"]
     elementwise = ["scale", *(["causal_mask"] if cfg.causal else []), "softmax"]
@@ -259,5 +381,54 @@ def analyse(cfg: Config) -> Result:
                 label="saved probabilities overtake the other saved activations",
             )
         )
-    summary = summarise(model, values, growing=(B, n, d, h), bounds={h: d}, crossovers=crossovers)
+    # with G k/v heads, G·d/h is no polynomial in h: h stays a constant there
+    growing, bounds = ((B, n, d), {}) if cfg.kv_heads else ((B, n, d, h), {h: d})
+    summary = summarise(model, values, growing=growing, bounds=bounds, crossovers=crossovers)
     return Result(NAME, asdict(cfg), values, model, quantities, summary, notes)
+
+
+def _variant_notes(cfg: Config, q: dict, model: CostModel, values: dict) -> list[str]:
+    """What each variant changes, in numbers: executed against useful work, the window's band,
+    ALiBi's missing parameters, grouped-query k and v, the tiled kernel's traffic."""
+    from complexo.cost import evaluate
+    from complexo.render import human
+
+    notes = []
+    executed = sum(evaluate(model.term(Kind.FORWARD, t).expr, values) for t in ("scores", "attn_v"))
+    useful = q["useful_score_flops"]
+    if cfg.window is not None:
+        notes.append(
+            f"sliding window W = {cfg.window}: the dense masked implementation executes "
+            f"{human(executed, 'flop')} of scores and A·V; a banded one needs "
+            f"{human(useful, 'flop')} ({useful / executed:.1%}), O(n·W·d) instead of O(n²·d)."
+        )
+    elif cfg.causal:
+        skip = evaluate(model.term(Kind.ALTERNATIVE, "block_skip").expr, values)
+        notes.append(
+            f"causal: executed {human(executed, 'flop')} of scores and A·V (dense, as a masked "
+            f"implementation runs them and as FlopCounterMode counts SDPA); useful "
+            f"{human(useful, 'flop')} ({useful / executed:.1%}); a kernel skipping {BLOCK}×{BLOCK} "
+            f"tiles above the diagonal executes {human(skip, 'flop')} ({skip / executed:.1%})."
+        )
+    if cfg.alibi:
+        notes.append(
+            f"ALiBi: no parameters (fixed slopes 2^(−8k/h)); a learned table for these n "
+            f"positions would hold n·d = {cfg.seq * cfg.dim:,}. It costs one add per score "
+            f"({human(cfg.batch * cfg.heads * cfg.seq**2, 'flop')}) and building the bias once."
+        )
+    if cfg.kv_heads is not None:
+        g, heads = cfg.kv_heads, cfg.heads
+        kind = "multi-query" if g == 1 else "grouped-query"
+        notes.append(
+            f"{kind}: {g} k/v heads for {heads} query heads: k and v projections and a "
+            f"decoder's cache are {g}/{heads} of MHSA's ({human(q['kv_bytes'], 'byte')} here); "
+            "scores and A·V are unchanged (each k/v head serves h/G query heads)."
+        )
+    if cfg.fused:
+        standard = evaluate(_traffic(False), values)
+        notes.append(
+            f"device-memory traffic of the attention core: the tiled kernel (on-chip "
+            f"{cfg.sram} KiB) moves {human(q['attention_hbm_bytes'], 'byte')}, Θ(n²·d²/M); "
+            f"standard attention would move {human(standard, 'byte')}, Θ(n·d + n²); same FLOPs."
+        )
+    return notes

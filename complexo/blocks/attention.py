@@ -26,12 +26,15 @@ class MHSA(nn.Module):
         bias: bool = True,
         causal: bool = False,
         kv_heads: int | None = None,
+        window: int | None = None,
+        alibi: bool = False,
     ):
         super().__init__()
         g = kv_heads or h
         if d % h != 0 or h % g != 0:
             raise ValueError(f"d={d} is not divisible by h={h}, or h by kv_heads={g}")
-        self.h, self.g, self.causal = h, g, causal
+        self.h, self.g, self.causal = h, g, causal or window is not None
+        self.window, self.alibi = window, alibi  # naive attention only
         self.q_proj = nn.Linear(d, d, bias=bias)
         self.k_proj = nn.Linear(d, d // h * g, bias=bias)
         self.v_proj = nn.Linear(d, d // h * g, bias=bias)
@@ -71,11 +74,25 @@ class NaiveMHSA(MHSA):
         n, hs = q.shape[-2:]
         att = q @ k.transpose(-2, -1)  # (B, h, n, hs) x (B, h, hs, n) -> (B, h, n, n)
         att = att * (1.0 / math.sqrt(hs))  # (B, h, n, n): scaled scores
+        if self.alibi:
+            att = att + alibi_bias(self.h, n, q)  # (h, n, n): −m_head·|i − j|, no parameters
         if self.causal:
-            keep = torch.tril(torch.ones(n, n, dtype=torch.bool, device=q.device))  # (n, n)
-            att = att.masked_fill(~keep, float("-inf"))  # query i sees keys j ≤ i only
+            ones = torch.ones(n, n, dtype=torch.bool, device=q.device)
+            keep = torch.tril(ones)  # (n, n): query i sees keys j ≤ i
+            if self.window is not None:  # ... and only the last `window` of them
+                keep = keep & torch.triu(ones, diagonal=1 - self.window)
+            att = att.masked_fill(~keep, float("-inf"))
         att = F.softmax(att, dim=-1)  # (B, h, n, n): each row sums to 1 over the keys
         return att @ v  # (B, h, n, n) x (B, h, n, hs) -> (B, h, n, hs)
+
+
+def alibi_bias(h: int, n: int, like: torch.Tensor) -> torch.Tensor:
+    """ALiBi (Press et al. 2022): head k adds −m_k·|i − j| to its scores, m_k = 2^(−8k/h);
+    fixed slopes, no learned position parameters."""
+    slopes = 2.0 ** (-8.0 * torch.arange(1, h + 1, device=like.device) / h)  # (h,)
+    pos = torch.arange(n, device=like.device)
+    distance = (pos[None, :] - pos[:, None]).abs()  # (n, n)
+    return (distance * (-slopes)[:, None, None]).to(like.dtype)  # (h, n, n)
 
 
 class SDPAMHSA(MHSA):
@@ -87,4 +104,4 @@ class SDPAMHSA(MHSA):
         return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
 
 
-IMPLEMENTATIONS: dict[str, type[MHSA]] = {"naive": NaiveMHSA, "sdpa": SDPAMHSA}
+IMPLEMENTATIONS: dict[str, type[MHSA]] = {"naive": NaiveMHSA, "sdpa": SDPAMHSA, "flash": SDPAMHSA}
