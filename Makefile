@@ -38,6 +38,7 @@ figures: venv
 	$(BIN)/complexo sweep mhsa --vary seq=256..65536 --log2 --dim 1024 --plot $(FIGURES)/mhsa-sweep.png > /dev/null
 	$(BIN)/complexo compare cnn vit --res 224 384 512 1024 --cnn resnet18 --vit vit-ti16 --plot $(FIGURES)/cnn-vs-vit.png > /dev/null
 	$(BIN)/complexo lora --model gpt2 --rank 8 --plot $(FIGURES)/lora-gpt2.png > /dev/null
+	$(BIN)/complexo sweep mhsa --vary seq=256..16384 --log2 --dim 1024 --quantity useful_score_flops --variant "" --variant "--causal" --variant "--window 512" --plot $(FIGURES)/attention-variants.png > /dev/null
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

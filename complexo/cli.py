@@ -435,6 +435,14 @@ def sweep(
     step: Annotated[int | None, typer.Option(help="Values START, START+S, ...")] = None,
     log2: Annotated[bool, typer.Option("--log2", help="Double from START to STOP.")] = False,
     quantity: Annotated[str, typer.Option(help="What the plot and a grid show.")] = "forward_flops",
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            help='Options of one line, e.g. --variant "" --variant "--causal" --variant '
+            '"--window 512": the sweep under each, one figure.',
+        ),
+    ] = None,
     as_json: JsonFlag = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV, one row per point.")] = False,
     plot: PlotOption = None,
@@ -459,8 +467,16 @@ def sweep(
     from complexo.render import console
 
     with Progress(console=console(stderr=True), transient=True, disable=total < 4) as bar:
-        task = bar.add_task(f"sweeping {analysis}", total=total)
-        result = sweeps.run(module, fixed, varies, lambda i, n: bar.update(task, completed=i))
+        task = bar.add_task(f"sweeping {analysis}", total=total * len(variant or [1]))
+
+        def progress(i: int, n: int) -> None:
+            bar.update(task, completed=i)
+
+        if variant:
+            lines = sweeps.run_variants(module, fixed, varies, variant, quantity, progress)
+            _emit_variants(lines, as_json, as_csv, plot)
+            return
+        result = sweeps.run(module, fixed, varies, progress)
     names = {q.name for q in result.points[0].result.quantities}
     if quantity not in names:
         check_choice("--quantity", quantity, sorted(names))
@@ -478,6 +494,27 @@ def sweep(
         from complexo.render import render_sweep
 
         console().print(render_sweep(result, quantity))
+
+
+def _emit_variants(lines, as_json: bool, as_csv: bool, plot: str | None) -> None:
+    from complexo.errors import check_choice
+
+    first = next(iter(lines.sweeps.values())).points[0].result
+    check_choice("--quantity", lines.quantity, sorted(q.name for q in first.quantities))
+    if plot:
+        from complexo import plot as plots
+
+        fig, (ax,) = plots.figure(width=8.5)
+        plots.draw_variants(ax, lines)
+        plots.save(fig, plot, plots.footer(_fixed_text(first.config)))
+    if as_json:
+        sys.stdout.write(json.dumps(lines.to_json(), indent=2) + "\n")
+    elif as_csv:
+        sys.stdout.write(lines.to_csv())
+    else:
+        from complexo.render import console, render_variants
+
+        console().print(render_variants(lines))
 
 
 def _fixed_text(config: dict) -> str:

@@ -117,6 +117,29 @@ def draw_sweep(ax, sweep: Sweep, quantity: str = "forward_flops") -> Drawn:
     return drawn
 
 
+def draw_variants(ax, variants) -> Drawn:
+    """One line per variant of ``variants.quantity`` against the swept option, log-log, with
+    each line's slope fitted in the legend."""
+    drawn: Drawn = {}
+    quantity, first = variants.quantity, next(iter(variants.sweeps.values()))
+    name, sym = first.vary[0].name, first.symbol
+    unit = first.points[0].result.quantity(quantity).unit
+    for label, sweep in variants.sweeps.items():
+        xs = [p.config[name] for p in sweep.points]
+        ys = sweep.series(quantity)
+        slope = f", slope {fit_exponent(xs, ys):.2f}" if len(xs) > 2 and all(ys) else ""
+        ax.plot(xs, _positive(ys), marker="o", lw=2, label=f"{label}{slope}")
+        drawn[label] = (xs, ys)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"{name} ({sym})" if sym is not None else name)
+    ax.set_ylabel(_UNIT_LABEL[unit])
+    ax.set_title(f"complexo {variants.analysis}: {quantity} against {name}, by variant")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="upper left")
+    return drawn
+
+
 def _mark(ax, at: float, text: str) -> None:
     """A dotted vertical line at a crossover, its label written along it."""
     ax.axvline(at, color="0.3", ls=":", lw=1.3)

@@ -399,5 +399,25 @@ def render_sweep(sweep, quantity: str) -> Group:
     return Group(*parts)
 
 
+def render_variants(variants) -> Group:
+    first = next(iter(variants.sweeps.values()))
+    name = first.vary[0].name
+    unit = first.points[0].result.quantity(variants.quantity).unit
+    table = Table(title=f"{variants.quantity} against {name}, by variant", title_justify="left")
+    table.add_column(name, justify="right")
+    for label in variants.sweeps:
+        table.add_column(label, justify="right")
+    for i, point in enumerate(first.points):
+        cells = [
+            human(s.points[i].result.quantity(variants.quantity).value, unit)
+            for s in variants.sweeps.values()
+        ]
+        table.add_row(str(point.config[name]), *cells)
+    return Group(
+        Text.assemble((f"complexo sweep {variants.analysis}", "bold"), "\n", (CONVENTION, "dim")),
+        table,
+    )
+
+
 def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)

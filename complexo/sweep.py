@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import math
 import re
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -238,3 +239,53 @@ def fit_exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
     x, y = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
     slope, _ = np.polyfit(x, y, 1)
     return float(slope)
+
+
+@dataclass
+class Variants:
+    """The same sweep under several option sets (``--variant "--causal"``, ``--variant
+    "--window 512"``), side by side: one line each on a figure, one column each in a table."""
+
+    analysis: str
+    quantity: str
+    sweeps: dict[str, Sweep]
+
+    def to_json(self) -> dict:
+        return {
+            "analysis": "sweep",
+            "of": self.analysis,
+            "quantity": self.quantity,
+            "variants": {label: s.to_json() for label, s in self.sweeps.items()},
+        }
+
+    def to_csv(self) -> str:
+        first = next(iter(self.sweeps.values()))
+        name = first.vary[0].name
+        header = [name, *(f"{self.quantity} [{label}]" for label in self.sweeps)]
+        rows = [",".join(header)]
+        for i, point in enumerate(first.points):
+            cells = [str(point.config[name])]
+            cells += [
+                str(s.points[i].result.quantity(self.quantity).value) for s in self.sweeps.values()
+            ]
+            rows.append(",".join(cells))
+        return "\n".join(rows) + "\n"
+
+
+def run_variants(
+    module, fixed: dict, vary: list[Vary], variants: Sequence[str], quantity: str, progress=None
+) -> Variants:
+    """One sweep per variant, each variant's options added to the fixed ones."""
+    if len(vary) != 1:
+        raise ComplexoError("--variant compares lines: give one --vary")
+    out = {}
+    for k, text in enumerate(variants):
+        extra = config_options(module.Config, shlex.split(text))
+        clash = set(extra) & set(fixed)
+        if clash:
+            raise ComplexoError(f"--variant '{text}' sets {', '.join(sorted(clash))}, also fixed")
+        step = (
+            None if progress is None else (lambda i, n, k=k: progress(k * n + i, n * len(variants)))
+        )
+        out[text or "(no extra options)"] = run(module, {**fixed, **extra}, vary, step)
+    return Variants(module.NAME, quantity, out)

@@ -160,3 +160,50 @@ def test_sweep_bad_input_is_one_line(args, message):
     assert result.exit_code != 0
     assert message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_variants_draw_one_line_each_and_agree_with_their_own_sweeps(tmp_path):
+    vary = [sweeps.parse_vary("seq=32..128", points=None, step=None, log2=True)]
+    lines = sweeps.run_variants(
+        mhsa, SMALL, vary, ["", "--causal", "--window 8"], "useful_score_flops"
+    )
+    assert list(lines.sweeps) == ["(no extra options)", "--causal", "--window 8"]
+    fig, (ax,) = plots.figure()
+    drawn = plots.draw_variants(ax, lines)
+    for label, sweep in lines.sweeps.items():
+        assert drawn[label] == ([32, 64, 128], sweep.series("useful_score_flops"))
+    plots.save(fig, str(tmp_path / "variants.svg"), plots.footer())
+    # all pairs n², causal n(n+1)/2, window 8: 8n − 28; scores and A·V 4·d per pair
+    assert drawn["--window 8"][1] == [4 * 32 * (8 * x - 28) for x in (32, 64, 128)]
+    assert drawn["--causal"][1] == [4 * 32 * x * (x + 1) // 2 for x in (32, 64, 128)]
+    header, *rows = lines.to_csv().strip().splitlines()
+    assert header == (
+        "seq,useful_score_flops [(no extra options)],useful_score_flops [--causal],"
+        "useful_score_flops [--window 8]"
+    )
+    assert len(rows) == 3 and lines.to_json()["quantity"] == "useful_score_flops"
+
+
+def test_variant_command_and_its_errors(tmp_path):
+    args = [
+        "sweep",
+        "mhsa",
+        "--vary",
+        "seq=32..64",
+        "--log2",
+        "--dim",
+        "32",
+        "--heads",
+        "4",
+        "--quantity",
+        "kv_bytes",
+        "--variant",
+        "",
+        "--variant",
+        "--kv-heads 1",
+    ]
+    result = runner.invoke(app, [*args, "--plot", str(tmp_path / "v.png")])
+    assert result.exit_code == 0, result.output
+    assert "--kv-heads 1" in result.stdout and (tmp_path / "v.png").stat().st_size > 10_000
+    clash = runner.invoke(app, [*args[:-2], "--variant", "--heads 2"])
+    assert clash.exit_code != 0 and "also fixed" in clash.stderr
