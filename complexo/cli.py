@@ -129,6 +129,14 @@ def mhsa(
     sram: Annotated[
         int, typer.Option(help="On-chip memory per SM in KiB, for the tiled kernel's traffic.")
     ] = 192,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Also run it for real (see complexo profile mhsa for every profiling option).",
+        ),
+    ] = False,
+    device: Annotated[str | None, typer.Option(help="With --profile: cuda or cpu.")] = None,
     as_json: JsonFlag = False,
     brief: BriefFlag = False,
 ) -> None:
@@ -148,7 +156,20 @@ def mhsa(
         alibi=alibi,
         sram=sram,
     )
-    _emit(analysis.analyse(cfg), as_json, brief)
+    result = analysis.analyse(cfg)
+    if not profile:
+        _emit(result, as_json, brief)
+        return
+    from complexo import profile as profiling
+
+    prof = profiling.profile_mhsa(cfg, device=device)
+    if as_json:
+        doc = {**result.to_json(), "profile": prof.to_json()}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    from complexo.render import console, render, render_profile
+
+    console().print(render(result, terms=not brief), render_profile(prof))
 
 
 class Optimizer(str, Enum):
@@ -494,6 +515,92 @@ def sweep(
         from complexo.render import render_sweep
 
         console().print(render_sweep(result, quantity))
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    short_help="Run a block for real: time, kernels, memory, against formulas and roofline.",
+    help="complexo profile mhsa [its options]: warm-up, then timed runs (CUDA events, or the "
+    "host clock on CPU), a torch.profiler trace grouped by the formula's terms, peak memory "
+    "against the memory formula, achieved FLOP/s and the roofline prediction per term.",
+)
+def profile(
+    ctx: typer.Context,
+    analysis: Annotated[str, typer.Argument(help="mhsa.")],
+    device: Annotated[
+        str | None, typer.Option(help="cuda or cpu (default: cuda if present).")
+    ] = None,
+    mode: Annotated[
+        str, typer.Option(help="forward, or train (forward, backward, SGD step).")
+    ] = "forward",
+    warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 3,
+    repeat: Annotated[int, typer.Option(help="Timed runs.")] = 10,
+    trace: Annotated[
+        str | None, typer.Option(help="Write the Chrome/Perfetto trace to PATH.")
+    ] = None,
+    save: Annotated[
+        bool, typer.Option("--save", help="Record it under profiles/<device>/.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    from complexo import profile as profiling
+    from complexo import sweep as sweeps
+    from complexo.analyses import mhsa as analysis_module
+    from complexo.errors import check_choice
+
+    check_choice("analysis to profile", analysis, ["mhsa"])
+    cfg = analysis_module.Config(**sweeps.config_options(analysis_module.Config, ctx.args))
+    prof = profiling.profile_mhsa(
+        cfg, device=device, mode=mode, warmup=warmup, repeat=repeat, trace=trace
+    )
+    if save:
+        prof.notes.append(f"saved to {prof.save()}")
+    if as_json:
+        sys.stdout.write(json.dumps(prof.to_json(), indent=2) + "\n")
+        return
+    from complexo.render import console, render_profile
+
+    console().print(render_profile(prof))
+
+
+@app.command(
+    short_help="Measure this device's ceilings (matmul FLOP/s per dtype, copy bandwidth).",
+    help="A large matrix product per dtype and a large device-to-device copy, timed; saved "
+    "under profiles/<device>/calibration.json for the roofline of later runs.",
+)
+def calibrate(
+    device: Annotated[
+        str | None, typer.Option(help="cuda or cpu (default: cuda if present).")
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option(help="Matrix side (default 8192 GPU, 1024 CPU).")
+    ] = None,
+) -> None:
+    from complexo import profile as profiling
+    from complexo.render import human
+
+    doc = profiling.calibrate(device, size=size)
+    peaks = ", ".join(f"{k} {human(v, 'flop')}/s" for k, v in doc["peak"].items())
+    typer.echo(f"{doc['device']}: {peaks}; copy {human(doc['bandwidth'], 'byte')}/s")
+
+
+@app.command(
+    "profiles",
+    short_help="List the profiles recorded under profiles/.",
+    help="Every recorded profile: device, date, analysis, config and median time.",
+)
+def list_profiles() -> None:
+    from complexo import profile as profiling
+
+    docs = profiling.recorded()
+    if not docs:
+        typer.echo("no profiles recorded yet (complexo profile ... --save writes them)")
+        return
+    for doc in docs:
+        typer.echo(
+            f"{doc['date']}  {doc['device_name']}  {doc['analysis']} {doc['mode']}  "
+            f"median {doc['median_s'] * 1e3:.3g} ms  {doc['path']}"
+        )
 
 
 def _emit_variants(lines, as_json: bool, as_csv: bool, plot: str | None) -> None:

@@ -419,5 +419,67 @@ def render_variants(variants) -> Group:
     )
 
 
+def render_profile(prof) -> Group:
+    """Measured beside predicted, per term and in total."""
+    doc = prof.to_json()
+    cfg = ", ".join(f"{k}={v}" for k, v in prof.config.items() if v not in (None, False))
+    head = Text.assemble(
+        (f"complexo profile {prof.analysis}", "bold"),
+        f"  {cfg}, mode={prof.mode}\n",
+        (f"{prof.device_name} ({prof.device}), torch {prof.torch}, {prof.date}", "dim"),
+    )
+    table = Table(
+        title="Per term: measured (one profiled iteration) vs roofline", title_justify="left"
+    )
+    for name, justify in (
+        ("term", "left"),
+        ("FLOPs", "right"),
+        ("bytes", "right"),
+        ("FLOP/byte", "right"),
+        ("measured", "right"),
+        ("predicted", "right"),
+        ("bound", "left"),
+    ):
+        table.add_column(name, justify=justify)
+    for name, row in prof.by_term.items():
+        table.add_row(
+            name,
+            human(row["flops"], "flop"),
+            human(row["bytes"], "byte"),
+            f"{row['intensity']:.3g}" if row["intensity"] else "—",
+            f"{row['measured_s'] * 1e3:.3g} ms",
+            f"{row['predicted_s'] * 1e3:.3g} ms" if "predicted_s" in row else "—",
+            row.get("bound", "—"),
+        )
+    lines = [
+        Text(
+            f"time: median {prof.median * 1e3:.3g} ms over {len(prof.times)} runs "
+            f"(IQR {doc['iqr_s'] * 1e3:.2g} ms); formula {human(prof.flops, 'flop')} per "
+            f"iteration → {human(prof.achieved, 'flop')}/s achieved"
+            + (f", {doc['fraction_of_peak']:.1%} of peak" if "fraction_of_peak" in doc else "")
+        ),
+        Text(
+            f"memory: predicted {human(prof.memory_predicted, 'byte')}"
+            + (
+                f", peak allocated {human(prof.memory_peak, 'byte')} "
+                f"({(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted:+.1%})"
+                if prof.memory_peak is not None
+                else ""
+            )
+        ),
+    ]
+    if prof.ceilings:
+        c = prof.ceilings
+        lines.append(
+            Text(
+                f"ceilings: {human(c['peak'][prof.dtype], 'flop')}/s {prof.dtype}, "
+                f"{human(c['bandwidth'], 'byte')}/s ({c['source']})",
+                style="dim",
+            )
+        )
+    lines += [Text(f"note: {note}", style="dim") for note in prof.notes]
+    return Group(head, table, *lines)
+
+
 def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)

@@ -432,3 +432,50 @@ def _variant_notes(cfg: Config, q: dict, model: CostModel, values: dict) -> list
             f"standard attention would move {human(standard, 'byte')}, Θ(n·d + n²); same FLOPs."
         )
     return notes
+
+
+def roofline_groups(cfg: Config):
+    """(group, forward FLOPs, fewest bytes moved, profiler op names) for the forward, the groups
+    a profiler can tell apart: the four projections (all matrix products with a weight), the two
+    attention products, and each element-wise pass over the n×n scores; or the fused kernel.
+    Bytes: each input read once and each output written once."""
+    model = cfg.model()
+    hs = d / h
+    kv = G * hs if cfg.kv_heads is not None else d
+    x, S = B * n * d * e, B * h * n**2 * e  # one (B, n, d) tensor; the score matrix
+
+    def flops(*names):
+        return sum((model.term(Kind.FORWARD, t).expr for t in names), Integer(0))
+
+    # q and out: x and W in, (B, n, d) out; k and v: x and W in, (B, n, G·hs) out
+    proj_bytes = 2 * (2 * x + d * d * e) + 2 * (x + d * kv * e + B * n * kv * e)
+    groups = [
+        (
+            "projections",
+            flops("q_proj", "k_proj", "v_proj", "out_proj"),
+            proj_bytes,
+            ("aten::addmm", "aten::mm"),
+        )
+    ]
+    if cfg.fused:
+        names = ["scores", "scale", "softmax", "attn_v", *(["causal_mask"] if cfg.causal else [])]
+        kernels = (
+            "aten::_scaled_dot_product_flash_attention_for_cpu",
+            "aten::_scaled_dot_product_flash_attention",
+            "aten::_scaled_dot_product_efficient_attention",
+            "aten::_scaled_dot_product_cudnn_attention",
+        )
+        groups.append(("attention kernel", flops(*names), _traffic(True), kernels))
+        return groups
+    groups.append(("QKᵀ and A·V", flops("scores", "attn_v"), 4 * x + 2 * S, ("aten::bmm",)))
+    groups.append(("scale", flops("scale"), 2 * S, ("aten::mul",)))
+    if cfg.alibi:
+        groups.append(
+            ("alibi", flops("alibi_bias", "alibi_add"), 2 * S + h * n**2 * e, ("aten::add",))
+        )
+    if cfg.causal:
+        groups.append(
+            ("mask", flops("causal_mask"), 2 * S + BOOL_BYTES * n**2, ("aten::masked_fill",))
+        )
+    groups.append(("softmax", flops("softmax"), 2 * S, ("aten::_softmax",)))
+    return groups

@@ -1,0 +1,365 @@
+"""Real runs of a reference block: time (CUDA events, or the host clock on CPU), a torch.profiler
+trace grouped by the formula's terms, peak memory against the memory formula, achieved FLOP/s,
+and a roofline prediction per term from FLOPs and the fewest bytes each term must move.
+
+Roofline: a term needs at least max(FLOPs / peak FLOP/s, bytes / bandwidth) seconds. The device
+ceilings come from the datasheet table (:mod:`complexo.devices`) or, on a device not in it
+(a CPU), from ``complexo calibrate``'s measurement, saved under ``profiles/<device>/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from complexo.cost import evaluate
+from complexo.errors import ComplexoError
+
+PROFILES = Path("profiles")
+MODES = ("forward", "train")
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    device: str
+    peak: dict[str, float]  # dtype -> FLOP/s
+    bandwidth: float  # bytes/s
+    source: str  # a datasheet, or "calibrated <date>"
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
+
+
+def resolve_device(requested: str | None) -> str:
+    import torch
+
+    device = requested or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cuda", "cpu"):
+        raise ComplexoError(f"unknown --device '{device}'; choose from: cuda, cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ComplexoError(
+            "--device cuda: no CUDA device here (torch.cuda.is_available() is False)"
+        )
+    return device
+
+
+def ceilings(device: str, root: Path = PROFILES) -> Ceilings | None:
+    """The datasheet's numbers for a known GPU, else a saved calibration, else None."""
+    from complexo.devices import DEVICES
+
+    name = device_name(device)
+    known = _datasheet_match(name)
+    if known is not None:
+        d = DEVICES[known]
+        return Ceilings(
+            known, {k: float(v) for k, v in d.peak.items()}, float(d.bandwidth), d.source
+        )
+    path = root / slug(name) / "calibration.json"
+    if path.exists():
+        doc = json.loads(path.read_text())
+        return Ceilings(name, doc["peak"], doc["bandwidth"], f"calibrated {doc['date']}")
+    return None
+
+
+def _datasheet_match(name: str) -> str | None:
+    n = name.lower()
+    rules = [
+        ("h200", "h200"),
+        ("h100", "h100-pcie" if "pcie" in n else "h100-sxm"),
+        ("a100", "a100-40gb" if "40gb" in n else "a100-80gb"),
+        ("l40s", "l40s"),
+        (" l4", "l4"),
+    ]
+    return next((table for key, table in rules if key in f" {n}"), None)
+
+
+def timer(device: str):
+    """A function timing ``fn`` once, in seconds: CUDA events around it (synchronised), or the
+    host's monotonic clock on CPU."""
+    import torch
+
+    if device == "cuda":
+
+        def cuda_time(fn) -> float:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end) / 1e3
+
+        return cuda_time
+
+    def host_time(fn) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    return host_time
+
+
+@dataclass
+class Profile:
+    analysis: str
+    config: dict
+    mode: str
+    device: str
+    device_name: str
+    dtype: str
+    torch: str
+    cuda: str | None
+    date: str
+    times: list[float]  # seconds per iteration
+    flops: int  # the formula's FLOPs per iteration
+    memory_predicted: int  # bytes, the formula's
+    memory_peak: int | None  # bytes allocated at peak (CUDA), None on CPU
+    by_term: dict[str, dict] = field(default_factory=dict)  # measured s, predicted s, FLOPs, bytes
+    ceilings: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def achieved(self) -> float:
+        return self.flops / self.median
+
+    def to_json(self) -> dict:
+        doc = asdict(self)
+        doc["median_s"], doc["achieved_flops_per_s"] = self.median, self.achieved
+        q1, _, q3 = statistics.quantiles(self.times, n=4) if len(self.times) > 1 else (0, 0, 0)
+        doc["iqr_s"] = q3 - q1
+        if self.ceilings:
+            doc["fraction_of_peak"] = self.achieved / self.ceilings["peak"][self.dtype]
+        return doc
+
+    def save(self, root: Path = PROFILES) -> Path:
+        folder = root / slug(self.device_name)
+        folder.mkdir(parents=True, exist_ok=True)
+        keys = "-".join(f"{k}{v}" for k, v in self.config.items() if v not in (None, False))
+        path = folder / f"{self.analysis}-{self.mode}-{slug(keys)}.json"
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return path
+
+
+def free_memory(device: str) -> int:
+    import torch
+
+    if device == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        return free
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not Linux: no check beyond the allocator's
+        return 1 << 62
+
+
+def profile_mhsa(
+    cfg,
+    *,
+    device: str | None = None,
+    mode: str = "forward",
+    warmup: int = 3,
+    repeat: int = 10,
+    trace: str | None = None,
+    root: Path = PROFILES,
+) -> Profile:
+    """Run the MHSA block for real and set the measurements beside the formulas."""
+    import torch
+
+    from complexo.analyses import mhsa
+    from complexo.cost import Kind
+
+    device = resolve_device(device)
+    if mode not in MODES:
+        raise ComplexoError(f"unknown --mode '{mode}'; choose from: {', '.join(MODES)}")
+    if warmup < 0 or repeat < 1:
+        raise ComplexoError("--warmup must be ≥ 0 and --repeat ≥ 1")
+    model, values = cfg.model(), cfg.values
+    kinds = (Kind.FORWARD,) if mode == "forward" else (Kind.FORWARD, Kind.BACKWARD)
+    flops = evaluate(model.total(kinds), values)
+    weights = evaluate(model.total(Kind.PARAMS), values) * values[mhsa.e]
+    inputs = 2 * cfg.batch * cfg.seq * cfg.dim * values[mhsa.e]  # x and the output
+    predicted = weights + inputs
+    if mode == "train":  # saved activations, gradients of the weights, SGD keeps no state
+        predicted += evaluate(model.total(Kind.ACTIVATION), values) + weights
+    else:
+        predicted += evaluate(model.total(Kind.MEMORY, tag="matrix"), values)
+    free = free_memory(device)
+    if predicted > 0.9 * free:
+        from complexo.render import human
+
+        raise ComplexoError(
+            f"this run needs about {human(predicted, 'byte')} and {device} has "
+            f"{human(free, 'byte')} free: refused before allocating (try smaller --seq, --batch)"
+        )
+    torch.manual_seed(0)
+    block, x = mhsa.build(cfg, device=device)
+    x = x.detach().requires_grad_(mode == "train")
+    opt = torch.optim.SGD(block.parameters(), lr=1e-6) if mode == "train" else None
+
+    def step():
+        if opt is None:
+            with torch.no_grad():
+                block(x)
+            return
+        opt.zero_grad(set_to_none=True)
+        block(x).sum().backward()
+        opt.step()
+
+    clock = timer(device)
+    for _ in range(warmup):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = [clock(step) for _ in range(repeat)]
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
+    by_op = _profiled(step, device, trace)
+    roof = ceilings(device, root)
+    prof = Profile(
+        "mhsa",
+        {k: v for k, v in cfg.__dict__.items()},
+        mode,
+        device,
+        device_name(device),
+        cfg.dtype,
+        torch.__version__,
+        torch.version.cuda if device == "cuda" else None,
+        datetime.date.today().isoformat(),
+        times,
+        flops,
+        predicted,
+        peak,
+        ceilings=asdict(roof) if roof else None,
+    )
+    prof.by_term = _by_term(mhsa.roofline_groups(cfg), by_op, values, roof, cfg.dtype, mode)
+    if roof is None:
+        prof.notes.append(
+            f"{prof.device_name} is not in the datasheet table and not calibrated: no roofline "
+            "(run complexo calibrate)"
+        )
+    if peak is None:
+        prof.notes.append("peak memory: the CPU allocator keeps no statistics; not measured")
+    return prof
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """torch 2.13's profiler prints start/stop lines from C++ straight to fd 2; keep them out of
+    the output (Python exceptions still carry their messages)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _profiled(step, device: str, trace: str | None) -> dict[str, float]:
+    """Seconds per op name over one profiled iteration (device time on CUDA, self CPU time)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with _quiet_native_stderr(), profile(activities=activities, record_shapes=False) as prof:
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    if trace:
+        prof.export_chrome_trace(trace)
+    out: dict[str, float] = {}
+    for evt in prof.key_averages():
+        us = evt.device_time_total if device == "cuda" else evt.self_cpu_time_total
+        out[evt.key] = out.get(evt.key, 0.0) + us / 1e6
+    return out
+
+
+def _by_term(groups, by_op, values, roof: Ceilings | None, dtype: str, mode: str) -> dict:
+    out = {}
+    for name, flops_expr, bytes_expr, ops in groups:
+        flops, moved = evaluate(flops_expr, values), evaluate(bytes_expr, values)
+        row = {
+            "flops": flops,
+            "bytes": moved,
+            "intensity": flops / moved if moved else None,
+            "measured_s": sum(by_op.get(op, 0.0) for op in ops),
+            "ops": list(ops),
+        }
+        if roof is not None and mode == "forward":
+            compute, memory = flops / roof.peak[dtype], moved / roof.bandwidth
+            row |= {
+                "predicted_s": max(compute, memory),
+                "bound": "compute" if compute > memory else "memory",
+            }
+        out[name] = row
+    return out
+
+
+def calibrate(device: str | None = None, *, size: int | None = None, root: Path = PROFILES) -> dict:
+    """Measure the present device's ceilings: a large matrix product per dtype, a large
+    device-to-device copy; save them for later runs."""
+    import torch
+
+    device = resolve_device(device)
+    clock = timer(device)
+    n = size or (8192 if device == "cuda" else 1024)
+    peak = {}
+    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        a = torch.randn(n, n, device=device, dtype=dt)
+        b = torch.randn(n, n, device=device, dtype=dt)
+        for _ in range(2):
+            a @ b
+        t = statistics.median(clock(lambda a=a, b=b: a @ b) for _ in range(5))
+        peak[name] = 2 * n**3 / t
+    elements = (256 if device == "cuda" else 32) * 2**20
+    src = torch.empty(elements, device=device, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    t = statistics.median(clock(lambda: dst.copy_(src)) for _ in range(5))
+    doc = {
+        "device": device_name(device),
+        "peak": peak,
+        "bandwidth": 2 * src.numel() * 4 / t,  # read and write
+        "matmul_side": n,
+        "copy_bytes": src.numel() * 4,
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+    }
+    folder = root / slug(doc["device"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "calibration.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+def recorded(root: Path = PROFILES) -> list[dict]:
+    """Every saved profile under ``root``, newest first."""
+    docs = []
+    for path in sorted(root.glob("*/*.json")):
+        if path.name == "calibration.json":
+            continue
+        doc = json.loads(path.read_text())
+        doc["path"] = str(path)
+        docs.append(doc)
+    return sorted(docs, key=lambda d: d.get("date", ""), reverse=True)

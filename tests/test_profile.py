@@ -1,0 +1,151 @@
+"""Profiling: the CPU path runs here for real (torch.profiler, host clock); the CUDA path is
+marked and runs only where a GPU is present."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from complexo import profile as profiling
+from complexo.analyses.mhsa import Config
+from complexo.cli import app
+from complexo.errors import ComplexoError
+
+try:
+    runner = CliRunner(mix_stderr=False)
+except TypeError:
+    runner = CliRunner()
+
+SMALL = Config(batch=1, seq=64, dim=32, heads=4)
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("impl", ["naive", "sdpa"])
+@pytest.mark.parametrize("mode", ["forward", "train"])
+def test_cpu_profile_times_every_term_the_profiler_saw(impl, mode, tmp_path):
+    cfg = Config(**{**SMALL.__dict__, "impl": impl})
+    prof = profiling.profile_mhsa(
+        cfg,
+        device="cpu",
+        mode=mode,
+        warmup=1,
+        repeat=3,
+        trace=str(tmp_path / "t.json"),
+        root=tmp_path,
+    )
+    assert len(prof.times) == 3 and all(t > 0 for t in prof.times)
+    groups = {
+        "naive": {"projections", "QKᵀ and A·V", "scale", "softmax"},
+        "sdpa": {"projections", "attention kernel"},
+    }[impl]
+    assert set(prof.by_term) == groups
+    assert all(row["measured_s"] > 0 for row in prof.by_term.values())
+    # the groups' FLOPs are the formula's forward terms (less the bias adds inside addmm)
+    assert sum(r["flops"] for r in prof.by_term.values()) <= prof.flops
+    assert json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    doc = prof.to_json()
+    assert (
+        doc["achieved_flops_per_s"] == prof.flops / prof.median
+        and doc["torch"] == torch.__version__
+    )
+
+
+def test_roofline_from_a_calibration_and_saved_profiles(tmp_path):
+    cal = profiling.calibrate("cpu", size=128, root=tmp_path)
+    assert cal["peak"]["fp32"] > 0 and cal["bandwidth"] > 0
+    prof = profiling.profile_mhsa(SMALL, device="cpu", repeat=2, root=tmp_path)
+    row = prof.by_term["projections"]
+    expected = max(row["flops"] / cal["peak"]["fp32"], row["bytes"] / cal["bandwidth"])
+    assert row["predicted_s"] == pytest.approx(expected) and row["bound"] in {"compute", "memory"}
+    path = prof.save(tmp_path)
+    saved = profiling.recorded(tmp_path)
+    assert [d["path"] for d in saved] == [str(path)]  # the calibration is not a profile
+    assert saved[0]["device_name"] == profiling.device_name("cpu") and saved[0]["date"]
+
+
+def test_a_run_that_cannot_fit_is_refused_before_allocating(monkeypatch):
+    monkeypatch.setattr(profiling, "free_memory", lambda device: 1 << 20)
+    with pytest.raises(ComplexoError, match="refused before allocating"):
+        profiling.profile_mhsa(Config(seq=4096, dim=1024), device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_request_without_cuda_is_one_line():
+    result = runner.invoke(app, ["profile", "mhsa", "--device", "cuda"])
+    assert result.exit_code != 0
+    assert result.stderr.strip() == (
+        "error: --device cuda: no CUDA device here (torch.cuda.is_available() is False)"
+    )
+
+
+def test_profile_command_and_mhsa_profile_flag():
+    result = runner.invoke(
+        app,
+        [
+            "profile",
+            "mhsa",
+            "--seq",
+            "64",
+            "--dim",
+            "32",
+            "--heads",
+            "4",
+            "--device",
+            "cpu",
+            "--repeat",
+            "2",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["device"] == "cpu" and doc["mode"] == "forward" and len(doc["times"]) == 2
+    both = runner.invoke(
+        app,
+        [
+            "mhsa",
+            "--seq",
+            "64",
+            "--dim",
+            "32",
+            "--heads",
+            "4",
+            "--profile",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )
+    assert both.exit_code == 0, both.output
+    doc = json.loads(both.stdout)
+    assert (
+        doc["analysis"] == "mhsa"
+        and doc["profile"]["flops"] == doc["quantities"]["forward_flops"]["value"]
+    )
+    for args, message in (
+        (["profile", "cnn"], "unknown analysis to profile 'cnn'"),
+        (["profile", "mhsa", "--mode", "infer"], "unknown --mode 'infer'"),
+    ):
+        bad = runner.invoke(app, args)
+        assert bad.exit_code != 0 and message in bad.stderr, bad.stderr
+
+
+@cuda
+def test_cuda_timer_agrees_with_triton_do_bench():
+    from triton.testing import do_bench
+
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    clock = profiling.timer("cuda")
+    for _ in range(3):
+        a @ a
+    ours = sorted(clock(lambda: a @ a) for _ in range(20))[10]
+    theirs = do_bench(lambda: a @ a) / 1e3
+    assert abs(ours - theirs) / theirs < 0.05, (ours, theirs)
+
+
+@cuda
+def test_cuda_peak_memory_against_the_formula():
+    prof = profiling.profile_mhsa(Config(seq=2048, dim=1024, dtype="bf16"), device="cuda")
+    assert prof.memory_peak is not None
+    assert abs(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted < 0.25
