@@ -464,6 +464,10 @@ def sweep(
             '"--window 512": the sweep under each, one figure.',
         ),
     ] = None,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Also run every point for real (mhsa).")
+    ] = False,
+    device: Annotated[str | None, typer.Option(help="With --profile: cuda or cpu.")] = None,
     as_json: JsonFlag = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV, one row per point.")] = False,
     plot: PlotOption = None,
@@ -498,13 +502,22 @@ def sweep(
             _emit_variants(lines, as_json, as_csv, plot)
             return
         result = sweeps.run(module, fixed, varies, progress)
+        if profile:
+            if len(varies) != 1:
+                raise ComplexoError("--profile draws time against one varied option")
+            bar.update(task, description=f"running {analysis} for real", completed=0)
+            sweeps.profile_points(result, device=device, progress=progress)
     names = {q.name for q in result.points[0].result.quantities}
     if quantity not in names:
         check_choice("--quantity", quantity, sorted(names))
     if plot:
         from complexo import plot as plots
 
-        fig, (ax,) = plots.figure(width=10.5)
+        if profile:
+            fig, (ax, right) = plots.figure(2, width=8.5)
+            plots.draw_times(right, result)
+        else:
+            fig, (ax,) = plots.figure(width=10.5)
         plots.draw_sweep(ax, result, quantity)
         plots.save(fig, plot, plots.footer(_fixed_text(result.points[0].result.config)))
     if as_json:

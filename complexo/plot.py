@@ -117,6 +117,34 @@ def draw_sweep(ax, sweep: Sweep, quantity: str = "forward_flops") -> Drawn:
     return drawn
 
 
+def draw_times(ax, sweep: Sweep) -> Drawn:
+    """Measured time against the swept option, the roofline prediction, and the exponent fitted
+    to the measured points beside the formula's (FLOPs') over the same range."""
+    name, sym = sweep.vary[0].name, sweep.symbol
+    xs = [p.config[name] for p in sweep.points]
+    measured, predicted = sweep.times()
+    flops = sweep.series("forward_flops")
+    fitted, formula = fit_exponent(xs, measured), fit_exponent(xs, flops)
+    drawn: Drawn = {}
+    label = f"measured median (fitted slope {fitted:.2f}; formula FLOPs {formula:.2f})"
+    ax.scatter(xs, measured, s=46, zorder=5, color="black", label=label)
+    drawn["measured"] = (xs, measured)
+    if all(t is not None for t in predicted):
+        ax.plot(
+            xs, predicted, lw=2, label="roofline prediction: Σ max(FLOPs/peak, bytes/bandwidth)"
+        )
+        drawn["predicted"] = (xs, predicted)
+    prof = sweep.points[0].profile
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"{name} ({sym})" if sym is not None else name)
+    ax.set_ylabel("seconds per forward")
+    ax.set_title(f"measured on {prof.device_name} ({prof.device}), {prof.dtype}")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="upper left")
+    return drawn
+
+
 def draw_variants(ax, variants) -> Drawn:
     """One line per variant of ``variants.quantity`` against the swept option, log-log, with
     each line's slope fitted in the legend."""

@@ -370,13 +370,19 @@ def render_sweep(sweep, quantity: str) -> Group:
         for q in first.quantities:
             table.add_column(q.label.strip(), justify="right")
         table.add_column("counters")
+        timed = all(p.profile is not None for p in sweep.points)
+        if timed:
+            table.add_column("measured", justify="right")
         for point in sweep.points:
             qs = point.result.quantities
             exact = all(q.agrees(c) in (None, True) for q in qs for c in COUNTERS)
             verdict = "all exact" if exact else "gaps explained"
             if any(g.reason == "unexplained" for q in qs for g in q.gaps):
                 verdict = "UNEXPLAINED gap"
-            table.add_row(str(point.config[name]), *(human(q.value, q.unit) for q in qs), verdict)
+            cells = [str(point.config[name]), *(human(q.value, q.unit) for q in qs), verdict]
+            if timed:
+                cells.append(f"{point.profile.median * 1e3:.3g} ms")
+            table.add_row(*cells)
         parts.append(table)
         exps = sweep.exponents()
         if exps and sweep.symbol is not None:

@@ -113,6 +113,7 @@ def _convert(f: dataclasses.Field, text: str, arg: str):
 class Point:
     config: dict  # the varied options' values at this point
     result: Result
+    profile: object | None = None  # a complexo.profile.Profile, with --profile
 
 
 @dataclass
@@ -169,10 +170,22 @@ class Sweep:
                         q.name: {"value": q.value, "unit": q.unit, "measured": q.measured}
                         for q in p.result.quantities
                     },
+                    **({"profile": p.profile.to_json()} if p.profile is not None else {}),
                 }
                 for p in self.points
             ],
         }
+
+    def times(self) -> tuple[list[float], list[float | None]]:
+        """Measured median seconds per point, and the roofline's prediction (None without
+        ceilings)."""
+        measured, predicted = [], []
+        for p in self.points:
+            measured.append(p.profile.median)
+            rows = p.profile.by_term.values()
+            known = all("predicted_s" in r for r in rows)
+            predicted.append(sum(r["predicted_s"] for r in rows) if known and rows else None)
+        return measured, predicted
 
     def to_csv(self) -> str:
         names = [q.name for q in self.points[0].result.quantities]
@@ -289,3 +302,17 @@ def run_variants(
         )
         out[text or "(no extra options)"] = run(module, {**fixed, **extra}, vary, step)
     return Variants(module.NAME, quantity, out)
+
+
+def profile_points(sweep: Sweep, *, device: str | None, repeat: int = 5, progress=None) -> None:
+    """Run every point of an MHSA sweep for real (complexo.profile) and keep its profile."""
+    from complexo import profile as profiling
+    from complexo.analyses import mhsa
+
+    if sweep.analysis != "mhsa":
+        raise ComplexoError(f"--profile runs mhsa for now, not {sweep.analysis}")
+    for i, point in enumerate(sweep.points):
+        cfg = mhsa.Config(**point.result.config)
+        point.profile = profiling.profile_mhsa(cfg, device=device, warmup=2, repeat=repeat)
+        if progress:
+            progress(i + 1, len(sweep.points))

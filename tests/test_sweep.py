@@ -207,3 +207,23 @@ def test_variant_command_and_its_errors(tmp_path):
     assert "--kv-heads 1" in result.stdout and (tmp_path / "v.png").stat().st_size > 10_000
     clash = runner.invoke(app, [*args[:-2], "--variant", "--heads 2"])
     assert clash.exit_code != 0 and "also fixed" in clash.stderr
+
+
+def test_profiled_sweep_draws_measured_time_beside_the_formula(tmp_path):
+    sweep = small_sweep()
+    sweeps.profile_points(sweep, device="cpu", repeat=2)
+    measured, predicted = sweep.times()
+    assert len(measured) == 4 and all(t > 0 for t in measured)
+    fig, (left, right) = plots.figure(2)
+    plots.draw_sweep(left, sweep)
+    drawn = plots.draw_times(right, sweep)
+    assert drawn["measured"] == ([32, 64, 128, 256], measured)
+    plots.save(fig, str(tmp_path / "timed.png"), plots.footer())
+    assert (tmp_path / "timed.png").stat().st_size > 10_000
+    doc = sweep.to_json()
+    assert [p["profile"]["median_s"] for p in doc["points"]] == measured
+    with pytest.raises(ComplexoError, match="runs mhsa"):
+        from complexo.analyses import vit
+
+        vary = [sweeps.parse_vary("res=32..64", points=2, step=None, log2=False)]
+        sweeps.profile_points(sweeps.run(vit, {"model": "vit-ti16"}, vary), device="cpu")
