@@ -212,7 +212,7 @@ def test_variant_command_and_its_errors(tmp_path):
 def test_profiled_sweep_draws_measured_time_beside_the_formula(tmp_path):
     sweep = small_sweep()
     sweeps.profile_points(sweep, device="cpu", repeat=2)
-    measured, predicted = sweep.times()
+    measured, _ = sweep.times()
     assert len(measured) == 4 and all(t > 0 for t in measured)
     fig, (left, right) = plots.figure(2)
     plots.draw_sweep(left, sweep)
