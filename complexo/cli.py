@@ -616,6 +616,37 @@ def list_profiles() -> None:
         )
 
 
+@app.command(
+    short_help="Write the analyses/ pages (or --check that they are up to date).",
+    help="complexo report [TOPIC...]: writes analyses/<topic>.md and its figures for mhsa, lora "
+    "and cnn-vs-vit, generated from the analyses; --check fails when a committed page differs "
+    "from what complexo generates now.",
+)
+def report(
+    topics: Annotated[
+        list[str] | None, typer.Argument(help="mhsa, lora, cnn-vs-vit (all).")
+    ] = None,
+    check: Annotated[bool, typer.Option("--check", help="Compare instead of writing.")] = False,
+) -> None:
+    from complexo import report as reports
+    from complexo.errors import check_choice
+
+    chosen = topics or list(reports.TOPICS)
+    for topic in chosen:
+        check_choice("topic", topic, reports.TOPICS)
+    if check:
+        stale = reports.check(chosen)
+        if stale:
+            raise ComplexoError(
+                f"analyses/ is stale: {', '.join(stale)} differ from what complexo generates now; "
+                "run complexo report (make report) and commit"
+            )
+        typer.echo(f"analyses/ up to date ({', '.join(chosen)})")
+        return
+    for path in reports.generate(chosen):
+        typer.echo(f"wrote {path}")
+
+
 def _emit_variants(lines, as_json: bool, as_csv: bool, plot: str | None) -> None:
     from complexo.errors import check_choice
 

@@ -37,22 +37,36 @@ def check_path(path: str) -> str:
     return suffix
 
 
-def save(fig, path: str, footer: str) -> None:
-    """Write ``fig`` with the convention at its foot."""
+def finish(fig, footer: str) -> None:
+    """The convention at the figure's foot, and the layout."""
+    fig.text(0.01, 0.01, footer, fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+
+
+def save(fig, path: str, footer: str | None) -> None:
+    """Write ``fig`` (with the convention at its foot unless already finished)."""
     from complexo.errors import ComplexoError
 
     suffix = check_path(path)
-    fig.text(0.01, 0.01, footer, fontsize=8, color="0.35")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    if footer is not None:
+        finish(fig, footer)
     metadata = {"Date": None} if suffix == "svg" else {"Software": "complexo"}
     try:
         fig.savefig(path, dpi=110, metadata=metadata)
     except OSError as err:
         raise ComplexoError(f"cannot write {path}: {err.strerror}") from None
     finally:
-        import matplotlib.pyplot as plt
+        close(fig)
 
-        plt.close(fig)
+
+def save_svg(fig, path) -> None:
+    save(fig, str(path), None)
+
+
+def close(fig) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def _positive(ys):
