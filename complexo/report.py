@@ -71,11 +71,13 @@ def _gpu_section(page: Page, analysis: str) -> None:
     docs = [d for d in recorded() if d.get("analysis") == analysis and d.get("device") == "cuda"]
     page.add("## Measured on GPUs", "")
     if not docs:
-        page.add(
-            "No GPU profile of this analysis is recorded under `profiles/` yet. On a GPU machine, "
-            f"`complexo profile {analysis} ... --save` records one and this page shows it.",
-            "",
+        how = (
+            f"On a GPU machine, `complexo profile {analysis} ... --save` records one and this "
+            "page shows it."
+            if analysis == "mhsa"
+            else "`complexo profile` runs MHSA so far; profiling this analysis is still to come."
         )
+        page.add(f"No GPU profile of this analysis is recorded under `profiles/` yet. {how}", "")
         return
     rows = [
         [
@@ -515,6 +517,8 @@ def cnn_vs_vit_page() -> Page:
         ),
     )
     small = compare.analyse(compare.Config("resnet18", "vit-ti16", (224, 384, 512, 1024)))
+    page.add("A smaller pair, resnet18 and vit-ti16:", "")
+    page.add(*(f"- {c.label}: R ≈ {float(c.value):,.0f}" for c in small.crossovers), "")
     fig, (left, right) = plots.figure(2, width=6.5)
     drawn = plots.draw_compare(left, right, small)
     plots.finish(fig, plots.footer("fp32, batch 1"))

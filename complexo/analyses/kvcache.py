@@ -285,6 +285,11 @@ def _share(term, model, values):
     return Fraction(int(term.expr.subs(values)), total)
 
 
+def _num(x: float) -> str:
+    """3 significant figures, without exponents: 0.982, 49.6, 2,013."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
     from complexo.devices import DEVICES
     from complexo.render import human
@@ -294,9 +299,9 @@ def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
     saved = q["decode_flops_per_token_no_cache"] / q["decode_flops_per_token"]
     facts = {
         "arithmetic intensity": (
-            f"decode {decode_ai:.3g} FLOP/byte, prefill {prefill_ai:.3g} FLOP/byte"
+            f"decode {_num(decode_ai)} FLOP/byte, prefill {_num(prefill_ai)} FLOP/byte"
         ),
-        "the cache saves": f"{saved:.3g}× the FLOPs of recomputing the prefix for each token",
+        "the cache saves": f"{_num(saved)}× the FLOPs of recomputing the prefix for each token",
     }
     notes = [
         "FLOPs count matrix products only; attention dense. Bytes moved: every weight read once "
@@ -329,8 +334,8 @@ def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
         floor = q["decode_bytes_per_token"] / dev.bandwidth
         compute = q["decode_flops_per_token"] / dev.peak[cfg.weight_dtype]
         facts["roofline"] = (
-            f"{cfg.device} ridge {ridge:.0f} FLOP/byte: decode at {decode_ai:.3g} is memory-bound, "
-            f"≥ {floor * 1e3:.3g} ms per step from bandwidth vs {compute * 1e3:.3g} ms from "
-            f"compute ({dev.source})"
+            f"{cfg.device} ridge {ridge:.0f} FLOP/byte: decode at {_num(decode_ai)} is "
+            f"memory-bound, ≥ {floor * 1e3:.3g} ms per step from bandwidth vs "
+            f"{compute * 1e3:.3g} ms from compute ({dev.source})"
         )
     return facts, notes
