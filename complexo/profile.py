@@ -40,6 +40,12 @@ def device_name(device: str) -> str:
 
     if device == "cuda":
         return torch.cuda.get_device_name()
+    try:  # Linux names the CPU model; a calibration belongs to that model, not to "x86_64"
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
     return platform.processor() or platform.machine() or "cpu"
 
 
@@ -357,9 +363,9 @@ def recorded(root: Path = PROFILES) -> list[dict]:
     """Every saved profile under ``root``, newest first."""
     docs = []
     for path in sorted(root.glob("*/*.json")):
-        if path.name == "calibration.json":
-            continue
         doc = json.loads(path.read_text())
+        if "times" not in doc:  # a calibration, a sweep: not one profile
+            continue
         doc["path"] = str(path)
         docs.append(doc)
     return sorted(docs, key=lambda d: d.get("date", ""), reverse=True)
