@@ -561,7 +561,27 @@ def profile(
     from complexo.analyses import mhsa as analysis_module
     from complexo.errors import check_choice
 
-    check_choice("analysis to profile", analysis, ["mhsa"])
+    check_choice("analysis to profile", analysis, ["mhsa", "lora"])
+    if analysis == "lora":
+        from complexo.analyses import lora
+
+        lora_cfg = lora.Config(**sweeps.config_options(lora.Config, ctx.args))
+        doc = profiling.profile_lora(lora_cfg, device=device, warmup=warmup, repeat=repeat)
+        if as_json:
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            return
+        from complexo.render import human
+
+        for side, row in doc["sides"].items():
+            typer.echo(
+                f"{side:>4}: step {row['median_s'] * 1e3:,.1f} ms median of {repeat}, formula "
+                f"{human(row['flops'], 'flop')} → {human(row['achieved_flops_per_s'], 'flop')}/s"
+            )
+        typer.echo(
+            f"lora/full: time {doc['time_ratio']:.1%}, FLOPs {doc['flops_ratio']:.1%} "
+            f"({doc['device_name']}, {doc['device']})"
+        )
+        return
     cfg = analysis_module.Config(**sweeps.config_options(analysis_module.Config, ctx.args))
     prof = profiling.profile_mhsa(
         cfg, device=device, mode=mode, warmup=warmup, repeat=repeat, trace=trace

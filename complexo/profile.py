@@ -167,6 +167,74 @@ class Profile:
         return path
 
 
+def timed(step, device: str, warmup: int, repeat: int) -> tuple[list[float], int | None]:
+    """Seconds per call of ``step`` after ``warmup`` untimed calls, and the peak allocated
+    bytes on CUDA over the timed calls (None on CPU)."""
+    import torch
+
+    clock = timer(device)
+    for _ in range(warmup):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = [clock(step) for _ in range(repeat)]
+    return times, (torch.cuda.max_memory_allocated() if device == "cuda" else None)
+
+
+def profile_lora(cfg, *, device: str | None = None, warmup: int = 2, repeat: int = 5) -> dict:
+    """Full fine-tuning and LoRA training steps (forward, backward, AdamW) for real: measured
+    time per step beside each side's formula FLOPs and training memory."""
+    import torch
+
+    from complexo.analyses import lora
+    from complexo.cost import Kind
+
+    device = resolve_device(device)
+    if cfg.master_fp32:
+        raise ComplexoError("profiling LoRA runs --precision fp32 (no master-weight loop here)")
+    out = {
+        "device": device,
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "date": datetime.date.today().isoformat(),
+        "config": lora._config(cfg),
+        "sides": {},
+    }
+    for side in lora.SIDES:
+        model = lora.cost_model(cfg, side)
+        flops = evaluate(model.total((Kind.FORWARD, Kind.BACKWARD)), cfg.values)
+        memory = evaluate(model.total((Kind.MEMORY, Kind.ACTIVATION)), cfg.values)
+        if memory > 0.9 * free_memory(device):
+            raise ComplexoError(f"the {side} step needs about {memory:,} bytes: refused")
+        torch.manual_seed(0)
+        module, inputs = lora.build(cfg, side, device=device)
+        for m in module.modules():  # a trained adapter, not B = 0 (the work is the same)
+            if hasattr(m, "lora_B"):
+                torch.nn.init.normal_(m.lora_B.weight, std=1e-3)
+        opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-6)
+
+        def step(module=module, inputs=inputs, opt=opt):
+            opt.zero_grad(set_to_none=True)
+            module(*inputs).sum().backward()
+            opt.step()
+
+        times, peak = timed(step, device, warmup, repeat)
+        median = statistics.median(times)
+        out["sides"][side] = {
+            "times": times,
+            "median_s": median,
+            "flops": flops,
+            "achieved_flops_per_s": flops / median,
+            "memory_predicted": memory,
+            "memory_peak": peak,
+        }
+    full, lo = out["sides"]["full"], out["sides"]["lora"]
+    out["time_ratio"] = lo["median_s"] / full["median_s"]
+    out["flops_ratio"] = lo["flops"] / full["flops"]
+    return out
+
+
 def free_memory(device: str) -> int:
     import torch
 
@@ -232,14 +300,7 @@ def profile_mhsa(
         block(x).sum().backward()
         opt.step()
 
-    clock = timer(device)
-    for _ in range(warmup):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = [clock(step) for _ in range(repeat)]
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else None
+    times, peak = timed(step, device, warmup, repeat)
     by_op = _profiled(step, device, trace)
     roof = ceilings(device, root)
     prof = Profile(

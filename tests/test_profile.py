@@ -149,3 +149,18 @@ def test_cuda_peak_memory_against_the_formula():
     prof = profiling.profile_mhsa(Config(seq=2048, dim=1024, dtype="bf16"), device="cuda")
     assert prof.memory_peak is not None
     assert abs(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted < 0.25
+
+
+def test_lora_and_full_training_steps_timed_for_real():
+    from complexo.analyses.lora import Config as LoRAConfig
+
+    cfg = LoRAConfig(in_features=64, out_features=32, rank=4, seq=16, precision="fp32")
+    doc = profiling.profile_lora(cfg, device="cpu", warmup=1, repeat=2)
+    assert set(doc["sides"]) == {"full", "lora"}
+    for row in doc["sides"].values():
+        assert len(row["times"]) == 2 and row["median_s"] > 0 and row["flops"] > 0
+    # one 64→32 layer over 16 tokens: full 3·2·16·64·32; LoRA adds its path, drops dW
+    assert doc["sides"]["full"]["flops"] == 3 * 2 * 16 * 64 * 32
+    assert doc["flops_ratio"] == doc["sides"]["lora"]["flops"] / doc["sides"]["full"]["flops"]
+    with pytest.raises(ComplexoError, match="fp32"):
+        profiling.profile_lora(LoRAConfig(in_features=8, out_features=8, rank=2), device="cpu")
