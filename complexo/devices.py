@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from complexo.errors import check_choice
 
 GB = 10**9
-TB = 10**12
 TFLOPS = 10**12
 
 

@@ -199,7 +199,6 @@ class TrainingState:
     weight_bytes: int
     gradient_bytes: int
     optimizer_bytes: int  # optimizer state + fp32 master weights
-    state_tensors: int  # how many tensors that is
 
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -238,7 +237,6 @@ def training_state(module: torch.nn.Module, optimizer: str, *, master_fp32: bool
         weight_bytes=storage_bytes(params),
         gradient_bytes=storage_bytes(grads),
         optimizer_bytes=storage_bytes(state) + masters,
-        state_tensors=len(state) + (len(stepped) if master_fp32 else 0),
     )
 
 
