@@ -561,7 +561,24 @@ def profile(
     from complexo.analyses import mhsa as analysis_module
     from complexo.errors import check_choice
 
-    check_choice("analysis to profile", analysis, ["mhsa", "lora"])
+    check_choice("analysis to profile", analysis, ["mhsa", "lora", "cnn", "vit"])
+    if analysis in ("cnn", "vit"):
+        from complexo.analyses import cnn, vit
+
+        image = {"cnn": cnn, "vit": vit}[analysis]
+        image_cfg = image.Config(**sweeps.config_options(image.Config, ctx.args))
+        prof = profiling.profile_image(
+            analysis, image_cfg, device=device, warmup=warmup, repeat=repeat, trace=trace
+        )
+        if save:
+            prof.notes.append(f"saved to {prof.save()}")
+        if as_json:
+            sys.stdout.write(json.dumps(prof.to_json(), indent=2) + "\n")
+            return
+        from complexo.render import console, render_profile
+
+        console().print(render_profile(prof))
+        return
     if analysis == "lora":
         from complexo.analyses import lora
 

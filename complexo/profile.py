@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from complexo.cost import evaluate
+from complexo.cost import Kind, evaluate
 from complexo.errors import ComplexoError
 
 PROFILES = Path("profiles")
@@ -188,7 +188,6 @@ def profile_lora(cfg, *, device: str | None = None, warmup: int = 2, repeat: int
     import torch
 
     from complexo.analyses import lora
-    from complexo.cost import Kind
 
     device = resolve_device(device)
     if cfg.master_fp32:
@@ -261,7 +260,6 @@ def profile_mhsa(
     import torch
 
     from complexo.analyses import mhsa
-    from complexo.cost import Kind
 
     device = resolve_device(device)
     if mode not in MODES:
@@ -358,7 +356,12 @@ def _profiled(step, device: str, trace: str | None) -> dict[str, float]:
         prof.export_chrome_trace(trace)
     out: dict[str, float] = {}
     for evt in prof.key_averages():
-        us = evt.device_time_total if device == "cuda" else evt.self_cpu_time_total
+        # an op's own time; a complexo:: range's whole time (the ops inside it)
+        ranged = evt.key.startswith("complexo::")
+        if device == "cuda":
+            us = evt.device_time_total
+        else:
+            us = evt.cpu_time_total if ranged else evt.self_cpu_time_total
         out[evt.key] = out.get(evt.key, 0.0) + us / 1e6
     return out
 
@@ -430,3 +433,143 @@ def recorded(root: Path = PROFILES) -> list[dict]:
         doc["path"] = str(path)
         docs.append(doc)
     return sorted(docs, key=lambda d: d.get("date", ""), reverse=True)
+
+
+# Leaf module types a profiler range is opened around, for the image models: the groups their
+# time is reported in (what a CNN or ViT spends its time on).
+_GROUPS = {
+    "Conv2d": "convolutions",
+    "BatchNorm2d": "batchnorm",
+    "ReLU": "relu",
+    "MaxPool2d": "pooling",
+    "AdaptiveAvgPool2d": "pooling",
+    "Linear": "linear layers",
+    "LayerNorm": "layernorm",
+}
+
+
+@contextlib.contextmanager
+def _module_ranges(module):
+    """A ``record_function`` range around every call of a leaf module of a known type, named
+    ``complexo::<group>``, so the profiler's time groups by what the formulas call terms."""
+    import torch
+
+    handles, open_ranges = [], []
+
+    def pre(mod, _inputs):
+        r = torch.profiler.record_function(f"complexo::{_GROUPS[type(mod).__name__]}")
+        r.__enter__()
+        open_ranges.append(r)
+
+    def post(mod, _inputs, _output):
+        open_ranges.pop().__exit__(None, None, None)
+
+    for m in module.modules():
+        if type(m).__name__ in _GROUPS:
+            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def profile_image(
+    analysis: str,
+    cfg,
+    *,
+    device: str | None = None,
+    warmup: int = 3,
+    repeat: int = 10,
+    trace: str | None = None,
+    root: Path = PROFILES,
+) -> Profile:
+    """Time a CNN or ViT forward (inference) for real: median time, achieved FLOP/s against the
+    formula's forward FLOPs, time per layer type, peak memory on CUDA."""
+    import torch
+
+    from complexo.analyses import cnn, vit
+
+    module_of = {"cnn": cnn, "vit": vit}[analysis]
+    device = resolve_device(device)
+    model = cnn.cost_model(cnn.PRESETS[cfg.model].block) if analysis == "cnn" else vit.cost_model()
+    values = cfg.values
+    flops = evaluate(model.total(Kind.FORWARD), values)
+    weights = evaluate(model.total(Kind.PARAMS), values) * values[cnn.e]
+    predicted = weights + evaluate(model.total(Kind.ACTIVATION), values)  # an upper bound
+    if predicted > 0.9 * free_memory(device):
+        raise ComplexoError(f"this run needs up to {predicted:,} bytes: refused before allocating")
+    torch.manual_seed(0)
+    net, x = module_of.build(cfg, device=device)
+    net.eval()
+
+    def step():
+        with torch.no_grad():
+            net(x)
+
+    times, peak = timed(step, device, warmup, repeat)
+    with _module_ranges(net):
+        by_op = _profiled(step, device, trace)
+    roof = ceilings(device, root)
+    prof = Profile(
+        analysis,
+        dict(cfg.__dict__),
+        "forward",
+        device,
+        device_name(device),
+        cfg.dtype,
+        torch.__version__,
+        torch.version.cuda if device == "cuda" else None,
+        datetime.date.today().isoformat(),
+        times,
+        flops,
+        predicted,
+        peak,
+        ceilings=asdict(roof) if roof else None,
+    )
+    total = statistics.median(times)
+    groups = {
+        k.removeprefix("complexo::"): v for k, v in by_op.items() if k.startswith("complexo::")
+    }
+    terms = {t.name: evaluate(t.expr, values) for t in model.terms(Kind.FORWARD)}
+    for name, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
+        prof.by_term[name] = {
+            "measured_s": seconds,
+            "share": seconds / total,
+            "flops": sum(v for t, v in terms.items() if _group_of(analysis, t) == name),
+            "bytes": None,  # no per-layer traffic formula for the image models yet
+            "intensity": None,
+            "ops": [f"complexo::{name}"],
+        }
+    prof.notes.append(
+        "time per layer type from one profiled iteration (profiler ranges around each module "
+        "call); memory predicted as an upper bound (weights + training activations)"
+    )
+    return prof
+
+
+def _group_of(analysis: str, term: str) -> str:
+    """The layer type (profiler range) that carries a forward term of the image formulas."""
+    if analysis == "cnn":
+        if term == "stem" or term.startswith("layer"):
+            return "convolutions"
+        cnn_groups = {
+            "batchnorm": "batchnorm",
+            "relu": "relu",
+            "maxpool": "pooling",
+            "avgpool": "pooling",
+            "fc": "linear layers",
+            "fc_bias": "linear layers",
+        }
+        return cnn_groups.get(term, "other")
+    vit_groups = {
+        "patch_embed": "convolutions",
+        "patch_bias": "convolutions",
+        "attn_proj": "linear layers",
+        "mlp": "linear layers",
+        "bias": "linear layers",
+        "head": "linear layers",
+        "head_bias": "linear layers",
+        "layernorm": "layernorm",
+    }
+    return vit_groups.get(term, "other")

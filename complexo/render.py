@@ -451,7 +451,7 @@ def render_profile(prof) -> Group:
         table.add_row(
             name,
             human(row["flops"], "flop"),
-            human(row["bytes"], "byte"),
+            human(row["bytes"], "byte") if row["bytes"] is not None else "—",
             f"{row['intensity']:.3g}" if row["intensity"] else "—",
             f"{row['measured_s'] * 1e3:.3g} ms",
             f"{row['predicted_s'] * 1e3:.3g} ms" if "predicted_s" in row else "—",

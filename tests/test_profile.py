@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from complexo import profile as profiling
 from complexo.analyses.mhsa import Config
 from complexo.cli import app
+from complexo.cost import Kind
 from complexo.errors import ComplexoError
 
 try:
@@ -124,7 +125,7 @@ def test_profile_command_and_mhsa_profile_flag():
         and doc["profile"]["flops"] == doc["quantities"]["forward_flops"]["value"]
     )
     for args, message in (
-        (["profile", "cnn"], "unknown analysis to profile 'cnn'"),
+        (["profile", "kvcache"], "unknown analysis to profile 'kvcache'"),
         (["profile", "mhsa", "--mode", "infer"], "unknown --mode 'infer'"),
     ):
         bad = runner.invoke(app, args)
@@ -164,3 +165,33 @@ def test_lora_and_full_training_steps_timed_for_real():
     assert doc["flops_ratio"] == doc["sides"]["lora"]["flops"] / doc["sides"]["full"]["flops"]
     with pytest.raises(ComplexoError, match="fp32"):
         profiling.profile_lora(LoRAConfig(in_features=8, out_features=8, rank=2), device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("analysis", "options", "groups"),
+    [
+        (
+            "cnn",
+            {"model": "resnet18", "res": 64, "batch": 2},
+            {"convolutions", "batchnorm", "relu", "pooling", "linear layers"},
+        ),
+        ("vit", {"model": "vit-ti16", "res": 32}, {"convolutions", "linear layers", "layernorm"}),
+    ],
+)
+def test_image_models_timed_per_layer_type(analysis, options, groups, tmp_path):
+    from complexo.analyses import cnn, vit
+
+    cfg = {"cnn": cnn, "vit": vit}[analysis].Config(**options)
+    prof = profiling.profile_image(analysis, cfg, device="cpu", warmup=1, repeat=2, root=tmp_path)
+    assert set(prof.by_term) == groups and all(r["measured_s"] > 0 for r in prof.by_term.values())
+    # the layer types' FLOPs are the formula's terms they carry: convolutions and matmuls here
+    matmuls = sum(prof.by_term[g]["flops"] for g in ("convolutions", "linear layers"))
+    result = {"cnn": cnn, "vit": vit}[analysis].analyse(cfg)
+    biases = {"fc_bias", "patch_bias", "bias", "head_bias"}  # added inside conv and linear
+    expected = result.quantity("forward_matmul_flops").value + sum(
+        t.expr.subs(result.values) for t in result.model.terms(Kind.FORWARD) if t.name in biases
+    )
+    if analysis == "vit":  # Q·Kᵀ and A·V run inside SDPA, outside any leaf module
+        expected -= result.model.term(Kind.FORWARD, "attention").expr.subs(result.values)
+    assert matmuls == expected
+    assert prof.flops == result.quantity("forward_flops").value
