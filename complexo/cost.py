@@ -143,7 +143,7 @@ def crossover(
         roots = [x for x in roots if x.subs(values).is_positive]
     if len(roots) != 1:
         raise ValueError(f"expected one positive crossover in {symbol}, got {roots}")
-    root = sympy.factor(roots[0])
+    root = tidy(roots[0])
     value = Fraction(0)
     if values is not None:
         q = sympy.nsimplify(root.subs(values))
@@ -174,6 +174,19 @@ class Terms:
     def model(self) -> CostModel:
         terms = [replace(t, expr=sympy.expand(t.expr)) for t in self._terms.values()]
         return CostModel(t for t in terms if t.expr != 0)
+
+
+def tidy(expr: sympy.Expr) -> sympy.Expr:
+    """A compact form: full factorisation for small expressions; for large multivariate ones
+    only the common factors pulled out. sympy's multivariate factorisation (Wang's algorithm)
+    picks random evaluation points, and on some draws a large expression takes minutes."""
+    expr = sympy.sympify(expr)
+    if len(expr.free_symbols) <= SMALL_SYMBOLS and sympy.count_ops(expr) <= SMALL_OPS:
+        return sympy.factor(expr)
+    return sympy.factor_terms(sympy.together(expr))
+
+
+SMALL_SYMBOLS, SMALL_OPS = 6, 60
 
 
 def evaluate(expr: sympy.Expr, values: Mapping) -> int:
@@ -221,7 +234,7 @@ _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 def plain(expr: sympy.Expr, *, factor: bool = True) -> str:
     """Readable one-line text: 2·B·d²·n. Factored when that is shorter."""
     if factor:
-        f = sympy.factor(expr)
+        f = tidy(expr)
         if len(sympy.sstr(f)) < len(sympy.sstr(expr)):
             expr = f
     text = sympy.sstr(expr, order="grlex")
