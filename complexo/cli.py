@@ -82,6 +82,33 @@ JsonFlag = Annotated[
 BriefFlag = Annotated[bool, typer.Option("--brief", help="Leave out the per-term table.")]
 
 
+ProfileFlag = Annotated[
+    bool, typer.Option("--profile", help="Also run it for real (complexo profile has more).")
+]
+DeviceOption = Annotated[str | None, typer.Option(help="With --profile: cuda or cpu.")]
+
+
+def _emit_profiled(result, cfg, name: str, profile: bool, device, as_json: bool, brief: bool):
+    """The analysis, and with --profile a real run of the same config beside it."""
+    if not profile:
+        _emit(result, as_json, brief)
+        return
+    from complexo import profile as profiling
+
+    prof = (
+        profiling.profile_mhsa(cfg, device=device)
+        if name == "mhsa"
+        else profiling.profile_image(name, cfg, device=device)
+    )
+    if as_json:
+        sys.stdout.write(json.dumps({**result.to_json(), "profile": prof.to_json()}, indent=2))
+        sys.stdout.write("\n")
+        return
+    from complexo.render import console, render, render_profile
+
+    console().print(render(result, terms=not brief), render_profile(prof))
+
+
 def _emit(result, as_json: bool, brief: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
@@ -156,20 +183,7 @@ def mhsa(
         alibi=alibi,
         sram=sram,
     )
-    result = analysis.analyse(cfg)
-    if not profile:
-        _emit(result, as_json, brief)
-        return
-    from complexo import profile as profiling
-
-    prof = profiling.profile_mhsa(cfg, device=device)
-    if as_json:
-        doc = {**result.to_json(), "profile": prof.to_json()}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        return
-    from complexo.render import console, render, render_profile
-
-    console().print(render(result, terms=not brief), render_profile(prof))
+    _emit_profiled(analysis.analyse(cfg), cfg, "mhsa", profile, device, as_json, brief)
 
 
 class Optimizer(str, Enum):
@@ -298,12 +312,15 @@ def cnn(
     res: ResOption = 224,
     batch: BatchOption = 1,
     dtype: DTypeOption = DType.fp32,
+    profile: ProfileFlag = False,
+    device: DeviceOption = None,
     as_json: JsonFlag = False,
     brief: BriefFlag = False,
 ) -> None:
     from complexo.analyses import cnn as analysis
 
-    _emit(analysis.analyse(analysis.Config(model, res, batch, dtype.value)), as_json, brief)
+    cfg = analysis.Config(model, res, batch, dtype.value)
+    _emit_profiled(analysis.analyse(cfg), cfg, "cnn", profile, device, as_json, brief)
 
 
 @app.command(
@@ -320,12 +337,15 @@ def vit(
     res: ResOption = 224,
     batch: BatchOption = 1,
     dtype: DTypeOption = DType.fp32,
+    profile: ProfileFlag = False,
+    device: DeviceOption = None,
     as_json: JsonFlag = False,
     brief: BriefFlag = False,
 ) -> None:
     from complexo.analyses import vit as analysis
 
-    _emit(analysis.analyse(analysis.Config(model, res, batch, dtype.value)), as_json, brief)
+    cfg = analysis.Config(model, res, batch, dtype.value)
+    _emit_profiled(analysis.analyse(cfg), cfg, "vit", profile, device, as_json, brief)
 
 
 @app.command(

@@ -195,3 +195,18 @@ def test_image_models_timed_per_layer_type(analysis, options, groups, tmp_path):
         expected -= result.model.term(Kind.FORWARD, "attention").expr.subs(result.values)
     assert matmuls == expected
     assert prof.flops == result.quantity("forward_flops").value
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cnn", "--model", "resnet18", "--res", "64", "--batch", "2"],
+        ["vit", "--model", "vit-ti16", "--res", "32"],
+    ],
+)
+def test_image_commands_take_profile(args):
+    result = runner.invoke(app, [*args, "--profile", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["profile"]["flops"] == doc["quantities"]["forward_flops"]["value"]
+    assert doc["profile"]["median_s"] > 0
