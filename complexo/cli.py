@@ -582,23 +582,6 @@ def profile(
     from complexo.errors import check_choice
 
     check_choice("analysis to profile", analysis, ["mhsa", "lora", "cnn", "vit"])
-    if analysis in ("cnn", "vit"):
-        from complexo.analyses import cnn, vit
-
-        image = {"cnn": cnn, "vit": vit}[analysis]
-        image_cfg = image.Config(**sweeps.config_options(image.Config, ctx.args))
-        prof = profiling.profile_image(
-            analysis, image_cfg, device=device, warmup=warmup, repeat=repeat, trace=trace
-        )
-        if save:
-            prof.notes.append(f"saved to {prof.save()}")
-        if as_json:
-            sys.stdout.write(json.dumps(prof.to_json(), indent=2) + "\n")
-            return
-        from complexo.render import console, render_profile
-
-        console().print(render_profile(prof))
-        return
     if analysis == "lora":
         from complexo.analyses import lora
 
@@ -619,10 +602,19 @@ def profile(
             f"({doc['device_name']}, {doc['device']})"
         )
         return
-    cfg = analysis_module.Config(**sweeps.config_options(analysis_module.Config, ctx.args))
-    prof = profiling.profile_mhsa(
-        cfg, device=device, mode=mode, warmup=warmup, repeat=repeat, trace=trace
-    )
+    if analysis == "mhsa":
+        cfg = analysis_module.Config(**sweeps.config_options(analysis_module.Config, ctx.args))
+        prof = profiling.profile_mhsa(
+            cfg, device=device, mode=mode, warmup=warmup, repeat=repeat, trace=trace
+        )
+    else:
+        from complexo.analyses import ANALYSES
+
+        image = ANALYSES[analysis]
+        image_cfg = image.Config(**sweeps.config_options(image.Config, ctx.args))
+        prof = profiling.profile_image(
+            analysis, image_cfg, device=device, warmup=warmup, repeat=repeat, trace=trace
+        )
     if save:
         prof.notes.append(f"saved to {prof.save()}")
     if as_json:

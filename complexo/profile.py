@@ -204,8 +204,7 @@ def profile_lora(cfg, *, device: str | None = None, warmup: int = 2, repeat: int
         model = lora.cost_model(cfg, side)
         flops = evaluate(model.total((Kind.FORWARD, Kind.BACKWARD)), cfg.values)
         memory = evaluate(model.total((Kind.MEMORY, Kind.ACTIVATION)), cfg.values)
-        if memory > 0.9 * free_memory(device):
-            raise ComplexoError(f"the {side} step needs about {memory:,} bytes: refused")
+        refuse_if_too_big(memory, device, f"the {side} step")
         torch.manual_seed(0)
         module, inputs = lora.build(cfg, side, device=device)
         for m in module.modules():  # a trained adapter, not B = 0 (the work is the same)
@@ -232,6 +231,41 @@ def profile_lora(cfg, *, device: str | None = None, warmup: int = 2, repeat: int
     out["time_ratio"] = lo["median_s"] / full["median_s"]
     out["flops_ratio"] = lo["flops"] / full["flops"]
     return out
+
+
+def refuse_if_too_big(predicted: int, device: str, what: str) -> None:
+    """Refuse, before allocating anything, a run whose predicted memory exceeds 90% of the
+    device's free memory."""
+    free = free_memory(device)
+    if predicted > 0.9 * free:
+        from complexo.render import human
+
+        raise ComplexoError(
+            f"{what} needs about {human(predicted, 'byte')} and {device} has "
+            f"{human(free, 'byte')} free: refused before allocating (try smaller --seq, --batch)"
+        )
+
+
+def _record(analysis, cfg, mode, device, times, flops, predicted, peak, roof) -> Profile:
+    """A Profile of one configuration's runs, with what it ran on and when."""
+    import torch
+
+    return Profile(
+        analysis,
+        dict(cfg.__dict__),
+        mode,
+        device,
+        device_name(device),
+        cfg.dtype,
+        torch.__version__,
+        torch.version.cuda if device == "cuda" else None,
+        datetime.date.today().isoformat(),
+        times,
+        flops,
+        predicted,
+        peak,
+        ceilings=asdict(roof) if roof else None,
+    )
 
 
 def free_memory(device: str) -> int:
@@ -276,14 +310,7 @@ def profile_mhsa(
         predicted += evaluate(model.total(Kind.ACTIVATION), values) + weights
     else:
         predicted += evaluate(model.total(Kind.MEMORY, tag="matrix"), values)
-    free = free_memory(device)
-    if predicted > 0.9 * free:
-        from complexo.render import human
-
-        raise ComplexoError(
-            f"this run needs about {human(predicted, 'byte')} and {device} has "
-            f"{human(free, 'byte')} free: refused before allocating (try smaller --seq, --batch)"
-        )
+    refuse_if_too_big(predicted, device, "this run")
     torch.manual_seed(0)
     block, x = mhsa.build(cfg, device=device)
     x = x.detach().requires_grad_(mode == "train")
@@ -301,22 +328,7 @@ def profile_mhsa(
     times, peak = timed(step, device, warmup, repeat)
     by_op = _profiled(step, device, trace)
     roof = ceilings(device, root)
-    prof = Profile(
-        "mhsa",
-        {k: v for k, v in cfg.__dict__.items()},
-        mode,
-        device,
-        device_name(device),
-        cfg.dtype,
-        torch.__version__,
-        torch.version.cuda if device == "cuda" else None,
-        datetime.date.today().isoformat(),
-        times,
-        flops,
-        predicted,
-        peak,
-        ceilings=asdict(roof) if roof else None,
-    )
+    prof = _record("mhsa", cfg, mode, device, times, flops, predicted, peak, roof)
     prof.by_term = _by_term(mhsa.roofline_groups(cfg), by_op, values, roof, cfg.dtype, mode)
     if roof is None:
         prof.notes.append(
@@ -497,8 +509,7 @@ def profile_image(
     flops = evaluate(model.total(Kind.FORWARD), values)
     weights = evaluate(model.total(Kind.PARAMS), values) * values[cnn.e]
     predicted = weights + evaluate(model.total(Kind.ACTIVATION), values)  # an upper bound
-    if predicted > 0.9 * free_memory(device):
-        raise ComplexoError(f"this run needs up to {predicted:,} bytes: refused before allocating")
+    refuse_if_too_big(predicted, device, "this run")
     torch.manual_seed(0)
     net, x = module_of.build(cfg, device=device)
     net.eval()
@@ -511,22 +522,7 @@ def profile_image(
     with _module_ranges(net):
         by_op = _profiled(step, device, trace)
     roof = ceilings(device, root)
-    prof = Profile(
-        analysis,
-        dict(cfg.__dict__),
-        "forward",
-        device,
-        device_name(device),
-        cfg.dtype,
-        torch.__version__,
-        torch.version.cuda if device == "cuda" else None,
-        datetime.date.today().isoformat(),
-        times,
-        flops,
-        predicted,
-        peak,
-        ceilings=asdict(roof) if roof else None,
-    )
+    prof = _record(analysis, cfg, "forward", device, times, flops, predicted, peak, roof)
     total = statistics.median(times)
     groups = {
         k.removeprefix("complexo::"): v for k, v in by_op.items() if k.startswith("complexo::")

@@ -16,12 +16,20 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
-from complexo.analyses.vision import BATCH_NORM, CONV, LINEAR, check_common, measure
+from complexo.analyses.vision import (
+    BATCH_NORM,
+    CONV,
+    LINEAR,
+    QUANTITIES,
+    build_image,
+    check_common,
+    measure,
+)
 from complexo.blocks.resnet import PRESETS, PUBLISHED
 from complexo.conventions import DTYPES, ELEMENTWISE_FLOPS, FP32_BYTES, NORM_FWD_FLOPS
 from complexo.cost import CostModel, Kind, Terms
 from complexo.errors import ComplexoError, check_choice
-from complexo.result import QuantitySpec, Result, summarise
+from complexo.result import Result, summarise
 from complexo.symbols import B, C, D, K, R, e, w
 
 NAME = "cnn"
@@ -152,30 +160,11 @@ def cost_model(block: str) -> CostModel:
     return t.model()
 
 
-QUANTITIES = (
-    QuantitySpec("forward_flops", "forward FLOPs", Kind.FORWARD),
-    QuantitySpec(
-        "forward_matmul_flops",
-        "  of which convolutions and matmuls",
-        Kind.FORWARD,
-        matmul_only=True,
-    ),
-    QuantitySpec("params", "parameters", Kind.PARAMS),
-    QuantitySpec("activation_bytes", "activations saved for backward", Kind.ACTIVATION),
-)
-
-
 def build(cfg: Config, device: str = "meta"):
-    import torch
-
     from complexo.blocks.resnet import ResNet
-    from complexo.conventions import torch_dtype
 
-    dtype = torch_dtype(cfg.dtype)
-    with torch.device(device):
-        module = ResNet(PRESETS[cfg.model]).to(dtype)
-        x = torch.randn(cfg.batch, PRESETS[cfg.model].channels, cfg.res, cfg.res, dtype=dtype)
-    return module, x
+    arch = PRESETS[cfg.model]
+    return build_image(lambda: ResNet(arch), cfg, arch.channels, device)
 
 
 def feature_maps(cfg: Config) -> str:

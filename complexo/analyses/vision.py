@@ -11,7 +11,9 @@ from __future__ import annotations
 import sympy
 
 from complexo.conventions import DTYPES
+from complexo.cost import Kind
 from complexo.errors import ComplexoError, check_choice
+from complexo.result import QuantitySpec
 
 CONV = ("aten::conv", "aten::_convolution", "aten.convolution")
 LINEAR = ("aten::linear", "aten.addmm", "aten.mm")
@@ -60,6 +62,33 @@ def patch_embedding(B, C, d, R, p):
     """(FLOPs, parameters) of embedding (R/p)² patches of C·p² values into d: a p×p convolution
     with stride p, that is one (C·p²) × d matrix product per patch."""
     return conv(B, C, d, p, sympy.sympify(R) / p, bias=True)
+
+
+# What both image analyses report, in the same order (the comparison sets them side by side).
+QUANTITIES = (
+    QuantitySpec("forward_flops", "forward FLOPs", Kind.FORWARD),
+    QuantitySpec(
+        "forward_matmul_flops",
+        "  of which convolutions and matmuls",
+        Kind.FORWARD,
+        matmul_only=True,
+    ),
+    QuantitySpec("params", "parameters", Kind.PARAMS),
+    QuantitySpec("activation_bytes", "activations saved for backward", Kind.ACTIVATION),
+)
+
+
+def build_image(make, cfg, channels: int, device: str = "meta"):
+    """A model from ``make()`` in ``cfg.dtype`` and a (B, C, R, R) image batch, on ``device``."""
+    import torch
+
+    from complexo.conventions import torch_dtype
+
+    dtype = torch_dtype(cfg.dtype)
+    with torch.device(device):
+        module = make().to(dtype)
+        x = torch.randn(cfg.batch, channels, cfg.res, cfg.res, dtype=dtype)
+    return module, x
 
 
 def check_common(res: int, batch: int, dtype: str) -> None:

@@ -16,7 +16,9 @@ from complexo.analyses.vision import (
     CONV,
     LAYER_NORM,
     LINEAR,
+    QUANTITIES,
     SDPA,
+    build_image,
     check_common,
     measure,
     patch_embedding,
@@ -32,7 +34,7 @@ from complexo.conventions import (
 )
 from complexo.cost import CostModel, Kind, Terms
 from complexo.errors import ComplexoError, check_choice
-from complexo.result import QuantitySpec, Result, summarise
+from complexo.result import Result, summarise
 from complexo.symbols import B, C, K, L, R, d, e, f, h, p
 
 NAME = "vit"
@@ -123,31 +125,11 @@ def cost_model() -> CostModel:
     return t.model()
 
 
-QUANTITIES = (
-    QuantitySpec("forward_flops", "forward FLOPs", Kind.FORWARD),
-    QuantitySpec(
-        "forward_matmul_flops",
-        "  of which convolutions and matmuls",
-        Kind.FORWARD,
-        matmul_only=True,
-    ),
-    QuantitySpec("params", "parameters", Kind.PARAMS),
-    QuantitySpec("activation_bytes", "activations saved for backward", Kind.ACTIVATION),
-)
-
-
 def build(cfg: Config, device: str = "meta"):
-    import torch
-
     from complexo.blocks.vit import ViT
-    from complexo.conventions import torch_dtype
 
-    dtype = torch_dtype(cfg.dtype)
     arch = PRESETS[cfg.model]
-    with torch.device(device):
-        module = ViT(arch, cfg.res).to(dtype)
-        x = torch.randn(cfg.batch, arch.channels, cfg.res, cfg.res, dtype=dtype)
-    return module, x
+    return build_image(lambda: ViT(arch, cfg.res), cfg, arch.channels, device)
 
 
 def analyse(cfg: Config) -> Result:
