@@ -3,15 +3,10 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
+from helpers import assert_one_line_error, runner
 
 from complexo.analyses import ANALYSES
 from complexo.cli import app
-
-try:
-    runner = CliRunner(mix_stderr=False)  # click < 8.2: keep stderr apart
-except TypeError:
-    runner = CliRunner()  # click ≥ 8.2 and typer's vendored click always do
 
 SMALL = ["mhsa", "--seq", "256", "--dim", "64", "--heads", "4"]
 
@@ -116,11 +111,7 @@ def test_json_contract():
 )
 def test_bad_input_is_one_line_and_nonzero(args, message):
     result = runner.invoke(app, ["mhsa", *args])
-    assert result.exit_code != 0
-    assert message in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "Traceback" not in result.output
-    assert isinstance(result.exception, SystemExit)  # a clean exit, not an escaped exception
+    assert_one_line_error(result, message)
 
 
 def test_unknown_command_suggests_the_valid_ones():
@@ -256,10 +247,7 @@ def test_lora_counts_gpt3_175b_on_the_meta_device():
 )
 def test_lora_bad_input_is_one_line_and_nonzero(args, message):
     result = runner.invoke(app, ["lora", *args])
-    assert result.exit_code != 0
-    assert message in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "Traceback" not in result.output
+    assert_one_line_error(result, message)
 
 
 def test_compare_json_has_one_entry_per_resolution_with_each_models_contract():
@@ -341,10 +329,7 @@ def test_compare_table_and_the_single_model_commands():
 )
 def test_vision_bad_input_is_one_line_and_nonzero(args, message):
     result = runner.invoke(app, args)
-    assert result.exit_code != 0
-    assert message in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "Traceback" not in result.output
+    assert_one_line_error(result, message)
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16", "fp32", "int8"])
@@ -405,6 +390,4 @@ def test_kvcache_json_contract(dtype):
 )
 def test_kvcache_bad_input_is_one_line(args, message):
     result = runner.invoke(app, ["kvcache", *args])
-    assert result.exit_code != 0
-    assert message in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert_one_line_error(result, message)

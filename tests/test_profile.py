@@ -5,18 +5,13 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from helpers import runner
 
 from complexo import profile as profiling
 from complexo.analyses.mhsa import Config
 from complexo.cli import app
 from complexo.cost import Kind
 from complexo.errors import ComplexoError
-
-try:
-    runner = CliRunner(mix_stderr=False)
-except TypeError:
-    runner = CliRunner()
 
 SMALL = Config(batch=1, seq=64, dim=32, heads=4)
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

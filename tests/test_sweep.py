@@ -6,18 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from helpers import assert_one_line_error, runner
 
 from complexo import plot as plots
 from complexo import sweep as sweeps
 from complexo.analyses import compare, lora, mhsa
 from complexo.cli import app
 from complexo.errors import ComplexoError
-
-try:
-    runner = CliRunner(mix_stderr=False)
-except TypeError:
-    runner = CliRunner()
 
 SMALL = {"dim": 32, "heads": 4}
 
@@ -157,9 +152,7 @@ def test_sweep_command_json_csv_and_plot(tmp_path):
 )
 def test_sweep_bad_input_is_one_line(args, message):
     result = runner.invoke(app, args)
-    assert result.exit_code != 0
-    assert message in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert_one_line_error(result, message)
 
 
 def test_variants_draw_one_line_each_and_agree_with_their_own_sweeps(tmp_path):

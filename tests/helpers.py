@@ -1,0 +1,17 @@
+"""What the CLI tests share: one runner that keeps stderr apart, and the check that bad input
+ends in one clean line on stderr and a non-zero exit."""
+
+from typer.testing import CliRunner
+
+try:
+    runner = CliRunner(mix_stderr=False)  # click < 8.2: keep stderr apart
+except TypeError:
+    runner = CliRunner()  # click ≥ 8.2 and typer's vendored click always do
+
+
+def assert_one_line_error(result, message: str) -> None:
+    assert result.exit_code != 0
+    assert message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not an escaped exception
