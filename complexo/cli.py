@@ -256,6 +256,14 @@ def lora(
     brief: Annotated[bool, typer.Option("--brief", help="Leave out the formulas.")] = False,
     terms: Annotated[bool, typer.Option("--terms", help="Add each side's per-term table.")] = False,
     plot: PlotOption = None,
+    full_depth: Annotated[
+        bool,
+        typer.Option(
+            "--full-depth",
+            help="Measure every layer; by default a model is measured on its 2- and 3-layer "
+            "copies and extrapolated (its middle layers are identical), so depth costs nothing.",
+        ),
+    ] = False,
 ) -> None:
     from complexo.analyses import lora as analysis
 
@@ -277,6 +285,7 @@ def lora(
         precision=precision.value,
         batch=batch,
         seq=seq,
+        full_depth=full_depth,
     )
     result = analysis.analyse(cfg)
     if plot:

@@ -2,13 +2,24 @@
 compute from it: FlopCounterMode and fvcore counts, autograd's saved tensors, the gradients
 autograd left behind, a real torch.optim step, the modules' own parameters and state dicts."""
 
+from dataclasses import replace
+
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
-from complexo.analyses.lora import PRECISIONS, Config, _side, analyse, build, cost_model
+from complexo.analyses.lora import (
+    PRECISIONS,
+    Config,
+    _side,
+    analyse,
+    build,
+    cost_model,
+    extrapolated,
+    measure,
+)
 from complexo.blocks.attention import NaiveMHSA
 from complexo.blocks.lora import LoRALinear, adapter_state_dict, add_lora, merge, unmerge
 from complexo.blocks.transformer import (
@@ -20,7 +31,13 @@ from complexo.blocks.transformer import (
     rotate,
 )
 from complexo.cost import Kind, evaluate
-from complexo.measure import cpu_attention_formulas, measure_torch, training_state
+from complexo.measure import (
+    Count,
+    cpu_attention_formulas,
+    extrapolate_depth,
+    measure_torch,
+    training_state,
+)
 
 # --- the reference blocks ---------------------------------------------------------------------
 
@@ -176,7 +193,7 @@ def test_single_layer_formulas_equal_the_measurements(cfg):
 
 
 @st.composite
-def models(draw):
+def models(draw, depth=(1, 5)):
     arch = draw(st.sampled_from(["gpt2", "llama"]))
     heads = draw(st.integers(1, 3))
     head_size = 2 * draw(st.integers(1, 3))  # rotary pairs need an even head size
@@ -184,7 +201,7 @@ def models(draw):
     targets = draw(st.sets(st.sampled_from(["q", "k", "v", "o", "mlp"]), min_size=1))
     return Config(
         arch=arch,
-        layers=draw(st.integers(1, 3)),
+        layers=draw(st.integers(*depth)),
         dim=dim,
         heads=heads,
         vocab=draw(st.integers(2, 20)),
@@ -204,6 +221,57 @@ def models(draw):
 def test_whole_model_formulas_equal_the_measurements(cfg):
     for side in ("full", "lora"):
         readings_agree(_side(cfg, side))
+
+
+# Found by test_whole_model_formulas_equal_the_measurements when depth was extrapolated from 1-
+# and 2-layer copies: here the last layer shares one storage less with the final norm than a
+# middle layer does with the next layer, so a 2-layer copy's second layer is no middle layer.
+LAST_LAYER_DIFFERS = Config(
+    arch="llama", layers=4, dim=2, heads=1, vocab=2, ctx=1, mlp=1, rank=1, targets=("v",)
+)
+
+
+@settings(max_examples=10, deadline=None)
+@given(models(depth=(4, 6)))
+@example(LAST_LAYER_DIFFERS)
+def test_a_deep_model_measured_on_three_layers_reads_as_if_every_layer_were_measured(cfg):
+    """The default reads a deep model off its 2- and 3-layer copies; measuring every layer
+    must give the same readings, counter by counter, op by op and module by module."""
+    assert extrapolated(cfg) and not extrapolated(replace(cfg, full_depth=True))
+    for side in ("full", "lora"):
+        assert measure(cfg, side) == measure(replace(cfg, full_depth=True), side)
+
+
+def test_depth_extrapolation_repeats_the_middle_layer_and_keeps_the_first_and_last():
+    readings = extrapolate_depth({"n": 5, "f": None}, {"n": 8, "f": None}, 5, "blocks")
+    assert readings == {"n": 5 + 3 * 3, "f": None}
+    two = Count(
+        "fvcore",
+        18,
+        {"mm": 18},
+        frozenset({"x"}),
+        {"": 18, "blocks": 15, "blocks.0": 7, "blocks.1": 8},
+    )
+    three = Count(
+        "fvcore",
+        27,
+        {"mm": 27},
+        frozenset(),
+        {"": 27, "blocks": 24, "blocks.0": 7, "blocks.1": 9, "blocks.2": 8, "blocks.2.mlp": 3},
+    )
+    got = extrapolate_depth(two, three, 5, "blocks")
+    assert got.total == 18 + 3 * 9 and got.by_op == {"mm": 45}
+    assert got.by_module == {
+        "": 45,
+        "blocks": 15 + 3 * 9,
+        "blocks.0": 7,
+        "blocks.1": 9,
+        "blocks.2": 9,
+        "blocks.3": 9,
+        "blocks.4": 8,
+        "blocks.4.mlp": 3,
+    }
+    assert got.uncounted_ops == {"x"}
 
 
 @settings(max_examples=10)

@@ -55,6 +55,7 @@ MM = ("aten.mm",)
 SDPA = ("aten::scaled_dot_product_attention", "aten._scaled_dot_product_flash_attention_for_cpu")
 SDPA_BWD = ("aten._scaled_dot_product_flash_attention_for_cpu_backward",)
 LORA_MODULES = ("lora_A", "lora_B")
+STACK = "blocks"  # the Transformer's ModuleList of layers
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Config:
     precision: str = "bf16-mixed"
     batch: int = 1
     seq: int | None = None  # default: the model's context, or 1024 for a single layer
+    full_depth: bool = False  # measure every layer, not 1- and 2-layer copies extrapolated
 
     def __post_init__(self):
         check_choice("--optimizer", self.optimizer, OPTIMIZERS)
@@ -448,7 +450,23 @@ def build(cfg: Config, side: str, device: str = "meta"):
     return module, inputs
 
 
-def _side(cfg: Config, side: str) -> Result:
+def measure(cfg: Config, side: str) -> dict:
+    """Every reading of one side: torch's (FlopCounterMode, saved tensors, a real optimizer
+    step, the module's parameters) and fvcore's, by quantity and counter.
+
+    A model deeper than three layers is measured on its 2- and 3-layer copies and extrapolated
+    (:func:`~complexo.measure.extrapolate_depth`; its middle layers are identical), so that 96
+    layers cost what 5 do; ``cfg.full_depth`` measures every layer instead. The tests check that
+    both give the same readings."""
+    from complexo.measure import extrapolate_depth
+
+    if not extrapolated(cfg):
+        return _measure(cfg, side)
+    two, three = (_measure(replace(cfg, layers=k), side) for k in (2, 3))
+    return extrapolate_depth(two, three, cfg.layers, STACK)
+
+
+def _measure(cfg: Config, side: str) -> dict:
     from complexo.blocks.lora import adapter_state_dict, merge
     from complexo.measure import (
         Count,
@@ -461,7 +479,6 @@ def _side(cfg: Config, side: str) -> Result:
         training_state,
     )
 
-    model, values = cost_model(cfg, side), cfg.values
     module, inputs = build(cfg, side)
     mapping = cpu_attention_formulas()
     run = measure_torch(lambda: module(*inputs), list(module.parameters()), custom_mapping=mapping)
@@ -497,6 +514,12 @@ def _side(cfg: Config, side: str) -> Result:
     readings["params"] = param_counts(module)
     readings["forward_flops"] = {"fvcore": fv, "torch": run.forward}
     readings["lora_forward_flops"]["fvcore"] = fv.within(LORA_MODULES)
+    return readings
+
+
+def _side(cfg: Config, side: str) -> Result:
+    model, values = cost_model(cfg, side), cfg.values
+    readings = measure(cfg, side)
     quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
 
     memory_parts = model.total(Kind.MEMORY)
@@ -578,7 +601,19 @@ def _notes(cfg: Config, full: Result) -> list[str]:
         "LoRA dropout is off (p = 0, as PEFT's default); with p > 0 every adapted matrix "
         "also keeps its dropped-out input for the backward."
     )
+    if extrapolated(cfg):
+        notes.append(
+            f"measured on 2- and 3-layer copies of this model and extrapolated to its "
+            f"{cfg.layers} layers, c({cfg.layers}) = c(2) + {cfg.layers - 2}·(c(3) − c(2)): "
+            "exact for FLOPs, parameters and bytes, as the middle layers are identical (tested "
+            "against every layer measured); --full-depth measures all of them."
+        )
     return notes
+
+
+def extrapolated(cfg: Config) -> bool:
+    """Whether :func:`measure` reads this model off its 1- and 2-layer copies."""
+    return not (cfg.single_layer or cfg.full_depth or cfg.layers <= 3)
 
 
 def _rank_sweep(cfg: Config, full: Result, lora: Result) -> list[dict]:
