@@ -93,20 +93,32 @@ def _emit_profiled(result, cfg, name: str, profile: bool, device, as_json: bool,
     if not profile:
         _emit(result, as_json, brief)
         return
+    from complexo.render import render
+
+    _emit_with_profile(
+        result, _profile(name, cfg, device), as_json, render(result, terms=not brief)
+    )
+
+
+def _profile(name: str, cfg, device):
     from complexo import profile as profiling
 
-    prof = (
-        profiling.profile_mhsa(cfg, device=device)
-        if name == "mhsa"
-        else profiling.profile_image(name, cfg, device=device)
-    )
-    if as_json:
-        sys.stdout.write(json.dumps({**result.to_json(), "profile": prof.to_json()}, indent=2))
-        sys.stdout.write("\n")
-        return
-    from complexo.render import console, render, render_profile
+    if name == "mhsa":
+        return profiling.profile_mhsa(cfg, device=device)
+    if name == "lora":
+        return profiling.profile_lora(cfg, device=device)
+    return profiling.profile_image(name, cfg, device=device)
 
-    console().print(render(result, terms=not brief), render_profile(prof))
+
+def _emit_with_profile(result, prof, as_json: bool, table) -> None:
+    """The analysis (``table`` in the terminal) and, if any, its profile after it."""
+    if as_json:
+        doc = result.to_json() | ({"profile": prof.to_json()} if prof is not None else {})
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    from complexo.render import console, render_profile
+
+    console().print(table, *([render_profile(prof)] if prof is not None else []))
 
 
 def _emit(result, as_json: bool, brief: bool) -> None:
@@ -256,6 +268,14 @@ def lora(
     brief: Annotated[bool, typer.Option("--brief", help="Leave out the formulas.")] = False,
     terms: Annotated[bool, typer.Option("--terms", help="Add each side's per-term table.")] = False,
     plot: PlotOption = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Also run both training steps for real (see complexo profile lora).",
+        ),
+    ] = False,
+    device: DeviceOption = None,
     full_depth: Annotated[
         bool,
         typer.Option(
@@ -295,12 +315,12 @@ def lora(
         plots.draw_lora(left, right, result)
         fig.suptitle(f"LoRA vs full fine-tuning: {cfg.model or 'one layer'}, r = {cfg.rank}")
         plots.save(fig, plot, plots.footer(f"{cfg.precision}, {cfg.optimizer}"))
-    if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
-        return
-    from complexo.render import console, render_comparison
+    from complexo.render import render_comparison
 
-    console().print(render_comparison(result, formulas=not brief, terms=terms))
+    prof = _profile("lora", cfg, device) if profile else None
+    _emit_with_profile(
+        result, prof, as_json, render_comparison(result, formulas=not brief, terms=terms)
+    )
 
 
 ResOption = Annotated[int, typer.Option("--res", help="Image side R (H = W = R).")]
@@ -562,19 +582,24 @@ def sweep(
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     short_help="Run a block for real: time, kernels, memory, against formulas and roofline.",
-    help="complexo profile mhsa [its options]: warm-up, then timed runs (CUDA events, or the "
-    "host clock on CPU), a torch.profiler trace grouped by the formula's terms, peak memory "
-    "against the memory formula, achieved FLOP/s and the roofline prediction per term.",
+    help="complexo profile mhsa|lora|cnn|vit [its options]: warm-up, then timed runs (CUDA "
+    "events, or the host clock on CPU), a torch.profiler trace grouped by the formula's terms, "
+    "peak memory against the memory formula, achieved FLOP/s and the roofline prediction per "
+    "term.",
 )
 def profile(
     ctx: typer.Context,
-    analysis: Annotated[str, typer.Argument(help="mhsa.")],
+    analysis: Annotated[str, typer.Argument(help="mhsa, lora, cnn or vit.")],
     device: Annotated[
         str | None, typer.Option(help="cuda or cpu (default: cuda if present).")
     ] = None,
     mode: Annotated[
-        str, typer.Option(help="forward, or train (forward, backward, SGD step).")
-    ] = "forward",
+        str | None,
+        typer.Option(
+            help="forward, or train (forward, backward, optimizer step); default: forward, "
+            "train for lora."
+        ),
+    ] = None,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 3,
     repeat: Annotated[int, typer.Option(help="Timed runs.")] = 10,
     trace: Annotated[
@@ -594,38 +619,32 @@ def profile(
     if analysis == "lora":
         from complexo.analyses import lora
 
+        if mode not in (None, "train"):
+            raise ComplexoError("complexo profile lora times training steps: --mode train only")
         lora_cfg = lora.Config(**sweeps.config_options(lora.Config, ctx.args))
-        doc = profiling.profile_lora(lora_cfg, device=device, warmup=warmup, repeat=repeat)
-        if as_json:
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-            return
-        from complexo.render import human
-
-        for side, row in doc["sides"].items():
-            typer.echo(
-                f"{side:>4}: step {row['median_s'] * 1e3:,.1f} ms median of {repeat}, formula "
-                f"{human(row['flops'], 'flop')} → {human(row['achieved_flops_per_s'], 'flop')}/s"
-            )
-        typer.echo(
-            f"lora/full: time {doc['time_ratio']:.1%}, FLOPs {doc['flops_ratio']:.1%} "
-            f"({doc['device_name']}, {doc['device']})"
+        prof = profiling.profile_lora(
+            lora_cfg, device=device, warmup=warmup, repeat=repeat, trace=trace
         )
-        return
-    if analysis == "mhsa":
+    elif analysis == "mhsa":
         cfg = analysis_module.Config(**sweeps.config_options(analysis_module.Config, ctx.args))
         prof = profiling.profile_mhsa(
-            cfg, device=device, mode=mode, warmup=warmup, repeat=repeat, trace=trace
+            cfg, device=device, mode=mode or "forward", warmup=warmup, repeat=repeat, trace=trace
         )
     else:
         from complexo.analyses import ANALYSES
 
+        if mode not in (None, "forward"):
+            raise ComplexoError(
+                f"complexo profile {analysis} times inference: --mode forward only (its formulas "
+                "cover the forward pass)"
+            )
         image = ANALYSES[analysis]
         image_cfg = image.Config(**sweeps.config_options(image.Config, ctx.args))
         prof = profiling.profile_image(
             analysis, image_cfg, device=device, warmup=warmup, repeat=repeat, trace=trace
         )
     if save:
-        prof.notes.append(f"saved to {prof.save()}")
+        prof.notes.append(f"saved to {', '.join(map(str, prof.save()))}")
     if as_json:
         sys.stdout.write(json.dumps(prof.to_json(), indent=2) + "\n")
         return

@@ -158,13 +158,14 @@ class Profile:
             doc["fraction_of_peak"] = self.achieved / self.ceilings["peak"][self.dtype]
         return doc
 
-    def save(self, root: Path = PROFILES) -> Path:
+    def save(self, root: Path = PROFILES) -> list[Path]:
+        """Write it under ``root/<device>/``; the files written."""
         folder = root / slug(self.device_name)
         folder.mkdir(parents=True, exist_ok=True)
         keys = "-".join(f"{k}{v}" for k, v in self.config.items() if v not in (None, False))
         path = folder / f"{self.analysis}-{self.mode}-{slug(keys)}.json"
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        return path
+        return [path]
 
 
 def timed(step, device: str, warmup: int, repeat: int) -> tuple[list[float], int | None]:
@@ -182,55 +183,169 @@ def timed(step, device: str, warmup: int, repeat: int) -> tuple[list[float], int
     return times, (torch.cuda.max_memory_allocated() if device == "cuda" else None)
 
 
-def profile_lora(cfg, *, device: str | None = None, warmup: int = 2, repeat: int = 5) -> dict:
-    """Full fine-tuning and LoRA training steps (forward, backward, AdamW) for real: measured
-    time per step beside each side's formula FLOPs and training memory."""
+@dataclass
+class LoRAProfile:
+    """Full fine-tuning's and LoRA's training steps, each a :class:`Profile`, and their ratios."""
+
+    sides: dict[str, Profile]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def time_ratio(self) -> float:
+        return self.sides["lora"].median / self.sides["full"].median
+
+    @property
+    def flops_ratio(self) -> float:
+        return self.sides["lora"].flops / self.sides["full"].flops
+
+    def to_json(self) -> dict:
+        return {
+            "analysis": "lora",
+            "sides": {side: prof.to_json() for side, prof in self.sides.items()},
+            "time_ratio": self.time_ratio,
+            "flops_ratio": self.flops_ratio,
+            "notes": self.notes,
+        }
+
+    def save(self, root: Path = PROFILES) -> list[Path]:
+        return [path for prof in self.sides.values() for path in prof.save(root)]
+
+
+def profile_lora(
+    cfg,
+    *,
+    device: str | None = None,
+    warmup: int = 2,
+    repeat: int = 5,
+    trace: str | None = None,
+    root: Path = PROFILES,
+) -> LoRAProfile:
+    """Full fine-tuning's and LoRA's training steps for real (forward, backward, the configured
+    optimizer; under mixed precision on fp32 master copies of the trained weights, as the memory
+    formula assumes): time per step and per phase beside each side's FLOPs, bytes and memory."""
     import torch
 
     from complexo.analyses import lora
 
     device = resolve_device(device)
-    if cfg.master_fp32:
-        raise ComplexoError("profiling LoRA runs --precision fp32 (no master-weight loop here)")
-    out = {
-        "device": device,
-        "device_name": device_name(device),
-        "torch": torch.__version__,
-        "date": datetime.date.today().isoformat(),
-        "config": lora._config(cfg),
-        "sides": {},
-    }
+    _check_runs(warmup, repeat)
+    roof = ceilings(device, root)
+    sides = {}
     for side in lora.SIDES:
-        model = lora.cost_model(cfg, side)
-        flops = evaluate(model.total((Kind.FORWARD, Kind.BACKWARD)), cfg.values)
-        memory = evaluate(model.total((Kind.MEMORY, Kind.ACTIVATION)), cfg.values)
+        model, values = lora.cost_model(cfg, side), cfg.values
+        memory = evaluate(model.total((Kind.MEMORY, Kind.ACTIVATION)), values)
         refuse_if_too_big(memory, device, f"the {side} step")
         torch.manual_seed(0)
         module, inputs = lora.build(cfg, side, device=device)
         for m in module.modules():  # a trained adapter, not B = 0 (the work is the same)
             if hasattr(m, "lora_B"):
                 torch.nn.init.normal_(m.lora_B.weight, std=1e-3)
-        opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-6)
-
-        def step(module=module, inputs=inputs, opt=opt):
-            opt.zero_grad(set_to_none=True)
-            module(*inputs).sum().backward()
-            opt.step()
-
+        step = _training_step(module, inputs, cfg.optimizer, cfg.master_fp32)
         times, peak = timed(step, device, warmup, repeat)
-        median = statistics.median(times)
-        out["sides"][side] = {
-            "times": times,
-            "median_s": median,
+        by_op = _profiled(step, device, _side_path(trace, side))
+        phases = _lora_phases(model, values, cfg.dtype, roof)
+        flops = sum(row["flops"] for row in phases.values())
+        prof = _record("lora", cfg, "train", device, times, flops, memory, peak, roof)
+        prof.config["side"] = side
+        for name, row in phases.items():
+            row["measured_s"] = by_op.get(f"complexo::{name}", 0.0)
+            row["share"] = row["measured_s"] / prof.median
+        prof.by_term = phases
+        prof.notes.append(
+            "per phase: its FLOPs (matrix products) and fewest bytes: the forward reads every "
+            "weight once, the backward reads them again and writes the gradients, the optimizer "
+            "reads and writes its state and the trained weights and reads the gradients"
+        )
+        _common_notes(prof, roof)
+        sides[side] = prof
+    return LoRAProfile(sides)
+
+
+def _side_path(trace: str | None, side: str) -> str | None:
+    """trace.json -> trace-full.json, trace-lora.json: one trace per side."""
+    if trace is None:
+        return None
+    path = Path(trace)
+    return str(path.with_name(f"{path.stem}-{side}{path.suffix}"))
+
+
+def _training_step(module, inputs, optimizer: str, master_fp32: bool, lr: float = 1e-6):
+    """One training step in profiler ranges complexo::forward, ::backward, ::optimizer. With
+    ``master_fp32`` the optimizer steps fp32 copies of the trained weights (gradients cast up,
+    weights copied back down), as mixed-precision training does."""
+    import torch
+
+    trained = [p for p in module.parameters() if p.requires_grad]
+    stepped = [p.detach().float() for p in trained] if master_fp32 else trained
+    make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    opt = make[optimizer](stepped, lr=lr)
+    record = torch.profiler.record_function
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        for p in trained:
+            p.grad = None
+        with record("complexo::forward"):
+            loss = module(*inputs)
+        with record("complexo::backward"):
+            loss.sum().backward()
+        with record("complexo::optimizer"):
+            if master_fp32:
+                for master, p in zip(stepped, trained, strict=True):
+                    master.grad = p.grad.float()
+            opt.step()
+            if master_fp32:
+                with torch.no_grad():
+                    for master, p in zip(stepped, trained, strict=True):
+                        p.copy_(master)
+
+    return step
+
+
+def _lora_phases(model, values, dtype: str, roof: Ceilings | None) -> dict[str, dict]:
+    """forward, backward, optimizer: FLOPs, the fewest bytes each moves, and the roofline."""
+    from complexo.symbols import e
+
+    weights = evaluate(model.total(Kind.MEMORY, tag="weights"), values)
+    grads = evaluate(model.total(Kind.MEMORY, tag="gradients"), values)
+    state = evaluate(model.total(Kind.MEMORY, tag="optimizer"), values)  # + fp32 masters
+    trained = evaluate(model.total(Kind.PARAMS, tag="trainable"), values) * values[e]
+    phases = {
+        "forward": (evaluate(model.total(Kind.FORWARD), values), weights),
+        "backward": (evaluate(model.total(Kind.BACKWARD), values), weights + grads),
+        "optimizer": (0, 2 * state + grads + 2 * trained),
+    }
+    out = {}
+    for name, (flops, moved) in phases.items():
+        row = {
             "flops": flops,
-            "achieved_flops_per_s": flops / median,
-            "memory_predicted": memory,
-            "memory_peak": peak,
+            "bytes": moved,
+            "intensity": flops / moved if moved else None,
+            "ops": [f"complexo::{name}"],
         }
-    full, lo = out["sides"]["full"], out["sides"]["lora"]
-    out["time_ratio"] = lo["median_s"] / full["median_s"]
-    out["flops_ratio"] = lo["flops"] / full["flops"]
+        if roof is not None:
+            compute, memory = flops / roof.peak[dtype], moved / roof.bandwidth
+            row |= {
+                "predicted_s": max(compute, memory),
+                "bound": "compute" if compute > memory else "memory",
+            }
+        out[name] = row
     return out
+
+
+def _check_runs(warmup: int, repeat: int) -> None:
+    if warmup < 0 or repeat < 1:
+        raise ComplexoError("--warmup must be ≥ 0 and --repeat ≥ 1")
+
+
+def _common_notes(prof: Profile, roof: Ceilings | None) -> None:
+    if roof is None:
+        prof.notes.append(
+            f"{prof.device_name} is not in the datasheet table and not calibrated: no roofline "
+            "(run complexo calibrate)"
+        )
+    if prof.memory_peak is None:
+        prof.notes.append("peak memory: the CPU allocator keeps no statistics; not measured")
 
 
 def refuse_if_too_big(predicted: int, device: str, what: str) -> None:
@@ -298,8 +413,7 @@ def profile_mhsa(
     device = resolve_device(device)
     if mode not in MODES:
         raise ComplexoError(f"unknown --mode '{mode}'; choose from: {', '.join(MODES)}")
-    if warmup < 0 or repeat < 1:
-        raise ComplexoError("--warmup must be ≥ 0 and --repeat ≥ 1")
+    _check_runs(warmup, repeat)
     model, values = cfg.model(), cfg.values
     kinds = (Kind.FORWARD,) if mode == "forward" else (Kind.FORWARD, Kind.BACKWARD)
     flops = evaluate(model.total(kinds), values)
@@ -330,13 +444,7 @@ def profile_mhsa(
     roof = ceilings(device, root)
     prof = _record("mhsa", cfg, mode, device, times, flops, predicted, peak, roof)
     prof.by_term = _by_term(mhsa.roofline_groups(cfg), by_op, values, roof, cfg.dtype, mode)
-    if roof is None:
-        prof.notes.append(
-            f"{prof.device_name} is not in the datasheet table and not calibrated: no roofline "
-            "(run complexo calibrate)"
-        )
-    if peak is None:
-        prof.notes.append("peak memory: the CPU allocator keeps no statistics; not measured")
+    _common_notes(prof, roof)
     return prof
 
 

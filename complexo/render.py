@@ -426,7 +426,16 @@ def render_variants(variants) -> Group:
 
 
 def render_profile(prof) -> Group:
-    """Measured beside predicted, per term and in total."""
+    """Measured beside predicted, per term and in total; both sides of a LoRA profile."""
+    if hasattr(prof, "sides"):
+        return Group(
+            *(render_profile(side) for side in prof.sides.values()),
+            Text(
+                f"lora/full: step time {prof.time_ratio:.1%}, FLOPs {prof.flops_ratio:.1%}",
+                style="bold",
+            ),
+            *(Text(f"note: {note}", style="dim") for note in prof.notes),
+        )
     doc = prof.to_json()
     cfg = ", ".join(f"{k}={v}" for k, v in prof.config.items() if v not in (None, False))
     head = Text.assemble(

@@ -65,26 +65,28 @@ def _drawn(drawn: dict) -> dict:
     return {k: [list(map(float, xs)), list(map(float, ys))] for k, (xs, ys) in drawn.items()}
 
 
-def _gpu_section(page: Page, analysis: str) -> None:
+SHOWN_CONFIG = ("model", "side", "res", "seq", "dim", "impl", "rank")
+
+
+def _gpu_section(page: Page, *analyses: str) -> None:
     from complexo.profile import recorded
 
-    docs = [d for d in recorded() if d.get("analysis") == analysis and d.get("device") == "cuda"]
+    docs = [d for d in recorded() if d.get("analysis") in analyses and d.get("device") == "cuda"]
     page.add("## Measured on GPUs", "")
     if not docs:
-        how = (
-            f"On a GPU machine, `complexo profile {analysis} ... --save` records one and this "
-            "page shows it."
-            if analysis == "mhsa"
-            else "`complexo profile` runs MHSA so far; profiling this analysis is still to come."
+        how = " or ".join(f"`complexo profile {a} ... --device cuda --save`" for a in analyses)
+        page.add(
+            "No GPU profile of this analysis is recorded under `profiles/` yet. On a GPU "
+            f"machine, {how} records one and this page shows it.",
+            "",
         )
-        page.add(f"No GPU profile of this analysis is recorded under `profiles/` yet. {how}", "")
         return
     rows = [
         [
             d["device_name"],
             d["date"],
             d["mode"],
-            ", ".join(f"{k}={v}" for k, v in d["config"].items() if k in ("seq", "dim", "impl")),
+            ", ".join(f"{k}={d['config'][k]}" for k in SHOWN_CONFIG if d["config"].get(k)),
             f"{d['median_s'] * 1e3:.3g} ms",
             f"{human(d['achieved_flops_per_s'], 'flop')}/s",
             f"{d.get('fraction_of_peak', 0):.1%}",
@@ -543,7 +545,7 @@ def cnn_vs_vit_page() -> Page:
         f"vit-b16 {_agreement(vt.quantity('forward_matmul_flops'))} (SDPA's kernel).",
         "",
     )
-    _gpu_section(page, "compare")
+    _gpu_section(page, "cnn", "vit")
     page.add(
         "## The short answer",
         "",

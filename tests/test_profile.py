@@ -54,7 +54,7 @@ def test_roofline_from_a_calibration_and_saved_profiles(tmp_path):
     row = prof.by_term["projections"]
     expected = max(row["flops"] / cal["peak"]["fp32"], row["bytes"] / cal["bandwidth"])
     assert row["predicted_s"] == pytest.approx(expected) and row["bound"] in {"compute", "memory"}
-    path = prof.save(tmp_path)
+    (path,) = prof.save(tmp_path)
     saved = profiling.recorded(tmp_path)
     assert [d["path"] for d in saved] == [str(path)]  # the calibration is not a profile
     assert saved[0]["device_name"] == profiling.device_name("cpu") and saved[0]["date"]
@@ -122,6 +122,8 @@ def test_profile_command_and_mhsa_profile_flag():
     for args, message in (
         (["profile", "kvcache"], "unknown analysis to profile 'kvcache'"),
         (["profile", "mhsa", "--mode", "infer"], "unknown --mode 'infer'"),
+        (["profile", "lora", "--mode", "forward"], "profile lora times training steps"),
+        (["profile", "cnn", "--mode", "train"], "profile cnn times inference"),
     ):
         bad = runner.invoke(app, args)
         assert bad.exit_code != 0 and message in bad.stderr, bad.stderr
@@ -147,19 +149,51 @@ def test_cuda_peak_memory_against_the_formula():
     assert abs(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted < 0.25
 
 
-def test_lora_and_full_training_steps_timed_for_real():
+def test_lora_and_full_training_steps_timed_for_real(tmp_path):
     from complexo.analyses.lora import Config as LoRAConfig
 
     cfg = LoRAConfig(in_features=64, out_features=32, rank=4, seq=16, precision="fp32")
-    doc = profiling.profile_lora(cfg, device="cpu", warmup=1, repeat=2)
-    assert set(doc["sides"]) == {"full", "lora"}
-    for row in doc["sides"].values():
-        assert len(row["times"]) == 2 and row["median_s"] > 0 and row["flops"] > 0
+    lp = profiling.profile_lora(
+        cfg, device="cpu", warmup=1, repeat=2, trace=str(tmp_path / "t.json"), root=tmp_path
+    )
+    assert set(lp.sides) == {"full", "lora"}
+    for side, prof in lp.sides.items():
+        assert prof.mode == "train" and prof.config["side"] == side
+        assert len(prof.times) == 2 and prof.median > 0
+        assert set(prof.by_term) == {"forward", "backward", "optimizer"}
+        assert all(row["measured_s"] > 0 for row in prof.by_term.values())
+        assert json.loads((tmp_path / f"t-{side}.json").read_text())["traceEvents"]
+    full, lora = lp.sides["full"], lp.sides["lora"]
     # one 64→32 layer over 16 tokens: full 3·2·16·64·32; LoRA adds its path, drops dW
-    assert doc["sides"]["full"]["flops"] == 3 * 2 * 16 * 64 * 32
-    assert doc["flops_ratio"] == doc["sides"]["lora"]["flops"] / doc["sides"]["full"]["flops"]
-    with pytest.raises(ComplexoError, match="fp32"):
-        profiling.profile_lora(LoRAConfig(in_features=8, out_features=8, rank=2), device="cpu")
+    assert full.flops == 3 * 2 * 16 * 64 * 32
+    assert full.by_term["forward"]["flops"] == 2 * 16 * 64 * 32
+    # AdamW, fp32: reads and writes m, v and the weights (2080 parameters), reads the gradients
+    assert full.by_term["optimizer"]["bytes"] == (2 * 2 + 1 + 2) * 2080 * 4
+    assert lora.by_term["optimizer"]["bytes"] == (2 * 2 + 1 + 2) * 4 * (64 + 32) * 4
+    assert lp.flops_ratio == lora.flops / full.flops
+    assert len({p.name for p in lp.save(tmp_path)}) == 2  # one file per side
+    doc = lp.to_json()
+    assert doc["time_ratio"] == lora.median / full.median and set(doc["sides"]) == {"full", "lora"}
+
+
+def test_mixed_precision_lora_steps_fp32_masters_and_updates_the_16_bit_weights():
+    from complexo.analyses.lora import Config as LoRAConfig
+    from complexo.analyses.lora import build
+
+    cfg = LoRAConfig(in_features=16, out_features=8, rank=2, seq=4, precision="bf16-mixed")
+    module, inputs = build(cfg, "lora", device="cpu")
+    torch.nn.init.normal_(module.lora_B.weight)
+    before, frozen = module.lora_A.weight.detach().clone(), module.base.weight.detach().clone()
+    step = profiling._training_step(module, inputs, "adamw", master_fp32=True, lr=0.1)
+    step()
+    assert module.lora_A.weight.dtype == torch.bfloat16
+    assert not torch.equal(module.lora_A.weight, before)  # the master's step came back down
+    assert torch.equal(module.base.weight, frozen)
+    lp = profiling.profile_lora(cfg, device="cpu", warmup=0, repeat=1)
+    # the optimizer state now holds fp32 masters: 4 + 8 bytes per trained parameter
+    trained = 2 * (16 + 8)
+    moved = 2 * 12 * trained + 2 * trained + 2 * 2 * trained  # state r/w, grads r, weights r/w
+    assert lp.sides["lora"].by_term["optimizer"]["bytes"] == moved
 
 
 @pytest.mark.parametrize(
@@ -205,3 +239,16 @@ def test_image_commands_take_profile(args):
     doc = json.loads(result.stdout)
     assert doc["profile"]["flops"] == doc["quantities"]["forward_flops"]["value"]
     assert doc["profile"]["median_s"] > 0
+
+
+def test_lora_command_takes_profile():
+    layer = ["--in", "32", "--out", "16", "--rank", "2", "--seq", "8", "--precision", "fp32"]
+    result = runner.invoke(app, ["lora", *layer, "--profile", "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    for side in ("full", "lora"):
+        measured = doc["profile"]["sides"][side]
+        assert measured["flops"] == doc[side]["quantities"]["train_step_flops"]["value"]
+        assert (
+            measured["memory_predicted"] == doc[side]["quantities"]["train_memory_bytes"]["value"]
+        )

@@ -28,3 +28,26 @@ def test_generate_then_check_then_drift(tmp_path, monkeypatch):
         str(tmp_path / "tiny.md"),
         str(tmp_path / "figures" / "tiny.json"),
     ]
+
+
+def test_gpu_section_shows_the_recorded_cuda_profiles(tmp_path, monkeypatch):
+    """A real CPU profile of both LoRA sides, relabelled as a CUDA run (none can be made here),
+    is what the page's table reads: one row per side, with its own numbers."""
+    import json
+
+    from complexo import profile as profiling
+    from complexo.analyses.lora import Config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = Config(in_features=16, out_features=8, rank=2, seq=4, precision="fp32")
+    for path in profiling.profile_lora(cfg, device="cpu", warmup=0, repeat=1).save():
+        doc = json.loads(path.read_text())
+        path.write_text(json.dumps(doc | {"device": "cuda", "memory_peak": 12345}))
+    page = report.Page("lora", "LoRA")
+    report._gpu_section(page, "lora")
+    rows = [line for line in page.text.splitlines() if line.startswith("| ") and "side=" in line]
+    assert len(rows) == 2 and {"side=full" in r for r in rows} == {True, False}
+    assert all("12.1 KiB" in r and " ms |" in r for r in rows), rows
+    page = report.Page("mhsa", "MHSA")
+    report._gpu_section(page, "mhsa")
+    assert "No GPU profile" in page.text and "complexo profile mhsa" in page.text
