@@ -107,6 +107,8 @@ def _profile(name: str, cfg, device):
         return profiling.profile_mhsa(cfg, device=device)
     if name == "lora":
         return profiling.profile_lora(cfg, device=device)
+    if name == "kvcache":
+        return profiling.profile_kvcache(cfg, device=device)
     return profiling.profile_image(name, cfg, device=device)
 
 
@@ -396,6 +398,14 @@ def compare(
     dtype: DTypeOption = DType.fp32,
     as_json: JsonFlag = False,
     plot: PlotOption = None,
+    profile: Annotated[
+        bool,
+        typer.Option("--profile", help="Also time both models' inference at every resolution."),
+    ] = False,
+    device: DeviceOption = None,
+    save: Annotated[
+        bool, typer.Option("--save", help="With --profile: record the runs under profiles/.")
+    ] = False,
 ) -> None:
     from complexo.analyses import compare as analysis
 
@@ -414,12 +424,18 @@ def compare(
         fig, (left, right) = plots.figure(2, width=6.5)
         plots.draw_compare(left, right, result)
         plots.save(fig, plot, plots.footer(f"{dtype.value}, batch {batch}"))
-    if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
-        return
-    from complexo.render import console, render_compare
+    from complexo.render import render_compare
 
-    console().print(render_compare(result))
+    prof = None
+    if profile:
+        from complexo import profile as profiling
+
+        prof = profiling.profile_compare(cfg, device=device)
+        if save:
+            prof.notes.append(f"saved to {', '.join(map(str, prof.save()))}")
+    elif save:
+        raise ComplexoError("--save records profiles: add --profile")
+    _emit_with_profile(result, prof, as_json, render_compare(result))
 
 
 class CacheDType(str, Enum):
@@ -463,6 +479,14 @@ def kvcache(
     ] = None,
     as_json: JsonFlag = False,
     brief: BriefFlag = False,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Also decode for real on this machine (cuda if present; complexo profile "
+            "kvcache --device picks).",
+        ),
+    ] = False,
 ) -> None:
     from complexo.analyses import kvcache as analysis
 
@@ -482,7 +506,7 @@ def kvcache(
         device=device,
         device_memory=device_memory,
     )
-    _emit(analysis.analyse(cfg), as_json, brief)
+    _emit_profiled(analysis.analyse(cfg), cfg, "kvcache", profile, None, as_json, brief)
 
 
 PlotOption = Annotated[
@@ -582,14 +606,14 @@ def sweep(
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     short_help="Run a block for real: time, kernels, memory, against formulas and roofline.",
-    help="complexo profile mhsa|lora|cnn|vit [its options]: warm-up, then timed runs (CUDA "
+    help="complexo profile mhsa|lora|cnn|vit|kvcache [its options]: warm-up, then timed runs (CUDA "
     "events, or the host clock on CPU), a torch.profiler trace grouped by the formula's terms, "
     "peak memory against the memory formula, achieved FLOP/s and the roofline prediction per "
     "term.",
 )
 def profile(
     ctx: typer.Context,
-    analysis: Annotated[str, typer.Argument(help="mhsa, lora, cnn or vit.")],
+    analysis: Annotated[str, typer.Argument(help="mhsa, lora, cnn, vit or kvcache.")],
     device: Annotated[
         str | None, typer.Option(help="cuda or cpu (default: cuda if present).")
     ] = None,
@@ -615,7 +639,7 @@ def profile(
     from complexo.analyses import mhsa as analysis_module
     from complexo.errors import check_choice
 
-    check_choice("analysis to profile", analysis, ["mhsa", "lora", "cnn", "vit"])
+    check_choice("analysis to profile", analysis, ["mhsa", "lora", "cnn", "vit", "kvcache"])
     if analysis == "lora":
         from complexo.analyses import lora
 
@@ -624,6 +648,15 @@ def profile(
         lora_cfg = lora.Config(**sweeps.config_options(lora.Config, ctx.args))
         prof = profiling.profile_lora(
             lora_cfg, device=device, warmup=warmup, repeat=repeat, trace=trace
+        )
+    elif analysis == "kvcache":
+        from complexo.analyses import kvcache
+
+        if mode not in (None, "forward"):
+            raise ComplexoError("complexo profile kvcache times decoding: --mode forward only")
+        kv_cfg = kvcache.Config(**sweeps.config_options(kvcache.Config, ctx.args))
+        prof = profiling.profile_kvcache(
+            kv_cfg, device=device, warmup=warmup, repeat=repeat, trace=trace
         )
     elif analysis == "mhsa":
         cfg = analysis_module.Config(**sweeps.config_options(analysis_module.Config, ctx.args))

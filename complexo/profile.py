@@ -348,6 +348,151 @@ def _common_notes(prof: Profile, roof: Ceilings | None) -> None:
         prof.notes.append("peak memory: the CPU allocator keeps no statistics; not measured")
 
 
+def profile_kvcache(
+    cfg,
+    *,
+    device: str | None = None,
+    warmup: int = 3,
+    repeat: int = 10,
+    trace: str | None = None,
+    root: Path = PROFILES,
+) -> Profile:
+    """Decode one token with the KV cache for real, at ``cfg.context`` tokens already cached;
+    beside it, the same token without a cache (the whole prefix again) and the prefill that
+    fills the cache. Each phase's time against its FLOPs and the fewest bytes it moves: decoding
+    reads every weight and the whole cache for one token, so its floor is bytes / bandwidth."""
+    import torch
+
+    from complexo.analyses import kvcache
+    from complexo.blocks.transformer import KVCache
+    from complexo.conventions import DTYPES, torch_dtype
+
+    device = resolve_device(device)
+    _check_runs(warmup, repeat)
+    model, _, _ = kvcache.cost_model(cfg.spec, cfg.dtype)
+    values, spec, N = cfg.values, cfg.spec, cfg.context
+
+    def total(kind, tag):
+        return evaluate(model.total(kind, tag=tag), values)
+
+    logits = cfg.batch * (N + 1) * spec.vocab * DTYPES[cfg.weight_dtype].bytes  # no cache's
+    predicted = total(Kind.MEMORY, "weights") + total(Kind.MEMORY, "cache") + logits
+    refuse_if_too_big(predicted, device, "this run")
+    torch.manual_seed(0)
+    net = kvcache.build(cfg, device=device)
+    cache_dtype = torch.int8 if cfg.dtype == "int8" else torch_dtype(cfg.weight_dtype)
+    cache = KVCache(spec, cfg.batch, N + 1, cache_dtype, device=device)
+    prefix = torch.randint(0, spec.vocab, (cfg.batch, N + 1), device=device)
+    record = torch.profiler.record_function
+    phases = {
+        # the cache holds positions 0 .. N-1; each decode step writes position N again
+        "decode": lambda: net(prefix[:, N:], cache=cache, pos=N),
+        "no cache": lambda: net(prefix),
+        "prefill": lambda: net(prefix[:, :N], cache=cache, pos=0),
+    }
+
+    def ranged(name, run):
+        def step():
+            with record(f"complexo::{name}"):
+                run()
+
+        return step
+
+    steps = {name: ranged(name, run) for name, run in phases.items()}
+    with torch.no_grad():
+        phases["prefill"]()
+        runs = {name: timed(step, device, warmup, repeat) for name, step in steps.items()}
+        times, peak = runs["decode"]
+        roof = ceilings(device, root)
+        by_op = _profiled(lambda: [step() for step in steps.values()], device, trace)
+    prof = _record(
+        "kvcache",
+        cfg,
+        "forward",
+        device,
+        times,
+        total(Kind.FORWARD, "decode"),
+        predicted,
+        peak,
+        roof,
+    )
+    prof.dtype = cfg.weight_dtype
+    flops = {"decode": "decode", "no cache": "no_cache", "prefill": "prefill"}
+    moved = {
+        "decode": total(Kind.MEMORY, "decode_bytes"),
+        # the whole prefix again: every weight read once, the logits of n + 1 tokens written
+        "no cache": total(Kind.MEMORY, "weights") + logits,
+        "prefill": total(Kind.MEMORY, "prefill_bytes"),
+    }
+    for name in phases:
+        row = {
+            "flops": total(Kind.FORWARD, flops[name]),
+            "bytes": moved[name],
+            "median_s": statistics.median(runs[name][0]),
+            "measured_s": statistics.median(runs[name][0]),
+            "profiled_s": by_op.get(f"complexo::{name}", 0.0),
+            "ops": [f"complexo::{name}"],
+        }
+        row["intensity"] = row["flops"] / row["bytes"]
+        if roof is not None:
+            compute, memory = row["flops"] / roof.peak[prof.dtype], row["bytes"] / roof.bandwidth
+            row |= {
+                "predicted_s": max(compute, memory),
+                "bound": "compute" if compute > memory else "memory",
+            }
+        prof.by_term[name] = row
+    prof.notes.append(
+        f"each phase timed on its own (median of {repeat}); decode: one token against "
+        f"{N} cached; no cache: the {N + 1} tokens again; prefill: {N} tokens into the cache"
+    )
+    _common_notes(prof, roof)
+    return prof
+
+
+@dataclass
+class CompareProfile:
+    """The CNN's and the ViT's inference timed at each resolution: one :class:`Profile` each."""
+
+    runs: list[tuple[int, dict[str, Profile]]]  # (R, {model: profile})
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "analysis": "compare",
+            "results": [
+                {"res": res, "models": {name: p.to_json() for name, p in models.items()}}
+                for res, models in self.runs
+            ],
+            "notes": self.notes,
+        }
+
+    def save(self, root: Path = PROFILES) -> list[Path]:
+        return [path for _, models in self.runs for p in models.values() for path in p.save(root)]
+
+
+def profile_compare(
+    cfg, *, device: str | None = None, warmup: int = 3, repeat: int = 10, root: Path = PROFILES
+) -> CompareProfile:
+    """``complexo compare cnn vit`` for real: both models' inference at every resolution."""
+    runs = []
+    for res in cfg.res:
+        c, v = cfg.configs(res)
+        runs.append(
+            (
+                res,
+                {
+                    cfg.cnn: profile_image(
+                        "cnn", c, device=device, warmup=warmup, repeat=repeat, root=root
+                    ),
+                    cfg.vit: profile_image(
+                        "vit", v, device=device, warmup=warmup, repeat=repeat, root=root
+                    ),
+                },
+            )
+        )
+    return CompareProfile(runs)
+
+
 def refuse_if_too_big(predicted: int, device: str, what: str) -> None:
     """Refuse, before allocating anything, a run whose predicted memory exceeds 90% of the
     device's free memory."""

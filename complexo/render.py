@@ -427,6 +427,8 @@ def render_variants(variants) -> Group:
 
 def render_profile(prof) -> Group:
     """Measured beside predicted, per term and in total; both sides of a LoRA profile."""
+    if hasattr(prof, "runs"):
+        return _render_compare_profile(prof)
     if hasattr(prof, "sides"):
         return Group(
             *(render_profile(side) for side in prof.sides.values()),
@@ -444,7 +446,8 @@ def render_profile(prof) -> Group:
         (f"{prof.device_name} ({prof.device}), torch {prof.torch}, {prof.date}", "dim"),
     )
     table = Table(
-        title="Per term: measured (one profiled iteration) vs roofline", title_justify="left"
+        title="Per term: measured vs roofline, max(FLOPs / peak, bytes / bandwidth)",
+        title_justify="left",
     )
     for name, justify in (
         ("term", "left"),
@@ -494,6 +497,32 @@ def render_profile(prof) -> Group:
         )
     lines += [Text(f"note: {note}", style="dim") for note in prof.notes]
     return Group(head, table, *lines)
+
+
+def _render_compare_profile(prof) -> Group:
+    """Each resolution: both models' median time and achieved FLOP/s, and the time ratio
+    beside the FLOPs ratio (equal if both ran equally close to the hardware's limits)."""
+    first = prof.runs[0][1]
+    names = list(first)
+    p0 = first[names[0]]
+    table = Table(
+        title=f"Measured inference, {p0.device_name} ({p0.device}), {p0.dtype}, "
+        f"torch {p0.torch}, {p0.date}",
+        title_justify="left",
+    )
+    table.add_column("R", justify="right")
+    for name in names:
+        table.add_column(f"{name} median", justify="right")
+        table.add_column("achieved", justify="right")
+    table.add_column(f"{names[1]} / {names[0]}: time", justify="right")
+    table.add_column("FLOPs", justify="right")
+    for res, models in prof.runs:
+        a, b = (models[n] for n in names)
+        cells = []
+        for p in (a, b):
+            cells += [f"{p.median * 1e3:.3g} ms", f"{human(p.achieved, 'flop')}/s"]
+        table.add_row(str(res), *cells, f"{b.median / a.median:.2f}×", f"{b.flops / a.flops:.2f}×")
+    return Group(table, *(Text(f"note: {note}", style="dim") for note in prof.notes))
 
 
 def console(stderr: bool = False) -> Console:

@@ -65,7 +65,7 @@ def _drawn(drawn: dict) -> dict:
     return {k: [list(map(float, xs)), list(map(float, ys))] for k, (xs, ys) in drawn.items()}
 
 
-SHOWN_CONFIG = ("model", "side", "res", "seq", "dim", "impl", "rank")
+SHOWN_CONFIG = ("model", "side", "res", "seq", "context", "dim", "impl", "rank")
 
 
 def _gpu_section(page: Page, *analyses: str) -> None:
@@ -286,7 +286,7 @@ def mhsa_page() -> Page:
         "counts causal attention dense, as the dense implementations execute it.",
         "",
     )
-    _gpu_section(page, "mhsa")
+    _gpu_section(page, "mhsa", "kvcache")
     f = {y.name: y.value for y in r.quantities}
     page.add(
         "## The short answer",

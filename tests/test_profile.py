@@ -120,7 +120,7 @@ def test_profile_command_and_mhsa_profile_flag():
         and doc["profile"]["flops"] == doc["quantities"]["forward_flops"]["value"]
     )
     for args, message in (
-        (["profile", "kvcache"], "unknown analysis to profile 'kvcache'"),
+        (["profile", "compare"], "unknown analysis to profile 'compare'"),
         (["profile", "mhsa", "--mode", "infer"], "unknown --mode 'infer'"),
         (["profile", "lora", "--mode", "forward"], "profile lora times training steps"),
         (["profile", "cnn", "--mode", "train"], "profile cnn times inference"),
@@ -252,3 +252,50 @@ def test_lora_command_takes_profile():
         assert (
             measured["memory_predicted"] == doc[side]["quantities"]["train_memory_bytes"]["value"]
         )
+
+
+def test_kvcache_decode_timed_beside_no_cache_and_prefill(tmp_path):
+    from complexo.analyses import kvcache
+
+    cfg = kvcache.Config(
+        arch="llama", layers=2, dim=32, heads=4, kv_heads=2, vocab=50, ctx=64, context=32
+    )
+    prof = profiling.profile_kvcache(cfg, device="cpu", warmup=1, repeat=3, root=tmp_path)
+    result = kvcache.analyse(cfg)
+    assert set(prof.by_term) == {"decode", "no cache", "prefill"}
+    assert prof.flops == result.quantity("decode_flops_per_token").value
+    rows = prof.by_term
+    assert rows["no cache"]["flops"] == result.quantity("decode_flops_per_token_no_cache").value
+    assert rows["decode"]["bytes"] == result.quantity("decode_bytes_per_token").value
+    assert all(r["measured_s"] > 0 and r["profiled_s"] > 0 for r in rows.values())
+    # decoding one token does far less arithmetic per byte than recomputing the prefix
+    assert rows["decode"]["intensity"] < rows["no cache"]["intensity"] / 10
+    assert prof.median == rows["decode"]["measured_s"] and len(prof.times) == 3
+
+
+def test_kvcache_command_takes_profile():
+    model = ["--arch", "gpt2", "--layers", "1", "--dim", "16", "--heads", "2", "--vocab", "20"]
+    args = ["kvcache", *model, "--ctx", "32", "--context", "8", "--dtype", "fp32"]
+    result = runner.invoke(app, [*args, "--profile", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["profile"]["flops"] == doc["quantities"]["decode_flops_per_token"]["value"]
+
+
+def test_compare_command_takes_profile(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    models = ["--cnn", "resnet18", "--vit", "vit-ti16", "--res", "64", "96"]
+    result = runner.invoke(
+        app, ["compare", "cnn", "vit", *models, "--profile", "--device", "cpu", "--save", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [r["res"] for r in doc["profile"]["results"]] == [64, 96]
+    for analysed, timed_ in zip(doc["results"], doc["profile"]["results"], strict=True):
+        for name in ("resnet18", "vit-ti16"):
+            forward = analysed["models"][name]["quantities"]["forward_flops"]["value"]
+            assert timed_["models"][name]["flops"] == forward
+            assert timed_["models"][name]["median_s"] > 0
+    assert len(profiling.recorded(tmp_path / "profiles")) == 4
+    bad = runner.invoke(app, ["compare", "cnn", "vit", "--save"])
+    assert bad.exit_code != 0 and "--save records profiles: add --profile" in bad.stderr
