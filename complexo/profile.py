@@ -137,6 +137,8 @@ class Profile:
     flops: int  # the formula's FLOPs per iteration
     memory_predicted: int  # bytes, the formula's
     memory_peak: int | None  # bytes allocated at peak (CUDA), None on CPU
+    memory_reserved: int | None = None  # bytes the caching allocator held at peak (CUDA)
+    timing: str = "eager"  # or "cuda-graph": replays of one captured call
     by_term: dict[str, dict] = field(default_factory=dict)  # measured s, predicted s, FLOPs, bytes
     ceilings: dict | None = None
     notes: list[str] = field(default_factory=list)
@@ -168,19 +170,44 @@ class Profile:
         return [path]
 
 
-def timed(step, device: str, warmup: int, repeat: int) -> tuple[list[float], int | None]:
-    """Seconds per call of ``step`` after ``warmup`` untimed calls, and the peak allocated
-    bytes on CUDA over the timed calls (None on CPU)."""
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per timed call, and on CUDA the peak bytes allocated and reserved over them."""
+
+    times: list[float]
+    peak: int | None
+    reserved: int | None
+
+
+def timed(step, device: str, warmup: int, repeat: int, *, graph: bool = False) -> Timing:
+    """Time ``step`` ``repeat`` times after ``warmup`` untimed calls. ``graph``: capture one
+    call in a CUDA graph and time its replays instead, which takes the CPU's kernel launches
+    out of the measurement (what small shapes are dominated by)."""
     import torch
 
     clock = timer(device)
+    if graph:
+        if device != "cuda":
+            raise ComplexoError("--cuda-graph needs --device cuda")
+        side = torch.cuda.Stream()  # warm up on a side stream, as capture requires
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(max(warmup, 3)):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        captured = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(captured):
+            step()
+        step, warmup = captured.replay, 1
     for _ in range(warmup):
         step()
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times = [clock(step) for _ in range(repeat)]
-    return times, (torch.cuda.max_memory_allocated() if device == "cuda" else None)
+    if device != "cuda":
+        return Timing(times, None, None)
+    return Timing(times, torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved())
 
 
 @dataclass
@@ -241,11 +268,11 @@ def profile_lora(
             if hasattr(m, "lora_B"):
                 torch.nn.init.normal_(m.lora_B.weight, std=1e-3)
         step = _training_step(module, inputs, cfg.optimizer, cfg.master_fp32)
-        times, peak = timed(step, device, warmup, repeat)
+        timing = timed(step, device, warmup, repeat)
         by_op = _profiled(step, device, _side_path(trace, side))
         phases = _lora_phases(model, values, cfg.dtype, roof)
         flops = sum(row["flops"] for row in phases.values())
-        prof = _record("lora", cfg, "train", device, times, flops, memory, peak, roof)
+        prof = _record("lora", cfg, "train", device, timing, flops, memory, roof)
         prof.config["side"] = side
         for name, row in phases.items():
             row["measured_s"] = by_op.get(f"complexo::{name}", 0.0)
@@ -333,6 +360,15 @@ def _lora_phases(model, values, dtype: str, roof: Ceilings | None) -> dict[str, 
     return out
 
 
+def _graph_note(prof: Profile, cuda_graph: bool) -> None:
+    if cuda_graph:
+        prof.timing = "cuda-graph"
+        prof.notes.append(
+            "timed as replays of one captured CUDA graph (no kernel launches from the CPU); "
+            "the per-term times come from one eager profiled iteration"
+        )
+
+
 def _check_runs(warmup: int, repeat: int) -> None:
     if warmup < 0 or repeat < 1:
         raise ComplexoError("--warmup must be ≥ 0 and --repeat ≥ 1")
@@ -376,8 +412,8 @@ def profile_kvcache(
         return evaluate(model.total(kind, tag=tag), values)
 
     logits = cfg.batch * (N + 1) * spec.vocab * DTYPES[cfg.weight_dtype].bytes  # no cache's
-    predicted = total(Kind.MEMORY, "weights") + total(Kind.MEMORY, "cache") + logits
-    refuse_if_too_big(predicted, device, "this run")
+    predicted = total(Kind.MEMORY, "weights") + total(Kind.MEMORY, "cache")  # while decoding
+    refuse_if_too_big(predicted + logits, device, "this run")
     torch.manual_seed(0)
     net = kvcache.build(cfg, device=device)
     cache_dtype = torch.int8 if cfg.dtype == "int8" else torch_dtype(cfg.weight_dtype)
@@ -402,20 +438,10 @@ def profile_kvcache(
     with torch.no_grad():
         phases["prefill"]()
         runs = {name: timed(step, device, warmup, repeat) for name, step in steps.items()}
-        times, peak = runs["decode"]
         roof = ceilings(device, root)
         by_op = _profiled(lambda: [step() for step in steps.values()], device, trace)
-    prof = _record(
-        "kvcache",
-        cfg,
-        "forward",
-        device,
-        times,
-        total(Kind.FORWARD, "decode"),
-        predicted,
-        peak,
-        roof,
-    )
+    decode = total(Kind.FORWARD, "decode")
+    prof = _record("kvcache", cfg, "forward", device, runs["decode"], decode, predicted, roof)
     prof.dtype = cfg.weight_dtype
     flops = {"decode": "decode", "no cache": "no_cache", "prefill": "prefill"}
     moved = {
@@ -428,8 +454,8 @@ def profile_kvcache(
         row = {
             "flops": total(Kind.FORWARD, flops[name]),
             "bytes": moved[name],
-            "median_s": statistics.median(runs[name][0]),
-            "measured_s": statistics.median(runs[name][0]),
+            "median_s": statistics.median(runs[name].times),
+            "measured_s": statistics.median(runs[name].times),
             "profiled_s": by_op.get(f"complexo::{name}", 0.0),
             "ops": [f"complexo::{name}"],
         }
@@ -506,7 +532,7 @@ def refuse_if_too_big(predicted: int, device: str, what: str) -> None:
         )
 
 
-def _record(analysis, cfg, mode, device, times, flops, predicted, peak, roof) -> Profile:
+def _record(analysis, cfg, mode, device, timing: Timing, flops, predicted, roof) -> Profile:
     """A Profile of one configuration's runs, with what it ran on and when."""
     import torch
 
@@ -520,10 +546,11 @@ def _record(analysis, cfg, mode, device, times, flops, predicted, peak, roof) ->
         torch.__version__,
         torch.version.cuda if device == "cuda" else None,
         datetime.date.today().isoformat(),
-        times,
+        timing.times,
         flops,
         predicted,
-        peak,
+        timing.peak,
+        timing.reserved,
         ceilings=asdict(roof) if roof else None,
     )
 
@@ -549,8 +576,10 @@ def profile_mhsa(
     repeat: int = 10,
     trace: str | None = None,
     root: Path = PROFILES,
+    cuda_graph: bool = False,
 ) -> Profile:
-    """Run the MHSA block for real and set the measurements beside the formulas."""
+    """Run the MHSA block for real and set the measurements beside the formulas.
+    ``cuda_graph``: time replays of a captured CUDA graph (forward mode)."""
     import torch
 
     from complexo.analyses import mhsa
@@ -559,6 +588,8 @@ def profile_mhsa(
     if mode not in MODES:
         raise ComplexoError(f"unknown --mode '{mode}'; choose from: {', '.join(MODES)}")
     _check_runs(warmup, repeat)
+    if cuda_graph and mode != "forward":
+        raise ComplexoError("--cuda-graph times forward passes: use it with --mode forward")
     model, values = cfg.model(), cfg.values
     kinds = (Kind.FORWARD,) if mode == "forward" else (Kind.FORWARD, Kind.BACKWARD)
     flops = evaluate(model.total(kinds), values)
@@ -584,10 +615,11 @@ def profile_mhsa(
         block(x).sum().backward()
         opt.step()
 
-    times, peak = timed(step, device, warmup, repeat)
+    timing = timed(step, device, warmup, repeat, graph=cuda_graph)
     by_op = _profiled(step, device, trace)
     roof = ceilings(device, root)
-    prof = _record("mhsa", cfg, mode, device, times, flops, predicted, peak, roof)
+    prof = _record("mhsa", cfg, mode, device, timing, flops, predicted, roof)
+    _graph_note(prof, cuda_graph)
     prof.by_term = _by_term(mhsa.roofline_groups(cfg), by_op, values, roof, cfg.dtype, mode)
     _common_notes(prof, roof)
     return prof
@@ -748,6 +780,7 @@ def profile_image(
     repeat: int = 10,
     trace: str | None = None,
     root: Path = PROFILES,
+    cuda_graph: bool = False,
 ) -> Profile:
     """Time a CNN or ViT forward (inference) for real: median time, achieved FLOP/s against the
     formula's forward FLOPs, time per layer type, peak memory on CUDA."""
@@ -771,12 +804,13 @@ def profile_image(
         with torch.no_grad():
             net(x)
 
-    times, peak = timed(step, device, warmup, repeat)
+    timing = timed(step, device, warmup, repeat, graph=cuda_graph)
     with _module_ranges(net):
         by_op = _profiled(step, device, trace)
     roof = ceilings(device, root)
-    prof = _record(analysis, cfg, "forward", device, times, flops, predicted, peak, roof)
-    total = statistics.median(times)
+    prof = _record(analysis, cfg, "forward", device, timing, flops, predicted, roof)
+    _graph_note(prof, cuda_graph)
+    total = prof.median
     groups = {
         k.removeprefix("complexo::"): v for k, v in by_op.items() if k.startswith("complexo::")
     }

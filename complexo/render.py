@@ -471,7 +471,8 @@ def render_profile(prof) -> Group:
         )
     lines = [
         Text(
-            f"time: median {prof.median * 1e3:.3g} ms over {len(prof.times)} runs "
+            f"time: median {prof.median * 1e3:.3g} ms over {len(prof.times)} "
+            f"{'CUDA graph replays' if prof.timing == 'cuda-graph' else 'runs'} "
             f"(IQR {doc['iqr_s'] * 1e3:.2g} ms); formula {human(prof.flops, 'flop')} per "
             f"iteration → {human(prof.achieved, 'flop')}/s achieved"
             + (f", {doc['fraction_of_peak']:.1%} of peak" if "fraction_of_peak" in doc else "")
@@ -480,7 +481,8 @@ def render_profile(prof) -> Group:
             f"memory: predicted {human(prof.memory_predicted, 'byte')}"
             + (
                 f", peak allocated {human(prof.memory_peak, 'byte')} "
-                f"({(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted:+.1%})"
+                f"({(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted:+.1%}), "
+                f"reserved {human(prof.memory_reserved or 0, 'byte')}"
                 if prof.memory_peak is not None
                 else ""
             )

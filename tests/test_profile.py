@@ -299,3 +299,22 @@ def test_compare_command_takes_profile(tmp_path, monkeypatch):
     assert len(profiling.recorded(tmp_path / "profiles")) == 4
     bad = runner.invoke(app, ["compare", "cnn", "vit", "--save"])
     assert bad.exit_code != 0 and "--save records profiles: add --profile" in bad.stderr
+
+
+def test_cuda_graph_timing_needs_cuda_and_a_forward_pass():
+    with pytest.raises(ComplexoError, match="--cuda-graph needs --device cuda"):
+        profiling.profile_mhsa(SMALL, device="cpu", cuda_graph=True)
+    with pytest.raises(ComplexoError, match="--mode forward"):
+        profiling.profile_mhsa(SMALL, device="cpu", mode="train", cuda_graph=True)
+    bad = runner.invoke(app, ["profile", "lora", "--cuda-graph"])
+    assert bad.exit_code != 0 and "--cuda-graph times mhsa, cnn and vit" in bad.stderr
+
+
+@cuda
+def test_cuda_graph_replays_time_a_small_block_without_launch_overhead():
+    cfg = Config(seq=128, dim=256, heads=4, dtype="bf16", impl="naive")
+    eager = profiling.profile_mhsa(cfg, device="cuda", repeat=50)
+    graph = profiling.profile_mhsa(cfg, device="cuda", repeat=50, cuda_graph=True)
+    assert graph.timing == "cuda-graph" and graph.flops == eager.flops
+    assert graph.median < eager.median  # a few small kernels: launches dominate eager time
+    assert graph.memory_reserved >= graph.memory_peak > 0
