@@ -404,3 +404,32 @@ def _layer_of(module: str, stack: str) -> tuple[int | None, str]:
         return None, ""
     index, _, rest = module[len(stack) + 1 :].partition(".")
     return (int(index), f".{rest}" if rest else "") if index.isdigit() else (None, "")
+
+
+def module_traffic(module: torch.nn.Module, inputs: tuple, groups: dict[str, str]) -> dict:
+    """Bytes each group of leaf modules moves in one forward, read off the real calls on meta
+    tensors: every call of a module whose type name is in ``groups`` reads its tensor inputs,
+    its parameters and floating-point buffers (BatchNorm's running statistics; not its int64
+    batch counter, which inference does not read), and writes its output, each once."""
+    found: dict[str, int] = {}
+
+    def nbytes(t) -> int:
+        return t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
+
+    def hook(mod, args, out):
+        group = groups[type(mod).__name__]
+        state = [*mod.parameters(recurse=False), *mod.buffers(recurse=False)]
+        read = sum(nbytes(a) for a in args) + sum(nbytes(t) for t in state if t.is_floating_point())
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        found[group] = found.get(group, 0) + read + sum(nbytes(o) for o in outs)
+
+    handles = [
+        m.register_forward_hook(hook) for m in module.modules() if type(m).__name__ in groups
+    ]
+    try:
+        with torch.no_grad():
+            module(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return found

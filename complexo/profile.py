@@ -732,29 +732,18 @@ def recorded(root: Path = PROFILES) -> list[dict]:
     return sorted(docs, key=lambda d: d.get("date", ""), reverse=True)
 
 
-# Leaf module types a profiler range is opened around, for the image models: the groups their
-# time is reported in (what a CNN or ViT spends its time on).
-_GROUPS = {
-    "Conv2d": "convolutions",
-    "BatchNorm2d": "batchnorm",
-    "ReLU": "relu",
-    "MaxPool2d": "pooling",
-    "AdaptiveAvgPool2d": "pooling",
-    "Linear": "linear layers",
-    "LayerNorm": "layernorm",
-}
-
-
 @contextlib.contextmanager
 def _module_ranges(module):
     """A ``record_function`` range around every call of a leaf module of a known type, named
     ``complexo::<group>``, so the profiler's time groups by what the formulas call terms."""
     import torch
 
+    from complexo.analyses.vision import LAYER_GROUPS
+
     handles, open_ranges = [], []
 
     def pre(mod, _inputs):
-        r = torch.profiler.record_function(f"complexo::{_GROUPS[type(mod).__name__]}")
+        r = torch.profiler.record_function(f"complexo::{LAYER_GROUPS[type(mod).__name__]}")
         r.__enter__()
         open_ranges.append(r)
 
@@ -762,7 +751,7 @@ def _module_ranges(module):
         open_ranges.pop().__exit__(None, None, None)
 
     for m in module.modules():
-        if type(m).__name__ in _GROUPS:
+        if type(m).__name__ in LAYER_GROUPS:
             handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
     try:
         yield
@@ -816,18 +805,30 @@ def profile_image(
     }
     terms = {t.name: evaluate(t.expr, values) for t in model.terms(Kind.FORWARD)}
     for name, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
-        prof.by_term[name] = {
+        flops = sum(v for t, v in terms.items() if _group_of(analysis, t) == name)
+        moved = evaluate(model.total(Kind.MEMORY, tag=name), values)
+        row = {
             "measured_s": seconds,
             "share": seconds / total,
-            "flops": sum(v for t, v in terms.items() if _group_of(analysis, t) == name),
-            "bytes": None,  # no per-layer traffic formula for the image models yet
-            "intensity": None,
+            "flops": flops,
+            "bytes": moved,
+            "intensity": flops / moved if moved else None,
             "ops": [f"complexo::{name}"],
         }
+        if roof is not None:
+            compute, memory = flops / roof.peak[cfg.dtype], moved / roof.bandwidth
+            row |= {
+                "predicted_s": max(compute, memory),
+                "bound": "compute" if compute > memory else "memory",
+            }
+        prof.by_term[name] = row
     prof.notes.append(
         "time per layer type from one profiled iteration (profiler ranges around each module "
-        "call); memory predicted as an upper bound (weights + training activations)"
+        "call), beside its FLOPs and fewest bytes (each call reads its input and weights and "
+        "writes its output once); memory predicted as an upper bound (weights + training "
+        "activations)"
     )
+    _common_notes(prof, roof)
     return prof
 
 

@@ -253,3 +253,28 @@ def test_vit_and_cnn_flops_are_equal_at_their_crossing():
         for r in (below, above)
     ]
     assert costs[0][0] < costs[0][1] and costs[1][0] > costs[1][1]
+
+
+@pytest.mark.parametrize(
+    ("analysis", "model", "res", "batch", "dtype"),
+    [
+        ("cnn", "resnet18", 64, 2, "fp32"),
+        ("cnn", "resnet34", 71, 1, "bf16"),  # odd sides: ⌈R/2^k⌉
+        ("cnn", "resnet50", 97, 2, "fp32"),
+        ("vit", "vit-ti16", 64, 2, "fp32"),
+        ("vit", "vit-b32", 96, 1, "fp16"),
+    ],
+)
+def test_bytes_moved_per_layer_type_equal_the_module_calls(analysis, model, res, batch, dtype):
+    """The roofline's fewest bytes per layer type against what every module call of that type
+    reads (input, weights, running statistics) and writes (output), hooked on the meta device."""
+    from complexo.measure import module_traffic
+
+    mod = {"cnn": cnn, "vit": vit}[analysis]
+    cfg = mod.Config(model=model, res=res, batch=batch, dtype=dtype)
+    net, x = mod.build(cfg)
+    measured = module_traffic(net.eval(), (x,), vision.LAYER_GROUPS)
+    costs = cnn.cost_model(RESNETS[model].block) if analysis == "cnn" else vit.cost_model()
+    formulas = {g: evaluate(costs.total(Kind.MEMORY, tag=g), cfg.values) for g in measured}
+    assert formulas == measured
+    assert evaluate(costs.total(Kind.MEMORY, tag="moved"), cfg.values) == sum(measured.values())

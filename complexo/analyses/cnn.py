@@ -24,6 +24,7 @@ from complexo.analyses.vision import (
     build_image,
     check_common,
     measure,
+    moved,
 )
 from complexo.blocks.resnet import PRESETS, PUBLISHED
 from complexo.conventions import DTYPES, ELEMENTWISE_FLOPS, FP32_BYTES, NORM_FWD_FLOPS
@@ -85,10 +86,14 @@ def cost_model(block: str) -> CostModel:
     t, EW = Terms(), ELEMENTWISE_FLOPS
     exp = 4 if block == "bottleneck" else 1
 
-    def convolution(stage, c_in, c_out, k, s_out, count=1):
+    def convolution(stage, c_in, c_out, k, s_out, count=1, s_in=None):
+        s_in = s_out if s_in is None else s_in
         t.add(
             Kind.FORWARD, stage, count * 2 * B * c_out * s_out**2 * c_in * k * k, mm=True, ops=CONV
         )
+        out = B * c_out * s_out**2
+        moved(t, "convolutions", count * (B * c_in * s_in**2 + c_out * c_in * k * k + out) * e)
+        moved(t, "batchnorm", count * (2 * out + 4 * c_out) * e, "γ, β, running μ and σ²")
         t.add(Kind.PARAMS, stage, count * c_out * c_in * k * k)
         # BatchNorm after it: its FLOPs, γ and β, its input (the conv output) and fp32 stats.
         t.add(
@@ -100,12 +105,14 @@ def cost_model(block: str) -> CostModel:
 
     def relu(c, s, count=1):
         t.add(Kind.FORWARD, "relu", count * EW * B * c * s**2, ops=("aten::relu_", "aten.relu_"))
+        moved(t, "relu", count * 2 * B * c * s**2 * e, "in place: read, write")
         t.add(Kind.ACTIVATION, "relu_outputs", count * B * c * s**2 * e, note="kept by ReLU")
 
     # Stem: 7×7/2 convolution, BN, ReLU, 3×3/2 max pooling.
     t.add(Kind.ACTIVATION, "image", B * C * R**2 * e, note="input of the first convolution")
-    convolution("stem", C, w, 7, side(1))
+    convolution("stem", C, w, 7, side(1), s_in=R)
     relu(w, side(1))
+    moved(t, "pooling", B * w * (side(1) ** 2 + side(2) ** 2) * e, "max pooling")
     t.add(
         Kind.FORWARD,
         "maxpool",
@@ -127,11 +134,11 @@ def cost_model(block: str) -> CostModel:
             if block == "bottleneck":
                 convolution(stage, cin, width, 1, a, count)
                 relu(width, a, count)
-                convolution(stage, width, width, 3, s, count)  # the stride sits here (v1.5)
+                convolution(stage, width, width, 3, s, count, s_in=a)  # the stride sits here
                 relu(width, s, count)
                 convolution(stage, width, width * exp, 1, s, count)
             else:
-                convolution(stage, cin, width, 3, s, count)
+                convolution(stage, cin, width, 3, s, count, s_in=a)
                 relu(width, s, count)
                 convolution(stage, width, width, 3, s, count)
             relu(width * exp, s, count)  # after the residual add; the block's output
@@ -142,7 +149,7 @@ def cost_model(block: str) -> CostModel:
                 ops=("aten::add_", "aten.add_"),
             )
             if first and (i > 0 or cin != width * exp):  # projection shortcut
-                convolution(stage, cin, width * exp, 1, s)
+                convolution(stage, cin, width * exp, 1, s, s_in=s_in)
         c_in, s_in = width * exp, s
 
     # Head: global average pooling, the classifier.
@@ -153,6 +160,8 @@ def cost_model(block: str) -> CostModel:
         EW * B * features * side(5) ** 2,
         ops=("aten::adaptive_avg_pool2d", "aten._adaptive_avg_pool2d"),
     )
+    moved(t, "pooling", B * features * (side(5) ** 2 + 1) * e, "average pooling")
+    moved(t, "linear layers", (B * features + features * K + K + B * K) * e, "the classifier")
     t.add(Kind.FORWARD, "fc", 2 * B * features * K, mm=True, ops=LINEAR)
     t.add(Kind.FORWARD, "fc_bias", EW * B * K, ops=LINEAR)
     t.add(Kind.PARAMS, "fc", features * K + K)

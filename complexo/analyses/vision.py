@@ -22,6 +22,26 @@ LAYER_NORM = ("aten::layer_norm", "aten.native_layer_norm")
 SDPA = ("aten::scaled_dot_product_attention", "aten._scaled_dot_product_flash_attention_for_cpu")
 
 
+# The layer types an image model's time is grouped by (profiler ranges around each module
+# call), and the group of each leaf module type.
+LAYER_GROUPS = {
+    "Conv2d": "convolutions",
+    "BatchNorm2d": "batchnorm",
+    "ReLU": "relu",
+    "MaxPool2d": "pooling",
+    "AdaptiveAvgPool2d": "pooling",
+    "Linear": "linear layers",
+    "LayerNorm": "layernorm",
+}
+
+
+def moved(t, group: str, expr, note: str = "") -> None:
+    """The fewest bytes a layer type moves to and from memory in inference: every module call
+    reads its input, parameters and buffers once and writes its output once (tags: "moved" and
+    the group, a value of :data:`LAYER_GROUPS`)."""
+    t.add(Kind.MEMORY, f"moved_{group.replace(' ', '_')}", expr, tags={"moved", group}, note=note)
+
+
 def conv_out(size, k: int, stride: int = 1, pad: int = 0, dilation: int = 1):
     """Output side of a convolution (or pooling) window.
 

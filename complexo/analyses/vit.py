@@ -21,6 +21,7 @@ from complexo.analyses.vision import (
     build_image,
     check_common,
     measure,
+    moved,
     patch_embedding,
 )
 from complexo.blocks.vit import PRESETS, PUBLISHED
@@ -119,6 +120,13 @@ def cost_model() -> CostModel:
     act("attention_lse", L * FP32_BYTES * B * h * n, "softmax statistics, fp32")
     act("mlp_hidden", L * 2 * B * n * f * e, "fc1 output (kept by GELU), GELU output")
     # Classifier on the class token.
+    # Fewest bytes per layer type: each module call reads its input and weights, writes output.
+    patches = B * (R / p) ** 2 * d
+    moved(t, "convolutions", (B * C * R**2 + C * p**2 * d + d) * e + patches * e, "patches")
+    linear = lambda d_in, d_out, tokens: tokens * d_in + d_in * d_out + d_out + tokens * d_out  # noqa: E731
+    per_block = 4 * linear(d, d, B * n) + linear(d, f, B * n) + linear(f, d, B * n)
+    moved(t, "linear layers", (L * per_block + linear(d, K, B)) * e, "q, k, v, out, fc1, fc2, head")
+    moved(t, "layernorm", (2 * L + 1) * (2 * B * n * d + 2 * d) * e, "read, write, γ, β")
     fwd("head", 2 * B * d * K, LINEAR, mm=True)
     fwd("head_bias", EW * B * K, LINEAR)
     t.add(Kind.PARAMS, "head", d * K + K)
