@@ -682,11 +682,6 @@ def profile(
     else:
         from complexo.analyses import ANALYSES
 
-        if mode not in (None, "forward"):
-            raise ComplexoError(
-                f"complexo profile {analysis} times inference: --mode forward only (its formulas "
-                "cover the forward pass)"
-            )
         image = ANALYSES[analysis]
         image_cfg = image.Config(**sweeps.config_options(image.Config, ctx.args))
         prof = profiling.profile_image(
@@ -697,6 +692,7 @@ def profile(
             repeat=repeat,
             trace=trace,
             cuda_graph=cuda_graph,
+            mode=mode or "forward",
         )
     if save:
         prof.notes.append(f"saved to {', '.join(map(str, prof.save()))}")

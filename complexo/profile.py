@@ -337,11 +337,17 @@ def _lora_phases(model, values, dtype: str, roof: Ceilings | None) -> dict[str, 
     grads = evaluate(model.total(Kind.MEMORY, tag="gradients"), values)
     state = evaluate(model.total(Kind.MEMORY, tag="optimizer"), values)  # + fp32 masters
     trained = evaluate(model.total(Kind.PARAMS, tag="trainable"), values) * values[e]
+    saved = evaluate(model.total(Kind.ACTIVATION), values)
     phases = {
         "forward": (evaluate(model.total(Kind.FORWARD), values), weights),
-        "backward": (evaluate(model.total(Kind.BACKWARD), values), weights + grads),
+        "backward": (evaluate(model.total(Kind.BACKWARD), values), saved + weights + grads),
         "optimizer": (0, 2 * state + grads + 2 * trained),
     }
+    return _phase_rows(phases, roof, dtype)
+
+
+def _phase_rows(phases: dict, roof: Ceilings | None, dtype: str) -> dict[str, dict]:
+    """Rows of (FLOPs, fewest bytes) per phase, with the roofline's floor where known."""
     out = {}
     for name, (flops, moved) in phases.items():
         row = {
@@ -358,6 +364,24 @@ def _lora_phases(model, values, dtype: str, roof: Ceilings | None) -> dict[str, 
             }
         out[name] = row
     return out
+
+
+def _phased_step(forward, opt):
+    """A training step in profiler ranges complexo::forward, ::backward, ::optimizer."""
+    import torch
+
+    record = torch.profiler.record_function
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with record("complexo::forward"):
+            out = forward()
+        with record("complexo::backward"):
+            out.sum().backward()
+        with record("complexo::optimizer"):
+            opt.step()
+
+    return step
 
 
 def _graph_note(prof: Profile, cuda_graph: bool) -> None:
@@ -770,38 +794,69 @@ def profile_image(
     trace: str | None = None,
     root: Path = PROFILES,
     cuda_graph: bool = False,
+    mode: str = "forward",
 ) -> Profile:
-    """Time a CNN or ViT forward (inference) for real: median time, achieved FLOP/s against the
-    formula's forward FLOPs, time per layer type, peak memory on CUDA."""
+    """Time a CNN or ViT for real, inference (``mode`` forward) or training steps (forward,
+    backward from the logits' sum, SGD): median time, achieved FLOP/s against the formula's
+    FLOPs, time per layer type (and per phase in training) beside its FLOPs and fewest bytes,
+    peak memory on CUDA."""
     import torch
 
     from complexo.analyses import cnn, vit
 
     module_of = {"cnn": cnn, "vit": vit}[analysis]
     device = resolve_device(device)
+    _check_runs(warmup, repeat)
+    if mode not in MODES:
+        raise ComplexoError(f"unknown --mode '{mode}'; choose from: {', '.join(MODES)}")
+    if cuda_graph and mode != "forward":
+        raise ComplexoError("--cuda-graph times forward passes: use it with --mode forward")
+    train = mode == "train"
     model = cnn.cost_model(cnn.PRESETS[cfg.model].block) if analysis == "cnn" else vit.cost_model()
     values = cfg.values
-    flops = evaluate(model.total(Kind.FORWARD), values)
+    forward = evaluate(model.total(Kind.FORWARD), values)
+    backward = evaluate(model.total(Kind.BACKWARD), values)
+    flops = forward + (backward if train else 0)
     weights = evaluate(model.total(Kind.PARAMS), values) * values[cnn.e]
-    predicted = weights + evaluate(model.total(Kind.ACTIVATION), values)  # an upper bound
+    saved = evaluate(model.total(Kind.ACTIVATION), values)
+    # an upper bound: weights and every activation saved for a backward (+ gradients, SGD)
+    predicted = weights + saved + (weights if train else 0)
     refuse_if_too_big(predicted, device, "this run")
     torch.manual_seed(0)
     net, x = module_of.build(cfg, device=device)
-    net.eval()
+    net.train(train)
+    if train:
+        opt = torch.optim.SGD(net.parameters(), lr=1e-6)
+        step = _phased_step(lambda: net(x), opt)
+    else:
 
-    def step():
-        with torch.no_grad():
-            net(x)
+        def step():
+            with torch.no_grad():
+                net(x)
 
     timing = timed(step, device, warmup, repeat, graph=cuda_graph)
     with _module_ranges(net):
         by_op = _profiled(step, device, trace)
     roof = ceilings(device, root)
-    prof = _record(analysis, cfg, "forward", device, timing, flops, predicted, roof)
+    prof = _record(analysis, cfg, mode, device, timing, flops, predicted, roof)
     _graph_note(prof, cuda_graph)
+    if train:
+        moved = evaluate(model.total(Kind.MEMORY, tag="moved"), values)
+        phases = {
+            "forward": (forward, moved),
+            "backward": (backward, saved + 2 * weights),  # read saved and weights, write dW
+            "optimizer": (0, 3 * weights),  # SGD: read weights and gradients, write weights
+        }
+        for name, row in _phase_rows(phases, roof, cfg.dtype).items():
+            row["measured_s"] = by_op.get(f"complexo::{name}", 0.0)
+            row["share"] = row["measured_s"] / prof.median
+            prof.by_term[f"{name} (step)"] = row
     total = prof.median
+    phases = ("complexo::forward", "complexo::backward", "complexo::optimizer")
     groups = {
-        k.removeprefix("complexo::"): v for k, v in by_op.items() if k.startswith("complexo::")
+        k.removeprefix("complexo::"): v
+        for k, v in by_op.items()
+        if k.startswith("complexo::") and k not in phases
     }
     terms = {t.name: evaluate(t.expr, values) for t in model.terms(Kind.FORWARD)}
     for name, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
@@ -824,9 +879,10 @@ def profile_image(
         prof.by_term[name] = row
     prof.notes.append(
         "time per layer type from one profiled iteration (profiler ranges around each module "
-        "call), beside its FLOPs and fewest bytes (each call reads its input and weights and "
-        "writes its output once); memory predicted as an upper bound (weights + training "
-        "activations)"
+        f"call{', in the forward' if train else ''}), beside its FLOPs and fewest bytes (each "
+        "call reads its input and weights and writes its output once); memory predicted as an "
+        "upper bound (weights + training activations"
+        + (" + gradients; SGD keeps no state)" if train else ")")
     )
     _common_notes(prof, roof)
     return prof

@@ -123,7 +123,7 @@ def test_profile_command_and_mhsa_profile_flag():
         (["profile", "compare"], "unknown analysis to profile 'compare'"),
         (["profile", "mhsa", "--mode", "infer"], "unknown --mode 'infer'"),
         (["profile", "lora", "--mode", "forward"], "profile lora times training steps"),
-        (["profile", "cnn", "--mode", "train"], "profile cnn times inference"),
+        (["profile", "cnn", "--mode", "infer"], "unknown --mode 'infer'"),
     ):
         bad = runner.invoke(app, args)
         assert bad.exit_code != 0 and message in bad.stderr, bad.stderr
@@ -318,3 +318,18 @@ def test_cuda_graph_replays_time_a_small_block_without_launch_overhead():
     assert graph.timing == "cuda-graph" and graph.flops == eager.flops
     assert graph.median < eager.median  # a few small kernels: launches dominate eager time
     assert graph.memory_reserved >= graph.memory_peak > 0
+
+
+def test_image_training_steps_timed_by_phase():
+    from complexo.analyses import cnn
+
+    cfg = cnn.Config(model="resnet18", res=64, batch=2)
+    prof = profiling.profile_image("cnn", cfg, device="cpu", warmup=1, repeat=2, mode="train")
+    result = cnn.analyse(cfg)
+    forward, backward = (result.quantity(q).value for q in ("forward_flops", "backward_flops"))
+    assert prof.mode == "train" and prof.flops == forward + backward
+    phases = {k: v for k, v in prof.by_term.items() if k.endswith("(step)")}
+    assert list(phases) == ["forward (step)", "backward (step)", "optimizer (step)"]
+    assert phases["backward (step)"]["flops"] == backward
+    assert all(row["measured_s"] > 0 for row in phases.values())
+    assert {"convolutions", "batchnorm"} <= set(prof.by_term)  # the forward's layer types

@@ -19,6 +19,7 @@ import sympy
 from complexo.analyses.vision import (
     BATCH_NORM,
     CONV,
+    CONV_BWD,
     LINEAR,
     QUANTITIES,
     build_image,
@@ -88,9 +89,11 @@ def cost_model(block: str) -> CostModel:
 
     def convolution(stage, c_in, c_out, k, s_out, count=1, s_in=None):
         s_in = s_out if s_in is None else s_in
-        t.add(
-            Kind.FORWARD, stage, count * 2 * B * c_out * s_out**2 * c_in * k * k, mm=True, ops=CONV
-        )
+        flops = count * 2 * B * c_out * s_out**2 * c_in * k * k
+        t.add(Kind.FORWARD, stage, flops, mm=True, ops=CONV)
+        # Backward: the weight gradient and (past the image, which needs none) the input
+        # gradient, each a convolution of the forward's size.
+        t.add(Kind.BACKWARD, stage, flops * (1 if stage == "stem" else 2), mm=True, ops=CONV_BWD)
         out = B * c_out * s_out**2
         moved(t, "convolutions", count * (B * c_in * s_in**2 + c_out * c_in * k * k + out) * e)
         moved(t, "batchnorm", count * (2 * out + 4 * c_out) * e, "γ, β, running μ and σ²")
@@ -163,6 +166,7 @@ def cost_model(block: str) -> CostModel:
     moved(t, "pooling", B * features * (side(5) ** 2 + 1) * e, "average pooling")
     moved(t, "linear layers", (B * features + features * K + K + B * K) * e, "the classifier")
     t.add(Kind.FORWARD, "fc", 2 * B * features * K, mm=True, ops=LINEAR)
+    t.add(Kind.BACKWARD, "fc", 2 * 2 * B * features * K, mm=True, ops=("aten.mm",), note="dX, dW")
     t.add(Kind.FORWARD, "fc_bias", EW * B * K, ops=LINEAR)
     t.add(Kind.PARAMS, "fc", features * K + K)
     t.add(Kind.ACTIVATION, "fc_input", B * features * e, note="pooled features")

@@ -16,10 +16,12 @@ from complexo.errors import ComplexoError, check_choice
 from complexo.result import QuantitySpec
 
 CONV = ("aten::conv", "aten::_convolution", "aten.convolution")
+CONV_BWD = ("aten.convolution_backward",)
 LINEAR = ("aten::linear", "aten.addmm", "aten.mm")
 BATCH_NORM = ("aten::batch_norm", "aten._native_batch_norm_legit_functional")
 LAYER_NORM = ("aten::layer_norm", "aten.native_layer_norm")
 SDPA = ("aten::scaled_dot_product_attention", "aten._scaled_dot_product_flash_attention_for_cpu")
+SDPA_BWD = ("aten._scaled_dot_product_flash_attention_for_cpu_backward",)
 
 
 # The layer types an image model's time is grouped by (profiler ranges around each module
@@ -93,6 +95,7 @@ QUANTITIES = (
         Kind.FORWARD,
         matmul_only=True,
     ),
+    QuantitySpec("backward_flops", "backward FLOPs (convolutions and matmuls)", Kind.BACKWARD),
     QuantitySpec("params", "parameters", Kind.PARAMS),
     QuantitySpec("activation_bytes", "activations saved for backward", Kind.ACTIVATION),
 )
@@ -118,9 +121,16 @@ def check_common(res: int, batch: int, dtype: str) -> None:
     check_choice("--dtype", dtype, DTYPES)
 
 
+def _cpu_sdpa() -> dict:
+    from complexo.measure import cpu_attention_formulas
+
+    return cpu_attention_formulas()
+
+
 def measure(module, x, values, model, quantities, *, attention: bool = False):
     """The readings of an image model's quantities: FlopCounterMode and saved tensors from one
-    forward and backward on meta tensors, fvcore's trace, the module's parameters."""
+    forward and backward (from the logits' sum) on meta tensors, fvcore's trace of the forward,
+    the module's parameters."""
     from complexo.cost import Kind
     from complexo.measure import count_fvcore, measure_torch, param_counts
     from complexo.result import build_quantity
@@ -128,10 +138,11 @@ def measure(module, x, values, model, quantities, *, attention: bool = False):
     # BatchNorm's running statistics are saved for its backward but are buffers, not activations.
     kept = [*module.parameters(), *module.buffers()]
     sdpa = "cpu-fused" if attention else "math"
-    run = measure_torch(lambda: module(x), kept, attention=sdpa, backward=False)  # forward only
+    run = measure_torch(lambda: module(x), kept, attention=sdpa, custom_mapping=_cpu_sdpa())
     fv = count_fvcore(module, (x.detach(),))
     readings = {
         Kind.FORWARD: {"fvcore": fv, "torch": run.forward},
+        Kind.BACKWARD: {"fvcore": None, "torch": run.backward},
         Kind.PARAMS: param_counts(module),
         Kind.ACTIVATION: {"fvcore": None, "torch": run.saved_bytes},
     }

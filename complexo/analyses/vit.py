@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass
 
 from complexo.analyses.vision import (
     CONV,
+    CONV_BWD,
     LAYER_NORM,
     LINEAR,
     QUANTITIES,
     SDPA,
+    SDPA_BWD,
     build_image,
     check_common,
     measure,
@@ -94,6 +96,10 @@ def cost_model() -> CostModel:
     patch_flops, patch_params = patch_embedding(B, C, d, R, p)
     # Patch embedding, class token, position embedding.
     fwd("patch_embed", patch_flops, CONV, mm=True, note="(C·p²) × d per patch")
+    bwd = lambda name, expr, ops, note="": t.add(  # noqa: E731
+        Kind.BACKWARD, name, expr, mm=True, ops=ops, note=note
+    )
+    bwd("patch_embed", patch_flops, CONV_BWD, "dW only: the image needs no gradient")
     fwd("patch_bias", EW * B * (R / p) ** 2 * d, CONV)
     fwd("pos_embed", EW * B * n * d, ("aten::add", "aten.add"))
     t.add(Kind.PARAMS, "patch_embed", patch_params)
@@ -104,6 +110,9 @@ def cost_model() -> CostModel:
     fwd("attn_proj", L * 8 * B * n * d**2, LINEAR, mm=True, note="q, k, v, out: 4 × 2·n·d²")
     fwd("attention", L * 4 * B * n**2 * d, SDPA, mm=True, note="Q·Kᵀ and A·V: 2 × 2·n²·d")
     fwd("mlp", L * 4 * B * n * d * f, LINEAR, mm=True, note="d -> f -> d")
+    bwd("attn_proj", L * 2 * 8 * B * n * d**2, ("aten.mm",), "dX and dW of each")
+    bwd("attention", L * 10 * B * n**2 * d, SDPA_BWD, "QKᵀ again, dV, dA, dQ, dK: 5 × 2·n²·d")
+    bwd("mlp", L * 2 * 4 * B * n * d * f, ("aten.mm",), "dX and dW of each")
     fwd("bias", L * EW * B * n * (4 * d + f + d), LINEAR)
     fwd("scale", L * EW * B * h * n**2, SDPA)
     fwd("softmax", L * SOFTMAX_FWD_FLOPS * B * h * n**2, SDPA)
@@ -128,6 +137,7 @@ def cost_model() -> CostModel:
     moved(t, "linear layers", (L * per_block + linear(d, K, B)) * e, "q, k, v, out, fc1, fc2, head")
     moved(t, "layernorm", (2 * L + 1) * (2 * B * n * d + 2 * d) * e, "read, write, γ, β")
     fwd("head", 2 * B * d * K, LINEAR, mm=True)
+    bwd("head", 2 * 2 * B * d * K, ("aten.mm",), "dX and dW")
     fwd("head_bias", EW * B * K, LINEAR)
     t.add(Kind.PARAMS, "head", d * K + K)
     return t.model()
