@@ -259,6 +259,12 @@ def cpu_attention_formulas() -> dict:
     }
 
 
+SDPA_CPU_NOTE = (
+    "torch: FlopCounterMode has no formula for SDPA's CPU kernel; its own SDPA formulas "
+    "(sdpa_flop_count, sdpa_backward_flop_count) are applied to it; fvcore has none for SDPA."
+)
+
+
 def count_fvcore(module: torch.nn.Module, inputs: tuple) -> Count:
     """fvcore's FlopCountAnalysis (a TorchScript trace) of the forward, MACs doubled to FLOPs.
 

@@ -542,7 +542,9 @@ def cnn_vs_vit_page() -> Page:
         "jit-trace a convolution on meta tensors in torch 2.13; each convolution is counted with "
         "fvcore's own conv_flop_count on the meta run's shapes, equal to fvcore's trace on real "
         f"tensors. Counters at 224: resnet50 {_agreement(rn.quantity('forward_matmul_flops'))}; "
-        f"vit-b16 {_agreement(vt.quantity('forward_matmul_flops'))} (SDPA's kernel).",
+        f"vit-b16 {_agreement(vt.quantity('forward_matmul_flops'))} (fvcore has no formula for "
+        "SDPA; FlopCounterMode has none for its CPU kernel either, and complexo lends it torch's "
+        "own SDPA formulas, `sdpa_flop_count`).",
         "",
     )
     _gpu_section(page, "cnn", "vit")

@@ -151,7 +151,7 @@ def build(cfg: Config, device: str = "meta"):
 
 
 def analyse(cfg: Config) -> Result:
-    from complexo.measure import CONV_NOTE
+    from complexo.measure import CONV_NOTE, SDPA_CPU_NOTE
 
     model, values = cost_model(), cfg.values
     module, x = build(cfg)
@@ -168,6 +168,7 @@ def analyse(cfg: Config) -> Result:
         f"attention overtakes the projections and MLP at n = 2·d + f = "
         f"{2 * values[d] + values[f]} tokens",
         CONV_NOTE,
+        SDPA_CPU_NOTE,
     ]
     patch = PRESETS[cfg.model].patch
     facts = {"tokens": f"{cfg.tokens} = ({cfg.res}/{patch})² patches + the class token"}
