@@ -77,6 +77,13 @@ DEVICES: dict[str, Device] = {
         Device(
             "l4", 24 * GB, 300 * GB, _peak(30.3, 121, 242), "NVIDIA L4 Tensor Core GPU datasheet"
         ),
+        Device(
+            "rtx-4090",
+            24 * GB,
+            1_008 * GB,
+            _peak(82.6, 165.2, 660.6),  # 16-bit with fp32 accumulation, as training runs
+            "NVIDIA Ada Lovelace GPU architecture whitepaper (GeForce RTX 4090)",
+        ),
     )
 }
 

@@ -92,6 +92,7 @@ def _datasheet_match(name: str) -> str | None:
         ("a100", "a100-40gb" if "40gb" in n else "a100-80gb"),
         ("l40s", "l40s"),
         (" l4", "l4"),
+        ("4090", "rtx-4090"),
     ]
     return next((table for key, table in rules if key in f" {n}"), None)
 
@@ -142,6 +143,7 @@ class Profile:
     by_term: dict[str, dict] = field(default_factory=dict)  # measured s, predicted s, FLOPs, bytes
     ceilings: dict | None = None
     notes: list[str] = field(default_factory=list)
+    kernels: list = field(default_factory=list)  # [name, seconds]: the top kernels, one iteration
 
     @property
     def median(self) -> float:
@@ -269,11 +271,12 @@ def profile_lora(
                 torch.nn.init.normal_(m.lora_B.weight, std=1e-3)
         step = _training_step(module, inputs, cfg.optimizer, cfg.master_fp32)
         timing = timed(step, device, warmup, repeat)
-        by_op = _profiled(step, device, _side_path(trace, side))
+        by_op, top = _profiled(step, device, _side_path(trace, side))
         phases = _lora_phases(model, values, cfg.dtype, roof)
         flops = sum(row["flops"] for row in phases.values())
         prof = _record("lora", cfg, "train", device, timing, flops, memory, roof)
         prof.config["side"] = side
+        prof.kernels = top
         for name, row in phases.items():
             row["measured_s"] = by_op.get(f"complexo::{name}", 0.0)
             row["share"] = row["measured_s"] / prof.median
@@ -463,9 +466,10 @@ def profile_kvcache(
         phases["prefill"]()
         runs = {name: timed(step, device, warmup, repeat) for name, step in steps.items()}
         roof = ceilings(device, root)
-        by_op = _profiled(lambda: [step() for step in steps.values()], device, trace)
+        by_op, top = _profiled(lambda: [step() for step in steps.values()], device, trace)
     decode = total(Kind.FORWARD, "decode")
     prof = _record("kvcache", cfg, "forward", device, runs["decode"], decode, predicted, roof)
+    prof.kernels = top
     prof.dtype = cfg.weight_dtype
     flops = {"decode": "decode", "no cache": "no_cache", "prefill": "prefill"}
     moved = {
@@ -640,11 +644,14 @@ def profile_mhsa(
         opt.step()
 
     timing = timed(step, device, warmup, repeat, graph=cuda_graph)
-    by_op = _profiled(step, device, trace)
+    by_op, top = _profiled(step, device, trace)
     roof = ceilings(device, root)
     prof = _record("mhsa", cfg, mode, device, timing, flops, predicted, roof)
+    prof.kernels = top
     _graph_note(prof, cuda_graph)
     prof.by_term = _by_term(mhsa.roofline_groups(cfg), by_op, values, roof, cfg.dtype, mode)
+    for row in prof.by_term.values():
+        row["share"] = row["measured_s"] / prof.median
     _common_notes(prof, roof)
     return prof
 
@@ -663,9 +670,15 @@ def _quiet_native_stderr():
         os.close(saved)
 
 
-def _profiled(step, device: str, trace: str | None) -> dict[str, float]:
-    """Seconds per op name over one profiled iteration (device time on CUDA, self CPU time)."""
+TOP_KERNELS = 8
+
+
+def _profiled(step, device: str, trace: str | None):
+    """One profiled iteration: (seconds per op name, the top kernels by time). Times are device
+    time on CUDA, self CPU time on CPU; a complexo:: range gets its whole time (the ops inside
+    it). The top kernels are CUDA kernels on a GPU, the ops' own CPU time on a CPU."""
     import torch
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
@@ -676,15 +689,20 @@ def _profiled(step, device: str, trace: str | None) -> dict[str, float]:
     if trace:
         prof.export_chrome_trace(trace)
     out: dict[str, float] = {}
+    kernels: dict[str, float] = {}
     for evt in prof.key_averages():
-        # an op's own time; a complexo:: range's whole time (the ops inside it)
         ranged = evt.key.startswith("complexo::")
         if device == "cuda":
             us = evt.device_time_total
+            if evt.device_type == DeviceType.CUDA:
+                kernels[evt.key] = kernels.get(evt.key, 0.0) + evt.self_device_time_total / 1e6
         else:
             us = evt.cpu_time_total if ranged else evt.self_cpu_time_total
+            if not ranged and us > 0:
+                kernels[evt.key] = kernels.get(evt.key, 0.0) + us / 1e6
         out[evt.key] = out.get(evt.key, 0.0) + us / 1e6
-    return out
+    top = sorted(kernels.items(), key=lambda kv: -kv[1])[:TOP_KERNELS]
+    return out, [[name, seconds] for name, seconds in top]
 
 
 def _by_term(groups, by_op, values, roof: Ceilings | None, dtype: str, mode: str) -> dict:
@@ -836,9 +854,10 @@ def profile_image(
 
     timing = timed(step, device, warmup, repeat, graph=cuda_graph)
     with _module_ranges(net):
-        by_op = _profiled(step, device, trace)
+        by_op, top = _profiled(step, device, trace)
     roof = ceilings(device, root)
     prof = _record(analysis, cfg, mode, device, timing, flops, predicted, roof)
+    prof.kernels = top
     _graph_note(prof, cuda_graph)
     if train:
         moved = evaluate(model.total(Kind.MEMORY, tag="moved"), values)

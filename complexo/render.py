@@ -455,6 +455,7 @@ def render_profile(prof) -> Group:
         ("bytes", "right"),
         ("FLOP/byte", "right"),
         ("measured", "right"),
+        ("share", "right"),
         ("predicted", "right"),
         ("bound", "left"),
     ):
@@ -466,6 +467,7 @@ def render_profile(prof) -> Group:
             human(row["bytes"], "byte") if row["bytes"] is not None else "—",
             f"{row['intensity']:.3g}" if row["intensity"] else "—",
             f"{row['measured_s'] * 1e3:.3g} ms",
+            f"{row['share']:.0%}" if row.get("share") is not None else "—",
             f"{row['predicted_s'] * 1e3:.3g} ms" if "predicted_s" in row else "—",
             row.get("bound", "—"),
         )
@@ -498,7 +500,16 @@ def render_profile(prof) -> Group:
             )
         )
     lines += [Text(f"note: {note}", style="dim") for note in prof.notes]
-    return Group(head, table, *lines)
+    kernels = Table(
+        title=f"Top {'kernels' if prof.device == 'cuda' else 'ops'} by "
+        f"{'GPU' if prof.device == 'cuda' else 'own CPU'} time, one profiled iteration",
+        title_justify="left",
+    )
+    kernels.add_column("kernel" if prof.device == "cuda" else "op", overflow="ellipsis")
+    kernels.add_column("time", justify="right")
+    for name, seconds in prof.kernels:
+        kernels.add_row(name, f"{seconds * 1e3:.3g} ms")
+    return Group(head, table, *([kernels] if prof.kernels else []), *lines)
 
 
 def _render_compare_profile(prof) -> Group:

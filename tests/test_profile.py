@@ -37,6 +37,12 @@ def test_cpu_profile_times_every_term_the_profiler_saw(impl, mode, tmp_path):
     }[impl]
     assert set(prof.by_term) == groups
     assert all(row["measured_s"] > 0 for row in prof.by_term.values())
+    assert sum(row["share"] for row in prof.by_term.values()) > 0
+    # the top ops by their own time, longest first; the matrix products among them
+    assert 0 < len(prof.kernels) <= profiling.TOP_KERNELS
+    assert [t for _, t in prof.kernels] == sorted((t for _, t in prof.kernels), reverse=True)
+    top = {name for name, _ in prof.kernels}
+    assert ({"aten::addmm", "aten::bmm"} if impl == "naive" else {"aten::addmm"}) <= top, top
     # the groups' FLOPs are the formula's forward terms (less the bias adds inside addmm)
     assert sum(r["flops"] for r in prof.by_term.values()) <= prof.flops
     assert json.loads((tmp_path / "t.json").read_text())["traceEvents"]
@@ -333,3 +339,24 @@ def test_image_training_steps_timed_by_phase():
     assert phases["backward (step)"]["flops"] == backward
     assert all(row["measured_s"] > 0 for row in phases.values())
     assert {"convolutions", "batchnorm"} <= set(prof.by_term)  # the forward's layer types
+
+
+@pytest.mark.parametrize(
+    ("name", "entry"),
+    [
+        ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA H200", "h200"),
+        ("NVIDIA A100-SXM4-80GB", "a100-80gb"),
+        ("NVIDIA A100-PCIE-40GB", "a100-40gb"),
+        ("NVIDIA L40S", "l40s"),
+        ("NVIDIA L4", "l4"),
+        ("NVIDIA GeForce RTX 4090", "rtx-4090"),
+        ("AMD EPYC 7B13 64-Core Processor", None),
+    ],
+)
+def test_device_names_as_cuda_reports_them_find_their_datasheet(name, entry):
+    from complexo.devices import DEVICES
+
+    assert profiling._datasheet_match(name) == entry
+    assert entry is None or entry in DEVICES
