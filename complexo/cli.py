@@ -737,9 +737,12 @@ def list_profiles() -> None:
     if not docs:
         typer.echo("no profiles recorded yet (complexo profile ... --save writes them)")
         return
+    from complexo.report import SHOWN_CONFIG
+
     for doc in docs:
+        shown = " ".join(f"{k}={doc['config'][k]}" for k in SHOWN_CONFIG if doc["config"].get(k))
         typer.echo(
-            f"{doc['date']}  {doc['device_name']}  {doc['analysis']} {doc['mode']}  "
+            f"{doc['date']}  {doc['device_name']}  {doc['analysis']} {doc['mode']} {shown}  "
             f"median {doc['median_s'] * 1e3:.3g} ms  {doc['path']}"
         )
 

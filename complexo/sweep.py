@@ -69,18 +69,21 @@ def config_options(config_type, args: Sequence[str]) -> dict:
     """An analysis's own options given to ``sweep`` (``--dim 1024 --causal --no-bias``) as
     Config fields, converted to the fields' types."""
     fields = {f.name: f for f in dataclasses.fields(config_type)}
+    aliases = getattr(config_type, "OPTION_ALIASES", {})  # the analysis command's spelling
     out, i = {}, 0
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--"):
             raise ComplexoError(f"unexpected argument '{arg}'")
         key = arg[2:].replace("-", "_")
+        key = aliases.get(key, key)
         if key.startswith("no_") and key[3:] in fields and _is_bool(fields[key[3:]]):
             out[key[3:]] = False
             i += 1
             continue
         if key not in fields:
-            valid = ", ".join("--" + f.replace("_", "-") for f in fields)
+            names = {f: next((a for a, t in aliases.items() if t == f), f) for f in fields}
+            valid = ", ".join("--" + a.replace("_", "-") for a in names.values())
             raise ComplexoError(f"unknown option {arg} for this analysis; it takes {valid}")
         if _is_bool(fields[key]):
             out[key] = True
@@ -104,6 +107,8 @@ def _convert(f: dataclasses.Field, text: str, arg: str):
             return int(text)
         if kind.startswith("float"):
             return float(text)
+        if kind.startswith("tuple"):  # comma-separated, as the analysis command takes it
+            return tuple(t.strip() for t in text.split(",") if t.strip())
     except ValueError:
         raise ComplexoError(f"{arg} takes a number, got '{text}'") from None
     return text

@@ -360,3 +360,18 @@ def test_device_names_as_cuda_reports_them_find_their_datasheet(name, entry):
 
     assert profiling._datasheet_match(name) == entry
     assert entry is None or entry in DEVICES
+
+
+def test_profile_lora_takes_the_lora_commands_spelling(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    layer = ["--in", "16", "--out", "8", "--rank", "2", "--seq", "4", "--precision", "fp32"]
+    one = runner.invoke(app, ["profile", "lora", *layer, "--device", "cpu", "--repeat", "1"])
+    assert one.exit_code == 0, one.output
+    model = ["--arch", "gpt2", "--layers", "1", "--dim", "16", "--heads", "2", "--vocab", "20"]
+    args = ["profile", "lora", *model, "--ctx", "8", "--targets", "q,v,mlp", "--precision", "fp32"]
+    result = runner.invoke(app, [*args, "--device", "cpu", "--repeat", "1", "--save", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["sides"]["lora"]["config"]["targets"] == ["q", "v", "mlp"]
+    listed = runner.invoke(app, ["profiles"])
+    assert listed.stdout.count("lora train side=") == 2, listed.stdout

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar
 
 import sympy
 
@@ -62,6 +63,8 @@ STACK = "blocks"  # the Transformer's ModuleList of layers
 class Config:
     """A single layer (``in_features``, ``out_features``) or a model: a preset, optionally with
     overrides, or ``arch`` with ``layers``, ``dim`` and ``heads`` (the rest from the arch)."""
+
+    OPTION_ALIASES: ClassVar[dict[str, str]] = {"in": "in_features", "out": "out_features"}
 
     model: str | None = None
     in_features: int | None = None
