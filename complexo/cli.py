@@ -103,13 +103,7 @@ def _emit_profiled(result, cfg, name: str, profile: bool, device, as_json: bool,
 def _profile(name: str, cfg, device):
     from complexo import profile as profiling
 
-    if name == "mhsa":
-        return profiling.profile_mhsa(cfg, device=device)
-    if name == "lora":
-        return profiling.profile_lora(cfg, device=device)
-    if name == "kvcache":
-        return profiling.profile_kvcache(cfg, device=device)
-    return profiling.profile_image(name, cfg, device=device)
+    return profiling.run(name, cfg, device=device)
 
 
 def _emit_with_profile(result, prof, as_json: bool, table) -> None:
@@ -644,56 +638,21 @@ def profile(
 ) -> None:
     from complexo import profile as profiling
     from complexo import sweep as sweeps
-    from complexo.analyses import mhsa as analysis_module
+    from complexo.analyses import ANALYSES
     from complexo.errors import check_choice
 
-    check_choice("analysis to profile", analysis, ["mhsa", "lora", "cnn", "vit", "kvcache"])
-    if cuda_graph and analysis in ("lora", "kvcache"):
-        raise ComplexoError(f"--cuda-graph times mhsa, cnn and vit forward passes, not {analysis}")
-    if analysis == "lora":
-        from complexo.analyses import lora
-
-        if mode not in (None, "train"):
-            raise ComplexoError("complexo profile lora times training steps: --mode train only")
-        lora_cfg = lora.Config(**sweeps.config_options(lora.Config, ctx.args))
-        prof = profiling.profile_lora(
-            lora_cfg, device=device, warmup=warmup, repeat=repeat, trace=trace
-        )
-    elif analysis == "kvcache":
-        from complexo.analyses import kvcache
-
-        if mode not in (None, "forward"):
-            raise ComplexoError("complexo profile kvcache times decoding: --mode forward only")
-        kv_cfg = kvcache.Config(**sweeps.config_options(kvcache.Config, ctx.args))
-        prof = profiling.profile_kvcache(
-            kv_cfg, device=device, warmup=warmup, repeat=repeat, trace=trace
-        )
-    elif analysis == "mhsa":
-        cfg = analysis_module.Config(**sweeps.config_options(analysis_module.Config, ctx.args))
-        prof = profiling.profile_mhsa(
-            cfg,
-            device=device,
-            mode=mode or "forward",
-            warmup=warmup,
-            repeat=repeat,
-            trace=trace,
-            cuda_graph=cuda_graph,
-        )
-    else:
-        from complexo.analyses import ANALYSES
-
-        image = ANALYSES[analysis]
-        image_cfg = image.Config(**sweeps.config_options(image.Config, ctx.args))
-        prof = profiling.profile_image(
-            analysis,
-            image_cfg,
-            device=device,
-            warmup=warmup,
-            repeat=repeat,
-            trace=trace,
-            cuda_graph=cuda_graph,
-            mode=mode or "forward",
-        )
+    check_choice("analysis to profile", analysis, profiling.PROFILED)
+    config = ANALYSES[analysis].Config
+    prof = profiling.run(
+        analysis,
+        config(**sweeps.config_options(config, ctx.args)),
+        device=device,
+        mode=mode,
+        warmup=warmup,
+        repeat=repeat,
+        trace=trace,
+        cuda_graph=cuda_graph,
+    )
     if save:
         prof.notes.append(f"saved to {', '.join(map(str, prof.save()))}")
     if as_json:

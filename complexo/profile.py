@@ -547,6 +547,51 @@ def profile_compare(
     return CompareProfile(runs)
 
 
+# What each analysis runs for real: the modes it takes, the first being its default.
+PROFILED = {
+    "mhsa": ("forward", "train"),
+    "cnn": ("forward", "train"),
+    "vit": ("forward", "train"),
+    "lora": ("train",),
+    "kvcache": ("forward",),
+}
+
+
+def run(
+    analysis: str,
+    cfg,
+    *,
+    device: str | None = None,
+    mode: str | None = None,
+    warmup: int | None = None,
+    repeat: int | None = None,
+    trace: str | None = None,
+    cuda_graph: bool = False,
+):
+    """Profile ``analysis`` at ``cfg``: the one entry point of ``complexo profile`` and of
+    every analysis command's ``--profile``. ``warmup``, ``repeat``: the profiler's own default
+    (fewer for LoRA's whole-model steps) unless given."""
+    modes = PROFILED[analysis]
+    mode = mode or modes[0]
+    if mode not in MODES:
+        raise ComplexoError(f"unknown --mode '{mode}'; choose from: {', '.join(MODES)}")
+    if mode not in modes:
+        raise ComplexoError(
+            f"complexo profile {analysis} runs --mode {' or '.join(modes)}, not {mode}"
+        )
+    if cuda_graph and analysis not in ("mhsa", "cnn", "vit"):
+        raise ComplexoError(f"--cuda-graph times mhsa, cnn and vit forward passes, not {analysis}")
+    runs = {"device": device, "trace": trace}
+    runs |= {k: v for k, v in (("warmup", warmup), ("repeat", repeat)) if v is not None}
+    if analysis == "lora":
+        return profile_lora(cfg, **runs)
+    if analysis == "kvcache":
+        return profile_kvcache(cfg, **runs)
+    if analysis == "mhsa":
+        return profile_mhsa(cfg, mode=mode, cuda_graph=cuda_graph, **runs)
+    return profile_image(analysis, cfg, mode=mode, cuda_graph=cuda_graph, **runs)
+
+
 def refuse_if_too_big(predicted: int, device: str, what: str) -> None:
     """Refuse, before allocating anything, a run whose predicted memory exceeds 90% of the
     device's free memory."""

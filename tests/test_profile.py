@@ -128,7 +128,7 @@ def test_profile_command_and_mhsa_profile_flag():
     for args, message in (
         (["profile", "compare"], "unknown analysis to profile 'compare'"),
         (["profile", "mhsa", "--mode", "infer"], "unknown --mode 'infer'"),
-        (["profile", "lora", "--mode", "forward"], "profile lora times training steps"),
+        (["profile", "lora", "--mode", "forward"], "profile lora runs --mode train, not forward"),
         (["profile", "cnn", "--mode", "infer"], "unknown --mode 'infer'"),
     ):
         bad = runner.invoke(app, args)
