@@ -349,6 +349,18 @@ def _lora_phases(model, values, dtype: str, roof: Ceilings | None) -> dict[str, 
     return _phase_rows(phases, roof, dtype)
 
 
+def _floor(flops: int, moved: int, roof: Ceilings | None, dtype: str) -> dict:
+    """The roofline's floor, max(FLOPs / peak, bytes / bandwidth), and which bound sets it;
+    nothing without ceilings."""
+    if roof is None:
+        return {}
+    compute, memory = flops / roof.peak[dtype], moved / roof.bandwidth
+    return {
+        "predicted_s": max(compute, memory),
+        "bound": "compute" if compute > memory else "memory",
+    }
+
+
 def _phase_rows(phases: dict, roof: Ceilings | None, dtype: str) -> dict[str, dict]:
     """Rows of (FLOPs, fewest bytes) per phase, with the roofline's floor where known."""
     out = {}
@@ -359,13 +371,7 @@ def _phase_rows(phases: dict, roof: Ceilings | None, dtype: str) -> dict[str, di
             "intensity": flops / moved if moved else None,
             "ops": [f"complexo::{name}"],
         }
-        if roof is not None:
-            compute, memory = flops / roof.peak[dtype], moved / roof.bandwidth
-            row |= {
-                "predicted_s": max(compute, memory),
-                "bound": "compute" if compute > memory else "memory",
-            }
-        out[name] = row
+        out[name] = row | _floor(flops, moved, roof, dtype)
     return out
 
 
@@ -478,23 +484,15 @@ def profile_kvcache(
         "no cache": total(Kind.MEMORY, "weights") + logits,
         "prefill": total(Kind.MEMORY, "prefill_bytes"),
     }
-    for name in phases:
-        row = {
-            "flops": total(Kind.FORWARD, flops[name]),
-            "bytes": moved[name],
-            "median_s": statistics.median(runs[name].times),
-            "measured_s": statistics.median(runs[name].times),
-            "profiled_s": by_op.get(f"complexo::{name}", 0.0),
-            "ops": [f"complexo::{name}"],
-        }
-        row["intensity"] = row["flops"] / row["bytes"]
-        if roof is not None:
-            compute, memory = row["flops"] / roof.peak[prof.dtype], row["bytes"] / roof.bandwidth
-            row |= {
-                "predicted_s": max(compute, memory),
-                "bound": "compute" if compute > memory else "memory",
-            }
-        prof.by_term[name] = row
+    rows = _phase_rows(
+        {name: (total(Kind.FORWARD, flops[name]), moved[name]) for name in phases},
+        roof,
+        prof.dtype,
+    )
+    for name, row in rows.items():
+        row["measured_s"] = statistics.median(runs[name].times)
+        row["profiled_s"] = by_op.get(f"complexo::{name}", 0.0)
+    prof.by_term = rows
     prof.notes.append(
         f"each phase timed on its own (median of {repeat}); decode: one token against "
         f"{N} cached; no cache: the {N + 1} tokens again; prefill: {N} tokens into the cache"
@@ -761,13 +759,7 @@ def _by_term(groups, by_op, values, roof: Ceilings | None, dtype: str, mode: str
             "measured_s": sum(by_op.get(op, 0.0) for op in ops),
             "ops": list(ops),
         }
-        if roof is not None and mode == "forward":
-            compute, memory = flops / roof.peak[dtype], moved / roof.bandwidth
-            row |= {
-                "predicted_s": max(compute, memory),
-                "bound": "compute" if compute > memory else "memory",
-            }
-        out[name] = row
+        out[name] = row | (_floor(flops, moved, roof, dtype) if mode == "forward" else {})
     return out
 
 
@@ -934,13 +926,7 @@ def profile_image(
             "intensity": flops / moved if moved else None,
             "ops": [f"complexo::{name}"],
         }
-        if roof is not None:
-            compute, memory = flops / roof.peak[cfg.dtype], moved / roof.bandwidth
-            row |= {
-                "predicted_s": max(compute, memory),
-                "bound": "compute" if compute > memory else "memory",
-            }
-        prof.by_term[name] = row
+        prof.by_term[name] = row | _floor(flops, moved, roof, cfg.dtype)
     prof.notes.append(
         "time per layer type from one profiled iteration (profiler ranges around each module "
         f"call{', in the forward' if train else ''}), beside its FLOPs and fewest bytes (each "
