@@ -283,8 +283,9 @@ def profile_lora(
         prof.by_term = phases
         prof.notes.append(
             "per phase: its FLOPs (matrix products) and fewest bytes: the forward reads every "
-            "weight once, the backward reads them again and writes the gradients, the optimizer "
-            "reads and writes its state and the trained weights and reads the gradients"
+            "weight once, the backward reads the saved activations and the weights again and "
+            "writes the gradients, the optimizer reads and writes its state and the trained "
+            "weights and reads the gradients"
         )
         _common_notes(prof, roof)
         sides[side] = prof
@@ -300,36 +301,28 @@ def _side_path(trace: str | None, side: str) -> str | None:
 
 
 def _training_step(module, inputs, optimizer: str, master_fp32: bool, lr: float = 1e-6):
-    """One training step in profiler ranges complexo::forward, ::backward, ::optimizer. With
-    ``master_fp32`` the optimizer steps fp32 copies of the trained weights (gradients cast up,
-    weights copied back down), as mixed-precision training does."""
+    """One training step of ``module`` in phases (:func:`_phased_step`). With ``master_fp32``
+    the optimizer steps fp32 copies of the trained weights (gradients cast up, weights copied
+    back down), as mixed-precision training does."""
     import torch
 
     trained = [p for p in module.parameters() if p.requires_grad]
-    stepped = [p.detach().float() for p in trained] if master_fp32 else trained
     make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-    opt = make[optimizer](stepped, lr=lr)
-    record = torch.profiler.record_function
+    if not master_fp32:
+        return _phased_step(lambda: module(*inputs), make[optimizer](trained, lr=lr))
+    masters = [p.detach().float() for p in trained]
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        for p in trained:
-            p.grad = None
-        with record("complexo::forward"):
-            loss = module(*inputs)
-        with record("complexo::backward"):
-            loss.sum().backward()
-        with record("complexo::optimizer"):
-            if master_fp32:
-                for master, p in zip(stepped, trained, strict=True):
-                    master.grad = p.grad.float()
-            opt.step()
-            if master_fp32:
-                with torch.no_grad():
-                    for master, p in zip(stepped, trained, strict=True):
-                        p.copy_(master)
+    def cast_up():
+        for master, p in zip(masters, trained, strict=True):
+            master.grad, p.grad = p.grad.float(), None
 
-    return step
+    @torch.no_grad()
+    def copy_down():
+        for master, p in zip(masters, trained, strict=True):
+            p.copy_(master)
+
+    opt = make[optimizer](masters, lr=lr)
+    return _phased_step(lambda: module(*inputs), opt, before=cast_up, after=copy_down)
 
 
 def _lora_phases(model, values, dtype: str, roof: Ceilings | None) -> dict[str, dict]:
@@ -375,8 +368,9 @@ def _phase_rows(phases: dict, roof: Ceilings | None, dtype: str) -> dict[str, di
     return out
 
 
-def _phased_step(forward, opt):
-    """A training step in profiler ranges complexo::forward, ::backward, ::optimizer."""
+def _phased_step(forward, opt, *, before=None, after=None):
+    """A training step in profiler ranges complexo::forward, ::backward (from the output's sum)
+    and ::optimizer, which runs ``before``, the optimizer's step, then ``after``."""
     import torch
 
     record = torch.profiler.record_function
@@ -388,7 +382,11 @@ def _phased_step(forward, opt):
         with record("complexo::backward"):
             out.sum().backward()
         with record("complexo::optimizer"):
+            if before:
+                before()
             opt.step()
+            if after:
+                after()
 
     return step
 
@@ -858,6 +856,7 @@ def profile_image(
     import torch
 
     from complexo.analyses import cnn, vit
+    from complexo.analyses.vision import LAYER_GROUPS
 
     module_of = {"cnn": cnn, "vit": vit}[analysis]
     device = resolve_device(device)
@@ -907,26 +906,24 @@ def profile_image(
             row["measured_s"] = by_op.get(f"complexo::{name}", 0.0)
             row["share"] = row["measured_s"] / prof.median
             prof.by_term[f"{name} (step)"] = row
-    total = prof.median
-    phases = ("complexo::forward", "complexo::backward", "complexo::optimizer")
-    groups = {
+    ranges = {
         k.removeprefix("complexo::"): v
         for k, v in by_op.items()
-        if k.startswith("complexo::") and k not in phases
+        if k.startswith("complexo::") and k.removeprefix("complexo::") in LAYER_GROUPS.values()
     }
     terms = {t.name: evaluate(t.expr, values) for t in model.terms(Kind.FORWARD)}
-    for name, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
-        flops = sum(v for t, v in terms.items() if _group_of(analysis, t) == name)
-        moved = evaluate(model.total(Kind.MEMORY, tag=name), values)
+    for group, seconds in sorted(ranges.items(), key=lambda kv: -kv[1]):
+        group_flops = sum(v for t, v in terms.items() if _group_of(analysis, t) == group)
+        group_bytes = evaluate(model.total(Kind.MEMORY, tag=group), values)
         row = {
             "measured_s": seconds,
-            "share": seconds / total,
-            "flops": flops,
-            "bytes": moved,
-            "intensity": flops / moved if moved else None,
-            "ops": [f"complexo::{name}"],
+            "share": seconds / prof.median,
+            "flops": group_flops,
+            "bytes": group_bytes,
+            "intensity": group_flops / group_bytes if group_bytes else None,
+            "ops": [f"complexo::{group}"],
         }
-        prof.by_term[name] = row | _floor(flops, moved, roof, cfg.dtype)
+        prof.by_term[group] = row | _floor(group_flops, group_bytes, roof, cfg.dtype)
     prof.notes.append(
         "time per layer type from one profiled iteration (profiler ranges around each module "
         f"call{', in the forward' if train else ''}), beside its FLOPs and fewest bytes (each "

@@ -83,7 +83,7 @@ class Config:
     precision: str = "bf16-mixed"
     batch: int = 1
     seq: int | None = None  # default: the model's context, or 1024 for a single layer
-    full_depth: bool = False  # measure every layer, not 1- and 2-layer copies extrapolated
+    full_depth: bool = False  # measure every layer, not 2- and 3-layer copies extrapolated
 
     def __post_init__(self):
         check_choice("--optimizer", self.optimizer, OPTIMIZERS)
@@ -615,7 +615,7 @@ def _notes(cfg: Config, full: Result) -> list[str]:
 
 
 def extrapolated(cfg: Config) -> bool:
-    """Whether :func:`measure` reads this model off its 1- and 2-layer copies."""
+    """Whether :func:`measure` reads this model off its 2- and 3-layer copies."""
     return not (cfg.single_layer or cfg.full_depth or cfg.layers <= 3)
 
 
