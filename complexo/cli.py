@@ -522,7 +522,13 @@ def sweep(
     points: Annotated[int | None, typer.Option(help="K evenly spaced values.")] = None,
     step: Annotated[int | None, typer.Option(help="Values START, START+S, ...")] = None,
     log2: Annotated[bool, typer.Option("--log2", help="Double from START to STOP.")] = False,
-    quantity: Annotated[str, typer.Option(help="What the plot and a grid show.")] = "forward_flops",
+    quantity: Annotated[
+        str | None,
+        typer.Option(
+            help="What the plot and a grid show (default: forward_flops, or the analysis's "
+            "first FLOPs quantity)."
+        ),
+    ] = None,
     variant: Annotated[
         list[str] | None,
         typer.Option(
@@ -532,7 +538,7 @@ def sweep(
         ),
     ] = None,
     profile: Annotated[
-        bool, typer.Option("--profile", help="Also run every point for real (mhsa).")
+        bool, typer.Option("--profile", help="Also time every point (mhsa, cnn, vit, kvcache).")
     ] = False,
     device: Annotated[str | None, typer.Option(help="With --profile: cuda or cpu.")] = None,
     as_json: JsonFlag = False,
@@ -558,6 +564,9 @@ def sweep(
 
     from complexo.render import console
 
+    if quantity is None:
+        flops = [q.name for q in module.QUANTITIES if q.unit_kind.unit == "flop"]
+        quantity = "forward_flops" if "forward_flops" in flops else flops[0]
     with Progress(console=console(stderr=True), transient=True, disable=total < 4) as bar:
         task = bar.add_task(f"sweeping {analysis}", total=total * len(variant or [1]))
 

@@ -137,7 +137,7 @@ def draw_times(ax, sweep: Sweep) -> Drawn:
     name, sym = sweep.vary[0].name, sweep.symbol
     xs = [p.config[name] for p in sweep.points]
     measured, predicted = sweep.times()
-    flops = sweep.series("forward_flops")
+    flops = [p.profile.flops for p in sweep.points]  # the formula's, for the timed iteration
     fitted, formula = fit_exponent(xs, measured), fit_exponent(xs, flops)
     drawn: Drawn = {}
     label = f"measured median (fitted slope {fitted:.2f}; formula FLOPs {formula:.2f})"
@@ -152,7 +152,7 @@ def draw_times(ax, sweep: Sweep) -> Drawn:
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel(f"{name} ({sym})" if sym is not None else name)
-    ax.set_ylabel("seconds per forward")
+    ax.set_ylabel(f"seconds per {'token decoded' if sweep.analysis == 'kvcache' else 'forward'}")
     ax.set_title(f"measured on {prof.device_name} ({prof.device}), {prof.dtype}")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="upper left")

@@ -144,6 +144,7 @@ class Profile:
     ceilings: dict | None = None
     notes: list[str] = field(default_factory=list)
     kernels: list = field(default_factory=list)  # [name, seconds]: the top kernels, one iteration
+    predicted_s: float | None = None  # the roofline's floor for the timed iteration
 
     @property
     def median(self) -> float:
@@ -271,16 +272,17 @@ def profile_lora(
                 torch.nn.init.normal_(m.lora_B.weight, std=1e-3)
         step = _training_step(module, inputs, cfg.optimizer, cfg.master_fp32)
         timing = timed(step, device, warmup, repeat)
-        by_op, top = _profiled(step, device, _side_path(trace, side))
+        profiled = _profiled(step, device, _side_path(trace, side))
         phases = _lora_phases(model, values, cfg.dtype, roof)
         flops = sum(row["flops"] for row in phases.values())
         prof = _record("lora", cfg, "train", device, timing, flops, memory, roof)
         prof.config["side"] = side
-        prof.kernels = top
+        prof.kernels = profiled.top
         for name, row in phases.items():
-            row["measured_s"] = by_op.get(f"complexo::{name}", 0.0)
-            row["share"] = row["measured_s"] / prof.median
+            row["measured_s"] = profiled.by_op.get(f"complexo::{name}", 0.0)
+            row["share"] = profiled.share(row["measured_s"])
         prof.by_term = phases
+        prof.predicted_s = _total_floor(phases.values())
         prof.notes.append(
             "per phase: its FLOPs (matrix products) and fewest bytes: the forward reads every "
             "weight once, the backward reads the saved activations and the weights again and "
@@ -352,6 +354,15 @@ def _floor(flops: int, moved: int, roof: Ceilings | None, dtype: str) -> dict:
         "predicted_s": max(compute, memory),
         "bound": "compute" if compute > memory else "memory",
     }
+
+
+def _total_floor(rows) -> float | None:
+    """The roofline's floor of an iteration: the sum of its terms' floors (None unless every
+    term has one)."""
+    rows = list(rows)
+    if not rows or any("predicted_s" not in r for r in rows):
+        return None
+    return sum(r["predicted_s"] for r in rows)
 
 
 def _phase_rows(phases: dict, roof: Ceilings | None, dtype: str) -> dict[str, dict]:
@@ -470,10 +481,10 @@ def profile_kvcache(
         phases["prefill"]()
         runs = {name: timed(step, device, warmup, repeat) for name, step in steps.items()}
         roof = ceilings(device, root)
-        by_op, top = _profiled(lambda: [step() for step in steps.values()], device, trace)
+        profiled = _profiled(lambda: [step() for step in steps.values()], device, trace)
     decode = total(Kind.FORWARD, "decode")
     prof = _record("kvcache", cfg, "forward", device, runs["decode"], decode, predicted, roof)
-    prof.kernels = top
+    prof.kernels = profiled.top
     prof.dtype = cfg.weight_dtype
     flops = {"decode": "decode", "no cache": "no_cache", "prefill": "prefill"}
     moved = {
@@ -489,8 +500,9 @@ def profile_kvcache(
     )
     for name, row in rows.items():
         row["measured_s"] = statistics.median(runs[name].times)
-        row["profiled_s"] = by_op.get(f"complexo::{name}", 0.0)
+        row["profiled_s"] = profiled.by_op.get(f"complexo::{name}", 0.0)
     prof.by_term = rows
+    prof.predicted_s = rows["decode"].get("predicted_s")
     prof.notes.append(
         f"each phase timed on its own (median of {repeat}); decode: one token against "
         f"{N} cached; no cache: the {N + 1} tokens again; prefill: {N} tokens into the cache"
@@ -685,14 +697,17 @@ def profile_mhsa(
         opt.step()
 
     timing = timed(step, device, warmup, repeat, graph=cuda_graph)
-    by_op, top = _profiled(step, device, trace)
+    profiled = _profiled(step, device, trace)
     roof = ceilings(device, root)
     prof = _record("mhsa", cfg, mode, device, timing, flops, predicted, roof)
-    prof.kernels = top
+    prof.kernels = profiled.top
     _graph_note(prof, cuda_graph)
-    prof.by_term = _by_term(mhsa.roofline_groups(cfg), by_op, values, roof, cfg.dtype, mode)
+    prof.by_term = _by_term(
+        mhsa.roofline_groups(cfg), profiled.by_op, values, roof, cfg.dtype, mode
+    )
     for row in prof.by_term.values():
-        row["share"] = row["measured_s"] / prof.median
+        row["share"] = profiled.share(row["measured_s"])
+    prof.predicted_s = _total_floor(prof.by_term.values())
     _common_notes(prof, roof)
     return prof
 
@@ -712,10 +727,25 @@ def _quiet_native_stderr():
 
 
 TOP_KERNELS = 8
+ITERATION = "complexo::iteration"  # the range around the whole profiled iteration
 
 
-def _profiled(step, device: str, trace: str | None):
-    """One profiled iteration: (seconds per op name, the top kernels by time). Times are device
+@dataclass(frozen=True)
+class Profiled:
+    """One profiled iteration: seconds per op name (or complexo:: range), the top kernels, and
+    the iteration's total (its kernels' GPU time, or its CPU time), which the terms' shares
+    are of."""
+
+    by_op: dict[str, float]
+    top: list
+    total: float
+
+    def share(self, seconds: float) -> float | None:
+        return seconds / self.total if self.total else None
+
+
+def _profiled(step, device: str, trace: str | None) -> Profiled:
+    """One profiled iteration: seconds per op name, the top kernels by time. Times are device
     time on CUDA, self CPU time on CPU; a complexo:: range gets its whole time (the ops inside
     it). The top kernels are CUDA kernels on a GPU, the ops' own CPU time on a CPU."""
     import torch
@@ -724,7 +754,8 @@ def _profiled(step, device: str, trace: str | None):
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with _quiet_native_stderr(), profile(activities=activities, record_shapes=False) as prof:
-        step()
+        with torch.profiler.record_function(ITERATION):
+            step()
         if device == "cuda":
             torch.cuda.synchronize()
     if trace:
@@ -743,7 +774,7 @@ def _profiled(step, device: str, trace: str | None):
                 kernels[evt.key] = kernels.get(evt.key, 0.0) + us / 1e6
         out[evt.key] = out.get(evt.key, 0.0) + us / 1e6
     top = sorted(kernels.items(), key=lambda kv: -kv[1])[:TOP_KERNELS]
-    return out, [[name, seconds] for name, seconds in top]
+    return Profiled(out, [[name, seconds] for name, seconds in top], out.pop(ITERATION, 0.0))
 
 
 def _by_term(groups, by_op, values, roof: Ceilings | None, dtype: str, mode: str) -> dict:
@@ -890,10 +921,10 @@ def profile_image(
 
     timing = timed(step, device, warmup, repeat, graph=cuda_graph)
     with _module_ranges(net):
-        by_op, top = _profiled(step, device, trace)
+        profiled = _profiled(step, device, trace)
     roof = ceilings(device, root)
     prof = _record(analysis, cfg, mode, device, timing, flops, predicted, roof)
-    prof.kernels = top
+    prof.kernels = profiled.top
     _graph_note(prof, cuda_graph)
     if train:
         moved = evaluate(model.total(Kind.MEMORY, tag="moved"), values)
@@ -902,28 +933,47 @@ def profile_image(
             "backward": (backward, saved + 2 * weights),  # read saved and weights, write dW
             "optimizer": (0, 3 * weights),  # SGD: read weights and gradients, write weights
         }
-        for name, row in _phase_rows(phases, roof, cfg.dtype).items():
-            row["measured_s"] = by_op.get(f"complexo::{name}", 0.0)
-            row["share"] = row["measured_s"] / prof.median
+        rows = _phase_rows(phases, roof, cfg.dtype)
+        for name, row in rows.items():
+            row["measured_s"] = profiled.by_op.get(f"complexo::{name}", 0.0)
+            row["share"] = profiled.share(row["measured_s"])
             prof.by_term[f"{name} (step)"] = row
+        prof.predicted_s = _total_floor(rows.values())
     ranges = {
         k.removeprefix("complexo::"): v
-        for k, v in by_op.items()
+        for k, v in profiled.by_op.items()
         if k.startswith("complexo::") and k.removeprefix("complexo::") in LAYER_GROUPS.values()
     }
     terms = {t.name: evaluate(t.expr, values) for t in model.terms(Kind.FORWARD)}
-    for group, seconds in sorted(ranges.items(), key=lambda kv: -kv[1]):
-        group_flops = sum(v for t, v in terms.items() if _group_of(analysis, t) == group)
-        group_bytes = evaluate(model.total(Kind.MEMORY, tag=group), values)
+    groups = {
+        group: (
+            seconds,
+            sum(v for t, v in terms.items() if _group_of(analysis, t) == group),
+            evaluate(model.total(Kind.MEMORY, tag=group), values),
+        )
+        for group, seconds in ranges.items()
+    }
+    if analysis == "vit":  # SDPA runs inside the attention module, outside every layer type
+        from complexo.analyses.mhsa import SDPA_KERNELS
+
+        attention = sum(terms[t] for t in ("attention", "scale", "softmax"))
+        qkvo = 4 * values[vit.L] * values[vit.B] * cfg.tokens * values[vit.d] * values[cnn.e]
+        seconds = max(profiled.by_op.get(k, 0.0) for k in SDPA_KERNELS)
+        groups["attention kernel"] = (seconds, attention, qkvo)  # reads q, k, v; writes out
+    for group, (seconds, group_flops, group_bytes) in sorted(
+        groups.items(), key=lambda g: -g[1][0]
+    ):
         row = {
             "measured_s": seconds,
-            "share": seconds / prof.median,
+            "share": profiled.share(seconds),
             "flops": group_flops,
             "bytes": group_bytes,
             "intensity": group_flops / group_bytes if group_bytes else None,
             "ops": [f"complexo::{group}"],
         }
         prof.by_term[group] = row | _floor(group_flops, group_bytes, roof, cfg.dtype)
+    if not train:
+        prof.predicted_s = _total_floor(prof.by_term[g] for g in groups)
     prof.notes.append(
         "time per layer type from one profiled iteration (profiler ranges around each module "
         f"call{', in the forward' if train else ''}), beside its FLOPs and fewest bytes (each "

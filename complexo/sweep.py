@@ -184,13 +184,7 @@ class Sweep:
     def times(self) -> tuple[list[float], list[float | None]]:
         """Measured median seconds per point, and the roofline's prediction (None without
         ceilings)."""
-        measured, predicted = [], []
-        for p in self.points:
-            measured.append(p.profile.median)
-            rows = p.profile.by_term.values()
-            known = all("predicted_s" in r for r in rows)
-            predicted.append(sum(r["predicted_s"] for r in rows) if known and rows else None)
-        return measured, predicted
+        return [p.profile.median for p in self.points], [p.profile.predicted_s for p in self.points]
 
     def to_csv(self) -> str:
         names = [q.name for q in self.points[0].result.quantities]
@@ -310,14 +304,17 @@ def run_variants(
 
 
 def profile_points(sweep: Sweep, *, device: str | None, repeat: int = 5, progress=None) -> None:
-    """Run every point of an MHSA sweep for real (complexo.profile) and keep its profile."""
+    """Run every point of a sweep for real (:func:`complexo.profile.run`) and keep its profile:
+    mhsa, cnn, vit (inference) and kvcache (decoding one token)."""
     from complexo import profile as profiling
-    from complexo.analyses import mhsa
+    from complexo.analyses import ANALYSES
 
-    if sweep.analysis != "mhsa":
-        raise ComplexoError(f"--profile runs mhsa for now, not {sweep.analysis}")
+    timed = ("mhsa", "cnn", "vit", "kvcache")
+    if sweep.analysis not in timed:
+        raise ComplexoError(f"--profile times {', '.join(timed)}, not {sweep.analysis}")
+    config = ANALYSES[sweep.analysis].Config
     for i, point in enumerate(sweep.points):
-        cfg = mhsa.Config(**point.result.config)
-        point.profile = profiling.profile_mhsa(cfg, device=device, warmup=2, repeat=repeat)
+        cfg = config(**point.result.config)
+        point.profile = profiling.run(sweep.analysis, cfg, device=device, warmup=2, repeat=repeat)
         if progress:
             progress(i + 1, len(sweep.points))

@@ -210,13 +210,18 @@ def test_mixed_precision_lora_steps_fp32_masters_and_updates_the_16_bit_weights(
             {"model": "resnet18", "res": 64, "batch": 2},
             {"convolutions", "batchnorm", "relu", "pooling", "linear layers"},
         ),
-        ("vit", {"model": "vit-ti16", "res": 32}, {"convolutions", "linear layers", "layernorm"}),
+        (
+            "vit",
+            {"model": "vit-ti16", "res": 32},
+            {"convolutions", "linear layers", "layernorm", "attention kernel"},
+        ),
     ],
 )
 def test_image_models_timed_per_layer_type(analysis, options, groups, tmp_path):
     from complexo.analyses import cnn, vit
 
     cfg = {"cnn": cnn, "vit": vit}[analysis].Config(**options)
+    profiling.calibrate("cpu", size=128, root=tmp_path)  # ceilings, for the roofline's floors
     prof = profiling.profile_image(analysis, cfg, device="cpu", warmup=1, repeat=2, root=tmp_path)
     assert set(prof.by_term) == groups and all(r["measured_s"] > 0 for r in prof.by_term.values())
     # the layer types' FLOPs are the formula's terms they carry: convolutions and matmuls here
@@ -226,9 +231,13 @@ def test_image_models_timed_per_layer_type(analysis, options, groups, tmp_path):
     expected = result.quantity("forward_matmul_flops").value + sum(
         t.expr.subs(result.values) for t in result.model.terms(Kind.FORWARD) if t.name in biases
     )
-    if analysis == "vit":  # Q·Kᵀ and A·V run inside SDPA, outside any leaf module
-        expected -= result.model.term(Kind.FORWARD, "attention").expr.subs(result.values)
+    if analysis == "vit":  # Q·Kᵀ and A·V run inside SDPA, outside any leaf module: its own row
+        attention = result.model.term(Kind.FORWARD, "attention").expr.subs(result.values)
+        expected -= attention
+        assert prof.by_term["attention kernel"]["flops"] > attention
     assert matmuls == expected
+    assert prof.predicted_s == pytest.approx(sum(r["predicted_s"] for r in prof.by_term.values()))
+    assert 0 < sum(r["share"] for r in prof.by_term.values()) <= 1
     assert prof.flops == result.quantity("forward_flops").value
 
 

@@ -215,8 +215,19 @@ def test_profiled_sweep_draws_measured_time_beside_the_formula(tmp_path):
     assert (tmp_path / "timed.png").stat().st_size > 10_000
     doc = sweep.to_json()
     assert [p["profile"]["median_s"] for p in doc["points"]] == measured
-    with pytest.raises(ComplexoError, match="runs mhsa"):
-        from complexo.analyses import vit
 
-        vary = [sweeps.parse_vary("res=32..64", points=2, step=None, log2=False)]
-        sweeps.profile_points(sweeps.run(vit, {"model": "vit-ti16"}, vary), device="cpu")
+
+def test_profiled_kvcache_sweep_times_one_decoded_token_per_context():
+    from complexo.analyses import kvcache
+
+    model = {"arch": "llama", "layers": 1, "dim": 32, "heads": 4, "vocab": 50, "ctx": 256}
+    vary = [sweeps.parse_vary("context=16..64", points=None, step=None, log2=True)]
+    sweep = sweeps.run(kvcache, model, vary)
+    sweeps.profile_points(sweep, device="cpu", repeat=2)
+    measured, _ = sweep.times()
+    assert len(measured) == 3 and all(t > 0 for t in measured)
+    decode = sweep.series("decode_flops_per_token")
+    assert [p.profile.flops for p in sweep.points] == decode
+    with pytest.raises(ComplexoError, match="--profile times mhsa, cnn, vit, kvcache"):
+        sweep.analysis = "lora"
+        sweeps.profile_points(sweep, device="cpu")

@@ -37,6 +37,13 @@ LINEAR = ("aten::linear", "aten.addmm", "aten.mm")
 MATMUL = ("aten::matmul", "aten.bmm")
 SDPA = ("aten::scaled_dot_product_attention", "aten._scaled_dot_product_flash_attention_for_cpu")
 SDPA_BWD = ("aten._scaled_dot_product_flash_attention_for_cpu_backward",)
+# The kernels SDPA dispatches to, as the profiler names them (CPU; CUDA flash, efficient, cuDNN).
+SDPA_KERNELS = (
+    "aten::_scaled_dot_product_flash_attention_for_cpu",
+    "aten::_scaled_dot_product_flash_attention",
+    "aten::_scaled_dot_product_efficient_attention",
+    "aten::_scaled_dot_product_cudnn_attention",
+)
 SOFTMAX = ("aten::softmax", "aten._softmax")
 SOFTMAX_OUT = ("aten._softmax", "aten._safe_softmax")
 SOFTMAX_BWD = ("aten._softmax_backward_data",)
@@ -459,13 +466,7 @@ def roofline_groups(cfg: Config):
     ]
     if cfg.fused:
         names = ["scores", "scale", "softmax", "attn_v", *(["causal_mask"] if cfg.causal else [])]
-        kernels = (
-            "aten::_scaled_dot_product_flash_attention_for_cpu",
-            "aten::_scaled_dot_product_flash_attention",
-            "aten::_scaled_dot_product_efficient_attention",
-            "aten::_scaled_dot_product_cudnn_attention",
-        )
-        groups.append(("attention kernel", flops(*names), _traffic(True), kernels))
+        groups.append(("attention kernel", flops(*names), _traffic(True), SDPA_KERNELS))
         return groups
     groups.append(("QKᵀ and A·V", flops("scores", "attn_v"), 4 * x + 2 * S, ("aten::bmm",)))
     groups.append(("scale", flops("scale"), 2 * S, ("aten::mul",)))
