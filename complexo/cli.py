@@ -695,23 +695,46 @@ def calibrate(
 
 @app.command(
     "profiles",
-    short_help="List the profiles recorded under profiles/.",
-    help="Every recorded profile: device, date, analysis, config and median time.",
+    short_help="List the profiles recorded under profiles/, or show one.",
+    help="Every recorded profile: device, date, analysis, config and median time; with a "
+    "PATH (or its number in the list), that profile's full tables, as when it was run.",
 )
-def list_profiles() -> None:
+def list_profiles(
+    show: Annotated[
+        str | None, typer.Argument(help="A profile to show: its path, or its number.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     from complexo import profile as profiling
 
     docs = profiling.recorded()
+    if show is not None:
+        by_number = {str(i): d for i, d in enumerate(docs, 1)}
+        by_path = {d["path"]: d for d in docs}
+        doc = by_number.get(show) or by_path.get(show)
+        if doc is None:
+            raise ComplexoError(
+                f"no recorded profile '{show}': give a number from 1 to {len(docs)} or a path "
+                "that complexo profiles lists"
+            )
+        prof = profiling.Profile.from_json(doc)
+        if as_json:
+            sys.stdout.write(json.dumps(prof.to_json(), indent=2) + "\n")
+            return
+        from complexo.render import console, render_profile
+
+        console().print(render_profile(prof))
+        return
     if not docs:
         typer.echo("no profiles recorded yet (complexo profile ... --save writes them)")
         return
     from complexo.report import SHOWN_CONFIG
 
-    for doc in docs:
+    for i, doc in enumerate(docs, 1):
         shown = " ".join(f"{k}={doc['config'][k]}" for k in SHOWN_CONFIG if doc["config"].get(k))
         typer.echo(
-            f"{doc['date']}  {doc['device_name']}  {doc['analysis']} {doc['mode']} {shown}  "
-            f"median {doc['median_s'] * 1e3:.3g} ms  {doc['path']}"
+            f"{i:>3}  {doc['date']}  {doc['device_name']}  {doc['analysis']} {doc['mode']} "
+            f"{shown}  median {doc['median_s'] * 1e3:.3g} ms  {doc['path']}"
         )
 
 

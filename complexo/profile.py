@@ -17,7 +17,7 @@ import platform
 import re
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from complexo.cost import Kind, evaluate
@@ -162,6 +162,12 @@ class Profile:
         if self.ceilings:
             doc["fraction_of_peak"] = self.achieved / self.ceilings["peak"][self.dtype]
         return doc
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Profile:
+        """A saved profile back (the figures :meth:`to_json` derives are derived again)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in names})
 
     def save(self, root: Path = PROFILES) -> list[Path]:
         """Write it under ``root/<device>/``; the files written."""

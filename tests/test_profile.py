@@ -384,3 +384,10 @@ def test_profile_lora_takes_the_lora_commands_spelling(tmp_path, monkeypatch):
     assert doc["sides"]["lora"]["config"]["targets"] == ["q", "v", "mlp"]
     listed = runner.invoke(app, ["profiles"])
     assert listed.stdout.count("lora train side=") == 2, listed.stdout
+    shown = runner.invoke(app, ["profiles", "1", "--json"])
+    assert shown.exit_code == 0, shown.output
+    again = json.loads(shown.stdout)  # the saved profile, its derived figures derived again
+    saved = doc["sides"][again["config"]["side"]]
+    assert again == saved
+    missing = runner.invoke(app, ["profiles", "3"])
+    assert missing.exit_code != 0 and "give a number from 1 to 2" in missing.stderr
