@@ -49,4 +49,30 @@ run profile vit --model vit-b16 --res 224 --batch 32 --mode train --device cuda 
 for context in 512 2048 8192; do
     run profile kvcache --model llama-7b --context "$context" --device cuda --save
 done
-echo "done; $failed run(s) not recorded" >&2
+# complexo's CUDA-event timer against triton.testing.do_bench on a large bf16 matrix product
+# (they must agree within 5%), kept beside the profiles; then the CUDA-marked tests.
+python3 - <<'PY' || failed=$((failed + 1))
+import json, statistics
+from pathlib import Path
+
+import torch
+from triton.testing import do_bench
+
+from complexo import profile as profiling
+
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+clock = profiling.timer("cuda")
+for _ in range(3):
+    a @ a
+ours = statistics.median(clock(lambda: a @ a) for _ in range(20))
+theirs = do_bench(lambda: a @ a) / 1e3
+doc = {"complexo_timer_s": ours, "triton_do_bench_s": theirs, "difference": ours / theirs - 1,
+       "shape": [8192, 8192, 8192], "dtype": "bf16", "torch": torch.__version__,
+       "device": profiling.device_name("cuda")}
+folder = Path("profiles") / profiling.slug(doc["device"])
+(folder / "timer-check.json").write_text(json.dumps(doc, indent=2) + "\n")
+print(f"timer: complexo {ours * 1e3:.3f} ms, triton do_bench {theirs * 1e3:.3f} ms "
+      f"({doc['difference']:+.2%})")
+PY
+python3 -m pytest -q -m cuda tests/test_profile.py || failed=$((failed + 1))
+echo "done; $failed step(s) failed or not recorded" >&2

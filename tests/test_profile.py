@@ -14,7 +14,12 @@ from complexo.cost import Kind
 from complexo.errors import ComplexoError
 
 SMALL = Config(batch=1, seq=64, dim=32, heads=4)
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def cuda(test):
+    """Marked `cuda` (`pytest -m cuda` selects these) and skipped without a CUDA device."""
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+    return pytest.mark.cuda(skip(test))
 
 
 @pytest.mark.parametrize("impl", ["naive", "sdpa"])
