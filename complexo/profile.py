@@ -691,16 +691,13 @@ def profile_mhsa(
     torch.manual_seed(0)
     block, x = mhsa.build(cfg, device=device)
     x = x.detach().requires_grad_(mode == "train")
-    opt = torch.optim.SGD(block.parameters(), lr=1e-6) if mode == "train" else None
+    if mode == "train":
+        step = _phased_step(lambda: block(x), torch.optim.SGD(block.parameters(), lr=1e-6))
+    else:
 
-    def step():
-        if opt is None:
+        def step():
             with torch.no_grad():
                 block(x)
-            return
-        opt.zero_grad(set_to_none=True)
-        block(x).sum().backward()
-        opt.step()
 
     timing = timed(step, device, warmup, repeat, graph=cuda_graph)
     profiled = _profiled(step, device, trace)
@@ -714,6 +711,25 @@ def profile_mhsa(
     for row in prof.by_term.values():
         row["share"] = profiled.share(row["measured_s"])
     prof.predicted_s = _total_floor(prof.by_term.values())
+    if mode == "train":  # the terms above are the forward's; the step's phases as a whole
+        moved = sum(row["bytes"] for row in prof.by_term.values())
+        saved = evaluate(model.total(Kind.ACTIVATION), values)
+        phases = {
+            "forward": (evaluate(model.total(Kind.FORWARD), values), moved),
+            # read what was saved and the weights; write the weights' and the input's gradients
+            "backward": (evaluate(model.total(Kind.BACKWARD), values), saved + 2 * weights),
+            "optimizer": (0, 3 * weights),  # SGD: read weights and gradients, write weights
+        }
+        rows = _phase_rows(phases, roof, cfg.dtype)
+        for name, row in rows.items():
+            row["measured_s"] = profiled.by_op.get(f"complexo::{name}", 0.0)
+            row["share"] = profiled.share(row["measured_s"])
+            prof.by_term[f"{name} (step)"] = row
+        prof.predicted_s = _total_floor(rows.values())
+        prof.notes.append(
+            "training: a term's time is its ops' over the whole step (the backward's matrix "
+            "products under the same op names included); the phases are timed by range"
+        )
     _common_notes(prof, roof)
     return prof
 

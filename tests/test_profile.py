@@ -40,6 +40,8 @@ def test_cpu_profile_times_every_term_the_profiler_saw(impl, mode, tmp_path):
         "naive": {"projections", "QKᵀ and A·V", "scale", "softmax"},
         "sdpa": {"projections", "attention kernel"},
     }[impl]
+    if mode == "train":
+        groups |= {"forward (step)", "backward (step)", "optimizer (step)"}
     assert set(prof.by_term) == groups
     assert all(row["measured_s"] > 0 for row in prof.by_term.values())
     assert sum(row["share"] for row in prof.by_term.values()) > 0
@@ -49,7 +51,11 @@ def test_cpu_profile_times_every_term_the_profiler_saw(impl, mode, tmp_path):
     top = {name for name, _ in prof.kernels}
     assert ({"aten::addmm", "aten::bmm"} if impl == "naive" else {"aten::addmm"}) <= top, top
     # the groups' FLOPs are the formula's forward terms (less the bias adds inside addmm)
-    assert sum(r["flops"] for r in prof.by_term.values()) <= prof.flops
+    terms = [r for name, r in prof.by_term.items() if not name.endswith("(step)")]
+    assert sum(r["flops"] for r in terms) <= prof.flops
+    if mode == "train":  # the phases: the step's forward and backward FLOPs, all of them
+        phases = [r for name, r in prof.by_term.items() if name.endswith("(step)")]
+        assert sum(r["flops"] for r in phases) == prof.flops
     assert json.loads((tmp_path / "t.json").read_text())["traceEvents"]
     doc = prof.to_json()
     assert (
