@@ -121,24 +121,24 @@ def check_common(res: int, batch: int, dtype: str) -> None:
     check_choice("--dtype", dtype, DTYPES)
 
 
-def _cpu_sdpa() -> dict:
-    from complexo.measure import cpu_attention_formulas
-
-    return cpu_attention_formulas()
-
-
 def measure(module, x, values, model, quantities, *, attention: bool = False):
     """The readings of an image model's quantities: FlopCounterMode and saved tensors from one
     forward and backward (from the logits' sum) on meta tensors, fvcore's trace of the forward,
     the module's parameters."""
     from complexo.cost import Kind
-    from complexo.measure import count_fvcore, measure_torch, param_counts
+    from complexo.measure import (
+        count_fvcore,
+        cpu_attention_formulas,
+        measure_torch,
+        param_counts,
+    )
     from complexo.result import build_quantity
 
     # BatchNorm's running statistics are saved for its backward but are buffers, not activations.
     kept = [*module.parameters(), *module.buffers()]
     sdpa = "cpu-fused" if attention else "math"
-    run = measure_torch(lambda: module(x), kept, attention=sdpa, custom_mapping=_cpu_sdpa())
+    mapping = cpu_attention_formulas()  # FlopCounterMode has no formula for SDPA's CPU kernel
+    run = measure_torch(lambda: module(x), kept, attention=sdpa, custom_mapping=mapping)
     fv = count_fvcore(module, (x.detach(),))
     readings = {
         Kind.FORWARD: {"fvcore": fv, "torch": run.forward},
