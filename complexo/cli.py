@@ -664,6 +664,10 @@ def profile(
     )
     if save:
         prof.notes.append(f"saved to {', '.join(map(str, prof.save()))}")
+    _emit_profile(prof, as_json)
+
+
+def _emit_profile(prof, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(prof.to_json(), indent=2) + "\n")
         return
@@ -717,13 +721,7 @@ def list_profiles(
                 f"no recorded profile '{show}': give a number from 1 to {len(docs)} or a path "
                 "that complexo profiles lists"
             )
-        prof = profiling.Profile.from_json(doc)
-        if as_json:
-            sys.stdout.write(json.dumps(prof.to_json(), indent=2) + "\n")
-            return
-        from complexo.render import console, render_profile
-
-        console().print(render_profile(prof))
+        _emit_profile(profiling.Profile.from_json(doc), as_json)
         return
     if not docs:
         typer.echo("no profiles recorded yet (complexo profile ... --save writes them)")
