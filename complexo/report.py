@@ -31,7 +31,13 @@ class Page:
     def add(self, *lines: str) -> None:
         self.text += "\n".join(lines) + "\n"
 
-    def figure(self, name: str, fig, data: dict, caption: str) -> None:
+    def figure(self, name: str, fig, drawn: dict, caption: str, footer: str) -> None:
+        """Add ``fig`` (its convention ``footer`` at its foot) and the data it drew, which
+        ``--check`` compares: {label: (xs, ys)}."""
+        from complexo import plot as plots
+
+        plots.finish(fig, plots.footer(footer))
+        data = {k: [list(map(float, xs)), list(map(float, ys))] for k, (xs, ys) in drawn.items()}
         self.figures[name] = (fig, data)
         self.add(f"![{caption}](figures/{name}.svg)", "", f"*{caption}*", "")
 
@@ -59,10 +65,6 @@ def _agreement(q) -> str:
 
 def _math(expr) -> str:
     return f"${latex(expr)}$"
-
-
-def _drawn(drawn: dict) -> dict:
-    return {k: [list(map(float, xs)), list(map(float, ys))] for k, (xs, ys) in drawn.items()}
 
 
 SHOWN_CONFIG = ("model", "side", "res", "seq", "context", "dim", "impl", "rank")
@@ -192,13 +194,13 @@ def mhsa_page() -> Page:
     sweep = sweeps.run(mhsa, {"dim": 1024}, vary)
     fig, (ax,) = plots.figure(width=10.5)
     drawn = plots.draw_sweep(ax, sweep)
-    plots.finish(fig, plots.footer("fp32"))
     page.figure(
         "mhsa-sweep",
         fig,
-        _drawn(drawn),
+        drawn,
         "Forward FLOPs per term against n at d = 1024: the n² terms overtake the "
         "projections at n = 2·d",
+        "fp32",
     )
 
     page.add("## Variants", "")
@@ -253,12 +255,12 @@ def mhsa_page() -> Page:
     )
     fig, (ax,) = plots.figure(width=8.5)
     drawn = plots.draw_variants(ax, lines)
-    plots.finish(fig, plots.footer("fp32"))
     page.figure(
         "attention-variants",
         fig,
-        _drawn(drawn),
+        drawn,
         "Scores and A·V a kernel needs: full and causal grow as n², a 512-token window as n",
+        "fp32",
     )
 
     kv = kvcache.analyse(kvcache.Config(model="llama-7b", context=2048, device="h100-sxm"))
@@ -404,12 +406,12 @@ def lora_page() -> Page:
     )
     fig, (left, right) = plots.figure(2, width=6.0)
     drawn = plots.draw_lora(left, right, cmp)
-    plots.finish(fig, plots.footer("bf16-mixed, adamw"))
     page.figure(
         "lora-gpt2",
         fig,
-        _drawn(drawn),
+        drawn,
         "GPT-2: training memory by part, and trainable parameters against rank",
+        "bf16-mixed, adamw",
     )
     page.add("## Complexity and crossovers", "")
     for c in cmp.crossovers:
@@ -523,12 +525,12 @@ def cnn_vs_vit_page() -> Page:
     page.add(*(f"- {c.label}: R ≈ {float(c.value):,.0f}" for c in small.crossovers), "")
     fig, (left, right) = plots.figure(2, width=6.5)
     drawn = plots.draw_compare(left, right, small)
-    plots.finish(fig, plots.footer("fp32, batch 1"))
     page.figure(
         "cnn-vs-vit",
         fig,
-        _drawn(drawn),
+        drawn,
         "resnet18 vs vit-ti16: FLOPs and activations against R, with the crossovers",
+        "fp32, batch 1",
     )
     page.add(
         "## Published figures, and what the counters see",

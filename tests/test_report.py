@@ -10,8 +10,7 @@ def tiny_page():
     page.add("# Tiny", "", "2·B·d²·n")
     fig, (ax,) = plots.figure()
     ax.plot([1, 2], [3, 4])
-    plots.finish(fig, plots.footer())
-    page.figure("tiny", fig, {"line": [[1.0, 2.0], [3.0, 4.0]]}, "a line")
+    page.figure("tiny", fig, {"line": ([1, 2], [3, 4])}, "a line", "")
     return page
 
 
