@@ -93,43 +93,12 @@ def test_cuda_request_without_cuda_is_one_line():
 
 
 def test_profile_command_and_mhsa_profile_flag():
-    result = runner.invoke(
-        app,
-        [
-            "profile",
-            "mhsa",
-            "--seq",
-            "64",
-            "--dim",
-            "32",
-            "--heads",
-            "4",
-            "--device",
-            "cpu",
-            "--repeat",
-            "2",
-            "--json",
-        ],
-    )
+    small = ["--seq", "64", "--dim", "32", "--heads", "4", "--device", "cpu"]  # SMALL's options
+    result = runner.invoke(app, ["profile", "mhsa", *small, "--repeat", "2", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["device"] == "cpu" and doc["mode"] == "forward" and len(doc["times"]) == 2
-    both = runner.invoke(
-        app,
-        [
-            "mhsa",
-            "--seq",
-            "64",
-            "--dim",
-            "32",
-            "--heads",
-            "4",
-            "--profile",
-            "--device",
-            "cpu",
-            "--json",
-        ],
-    )
+    both = runner.invoke(app, ["mhsa", *small, "--profile", "--json"])
     assert both.exit_code == 0, both.output
     doc = json.loads(both.stdout)
     assert (
