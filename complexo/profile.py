@@ -279,16 +279,13 @@ def profile_lora(
         step = _training_step(module, inputs, cfg.optimizer, cfg.master_fp32)
         timing = timed(step, device, warmup, repeat)
         profiled = _profiled(step, device, _side_path(trace, side))
-        phases = _lora_phases(model, values, cfg.dtype, roof)
-        flops = sum(row["flops"] for row in phases.values())
+        phases = _lora_phases(model, values)
+        flops = sum(f for f, _ in phases.values())
         prof = _record("lora", cfg, "train", device, timing, flops, memory, roof)
         prof.config["side"] = side
         prof.kernels = profiled.top
-        for name, row in phases.items():
-            row["measured_s"] = profiled.by_op.get(f"complexo::{name}", 0.0)
-            row["share"] = profiled.share(row["measured_s"])
-        prof.by_term = phases
-        prof.predicted_s = _total_floor(phases.values())
+        prof.by_term = _timed_phases(phases, profiled, roof, cfg.dtype)
+        prof.predicted_s = _total_floor(prof.by_term.values())
         prof.notes.append(
             "per phase: its FLOPs (matrix products) and fewest bytes: the forward reads every "
             "weight once, the backward reads the saved activations and the weights again and "
@@ -333,8 +330,8 @@ def _training_step(module, inputs, optimizer: str, master_fp32: bool, lr: float 
     return _phased_step(lambda: module(*inputs), opt, before=cast_up, after=copy_down)
 
 
-def _lora_phases(model, values, dtype: str, roof: Ceilings | None) -> dict[str, dict]:
-    """forward, backward, optimizer: FLOPs, the fewest bytes each moves, and the roofline."""
+def _lora_phases(model, values) -> dict[str, tuple[int, int]]:
+    """forward, backward, optimizer: (FLOPs, the fewest bytes each moves)."""
     from complexo.symbols import e
 
     weights = evaluate(model.total(Kind.MEMORY, tag="weights"), values)
@@ -342,12 +339,32 @@ def _lora_phases(model, values, dtype: str, roof: Ceilings | None) -> dict[str, 
     state = evaluate(model.total(Kind.MEMORY, tag="optimizer"), values)  # + fp32 masters
     trained = evaluate(model.total(Kind.PARAMS, tag="trainable"), values) * values[e]
     saved = evaluate(model.total(Kind.ACTIVATION), values)
-    phases = {
+    return {
         "forward": (evaluate(model.total(Kind.FORWARD), values), weights),
         "backward": (evaluate(model.total(Kind.BACKWARD), values), saved + weights + grads),
         "optimizer": (0, 2 * state + grads + 2 * trained),
     }
-    return _phase_rows(phases, roof, dtype)
+
+
+def _sgd_phases(forward: int, moved: int, backward: int, saved: int, weights: int) -> dict:
+    """An SGD step's phases, (FLOPs, fewest bytes) each: the forward moves ``moved``; the
+    backward reads what was saved and the weights and writes the weights' gradients; SGD keeps
+    no state: it reads the weights and their gradients and writes the weights."""
+    return {
+        "forward": (forward, moved),
+        "backward": (backward, saved + 2 * weights),
+        "optimizer": (0, 3 * weights),
+    }
+
+
+def _timed_phases(phases: dict, profiled, roof: Ceilings | None, dtype: str) -> dict[str, dict]:
+    """The phases' rows (:func:`_phase_rows`) with their time in one profiled iteration, from
+    the complexo::<phase> ranges of :func:`_phased_step`."""
+    rows = _phase_rows(phases, roof, dtype)
+    for name, row in rows.items():
+        row["measured_s"] = profiled.by_op.get(f"complexo::{name}", 0.0)
+        row["share"] = profiled.share(row["measured_s"])
+    return rows
 
 
 def _floor(flops: int, moved: int, roof: Ceilings | None, dtype: str) -> dict:
@@ -417,9 +434,14 @@ def _graph_note(prof: Profile, cuda_graph: bool) -> None:
         )
 
 
-def _check_runs(warmup: int, repeat: int) -> None:
+def _check_runs(warmup: int, repeat: int, mode: str = "forward", cuda_graph: bool = False) -> None:
+    """One line for every option a profiler refuses."""
+    if mode not in MODES:
+        raise ComplexoError(f"unknown --mode '{mode}'; choose from: {', '.join(MODES)}")
     if warmup < 0 or repeat < 1:
         raise ComplexoError("--warmup must be ≥ 0 and --repeat ≥ 1")
+    if cuda_graph and mode != "forward":
+        raise ComplexoError("--cuda-graph times forward passes: use it with --mode forward")
 
 
 def _common_notes(prof: Profile, roof: Ceilings | None) -> None:
@@ -672,11 +694,7 @@ def profile_mhsa(
     from complexo.analyses import mhsa
 
     device = resolve_device(device)
-    if mode not in MODES:
-        raise ComplexoError(f"unknown --mode '{mode}'; choose from: {', '.join(MODES)}")
-    _check_runs(warmup, repeat)
-    if cuda_graph and mode != "forward":
-        raise ComplexoError("--cuda-graph times forward passes: use it with --mode forward")
+    _check_runs(warmup, repeat, mode, cuda_graph)
     model, values = cfg.model(), cfg.values
     kinds = (Kind.FORWARD,) if mode == "forward" else (Kind.FORWARD, Kind.BACKWARD)
     flops = evaluate(model.total(kinds), values)
@@ -712,19 +730,15 @@ def profile_mhsa(
         row["share"] = profiled.share(row["measured_s"])
     prof.predicted_s = _total_floor(prof.by_term.values())
     if mode == "train":  # the terms above are the forward's; the step's phases as a whole
-        moved = sum(row["bytes"] for row in prof.by_term.values())
-        saved = evaluate(model.total(Kind.ACTIVATION), values)
-        phases = {
-            "forward": (evaluate(model.total(Kind.FORWARD), values), moved),
-            # read what was saved and the weights; write the weights' and the input's gradients
-            "backward": (evaluate(model.total(Kind.BACKWARD), values), saved + 2 * weights),
-            "optimizer": (0, 3 * weights),  # SGD: read weights and gradients, write weights
-        }
-        rows = _phase_rows(phases, roof, cfg.dtype)
-        for name, row in rows.items():
-            row["measured_s"] = profiled.by_op.get(f"complexo::{name}", 0.0)
-            row["share"] = profiled.share(row["measured_s"])
-            prof.by_term[f"{name} (step)"] = row
+        phases = _sgd_phases(
+            evaluate(model.total(Kind.FORWARD), values),
+            sum(row["bytes"] for row in prof.by_term.values()),
+            evaluate(model.total(Kind.BACKWARD), values),
+            evaluate(model.total(Kind.ACTIVATION), values),
+            weights,
+        )
+        rows = _timed_phases(phases, profiled, roof, cfg.dtype)
+        prof.by_term |= {f"{name} (step)": row for name, row in rows.items()}
         prof.predicted_s = _total_floor(rows.values())
         prof.notes.append(
             "training: a term's time is its ops' over the whole step (the backward's matrix "
@@ -913,11 +927,7 @@ def profile_image(
 
     module_of = {"cnn": cnn, "vit": vit}[analysis]
     device = resolve_device(device)
-    _check_runs(warmup, repeat)
-    if mode not in MODES:
-        raise ComplexoError(f"unknown --mode '{mode}'; choose from: {', '.join(MODES)}")
-    if cuda_graph and mode != "forward":
-        raise ComplexoError("--cuda-graph times forward passes: use it with --mode forward")
+    _check_runs(warmup, repeat, mode, cuda_graph)
     train = mode == "train"
     model = cnn.cost_model(cnn.PRESETS[cfg.model].block) if analysis == "cnn" else vit.cost_model()
     values = cfg.values
@@ -950,16 +960,9 @@ def profile_image(
     _graph_note(prof, cuda_graph)
     if train:
         moved = evaluate(model.total(Kind.MEMORY, tag="moved"), values)
-        phases = {
-            "forward": (forward, moved),
-            "backward": (backward, saved + 2 * weights),  # read saved and weights, write dW
-            "optimizer": (0, 3 * weights),  # SGD: read weights and gradients, write weights
-        }
-        rows = _phase_rows(phases, roof, cfg.dtype)
-        for name, row in rows.items():
-            row["measured_s"] = profiled.by_op.get(f"complexo::{name}", 0.0)
-            row["share"] = profiled.share(row["measured_s"])
-            prof.by_term[f"{name} (step)"] = row
+        phases = _sgd_phases(forward, moved, backward, saved, weights)
+        rows = _timed_phases(phases, profiled, roof, cfg.dtype)
+        prof.by_term |= {f"{name} (step)": row for name, row in rows.items()}
         prof.predicted_s = _total_floor(rows.values())
     ranges = {
         k.removeprefix("complexo::"): v
