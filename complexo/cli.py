@@ -726,13 +726,11 @@ def list_profiles(
     if not docs:
         typer.echo("no profiles recorded yet (complexo profile ... --save writes them)")
         return
-    from complexo.report import SHOWN_CONFIG
-
     for i, doc in enumerate(docs, 1):
-        shown = " ".join(f"{k}={doc['config'][k]}" for k in SHOWN_CONFIG if doc["config"].get(k))
         typer.echo(
             f"{i:>3}  {doc['date']}  {doc['device_name']}  {doc['analysis']} {doc['mode']} "
-            f"{shown}  median {doc['median_s'] * 1e3:.3g} ms  {doc['path']}"
+            f"{profiling.shown_config(doc, ' ')}  median {doc['median_s'] * 1e3:.3g} ms  "
+            f"{doc['path']}"
         )
 
 

@@ -864,6 +864,15 @@ def calibrate(device: str | None = None, *, size: int | None = None, root: Path 
     return doc
 
 
+# The options that tell one recorded profile from another in a listing or a report's table.
+SHOWN_CONFIG = ("model", "side", "res", "seq", "context", "dim", "impl", "rank")
+
+
+def shown_config(doc: dict, sep: str = ", ") -> str:
+    """A saved profile's distinguishing options, ``key=value`` each."""
+    return sep.join(f"{k}={doc['config'][k]}" for k in SHOWN_CONFIG if doc["config"].get(k))
+
+
 def recorded(root: Path = PROFILES) -> list[dict]:
     """Every saved profile under ``root``, newest first."""
     docs = []

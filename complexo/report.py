@@ -67,11 +67,8 @@ def _math(expr) -> str:
     return f"${latex(expr)}$"
 
 
-SHOWN_CONFIG = ("model", "side", "res", "seq", "context", "dim", "impl", "rank")
-
-
 def _gpu_section(page: Page, *analyses: str) -> None:
-    from complexo.profile import recorded
+    from complexo.profile import recorded, shown_config
 
     docs = [d for d in recorded() if d.get("analysis") in analyses and d.get("device") == "cuda"]
     page.add("## Measured on GPUs", "")
@@ -88,7 +85,7 @@ def _gpu_section(page: Page, *analyses: str) -> None:
             d["device_name"],
             d["date"],
             d["mode"],
-            ", ".join(f"{k}={d['config'][k]}" for k in SHOWN_CONFIG if d["config"].get(k)),
+            shown_config(d),
             f"{d['median_s'] * 1e3:.3g} ms",
             f"{human(d['achieved_flops_per_s'], 'flop')}/s",
             f"{d.get('fraction_of_peak', 0):.1%}",
