@@ -145,6 +145,7 @@ class Profile:
     notes: list[str] = field(default_factory=list)
     kernels: list = field(default_factory=list)  # [name, seconds]: the top kernels, one iteration
     predicted_s: float | None = None  # the roofline's floor for the timed iteration
+    outside: dict | None = None  # the profiled time no term accounts for, and where it went
 
     @property
     def median(self) -> float:
@@ -729,6 +730,8 @@ def profile_mhsa(
     for row in prof.by_term.values():
         row["share"] = profiled.share(row["measured_s"])
     prof.predicted_s = _total_floor(prof.by_term.values())
+    if mode == "forward":
+        prof.outside = _outside(profiled, prof.by_term.values(), model.terms(Kind.FORWARD))
     if mode == "train":  # the terms above are the forward's; the step's phases as a whole
         phases = _sgd_phases(
             evaluate(model.total(Kind.FORWARD), values),
@@ -775,6 +778,8 @@ class Profiled:
     by_op: dict[str, float]
     top: list
     total: float
+    loose: dict[str, float] = field(default_factory=dict)  # own time outside complexo:: ranges
+    callers: frozenset[str] = frozenset()  # ops that called other ops (own time = dispatch)
 
     def share(self, seconds: float) -> float | None:
         return seconds / self.total if self.total else None
@@ -810,7 +815,55 @@ def _profiled(step, device: str, trace: str | None) -> Profiled:
                 kernels[evt.key] = kernels.get(evt.key, 0.0) + us / 1e6
         out[evt.key] = out.get(evt.key, 0.0) + us / 1e6
     top = sorted(kernels.items(), key=lambda kv: -kv[1])[:TOP_KERNELS]
-    return Profiled(out, [[name, seconds] for name, seconds in top], out.pop(ITERATION, 0.0))
+    total = out.pop(ITERATION, 0.0)
+    events = prof.events()
+    callers = frozenset(e.name for e in events if e.cpu_children)
+    return Profiled(out, [[k, s] for k, s in top], total, _loose(events, device), callers)
+
+
+def _loose(events, device: str) -> dict[str, float]:
+    """Seconds of each op's own time inside the iteration but outside every other complexo::
+    range (own CPU time on CPU; on CUDA the kernels the op launched itself, not its children's),
+    so that time the terms do not cover can be named op by op."""
+    from torch.autograd import DeviceType
+
+    out: dict[str, float] = {}
+    for evt in events:
+        if evt.device_type != DeviceType.CPU or evt.name.startswith("complexo::"):
+            continue
+        ranges, parent = [], evt.cpu_parent
+        while parent is not None:
+            if parent.name.startswith("complexo::"):
+                ranges.append(parent.name)
+            parent = parent.cpu_parent
+        if ranges != [ITERATION]:
+            continue
+        us = evt.self_device_time_total if device == "cuda" else evt.self_cpu_time_total
+        if us > 0:
+            out[evt.name] = out.get(evt.name, 0.0) + us / 1e6
+    return out
+
+
+def _outside(profiled: Profiled, rows, terms=()) -> dict:
+    """The profiled iteration's time that the rows (a partition of its work) leave over, and
+    the ops it went to that no row covers, largest first, each with the formula's forward terms
+    that the op carries (none for copies and views: they move data but compute nothing; none for
+    an op that calls others, such as aten::linear, whose own time is dispatch)."""
+    rows = list(rows)
+    covered = {op for row in rows for op in row["ops"]}
+    rest = max(profiled.total - sum(row["measured_s"] for row in rows), 0.0)
+    ops = sorted(
+        ((op, s) for op, s in profiled.loose.items() if op not in covered), key=lambda kv: -kv[1]
+    )
+    return {
+        "measured_s": rest,
+        "share": profiled.share(rest),
+        "ops": [
+            [op, s, [] if op in profiled.callers else [t.name for t in terms if op in t.ops]]
+            for op, s in ops
+        ],
+        "between_ops_s": max(rest - sum(s for _, s in ops), 0.0),
+    }
 
 
 def _by_term(groups, by_op, values, roof: Ceilings | None, dtype: str, mode: str) -> dict:
@@ -932,6 +985,7 @@ def profile_image(
     import torch
 
     from complexo.analyses import cnn, vit
+    from complexo.analyses.mhsa import SDPA_KERNELS
     from complexo.analyses.vision import LAYER_GROUPS
 
     module_of = {"cnn": cnn, "vit": vit}[analysis]
@@ -988,8 +1042,6 @@ def profile_image(
         for group, seconds in ranges.items()
     }
     if analysis == "vit":  # SDPA runs inside the attention module, outside every layer type
-        from complexo.analyses.mhsa import SDPA_KERNELS
-
         attention = sum(terms[t] for t in ("attention", "scale", "softmax"))
         qkvo = 4 * values[vit.L] * values[vit.B] * cfg.tokens * values[vit.d] * values[cnn.e]
         seconds = max(profiled.by_op.get(k, 0.0) for k in SDPA_KERNELS)
@@ -1003,11 +1055,13 @@ def profile_image(
             "flops": group_flops,
             "bytes": group_bytes,
             "intensity": group_flops / group_bytes if group_bytes else None,
-            "ops": [f"complexo::{group}"],
+            "ops": list(SDPA_KERNELS) if group == "attention kernel" else [f"complexo::{group}"],
         }
         prof.by_term[group] = row | _floor(group_flops, group_bytes, roof, cfg.dtype)
     if not train:
         prof.predicted_s = _total_floor(prof.by_term[g] for g in groups)
+        rows = (prof.by_term[g] for g in groups)
+        prof.outside = _outside(profiled, rows, model.terms(Kind.FORWARD))
     prof.notes.append(
         "time per layer type from one profiled iteration (profiler ranges around each module "
         f"call{', in the forward' if train else ''}), beside its FLOPs and fewest bytes (each "

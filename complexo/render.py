@@ -471,6 +471,12 @@ def render_profile(prof) -> Group:
             f"{row['predicted_s'] * 1e3:.3g} ms" if "predicted_s" in row else "—",
             row.get("bound", "—"),
         )
+    if prof.outside:
+        out = prof.outside
+        share = f"{out['share']:.0%}" if out.get("share") is not None else "—"
+        table.add_row(
+            "other ops", "—", "—", "—", f"{out['measured_s'] * 1e3:.3g} ms", share, "—", "—"
+        )
     lines = [
         Text(
             f"time: median {prof.median * 1e3:.3g} ms over {len(prof.times)} "
@@ -499,6 +505,8 @@ def render_profile(prof) -> Group:
                 style="dim",
             )
         )
+    if prof.outside:
+        lines.append(Text(f"note: {outside_note(prof.outside)}", style="dim"))
     lines += [Text(f"note: {note}", style="dim") for note in prof.notes]
     kernels = Table(
         title=f"Top {'kernels' if prof.device == 'cuda' else 'ops'} by "
@@ -510,6 +518,23 @@ def render_profile(prof) -> Group:
     for name, seconds in prof.kernels:
         kernels.add_row(name, f"{seconds * 1e3:.3g} ms")
     return Group(head, table, *([kernels] if prof.kernels else []), *lines)
+
+
+def outside_note(out: dict, shown: int = 4) -> str:
+    """Where the profiled time outside the rows went: the ops by their own time, each with the
+    formula terms it carries, and the time between ops (Python and dispatch on the host)."""
+
+    def op(name, seconds, terms):
+        carried = f" (term{'s' if len(terms) > 1 else ''} {', '.join(terms)})" if terms else ""
+        return f"{name} {seconds * 1e3:.3g} ms{carried}"
+
+    ops = [op(*o) for o in out["ops"][:shown]]
+    more = len(out["ops"]) - shown
+    text = f"other ops, {out['measured_s'] * 1e3:.3g} ms of the profiled iteration"
+    text += ": " + ", ".join(ops) + (f" and {more} more" if more > 0 else "") if ops else ""
+    if out["between_ops_s"] * 1e3 >= 0.0005:
+        text += f"; {out['between_ops_s'] * 1e3:.3g} ms on the host between ops"
+    return text + " (an op with no term moves data, or dispatches, but computes nothing counted)"
 
 
 def _render_compare_profile(prof) -> Group:

@@ -57,11 +57,32 @@ def test_cpu_profile_times_every_term_the_profiler_saw(impl, mode, tmp_path):
         phases = [r for name, r in prof.by_term.items() if name.endswith("(step)")]
         assert sum(r["flops"] for r in phases) == prof.flops
     assert json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    if mode == "forward":  # the rest of the iteration: the ops no row covers, named
+        assert_other_ops_partition(prof)
+        ops = {op: terms for op, _, terms in prof.outside["ops"]}
+        assert "aten::linear" in ops and ops["aten::linear"] == []  # dispatches to addmm
+        if impl == "naive":  # merging the heads copies the transposed (B, h, n, hs) output
+            assert "aten::copy_" in ops and ops["aten::copy_"] == []
+    else:  # a term's ops sum over the whole step there: no partition to take the rest of
+        assert prof.outside is None
     doc = prof.to_json()
     assert (
         doc["achieved_flops_per_s"] == prof.flops / prof.median
         and doc["torch"] == torch.__version__
     )
+
+
+def assert_other_ops_partition(prof):
+    """The rows and "other ops" add up to the profiled iteration; no named op is a row's."""
+    other, rows = prof.outside, [r for r in prof.by_term.values()]
+    assert other["measured_s"] >= 0 and other["between_ops_s"] >= 0
+    assert sum(r["share"] for r in rows) + other["share"] == pytest.approx(1)
+    covered = {op for r in rows for op in r["ops"]}
+    named = [op for op, _, _ in other["ops"]]
+    assert named and not covered & set(named)
+    seconds = [s for _, s, _ in other["ops"]]
+    assert seconds == sorted(seconds, reverse=True) and all(s > 0 for s in seconds)
+    assert sum(seconds) + other["between_ops_s"] == pytest.approx(other["measured_s"])
 
 
 def test_roofline_from_a_calibration_and_saved_profiles(tmp_path):
@@ -219,6 +240,12 @@ def test_image_models_timed_per_layer_type(analysis, options, groups, tmp_path):
     assert prof.predicted_s == pytest.approx(sum(r["predicted_s"] for r in prof.by_term.values()))
     assert 0 < sum(r["share"] for r in prof.by_term.values()) <= 1
     assert prof.flops == result.quantity("forward_flops").value
+    assert_other_ops_partition(prof)
+    ops = {op: terms for op, _, terms in prof.outside["ops"]}
+    if analysis == "vit":  # GELU is a function, not a module: its term's time is named here
+        assert ops["aten::gelu"] == ["gelu"] and ops["aten::add"] == ["pos_embed", "residual"]
+    else:  # the residual add sits between the blocks' modules
+        assert ops["aten::add_"] == ["residual_add"]
 
 
 @pytest.mark.parametrize(
