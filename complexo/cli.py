@@ -693,8 +693,17 @@ def calibrate(
     from complexo.render import human
 
     doc = profiling.calibrate(device, size=size)
-    peaks = ", ".join(f"{k} {human(v, 'flop')}/s" for k, v in doc["peak"].items())
+
+    def peak(dtype: str) -> str:
+        by = {kernel: rates[dtype] for kernel, rates in doc["measured"].items()}
+        best = max(by, key=by.get)
+        others = ", ".join(f"{k} {human(v, 'flop')}/s" for k, v in by.items() if k != best)
+        return f"{dtype} {human(by[best], 'flop')}/s ({best}; {others})"
+
+    peaks = ", ".join(peak(dtype) for dtype in doc["peak"])
+    path = profiling.PROFILES / profiling.slug(doc["device"]) / "calibration.json"
     typer.echo(f"{doc['device']}: {peaks}; copy {human(doc['bandwidth'], 'byte')}/s")
+    typer.echo(f"saved to {path}")
 
 
 @app.command(
@@ -710,6 +719,7 @@ def list_profiles(
     as_json: JsonFlag = False,
 ) -> None:
     from complexo import profile as profiling
+    from complexo.render import duration
 
     docs = profiling.recorded()
     if show is not None:
@@ -729,7 +739,7 @@ def list_profiles(
     for i, doc in enumerate(docs, 1):
         typer.echo(
             f"{i:>3}  {doc['date']}  {doc['device_name']}  {doc['analysis']} {doc['mode']} "
-            f"{profiling.shown_config(doc, ' ')}  median {doc['median_s'] * 1e3:.3g} ms  "
+            f"{profiling.shown_config(doc, ' ')}  median {duration(doc['median_s'])}  "
             f"{doc['path']}"
         )
 

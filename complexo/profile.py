@@ -451,6 +451,12 @@ def _common_notes(prof: Profile, roof: Ceilings | None) -> None:
             f"{prof.device_name} is not in the datasheet table and not calibrated: no roofline "
             "(run complexo calibrate)"
         )
+    elif prof.dtype in roof.peak and prof.achieved > roof.peak[prof.dtype]:
+        again = " (re-run complexo calibrate)" if roof.source.startswith("calibrated") else ""
+        prof.notes.append(
+            f"achieved {prof.achieved / roof.peak[prof.dtype]:.0%} of the peak ({roof.source}): "
+            f"that ceiling is below what this work reaches here, so the floors are too high{again}"
+        )
     if prof.memory_peak is None:
         prof.notes.append("peak memory: the CPU allocator keeps no statistics; not measured")
 
@@ -881,22 +887,57 @@ def _by_term(groups, by_op, values, roof: Ceilings | None, dtype: str, mode: str
     return out
 
 
+# The 3×3 convolutions calibration tries per device, (batch, channels, side), smallest first: it
+# takes the first whose call lasts CONV_CALL_S, so a dtype without a fast path stays quick.
+CONV_SHAPES = {
+    "cpu": ((1, 32, 32), (1, 64, 64), (1, 128, 64), (1, 256, 64)),
+    "cuda": ((8, 256, 64), (32, 512, 64)),
+}
+CONV_CALL_S = 0.02
+
+
+def _rate(run, flops: int, clock, first: float | None = None, repeat: int = 5) -> float:
+    """FLOP/s of ``run``: the median of ``repeat`` timed calls after an untimed one; a call that
+    already took over a second (a dtype without a fast path here) is measured once."""
+    first = clock(run) if first is None else first
+    if first > 1.0:
+        return flops / first
+    run()
+    return flops / statistics.median(clock(run) for _ in range(repeat))
+
+
 def calibrate(device: str | None = None, *, size: int | None = None, root: Path = PROFILES) -> dict:
-    """Measure the present device's ceilings: a large matrix product per dtype, a large
-    device-to-device copy; save them for later runs."""
+    """Measure the present device's ceilings and save them for later runs: per dtype, the best
+    FLOP/s of a large matrix product and of a 3×3 convolution (on a CPU the two go through
+    different libraries, and the convolution can run twice as fast); a large device-to-device
+    copy for the bandwidth."""
     import torch
+    import torch.nn.functional as F
 
     device = resolve_device(device)
     clock = timer(device)
     n = size or (8192 if device == "cuda" else 1024)
-    peak = {}
+    measured: dict[str, dict[str, float]] = {"matmul": {}, "convolution": {}}
+    conv_shape = {}
     for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
         a = torch.randn(n, n, device=device, dtype=dt)
         b = torch.randn(n, n, device=device, dtype=dt)
-        for _ in range(2):
-            a @ b
-        t = statistics.median(clock(lambda a=a, b=b: a @ b) for _ in range(5))
-        peak[name] = 2 * n**3 / t
+        measured["matmul"][name] = _rate(lambda a=a, b=b: a @ b, 2 * n**3, clock)
+        del a, b
+        for i, (batch, c, side) in enumerate(CONV_SHAPES[device]):
+            x = torch.randn(batch, c, side, side, device=device, dtype=dt)
+            w = torch.randn(c, c, 3, 3, device=device, dtype=dt)
+
+            def conv(x=x, w=w):
+                return F.conv2d(x, w, padding=1)
+
+            conv()  # the first call picks the algorithm
+            took = clock(conv)
+            if took >= CONV_CALL_S or i == len(CONV_SHAPES[device]) - 1:
+                flops = 2 * batch * c * c * 9 * side * side
+                measured["convolution"][name] = _rate(conv, flops, clock, first=took)
+                conv_shape[name] = [batch, c, side]
+                break
     elements = (256 if device == "cuda" else 32) * 2**20
     src = torch.empty(elements, device=device, dtype=torch.float32)
     dst = torch.empty_like(src)
@@ -904,9 +945,11 @@ def calibrate(device: str | None = None, *, size: int | None = None, root: Path 
     t = statistics.median(clock(lambda: dst.copy_(src)) for _ in range(5))
     doc = {
         "device": device_name(device),
-        "peak": peak,
+        "peak": {k: max(m[k] for m in measured.values()) for k in measured["matmul"]},
         "bandwidth": 2 * src.numel() * 4 / t,  # read and write
+        "measured": measured,
         "matmul_side": n,
+        "convolution_shape": conv_shape,  # [batch, channels, side], 3×3, stride 1, padding 1
         "copy_bytes": src.numel() * 4,
         "torch": torch.__version__,
         "date": datetime.date.today().isoformat(),
@@ -918,12 +961,15 @@ def calibrate(device: str | None = None, *, size: int | None = None, root: Path 
 
 
 # The options that tell one recorded profile from another in a listing or a report's table.
-SHOWN_CONFIG = ("model", "side", "res", "seq", "context", "dim", "impl", "rank")
+SHOWN_CONFIG = ("model", "side", "res", "batch", "seq", "context", "dim", "impl", "rank")
 
 
 def shown_config(doc: dict, sep: str = ", ") -> str:
-    """A saved profile's distinguishing options, ``key=value`` each."""
-    return sep.join(f"{k}={doc['config'][k]}" for k in SHOWN_CONFIG if doc["config"].get(k))
+    """A saved profile's distinguishing options, ``key=value`` each (a batch of one goes
+    without saying)."""
+    config = doc["config"]
+    shown = [k for k in SHOWN_CONFIG if config.get(k) and not (k == "batch" and config[k] == 1)]
+    return sep.join(f"{k}={config[k]}" for k in shown)
 
 
 def recorded(root: Path = PROFILES) -> list[dict]:

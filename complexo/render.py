@@ -27,6 +27,11 @@ def human(value: int | float | None, unit: str) -> str:
     return f"{number} {prefix}".rstrip() if unit == "param" else f"{number} {prefix}FLOP"
 
 
+def duration(seconds: float) -> str:
+    """Three significant figures, in ms below a second and in s above: 58.1 ms, 1.09 s."""
+    return f"{seconds:.3g} s" if seconds >= 1 else f"{seconds * 1e3:.3g} ms"
+
+
 def _scaled(value: float, base: int, prefixes: list[str]) -> tuple[str, str]:
     v, i = float(value), 0
     while abs(v) >= base and i < len(prefixes) - 1:
@@ -381,7 +386,7 @@ def render_sweep(sweep, quantity: str) -> Group:
                 verdict = "UNEXPLAINED gap"
             cells = [str(point.config[name]), *(human(q.value, q.unit) for q in qs), verdict]
             if timed:
-                cells.append(f"{point.profile.median * 1e3:.3g} ms")
+                cells.append(duration(point.profile.median))
             table.add_row(*cells)
         parts.append(table)
         exps = sweep.exponents()
@@ -466,20 +471,18 @@ def render_profile(prof) -> Group:
             human(row["flops"], "flop"),
             human(row["bytes"], "byte") if row["bytes"] is not None else "—",
             f"{row['intensity']:.3g}" if row["intensity"] else "—",
-            f"{row['measured_s'] * 1e3:.3g} ms",
+            duration(row["measured_s"]),
             f"{row['share']:.0%}" if row.get("share") is not None else "—",
-            f"{row['predicted_s'] * 1e3:.3g} ms" if "predicted_s" in row else "—",
+            duration(row["predicted_s"]) if "predicted_s" in row else "—",
             row.get("bound", "—"),
         )
     if prof.outside:
         out = prof.outside
         share = f"{out['share']:.0%}" if out.get("share") is not None else "—"
-        table.add_row(
-            "other ops", "—", "—", "—", f"{out['measured_s'] * 1e3:.3g} ms", share, "—", "—"
-        )
+        table.add_row("other ops", "—", "—", "—", duration(out["measured_s"]), share, "—", "—")
     lines = [
         Text(
-            f"time: median {prof.median * 1e3:.3g} ms over {len(prof.times)} "
+            f"time: median {duration(prof.median)} over {len(prof.times)} "
             f"{'CUDA graph replays' if prof.timing == 'cuda-graph' else 'runs'} "
             f"(IQR {doc['iqr_s'] * 1e3:.2g} ms); formula {human(prof.flops, 'flop')} per "
             f"iteration → {human(prof.achieved, 'flop')}/s achieved"
@@ -516,7 +519,7 @@ def render_profile(prof) -> Group:
     kernels.add_column("kernel" if prof.device == "cuda" else "op", overflow="ellipsis")
     kernels.add_column("time", justify="right")
     for name, seconds in prof.kernels:
-        kernels.add_row(name, f"{seconds * 1e3:.3g} ms")
+        kernels.add_row(name, duration(seconds))
     return Group(head, table, *([kernels] if prof.kernels else []), *lines)
 
 
@@ -526,14 +529,14 @@ def outside_note(out: dict, shown: int = 4) -> str:
 
     def op(name, seconds, terms):
         carried = f" (term{'s' if len(terms) > 1 else ''} {', '.join(terms)})" if terms else ""
-        return f"{name} {seconds * 1e3:.3g} ms{carried}"
+        return f"{name} {duration(seconds)}{carried}"
 
     ops = [op(*o) for o in out["ops"][:shown]]
     more = len(out["ops"]) - shown
-    text = f"other ops, {out['measured_s'] * 1e3:.3g} ms of the profiled iteration"
+    text = f"other ops, {duration(out['measured_s'])} of the profiled iteration"
     text += ": " + ", ".join(ops) + (f" and {more} more" if more > 0 else "") if ops else ""
     if out["between_ops_s"] * 1e3 >= 0.0005:
-        text += f"; {out['between_ops_s'] * 1e3:.3g} ms on the host between ops"
+        text += f"; {duration(out['between_ops_s'])} on the host between ops"
     return text + " (an op with no term moves data, or dispatches, but computes nothing counted)"
 
 
@@ -558,7 +561,7 @@ def _render_compare_profile(prof) -> Group:
         a, b = (models[n] for n in names)
         cells = []
         for p in (a, b):
-            cells += [f"{p.median * 1e3:.3g} ms", f"{human(p.achieved, 'flop')}/s"]
+            cells += [duration(p.median), f"{human(p.achieved, 'flop')}/s"]
         table.add_row(str(res), *cells, f"{b.median / a.median:.2f}×", f"{b.flops / a.flops:.2f}×")
     return Group(table, *(Text(f"note: {note}", style="dim") for note in prof.notes))
 

@@ -88,6 +88,10 @@ def assert_other_ops_partition(prof):
 def test_roofline_from_a_calibration_and_saved_profiles(tmp_path):
     cal = profiling.calibrate("cpu", size=128, root=tmp_path)
     assert cal["peak"]["fp32"] > 0 and cal["bandwidth"] > 0
+    for dtype, peak in cal["peak"].items():  # the better of the two kernels' rates
+        rates = [cal["measured"][kernel][dtype] for kernel in ("matmul", "convolution")]
+        assert peak == max(rates) and min(rates) > 0
+        assert cal["convolution_shape"][dtype] in map(list, profiling.CONV_SHAPES["cpu"])
     prof = profiling.profile_mhsa(SMALL, device="cpu", repeat=2, root=tmp_path)
     row = prof.by_term["projections"]
     expected = max(row["flops"] / cal["peak"]["fp32"], row["bytes"] / cal["bandwidth"])
@@ -96,6 +100,29 @@ def test_roofline_from_a_calibration_and_saved_profiles(tmp_path):
     saved = profiling.recorded(tmp_path)
     assert [d["path"] for d in saved] == [str(path)]  # the calibration is not a profile
     assert saved[0]["device_name"] == profiling.device_name("cpu") and saved[0]["date"]
+    assert not any("ceiling is below" in note for note in prof.notes)
+
+
+def test_calibrate_command_says_each_kernels_rate_and_where_it_saved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["calibrate", "--device", "cpu", "--size", "128"])
+    assert result.exit_code == 0, result.output
+    rates, saved = result.output.strip().splitlines()
+    for dtype in ("fp32", "bf16", "fp16"):
+        assert f"{dtype} " in rates
+    assert rates.count("matmul") == rates.count("convolution") == 3
+    path = saved.removeprefix("saved to ")
+    assert json.loads((tmp_path / path).read_text())["matmul_side"] == 128
+
+
+def test_a_ceiling_below_the_achieved_rate_is_called_out(tmp_path):
+    folder = tmp_path / profiling.slug(profiling.device_name("cpu"))
+    folder.mkdir()
+    low = {"peak": {"fp32": 1.0}, "bandwidth": 1e12, "date": "2026-01-01"}
+    (folder / "calibration.json").write_text(json.dumps(low))
+    prof = profiling.profile_mhsa(SMALL, device="cpu", repeat=2, root=tmp_path)
+    (note,) = [n for n in prof.notes if "ceiling is below" in n]
+    assert "(calibrated 2026-01-01)" in note and "re-run complexo calibrate" in note
 
 
 def test_a_run_that_cannot_fit_is_refused_before_allocating(monkeypatch):
