@@ -159,6 +159,31 @@ def draw_times(ax, sweep: Sweep) -> Drawn:
     return drawn
 
 
+def draw_impl_times(ax, series: dict, title: str) -> Drawn:
+    """Measured median time against n for each implementation (markers), and its roofline
+    floor (dashed, same colour). ``series``: {impl: [(n, measured s, floor s or None), ...]}."""
+    drawn: Drawn = {}
+    for (impl, points), colour in zip(series.items(), ("C3", "C0", "C2", "C1"), strict=False):
+        xs = [n for n, _, _ in points]
+        measured = [t * 1e3 for _, t, _ in points]
+        ax.plot(xs, measured, marker="o", lw=2, color=colour, label=f"{impl}: measured median")
+        drawn[f"{impl} measured"] = (xs, measured)
+        if all(f for _, _, f in points):
+            floor = [f * 1e3 for _, _, f in points]
+            ax.plot(  # above the measured lines: floors can lie on another's measurement
+                xs, floor, ls="--", lw=1.5, color=colour, zorder=4, label=f"{impl}: roofline floor"
+            )
+            drawn[f"{impl} floor"] = (xs, floor)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length (n)")
+    ax.set_ylabel("ms per forward")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="upper left")
+    return drawn
+
+
 def draw_variants(ax, variants) -> Drawn:
     """One line per variant of ``variants.quantity`` against the swept option, log-log, with
     each line's slope fitted in the legend."""

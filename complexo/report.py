@@ -16,7 +16,7 @@ from pathlib import Path
 
 from complexo.conventions import CONVENTION
 from complexo.cost import Kind, latex, plain
-from complexo.render import human
+from complexo.render import duration, human
 
 ROOT = Path("analyses")
 
@@ -67,49 +67,177 @@ def _math(expr) -> str:
     return f"${latex(expr)}$"
 
 
-def _gpu_section(page: Page, *analyses: str) -> None:
-    from complexo.profile import recorded, shown_config
+def _measured_section(page: Page, *analyses: str) -> None:
+    """The recorded profiles of ``analyses``: a table of GPU runs (or how to record them), then
+    one of CPU runs, each row with its device, date and the roofline's floor beside the time."""
+    from complexo.profile import SHOWN_CONFIG, recorded
 
-    docs = [d for d in recorded() if d.get("analysis") in analyses and d.get("device") == "cuda"]
-    page.add("## Measured on GPUs", "")
-    if not docs:
+    def order(doc):  # by analysis as listed, mode, then the shown options (numbers as numbers)
+        shown = [doc["config"].get(k) for k in SHOWN_CONFIG]
+        return (
+            analyses.index(doc["analysis"]),
+            doc["mode"],
+            [(isinstance(v, str), v if isinstance(v, int | float) else str(v)) for v in shown],
+            doc["date"],
+        )
+
+    docs = sorted((d for d in recorded() if d.get("analysis") in analyses), key=order)
+    gpu = [d for d in docs if d.get("device") == "cuda"]
+    cpu = [d for d in docs if d.get("device") == "cpu"]
+    page.add("## Measured", "", "### On GPUs", "")
+    if gpu:
+        page.add(_profile_table(gpu))
+    else:
         how = " or ".join(f"`complexo profile {a} ... --device cuda --save`" for a in analyses)
         page.add(
             "No GPU profile of this analysis is recorded under `profiles/` yet. On a GPU "
-            f"machine, {how} records one and this page shows it.",
+            f"machine, {how} (or `scripts/record-gpu.sh`, every one these pages show) records "
+            "one and this page shows it.",
             "",
         )
+    if cpu:
+        page.add(
+            "### On a CPU",
+            "",
+            "Real runs of the reference implementations on this project's CPU box, recorded "
+            "with `--save`. The floor is the roofline's, max(FLOPs / peak, bytes / bandwidth) "
+            "summed over the terms, from that CPU's calibrated ceilings (`complexo calibrate`); "
+            "the CPU allocator keeps no peak statistics, so memory is the formula's alone.",
+            "",
+            _profile_table(cpu),
+        )
+    for line in _ceilings(docs):
+        page.add(f"- {line}")
+    if docs:
+        page.add("")
+
+
+def _ceilings(docs: list[dict]) -> list[str]:
+    """The ceilings the tables' rows were measured against, once per device and dtype; for a
+    calibration, the rates of the two kernels it took the better of."""
+    from complexo.profile import PROFILES, slug
+
+    seen: dict[tuple, str] = {}
+    for d in docs:
+        c, dtype = d.get("ceilings"), d["dtype"]
+        if not c or dtype not in c["peak"] or (d["device_name"], dtype) in seen:
+            continue
+        text = (
+            f"{d['device_name']}, {dtype}: peak {human(c['peak'][dtype], 'flop')}/s, "
+            f"bandwidth {human(c['bandwidth'], 'byte')}/s ({c['source']})"
+        )
+        path = PROFILES / slug(d["device_name"]) / "calibration.json"
+        cal = json.loads(path.read_text()) if path.exists() else {}
+        if f"calibrated {cal.get('date')}" == c["source"] and cal.get("peak") == c["peak"]:
+            rates = {k: v[dtype] for k, v in cal.get("measured", {}).items()}
+            text += ": the better of " + " and ".join(
+                f"{kernel} {human(rate, 'flop')}/s" for kernel, rate in rates.items()
+            )
+        seen[(d["device_name"], dtype)] = text
+    return list(seen.values())
+
+
+def _impl_timings(page: Page) -> None:
+    """Naive against SDPA attention, forward, over n: the recorded profiles of one device and
+    shape (a GPU's when one is recorded, else a CPU's), as a figure and the speed-up in words."""
+    from complexo import plot as plots
+    from complexo.profile import recorded
+
+    runs = [
+        d
+        for d in recorded()
+        if d["analysis"] == "mhsa" and d["mode"] == "forward" and d.get("timing") == "eager"
+    ]
+    groups: dict[tuple, dict[str, dict[int, dict]]] = {}
+    for d in runs:
+        shape = {k: v for k, v in d["config"].items() if k not in ("seq", "impl")}
+        key = (d["device"] != "cuda", d["device_name"], json.dumps(shape, sort_keys=True))
+        groups.setdefault(key, {}).setdefault(d["config"]["impl"], {})[d["config"]["seq"]] = d
+
+    def common(key):
+        by_impl = groups[key]
+        return sorted(set.intersection(*(set(by_impl.get(i, {})) for i in ("naive", "sdpa"))))
+
+    usable = [k for k in sorted(groups) if len(common(k)) >= 2]
+    if not usable:
         return
+    key = max(usable, key=lambda k: (not k[0], len(common(k))))  # a GPU first, then most points
+    seqs, shape = common(key), json.loads(key[2])
+    naive, sdpa = ([groups[key][i][n] for n in seqs] for i in ("naive", "sdpa"))
+    first = naive[0]
+    where = (
+        f"{first['device_name']} ({first['device']}), {first['dtype']}, d = {shape['dim']}, "
+        f"h = {shape['heads']}, batch {shape['batch']}"
+    )
+
+    def span(values, fmt):
+        lo, hi = min(values), max(values)
+        return (
+            fmt.format(lo)
+            if fmt.format(lo) == fmt.format(hi)
+            else f"{fmt.format(lo)}–{fmt.format(hi)}"
+        )
+
+    speedup = [a["median_s"] / b["median_s"] for a, b in zip(naive, sdpa, strict=True)]
+    sentence = (
+        f"Measured on {where}, {first['date']}: over n = {seqs[0]}..{seqs[-1]} the naive "
+        f"implementation took {span(speedup, '{:.1f}')}× the time of the fused kernel "
+        "(`--impl sdpa`), for the same matrix-product FLOPs."
+    )
+    if all("fraction_of_peak" in d for d in naive + sdpa):
+        sentence += (
+            f" SDPA reached {span([d['fraction_of_peak'] for d in sdpa], '{:.0%}')} of the "
+            f"device's peak, the naive {span([d['fraction_of_peak'] for d in naive], '{:.0%}')}"
+        )
+    if all(d.get("predicted_s") for d in naive + sdpa):
+        over = {
+            name: [d["median_s"] / d["predicted_s"] for d in ds]
+            for name, ds in (("naive", naive), ("sdpa", sdpa))
+        }
+        sentence += (
+            f"; SDPA's time was {span(over['sdpa'], '{:.2f}')}× its roofline floor, the "
+            f"naive's {span(over['naive'], '{:.1f}')}× its own (a floor that already counts "
+            "writing and re-reading the n×n scores)."
+        )
+    page.add(sentence, "")
+    fig, (ax,) = plots.figure(width=8.5)
+    series = {
+        impl: [(n, d["median_s"], d.get("predicted_s")) for n, d in zip(seqs, ds, strict=True)]
+        for impl, ds in (("naive", naive), ("sdpa", sdpa))
+    }
+    drawn = plots.draw_impl_times(ax, series, f"measured on {where}")
+    page.figure(
+        "mhsa-measured",
+        fig,
+        drawn,
+        f"Naive against fused attention, measured forward time and roofline floor against n "
+        f"({where})",
+        f"{first['dtype']}; times are medians of recorded profiles (profiles/)",
+    )
+
+
+def _profile_table(docs: list[dict]) -> str:
+    from complexo.profile import shown_config
+
     rows = [
         [
+            d["analysis"],
             d["device_name"],
             d["date"],
             d["mode"],
             shown_config(d),
-            f"{d['median_s'] * 1e3:.3g} ms",
+            d["dtype"],
+            duration(d["median_s"]),
+            duration(d["predicted_s"]) if d.get("predicted_s") else "—",
             f"{human(d['achieved_flops_per_s'], 'flop')}/s",
-            f"{d.get('fraction_of_peak', 0):.1%}",
+            f"{d['fraction_of_peak']:.1%}" if "fraction_of_peak" in d else "—",
             human(d["memory_peak"], "byte") if d.get("memory_peak") else "—",
             human(d["memory_predicted"], "byte"),
         ]
         for d in docs
     ]
-    page.add(
-        _table(
-            [
-                "device",
-                "date",
-                "mode",
-                "config",
-                "median",
-                "achieved",
-                "of peak",
-                "peak memory",
-                "predicted memory",
-            ],
-            rows,
-        )
-    )
+    header = ["analysis", "device", "date", "mode", "config", "dtype", "median", "floor"]
+    return _table([*header, "achieved", "of peak", "peak memory", "predicted memory"], rows)
 
 
 # --- MHSA ------------------------------------------------------------------------------------
@@ -285,7 +413,8 @@ def mhsa_page() -> Page:
         "counts causal attention dense, as the dense implementations execute it.",
         "",
     )
-    _gpu_section(page, "mhsa", "kvcache")
+    _measured_section(page, "mhsa", "kvcache")
+    _impl_timings(page)
     f = {y.name: y.value for y in r.quantities}
     page.add(
         "## The short answer",
@@ -426,7 +555,7 @@ def lora_page() -> Page:
         "fvcore skips SDPA and counts LayerNorm with its own constant; both gaps are named.",
         "",
     )
-    _gpu_section(page, "lora")
+    _measured_section(page, "lora")
     page.add(
         "## The short answer",
         "",
@@ -546,7 +675,7 @@ def cnn_vs_vit_page() -> Page:
         "own SDPA formulas, `sdpa_flop_count`).",
         "",
     )
-    _gpu_section(page, "cnn", "vit")
+    _measured_section(page, "cnn", "vit")
     page.add(
         "## The short answer",
         "",

@@ -29,9 +29,9 @@ def test_generate_then_check_then_drift(tmp_path, monkeypatch):
     ]
 
 
-def test_gpu_section_shows_the_recorded_cuda_profiles(tmp_path, monkeypatch):
-    """A real CPU profile of both LoRA sides, relabelled as a CUDA run (none can be made here),
-    is what the page's table reads: one row per side, with its own numbers."""
+def test_measured_section_shows_the_recorded_profiles_by_device(tmp_path, monkeypatch):
+    """A real CPU profile of both LoRA sides, and the same relabelled as a CUDA run (none can be
+    made here), is what the page's tables read: one row per side, with its own numbers."""
     import json
 
     from complexo import profile as profiling
@@ -39,14 +39,53 @@ def test_gpu_section_shows_the_recorded_cuda_profiles(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     cfg = Config(in_features=16, out_features=8, rank=2, seq=4, precision="fp32")
-    for path in profiling.profile_lora(cfg, device="cpu", warmup=0, repeat=1).save():
+    prof = profiling.profile_lora(cfg, device="cpu", warmup=0, repeat=1)
+    for path in prof.save():
         doc = json.loads(path.read_text())
-        path.write_text(json.dumps(doc | {"device": "cuda", "memory_peak": 12345}))
+        gpu = path.with_name(f"gpu-{path.name}")
+        gpu.write_text(json.dumps(doc | {"device": "cuda", "memory_peak": 12345}))
     page = report.Page("lora", "LoRA")
-    report._gpu_section(page, "lora")
-    rows = [line for line in page.text.splitlines() if line.startswith("| ") and "side=" in line]
-    assert len(rows) == 2 and {"side=full" in r for r in rows} == {True, False}
-    assert all("12.1 KiB" in r and " ms |" in r for r in rows), rows
+    report._measured_section(page, "lora")
+    gpu, cpu = page.text.split("### On a CPU")
+    for text, memory in ((gpu, "12.1 KiB"), (cpu, "—")):
+        rows = [line for line in text.splitlines() if line.startswith("| ") and "side=" in line]
+        assert len(rows) == 2 and {"side=full" in r for r in rows} == {True, False}
+        assert all(f"| {memory} |" in r for r in rows), rows
+        full = next(r for r in rows if "side=full" in r)
+        assert f"| {prof.sides['full'].median * 1e3:.3g} ms |" in full, full
     page = report.Page("mhsa", "MHSA")
-    report._gpu_section(page, "mhsa")
+    report._measured_section(page, "mhsa")
     assert "No GPU profile" in page.text and "complexo profile mhsa" in page.text
+    assert "### On a CPU" not in page.text
+
+
+def test_naive_against_sdpa_timings_come_from_the_recorded_profiles(tmp_path, monkeypatch):
+    """Four real CPU profiles (two lengths, both implementations): the figure draws their
+    medians and floors, and the sentence's speed-up is their ratio."""
+    from complexo import profile as profiling
+    from complexo.analyses.mhsa import Config
+
+    monkeypatch.chdir(tmp_path)
+    profiling.calibrate("cpu", size=128)
+    medians = {}
+    for impl in ("naive", "sdpa"):
+        for seq in (32, 64):
+            cfg = Config(batch=1, seq=seq, dim=32, heads=4, impl=impl)
+            prof = profiling.profile_mhsa(cfg, device="cpu", warmup=0, repeat=3)
+            prof.save()
+            medians[impl, seq] = (prof.median, prof.predicted_s)
+    page = report.Page("mhsa", "MHSA")
+    report._impl_timings(page)
+    (_, data) = page.figures["mhsa-measured"]
+    for impl in ("naive", "sdpa"):
+        assert data[f"{impl} measured"] == [
+            [32.0, 64.0],
+            [medians[impl, n][0] * 1e3 for n in (32, 64)],
+        ]
+        assert data[f"{impl} floor"][1] == [medians[impl, n][1] * 1e3 for n in (32, 64)]
+    ratios = sorted(medians["naive", n][0] / medians["sdpa", n][0] for n in (32, 64))
+    took = f"{ratios[0]:.1f}" + (
+        f"–{ratios[1]:.1f}" if f"{ratios[0]:.1f}" != f"{ratios[1]:.1f}" else ""
+    )
+    assert f"the naive implementation took {took}× the time of the fused kernel" in page.text
+    assert "d = 32, h = 4" in page.text and "over n = 32..64 the naive" in page.text
