@@ -137,6 +137,80 @@ def _ceilings(docs: list[dict]) -> list[str]:
     return list(seen.values())
 
 
+def _pairs(analyses: tuple[str, ...], side: str) -> list[tuple[dict, dict]]:
+    """Recorded profiles that differ only in ``side`` (LoRA's full and lora steps) or, with
+    ``side`` "analysis", CNN and ViT runs at the same device, dtype, mode, resolution and
+    batch: (first, second) by ``analyses``' order, GPU runs first."""
+    from complexo.profile import recorded
+
+    def key(d):
+        if side == "analysis":
+            c = d["config"]
+            return (d["device_name"], d["dtype"], d["mode"], c.get("res"), c.get("batch"))
+        rest = {k: v for k, v in d["config"].items() if k != side}
+        return (d["device_name"], d["mode"], json.dumps(rest, sort_keys=True))
+
+    found: dict[tuple, dict[str, dict]] = {}
+    for d in recorded():
+        if d.get("analysis") in analyses:
+            name = d["analysis"] if side == "analysis" else d["config"].get(side)
+            found.setdefault((d["device"] != "cuda", *key(d)), {})[name] = d
+    names = analyses if side == "analysis" else ("full", "lora")
+    return [
+        (found[k][names[0]], found[k][names[1]])
+        for k in sorted(found, key=lambda k: [(v is None, v) for v in k])
+        if set(names) <= set(found[k])
+    ]
+
+
+def _lora_phases(page: Page) -> None:
+    """Each recorded pair of full and LoRA steps, phase by phase against the roofline."""
+    from complexo.profile import shown_config
+
+    for full, lora in _pairs(("lora",), "side"):
+        c = full["config"]
+        shown = shown_config({"config": {k: v for k, v in c.items() if k != "side"}})
+        page.add(
+            f"{full['device_name']} ({full['device']}), {shown}, {c['precision']}, "
+            f"{c['optimizer']}, {full['date']}: the LoRA step took "
+            f"{lora['median_s'] / full['median_s']:.0%} "
+            f"of the full step's time for {lora['flops'] / full['flops']:.0%} of its FLOPs.",
+            "",
+        )
+        rows = []
+        for phase in ("forward", "backward", "optimizer"):
+            f, lo = full["by_term"].get(phase), lora["by_term"].get(phase)
+            if f and lo:
+                rows.append(
+                    [
+                        phase,
+                        duration(f["measured_s"]),
+                        duration(lo["measured_s"]),
+                        f"{lo['measured_s'] / f['measured_s']:.0%}",
+                        f"{lo['flops'] / f['flops']:.0%}" if f["flops"] else "—",
+                        f"{human(f['bytes'], 'byte')} / {human(lo['bytes'], 'byte')}",
+                    ]
+                )
+        header = ["phase", "full", "LoRA", "LoRA / full: time", "FLOPs", "fewest bytes"]
+        page.add(_table(header, rows))
+
+
+def _image_ratios(page: Page) -> None:
+    """Each recorded ResNet and ViT at the same resolution: time ratio beside FLOPs ratio."""
+    lines = []
+    for cnn, vit in _pairs(("cnn", "vit"), "analysis"):
+        c = cnn["config"]
+        lines.append(
+            f"- {cnn['device_name']} ({cnn['device']}), {cnn['dtype']}, {cnn['mode']}, "
+            f"R = {c['res']}, batch {c['batch']}: {vit['config']['model']} took "
+            f"{vit['median_s'] / cnn['median_s']:.2f}× {c['model']}'s time "
+            f"({duration(vit['median_s'])} against {duration(cnn['median_s'])}) for "
+            f"{vit['flops'] / cnn['flops']:.2f}× its FLOPs"
+        )
+    if lines:
+        page.add(*lines, "")
+
+
 def _impl_timings(page: Page) -> None:
     """Naive against SDPA attention, forward, over n: the recorded profiles of one device and
     shape (a GPU's when one is recorded, else a CPU's), as a figure and the speed-up in words."""
@@ -556,6 +630,7 @@ def lora_page() -> Page:
         "",
     )
     _measured_section(page, "lora")
+    _lora_phases(page)
     page.add(
         "## The short answer",
         "",
@@ -676,6 +751,7 @@ def cnn_vs_vit_page() -> Page:
         "",
     )
     _measured_section(page, "cnn", "vit")
+    _image_ratios(page)
     page.add(
         "## The short answer",
         "",

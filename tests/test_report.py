@@ -53,6 +53,14 @@ def test_measured_section_shows_the_recorded_profiles_by_device(tmp_path, monkey
         assert all(f"| {memory} |" in r for r in rows), rows
         full = next(r for r in rows if "side=full" in r)
         assert f"| {prof.sides['full'].median * 1e3:.3g} ms |" in full, full
+    page = report.Page("lora", "LoRA")  # one pair per device: the GPU's first
+    report._lora_phases(page)
+    full, lora = prof.sides["full"], prof.sides["lora"]
+    took = f"the LoRA step took {lora.median / full.median:.0%} of the full step's time"
+    assert page.text.count(took) == 2 and page.text.index("(cuda)") < page.text.index("(cpu)")
+    backward = full.by_term["backward"], lora.by_term["backward"]
+    share = f"{backward[1]['measured_s'] / backward[0]['measured_s']:.0%}"
+    assert any(r.startswith("| backward |") and f"| {share} |" in r for r in page.text.splitlines())
     page = report.Page("mhsa", "MHSA")
     report._measured_section(page, "mhsa")
     assert "No GPU profile" in page.text and "complexo profile mhsa" in page.text
@@ -89,3 +97,25 @@ def test_naive_against_sdpa_timings_come_from_the_recorded_profiles(tmp_path, mo
     )
     assert f"the naive implementation took {took}× the time of the fused kernel" in page.text
     assert "d = 32, h = 4" in page.text and "over n = 32..64 the naive" in page.text
+
+
+def test_cnn_and_vit_at_the_same_resolution_are_paired(tmp_path, monkeypatch):
+    from complexo import profile as profiling
+    from complexo.analyses import cnn, vit
+
+    monkeypatch.chdir(tmp_path)
+    runs = {}
+    for analysis, module, model in (("cnn", cnn, "resnet18"), ("vit", vit, "vit-ti16")):
+        for res in (64, 96):
+            cfg = module.Config(model=model, res=res)
+            prof = profiling.profile_image(analysis, cfg, device="cpu", warmup=0, repeat=2)
+            prof.save()
+            runs[analysis, res] = prof
+    page = report.Page("cnn-vs-vit", "CNN vs ViT")
+    report._image_ratios(page)
+    lines = [line for line in page.text.splitlines() if line.startswith("- ")]
+    assert len(lines) == 2
+    for res, line in zip((64, 96), lines, strict=True):
+        a, b = runs["cnn", res], runs["vit", res]
+        assert f"R = {res}, batch 1: vit-ti16 took {b.median / a.median:.2f}× resnet18's" in line
+        assert f"for {b.flops / a.flops:.2f}× its FLOPs" in line
