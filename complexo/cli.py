@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from enum import Enum
@@ -11,7 +10,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from complexo.errors import ComplexoError
+from complexo.errors import ComplexoError, check_choice
 
 try:  # typer ≥ 0.2x vendors click and exposes its exception base as TyperException
     _UsageError = typer.TyperException
@@ -25,10 +24,7 @@ class _Commands(TyperGroup):
     def resolve_command(self, ctx, args):
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            names = sorted(self.list_commands(ctx))
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise ComplexoError(f"unknown command '{name}'; {hint}choose from: {', '.join(names)}")
+            check_choice("command", name, sorted(self.list_commands(ctx)))
         return super().resolve_command(ctx, args)
 
     def main(self, *args, **kwargs):
@@ -406,6 +402,8 @@ def compare(
     words = [k for k in kinds if not k.isdigit()]
     # `--res 224 384 512` leaves 384 and 512 to the positional words: they are resolutions
     resolutions = [*(res or []), *(int(k) for k in kinds if k.isdigit())] or [224]
+    for word in words:
+        check_choice("kind", word, analysis.KINDS)
     if sorted(words) != sorted(analysis.KINDS):
         raise ComplexoError(
             f"compare takes the kinds to compare: 'cnn vit' (got {' '.join(words) or 'none'})"
@@ -547,7 +545,6 @@ def sweep(
 ) -> None:
     from complexo import sweep as sweeps
     from complexo.analyses import ANALYSES
-    from complexo.errors import check_choice
 
     check_choice("analysis", analysis, [a for a in ANALYSES if a != "lora"])
     if plot:
@@ -648,7 +645,6 @@ def profile(
     from complexo import profile as profiling
     from complexo import sweep as sweeps
     from complexo.analyses import ANALYSES
-    from complexo.errors import check_choice
 
     check_choice("analysis to profile", analysis, profiling.PROFILED)
     config = ANALYSES[analysis].Config
@@ -757,7 +753,6 @@ def report(
     check: Annotated[bool, typer.Option("--check", help="Compare instead of writing.")] = False,
 ) -> None:
     from complexo import report as reports
-    from complexo.errors import check_choice
 
     chosen = topics or list(reports.TOPICS)
     for topic in chosen:
@@ -776,7 +771,6 @@ def report(
 
 
 def _emit_variants(lines, as_json: bool, as_csv: bool, plot: str | None) -> None:
-    from complexo.errors import check_choice
 
     first = next(iter(lines.sweeps.values())).points[0].result
     check_choice("--quantity", lines.quantity, sorted(q.name for q in first.quantities))
