@@ -271,7 +271,7 @@ def profile_lora(
     for side in lora.SIDES:
         model, values = lora.cost_model(cfg, side), cfg.values
         memory = evaluate(model.total((Kind.MEMORY, Kind.ACTIVATION)), values)
-        refuse_if_too_big(memory, device, f"the {side} step")
+        refuse_if_too_big(memory, device, f"the {side} step", "a smaller --seq or --batch")
         torch.manual_seed(0)
         module, inputs = lora.build(cfg, side, device=device)
         for m in module.modules():  # a trained adapter, not B = 0 (the work is the same)
@@ -490,7 +490,7 @@ def profile_kvcache(
 
     logits = cfg.batch * (N + 1) * spec.vocab * DTYPES[cfg.weight_dtype].bytes  # no cache's
     predicted = total(Kind.MEMORY, "weights") + total(Kind.MEMORY, "cache")  # while decoding
-    refuse_if_too_big(predicted + logits, device, "this run")
+    refuse_if_too_big(predicted + logits, device, "this run", "a smaller --context or --batch")
     torch.manual_seed(0)
     net = kvcache.build(cfg, device=device)
     cache_dtype = torch.int8 if cfg.dtype == "int8" else torch_dtype(cfg.weight_dtype)
@@ -635,16 +635,16 @@ def run(
     return profile_image(analysis, cfg, mode=mode, cuda_graph=cuda_graph, **runs)
 
 
-def refuse_if_too_big(predicted: int, device: str, what: str) -> None:
+def refuse_if_too_big(predicted: int, device: str, what: str, hint: str) -> None:
     """Refuse, before allocating anything, a run whose predicted memory exceeds 90% of the
-    device's free memory."""
+    device's free memory; ``hint`` says what to shrink."""
     free = free_memory(device)
     if predicted > 0.9 * free:
         from complexo.render import human
 
         raise ComplexoError(
             f"{what} needs about {human(predicted, 'byte')} and {device} has "
-            f"{human(free, 'byte')} free: refused before allocating (try smaller --seq, --batch)"
+            f"{human(free, 'byte')} free: refused before allocating (try {hint})"
         )
 
 
@@ -699,6 +699,7 @@ def profile_mhsa(
     import torch
 
     from complexo.analyses import mhsa
+    from complexo.render import human
 
     device = resolve_device(device)
     _check_runs(warmup, repeat, mode, cuda_graph)
@@ -712,7 +713,13 @@ def profile_mhsa(
         predicted += evaluate(model.total(Kind.ACTIVATION), values) + weights
     else:
         predicted += evaluate(model.total(Kind.MEMORY, tag="matrix"), values)
-    refuse_if_too_big(predicted, device, "this run")
+    matrix = evaluate(model.total(Kind.MEMORY, tag="matrix"), values)
+    hint = "a smaller --seq or --batch" + (
+        f", or --impl sdpa: the n×n scores are {human(matrix, 'byte')} of it"
+        if not cfg.fused and matrix > predicted / 2
+        else ""
+    )
+    refuse_if_too_big(predicted, device, "this run", hint)
     torch.manual_seed(0)
     block, x = mhsa.build(cfg, device=device)
     x = x.detach().requires_grad_(mode == "train")
@@ -1047,7 +1054,7 @@ def profile_image(
     saved = evaluate(model.total(Kind.ACTIVATION), values)
     # an upper bound: weights and every activation saved for a backward (+ gradients, SGD)
     predicted = weights + saved + (weights if train else 0)
-    refuse_if_too_big(predicted, device, "this run")
+    refuse_if_too_big(predicted, device, "this run", "a smaller --res or --batch")
     torch.manual_seed(0)
     net, x = module_of.build(cfg, device=device)
     net.train(train)

@@ -126,9 +126,17 @@ def test_a_ceiling_below_the_achieved_rate_is_called_out(tmp_path):
 
 
 def test_a_run_that_cannot_fit_is_refused_before_allocating(monkeypatch):
+    from complexo.analyses import cnn
+
     monkeypatch.setattr(profiling, "free_memory", lambda device: 1 << 20)
-    with pytest.raises(ComplexoError, match="refused before allocating"):
+    with pytest.raises(ComplexoError, match="refused before allocating") as naive:
         profiling.profile_mhsa(Config(seq=4096, dim=1024), device="cpu")
+    # the naive's 16 heads of 4096² fp32 scores are most of it: the fused kernel is the way out
+    assert "or --impl sdpa: the n×n scores are 1.00 GiB of it" in str(naive.value)
+    with pytest.raises(ComplexoError, match=r"\(try a smaller --seq or --batch\)$"):
+        profiling.profile_mhsa(Config(seq=4096, dim=1024, impl="sdpa"), device="cpu")
+    with pytest.raises(ComplexoError, match=r"\(try a smaller --res or --batch\)$"):
+        profiling.profile_image("cnn", cnn.Config(model="resnet50", res=224), device="cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
