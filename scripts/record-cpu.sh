@@ -8,17 +8,8 @@
 #
 #   scripts/record-cpu.sh                      # runs .venv/bin/complexo (make .venv first)
 #   COMPLEXO="python3 -m complexo" scripts/record-cpu.sh
-set -uo pipefail
-read -r -a C <<< "${COMPLEXO:-.venv/bin/complexo}"
-failed=0
-
-run() {
-    echo "+ complexo $*" >&2
-    if ! "${C[@]}" "$@" > /dev/null; then
-        echo "  (not recorded: see the line above)" >&2
-        failed=$((failed + 1))
-    fi
-}
+default=".venv/bin/complexo"
+source "$(dirname "$0")/record-lib.sh"
 
 calibration=$("${C[@]}" calibrate --device cpu) || { echo "nothing recorded" >&2; exit 1; }
 echo "$calibration" >&2

@@ -15,17 +15,8 @@
 #
 # A run that cannot fit the GPU is refused by complexo before allocating; it is reported and
 # the script goes on. About 5 minutes on an H100.
-set -uo pipefail
-read -r -a C <<< "${COMPLEXO:-python3 -m complexo}"
-failed=0
-
-run() {
-    echo "+ complexo $*" >&2
-    if ! "${C[@]}" "$@" > /dev/null; then
-        echo "  (not recorded: see the line above)" >&2
-        failed=$((failed + 1))
-    fi
-}
+default="python3 -m complexo"
+source "$(dirname "$0")/record-lib.sh"
 
 "${C[@]}" calibrate --device cuda || { echo "nothing recorded" >&2; exit 1; }
 for impl in naive sdpa; do
