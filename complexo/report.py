@@ -211,6 +211,44 @@ def _image_ratios(page: Page) -> None:
         page.add(*lines, "")
 
 
+def _kvcache_timings(page: Page) -> None:
+    """Each recorded decoding run: one token with the cache, without it, and the prefill, each
+    beside its roofline floor and FLOPs per byte."""
+    from complexo.profile import recorded, shown_config
+
+    docs = [d for d in recorded() if d.get("analysis") == "kvcache"]
+    docs.sort(key=lambda d: (d["device"] != "cuda", d["device_name"], d["config"]["context"]))
+    rows = []
+    for d in docs:
+        t = d["by_term"]
+
+        def cell(phase, t=t):
+            row = t[phase]
+            floor = f" (floor {duration(row['predicted_s'])})" if row.get("predicted_s") else ""
+            return f"{duration(row['measured_s'])}{floor}, {row['intensity']:.3g} FLOP/B"
+
+        rows.append(
+            [
+                f"{d['device_name']} ({d['device']})",
+                shown_config(d),
+                d["dtype"],
+                cell("decode"),
+                cell("no cache"),
+                f"{t['no cache']['measured_s'] / t['decode']['measured_s']:.1f}×",
+                cell("prefill"),
+            ]
+        )
+    if rows:
+        header = ["device", "config", "dtype", "decode one token", "no cache", "÷", "prefill"]
+        page.add(
+            "Decoding for real: one token against the cache, the same token recomputing the "
+            "whole prefix, and the prefill that fills the cache (each timed on its own; "
+            "÷: no cache's time over decoding's; FLOP/B: the formula's FLOPs per fewest byte).",
+            "",
+            _table(header, rows),
+        )
+
+
 def _impl_timings(page: Page) -> None:
     """Naive against SDPA attention, forward, over n: the recorded profiles of one device and
     shape (a GPU's when one is recorded, else a CPU's), as a figure and the speed-up in words."""
@@ -489,6 +527,7 @@ def mhsa_page() -> Page:
     )
     _measured_section(page, "mhsa", "kvcache")
     _impl_timings(page)
+    _kvcache_timings(page)
     f = {y.name: y.value for y in r.quantities}
     page.add(
         "## The short answer",

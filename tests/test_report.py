@@ -119,3 +119,19 @@ def test_cnn_and_vit_at_the_same_resolution_are_paired(tmp_path, monkeypatch):
         a, b = runs["cnn", res], runs["vit", res]
         assert f"R = {res}, batch 1: vit-ti16 took {b.median / a.median:.2f}× resnet18's" in line
         assert f"for {b.flops / a.flops:.2f}× its FLOPs" in line
+
+
+def test_kvcache_decoding_table_from_a_recorded_profile(tmp_path, monkeypatch):
+    from complexo import profile as profiling
+    from complexo.analyses import kvcache
+
+    monkeypatch.chdir(tmp_path)
+    cfg = kvcache.Config(arch="llama", layers=2, dim=32, heads=4, vocab=50, ctx=64, context=32)
+    prof = profiling.profile_kvcache(cfg, device="cpu", warmup=0, repeat=2)
+    prof.save()
+    page = report.Page("mhsa", "MHSA")
+    report._kvcache_timings(page)
+    (row,) = [line for line in page.text.splitlines() if line.startswith("| ") and "(cpu)" in line]
+    t = prof.by_term
+    assert f"| {t['no cache']['measured_s'] / t['decode']['measured_s']:.1f}× |" in row
+    assert "context=32" in row and row.count("FLOP/B") == 3
