@@ -281,7 +281,7 @@ def profile_lora(
         timing = timed(step, device, warmup, repeat)
         profiled = _profiled(step, device, _side_path(trace, side))
         phases = _lora_phases(model, values)
-        flops = sum(f for f, _ in phases.values())
+        flops = sum(f for f, _ in phases.values() if f is not None)
         prof = _record("lora", cfg, "train", device, timing, flops, memory, roof)
         prof.config["side"] = side
         prof.kernels = profiled.top
@@ -343,7 +343,7 @@ def _lora_phases(model, values) -> dict[str, tuple[int, int]]:
     return {
         "forward": (evaluate(model.total(Kind.FORWARD), values), weights),
         "backward": (evaluate(model.total(Kind.BACKWARD), values), saved + weights + grads),
-        "optimizer": (0, 2 * state + grads + 2 * trained),
+        "optimizer": (None, 2 * state + grads + 2 * trained),  # element-wise: not counted
     }
 
 
@@ -354,7 +354,7 @@ def _sgd_phases(forward: int, moved: int, backward: int, saved: int, weights: in
     return {
         "forward": (forward, moved),
         "backward": (backward, saved + 2 * weights),
-        "optimizer": (0, 3 * weights),
+        "optimizer": (None, 3 * weights),  # element-wise: not counted
     }
 
 
@@ -390,16 +390,18 @@ def _total_floor(rows) -> float | None:
 
 
 def _phase_rows(phases: dict, roof: Ceilings | None, dtype: str) -> dict[str, dict]:
-    """Rows of (FLOPs, fewest bytes) per phase, with the roofline's floor where known."""
+    """Rows of (FLOPs, fewest bytes) per phase, with the roofline's floor where known. FLOPs
+    None: not counted (the optimizer's element-wise update, O(parameters)): its floor is its
+    bytes'."""
     out = {}
     for name, (flops, moved) in phases.items():
         row = {
             "flops": flops,
             "bytes": moved,
-            "intensity": flops / moved if moved else None,
+            "intensity": flops / moved if flops is not None and moved else None,
             "ops": [f"complexo::{name}"],
         }
-        out[name] = row | _floor(flops, moved, roof, dtype)
+        out[name] = row | _floor(flops or 0, moved, roof, dtype)
     return out
 
 

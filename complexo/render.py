@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -28,8 +29,10 @@ def human(value: int | float | None, unit: str) -> str:
 
 
 def duration(seconds: float) -> str:
-    """Three significant figures, in ms below a second and in s above: 58.1 ms, 1.09 s."""
-    return f"{seconds:.3g} s" if seconds >= 1 else f"{seconds * 1e3:.3g} ms"
+    """Three significant figures in s, ms or µs: 1.09 s, 58.1 ms, 373 µs, 4.91 µs."""
+    if seconds >= 1:
+        return f"{seconds:.3g} s"
+    return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} µs"
 
 
 def _scaled(value: float, base: int, prefixes: list[str]) -> tuple[str, str]:
@@ -450,21 +453,26 @@ def render_profile(prof) -> Group:
         f"  {cfg}, mode={prof.mode}\n",
         (f"{prof.device_name} ({prof.device}), torch {prof.torch}, {prof.date}", "dim"),
     )
-    table = Table(
-        title="Per term: measured vs roofline, max(FLOPs / peak, bytes / bandwidth)",
+    table = Table(  # no vertical rules: its eight columns fit an 80-column terminal
+        title="Per term: measured vs roofline floor, max(FLOPs / peak, bytes / bandwidth)",
         title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
     )
     for name, justify in (
         ("term", "left"),
         ("FLOPs", "right"),
         ("bytes", "right"),
-        ("FLOP/byte", "right"),
+        ("FLOP/B", "right"),
         ("measured", "right"),
         ("share", "right"),
-        ("predicted", "right"),
+        ("floor", "right"),
         ("bound", "left"),
-    ):
-        table.add_column(name, justify=justify)
+    ):  # numbers never wrap: on a narrow terminal the term names do
+        table.add_column(
+            name, justify=justify, no_wrap=name != "term", min_width=11 if name == "term" else None
+        )
     for name, row in prof.by_term.items():
         table.add_row(
             name,

@@ -392,3 +392,14 @@ def test_kvcache_json_contract(dtype):
 def test_kvcache_bad_input_is_one_line(args, message):
     result = runner.invoke(app, ["kvcache", *args])
     assert_one_line_error(result, message)
+
+
+def test_durations_keep_three_figures_in_a_readable_unit():
+    from complexo.render import duration
+
+    assert [duration(s) for s in (1.0866, 0.0581, 3.73e-4, 4.913e-6)] == [
+        "1.09 s",
+        "58.1 ms",
+        "373 µs",
+        "4.91 µs",
+    ]

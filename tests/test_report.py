@@ -3,6 +3,7 @@ real pages are checked by `complexo report --check` in `make test`.)"""
 
 from complexo import plot as plots
 from complexo import report
+from complexo.render import duration
 
 
 def tiny_page():
@@ -52,7 +53,7 @@ def test_measured_section_shows_the_recorded_profiles_by_device(tmp_path, monkey
         assert len(rows) == 2 and {"side=full" in r for r in rows} == {True, False}
         assert all(f"| {memory} |" in r for r in rows), rows
         full = next(r for r in rows if "side=full" in r)
-        assert f"| {prof.sides['full'].median * 1e3:.3g} ms |" in full, full
+        assert f"| {duration(prof.sides['full'].median)} |" in full, full
     page = report.Page("lora", "LoRA")  # one pair per device: the GPU's first
     report._lora_phases(page)
     full, lora = prof.sides["full"], prof.sides["lora"]
