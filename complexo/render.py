@@ -28,6 +28,14 @@ def human(value: int | float | None, unit: str) -> str:
     return f"{number} {prefix}".rstrip() if unit == "param" else f"{number} {prefix}FLOP"
 
 
+def new_table(title: str) -> Table:
+    """Every table's style: a title on the left, a rule under the header and no vertical
+    rules, so that wide tables fit a narrow terminal before they wrap."""
+    return Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1, 0, 0)
+    )
+
+
 def duration(seconds: float) -> str:
     """Three significant figures in s, ms or µs: 1.09 s, 58.1 ms, 373 µs, 4.91 µs."""
     if seconds >= 1:
@@ -68,7 +76,7 @@ def agreement(q: Quantity) -> Text:
 
 
 def quantities_table(result: Result) -> Table:
-    table = Table(title="What it costs (formula vs. independent counts)", title_justify="left")
+    table = new_table("What it costs (formula vs. independent counts)")
     table.add_column("quantity")
     table.add_column("formula", overflow="fold")
     table.add_column("value", justify="right")
@@ -88,7 +96,7 @@ def quantities_table(result: Result) -> Table:
 
 
 def terms_table(model: CostModel, values: dict) -> Table:
-    table = Table(title="Why: the terms", title_justify="left")
+    table = new_table("Why: the terms")
     for name, justify in (
         ("kind", "left"),
         ("term", "left"),
@@ -209,9 +217,8 @@ def ratio_text(ratio: float | None) -> str:
 
 def comparison_table(cmp: Comparison) -> Table:
     (a_name, a), (b_name, b) = list(cmp.sides.items())[:2]
-    table = Table(
-        title=f"What it costs: {a_name} vs {b_name} (formula values; counters checked per side)",
-        title_justify="left",
+    table = new_table(
+        f"What it costs: {a_name} vs {b_name} (formula values; counters checked per side)"
     )
     table.add_column("quantity")
     for name, justify in ((a_name, "right"), (b_name, "right"), (f"{b_name}/{a_name}", "right")):
@@ -235,7 +242,7 @@ def comparison_table(cmp: Comparison) -> Table:
 
 def formulas_table(cmp: Comparison) -> Table:
     (a_name, a), (b_name, b) = list(cmp.sides.items())[:2]
-    table = Table(title="Formulas", title_justify="left")
+    table = new_table("Formulas")
     table.add_column("quantity")
     table.add_column(a_name, overflow="fold")
     table.add_column(b_name, overflow="fold")
@@ -250,7 +257,7 @@ def sweep_table(cmp: Comparison) -> Table | None:
     if not cmp.sweep:
         return None
     key = next(iter(cmp.sweep[0]))
-    table = Table(title=f"{cmp.variant.analysis} by {key} (formula values)", title_justify="left")
+    table = new_table(f"{cmp.variant.analysis} by {key} (formula values)")
     table.add_column(key, justify="right")
     columns = [k for k in cmp.sweep[0] if k != key and not k.endswith("_ratio")]
     quantities = {q.name: q for q in cmp.variant.quantities}
@@ -294,7 +301,7 @@ def render_comparison(cmp: Comparison, *, formulas: bool = True, terms: bool = F
 def models_table(models: dict[str, Result], title: str) -> Table:
     """Several models' quantities side by side, each with its counters' agreement."""
     names = list(models)
-    table = Table(title=title, title_justify="left")
+    table = new_table(title)
     table.add_column("quantity")
     for name in names:
         table.add_column(name, justify="right")
@@ -321,7 +328,7 @@ def models_table(models: dict[str, Result], title: str) -> Table:
 
 def resolutions_table(cmp) -> Table:
     names = list(cmp.results[0][1])
-    table = Table(title="By resolution (formula values; every one checked)", title_justify="left")
+    table = new_table("By resolution (formula values; every one checked)")
     table.add_column("R", justify="right")
     for quantity in ("forward FLOPs", "activations"):
         for name in names:
@@ -373,7 +380,7 @@ def render_sweep(sweep, quantity: str) -> Group:
     first = sweep.points[0].result
     if len(sweep.vary) == 1:
         name = sweep.vary[0].name
-        table = Table(title=f"{sweep.analysis} against {name}", title_justify="left")
+        table = new_table(f"{sweep.analysis} against {name}")
         table.add_column(name, justify="right")
         for q in first.quantities:
             table.add_column(q.label.strip(), justify="right")
@@ -399,7 +406,7 @@ def render_sweep(sweep, quantity: str) -> Group:
     else:
         (a, b), unit = sweep.vary, first.quantity(quantity).unit
         title = f"{quantity}: {a.name} (rows) × {b.name} (columns)"
-        table = Table(title=title, title_justify="left")
+        table = new_table(title)
         table.add_column(f"{a.name} \\ {b.name}", justify="right")
         for v in b.values:
             table.add_column(str(v), justify="right")
@@ -417,7 +424,7 @@ def render_variants(variants) -> Group:
     first = next(iter(variants.sweeps.values()))
     name = first.vary[0].name
     unit = first.points[0].result.quantity(variants.quantity).unit
-    table = Table(title=f"{variants.quantity} against {name}, by variant", title_justify="left")
+    table = new_table(f"{variants.quantity} against {name}, by variant")
     table.add_column(name, justify="right")
     for label in variants.sweeps:
         table.add_column(label, justify="right")
@@ -453,13 +460,7 @@ def render_profile(prof) -> Group:
         f"  {cfg}, mode={prof.mode}\n",
         (f"{prof.device_name} ({prof.device}), torch {prof.torch}, {prof.date}", "dim"),
     )
-    table = Table(  # no vertical rules: its eight columns fit an 80-column terminal
-        title="Per term: measured vs roofline floor, max(FLOPs / peak, bytes / bandwidth)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        padding=(0, 1, 0, 0),
-    )
+    table = new_table("Per term: measured vs roofline floor, max(FLOPs / peak, bytes / bandwidth)")
     for name, justify in (
         ("term", "left"),
         ("FLOPs", "right"),
@@ -519,10 +520,9 @@ def render_profile(prof) -> Group:
     if prof.outside:
         lines.append(Text(f"note: {outside_note(prof.outside)}", style="dim"))
     lines += [Text(f"note: {note}", style="dim") for note in prof.notes]
-    kernels = Table(
-        title=f"Top {'kernels' if prof.device == 'cuda' else 'ops'} by "
-        f"{'GPU' if prof.device == 'cuda' else 'own CPU'} time, one profiled iteration",
-        title_justify="left",
+    kernels = new_table(
+        f"Top {'kernels' if prof.device == 'cuda' else 'ops'} by "
+        f"{'GPU' if prof.device == 'cuda' else 'own CPU'} time, one profiled iteration"
     )
     kernels.add_column("kernel" if prof.device == "cuda" else "op", overflow="ellipsis")
     kernels.add_column("time", justify="right")
@@ -554,10 +554,9 @@ def _render_compare_profile(prof) -> Group:
     first = prof.runs[0][1]
     names = list(first)
     p0 = first[names[0]]
-    table = Table(
-        title=f"Measured inference, {p0.device_name} ({p0.device}), {p0.dtype}, "
-        f"torch {p0.torch}, {p0.date}",
-        title_justify="left",
+    table = new_table(
+        f"Measured inference, {p0.device_name} ({p0.device}), {p0.dtype}, "
+        f"torch {p0.torch}, {p0.date}"
     )
     table.add_column("R", justify="right")
     for name in names:
