@@ -739,9 +739,9 @@ def profile_mhsa(
     prof = _record("mhsa", cfg, mode, device, timing, flops, predicted, roof)
     prof.kernels = profiled.top
     _graph_note(prof, cuda_graph)
-    prof.by_term = _by_term(
-        mhsa.roofline_groups(cfg), profiled.by_op, values, roof, cfg.dtype, mode
-    )
+    # the terms' ops in the forward: in training, inside its range, not the backward's too
+    ops = profiled.by_op if mode == "forward" else profiled.in_range.get("complexo::forward", {})
+    prof.by_term = _by_term(mhsa.roofline_groups(cfg), ops, values, roof, cfg.dtype, mode)
     for row in prof.by_term.values():
         row["share"] = profiled.share(row["measured_s"])
     prof.predicted_s = _total_floor(prof.by_term.values())
@@ -759,8 +759,8 @@ def profile_mhsa(
         prof.by_term |= {f"{name} (step)": row for name, row in rows.items()}
         prof.predicted_s = _total_floor(rows.values())
         prof.notes.append(
-            "training: a term's time is its ops' over the whole step (the backward's matrix "
-            "products under the same op names included); the phases are timed by range"
+            "training: the terms' times are their ops' inside the forward's range; the phases "
+            "(forward, backward, optimizer) are the whole step, timed by range"
         )
     _common_notes(prof, roof)
     return prof
@@ -793,7 +793,10 @@ class Profiled:
     by_op: dict[str, float]
     top: list
     total: float
-    loose: dict[str, float] = field(default_factory=dict)  # own time outside complexo:: ranges
+    # per innermost complexo:: range around an op: its time as by_op counts it; and its own
+    # time by (op, the ops it ran inside)
+    in_range: dict[str, dict[str, float]] = field(default_factory=dict)
+    own: dict[str, dict[tuple[str, frozenset[str]], float]] = field(default_factory=dict)
     callers: frozenset[str] = frozenset()  # ops that called other ops (own time = dispatch)
 
     def share(self, seconds: float) -> float | None:
@@ -833,30 +836,40 @@ def _profiled(step, device: str, trace: str | None) -> Profiled:
     total = out.pop(ITERATION, 0.0)
     events = prof.events()
     callers = frozenset(e.name for e in events if e.cpu_children)
-    return Profiled(out, [[k, s] for k, s in top], total, _loose(events, device), callers)
+    in_range, own = _by_range(events, device)
+    return Profiled(out, [[k, s] for k, s in top], total, in_range, own, callers)
 
 
-def _loose(events, device: str) -> dict[str, float]:
-    """Seconds of each op's own time inside the iteration but outside every other complexo::
-    range (own CPU time on CPU; on CUDA the kernels the op launched itself, not its children's),
-    so that time the terms do not cover can be named op by op."""
+def _by_range(events, device: str):
+    """Per innermost complexo:: range around each op: the op's time as ``by_op`` counts it
+    (with its children's on CUDA, its own on CPU), so that a phase's ops are told from another
+    phase's; and its own time (on CUDA the kernels it launched itself), so that time no term
+    covers can be named op by op, keyed with the ops it ran inside."""
     from torch.autograd import DeviceType
 
-    out: dict[str, float] = {}
+    in_range: dict[str, dict] = {}
+    own: dict[str, dict] = {}
     for evt in events:
         if evt.device_type != DeviceType.CPU or evt.name.startswith("complexo::"):
             continue
-        ranges, parent = [], evt.cpu_parent
-        while parent is not None:
-            if parent.name.startswith("complexo::"):
-                ranges.append(parent.name)
+        parent, above = evt.cpu_parent, set()
+        while parent is not None and not parent.name.startswith("complexo::"):
+            above.add(parent.name)
             parent = parent.cpu_parent
-        if ranges != [ITERATION]:
+        if parent is None:
             continue
-        us = evt.self_device_time_total if device == "cuda" else evt.self_cpu_time_total
-        if us > 0:
-            out[evt.name] = out.get(evt.name, 0.0) + us / 1e6
-    return out
+        if device == "cuda":
+            counted, itself = evt.device_time_total, evt.self_device_time_total
+        else:
+            counted = itself = evt.self_cpu_time_total
+        for table, key, us in (
+            (in_range, evt.name, counted),
+            (own, (evt.name, frozenset(above)), itself),
+        ):
+            if us > 0:
+                ops = table.setdefault(parent.name, {})
+                ops[key] = ops.get(key, 0.0) + us / 1e6
+    return in_range, own
 
 
 def _outside(profiled: Profiled, rows, terms=()) -> dict:
@@ -866,10 +879,13 @@ def _outside(profiled: Profiled, rows, terms=()) -> dict:
     an op that calls others, such as aten::linear, whose own time is dispatch)."""
     rows = list(rows)
     covered = {op for row in rows for op in row["ops"]}
+    left: dict[str, float] = {}
+    for (op, above), s in profiled.own.get(ITERATION, {}).items():
+        # nor inside a covered op: CUDA's SDPA launches its kernel from a child op
+        if op not in covered and not above & covered:
+            left[op] = left.get(op, 0.0) + s
     rest = max(profiled.total - sum(row["measured_s"] for row in rows), 0.0)
-    ops = sorted(
-        ((op, s) for op, s in profiled.loose.items() if op not in covered), key=lambda kv: -kv[1]
-    )
+    ops = sorted(left.items(), key=lambda kv: -kv[1])
     return {
         "measured_s": rest,
         "share": profiled.share(rest),
