@@ -781,6 +781,7 @@ def _quiet_native_stderr():
 
 
 TOP_KERNELS = 8
+PROFILED_RUNS = 3  # profiled iterations, of which the tables show the median one
 ITERATION = "complexo::iteration"  # the range around the whole profiled iteration
 
 
@@ -803,25 +804,36 @@ class Profiled:
         return seconds / self.total if self.total else None
 
 
-def _profiled(step, device: str, trace: str | None) -> Profiled:
-    """One profiled iteration: seconds per op name, the top kernels by time. Times are device
-    time on CUDA, self CPU time on CPU; a complexo:: range gets its whole time (the ops inside
-    it). The top kernels are CUDA kernels on a GPU, the ops' own CPU time on a CPU."""
+def _profiled(step, device: str, trace: str | None, runs: int = PROFILED_RUNS) -> Profiled:
+    """One profiled iteration, the median by total time of ``runs`` (one iteration's hiccup on
+    a busy machine does not become a phase's time, and every figure still comes from one real
+    iteration): seconds per op name, the top kernels by time. Times are device time on CUDA,
+    self CPU time on CPU; a complexo:: range gets its whole time (the ops inside it). The top
+    kernels are CUDA kernels on a GPU, the ops' own CPU time on a CPU."""
     import torch
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with _quiet_native_stderr(), profile(activities=activities, record_shapes=False) as prof:
-        with torch.profiler.record_function(ITERATION):
-            step()
-        if device == "cuda":
-            torch.cuda.synchronize()
+    profiles = []
+    for _ in range(runs):
+        with _quiet_native_stderr(), profile(activities=activities, record_shapes=False) as prof:
+            with torch.profiler.record_function(ITERATION):
+                step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+        averages = prof.key_averages()
+        total = next((e for e in averages if e.key == ITERATION), None)
+        seconds = (
+            (total.device_time_total if device == "cuda" else total.cpu_time_total) if total else 0
+        )
+        profiles.append((seconds, prof, averages))
+    _, prof, averages = sorted(profiles, key=lambda p: p[0])[(runs - 1) // 2]
     if trace:
         prof.export_chrome_trace(trace)
     out: dict[str, float] = {}
     kernels: dict[str, float] = {}
-    for evt in prof.key_averages():
+    for evt in averages:
         ranged = evt.key.startswith("complexo::")
         if device == "cuda":
             us = evt.device_time_total
