@@ -63,6 +63,11 @@ def _agreement(q) -> str:
     return "; ".join(parts) or "no counter"
 
 
+def _percent(ratio: float) -> str:
+    """42%, or 0.4% where whole percents would say 0%."""
+    return f"{ratio:.0%}" if ratio >= 0.01 else f"{ratio:.1%}"
+
+
 def _math(expr) -> str:
     return f"${latex(expr)}$"
 
@@ -186,7 +191,7 @@ def _lora_phases(page: Page) -> None:
                         phase,
                         duration(f["measured_s"]),
                         duration(lo["measured_s"]),
-                        f"{lo['measured_s'] / f['measured_s']:.0%}",
+                        _percent(lo["measured_s"] / f["measured_s"]),
                         f"{lo['flops'] / f['flops']:.0%}" if f["flops"] else "—",
                         f"{human(f['bytes'], 'byte')} / {human(lo['bytes'], 'byte')}",
                     ]

@@ -4,7 +4,7 @@
 # full fine-tuning steps on gpt2, ResNet-50 against ViT-B/16 at 224 (inference; training at
 # batch 4), KV-cache decoding on gpt2 at 128 and 1023 cached tokens, and the profiled MHSA sweep. Each
 # lands with its device, dtype, torch version and date; then `make report` puts them in
-# analyses/. Sizes are chosen for a small CPU: about 3 minutes on this project's 2-core box.
+# analyses/. Sizes are chosen for a small CPU: about 4 minutes on this project's 2-core box.
 #
 #   scripts/record-cpu.sh                      # runs .venv/bin/complexo (make .venv first)
 #   COMPLEXO="python3 -m complexo" scripts/record-cpu.sh
