@@ -111,10 +111,10 @@ def _measured_section(page: Page, *analyses: str) -> None:
             "",
             _profile_table(cpu),
         )
-    for line in _ceilings(docs):
-        page.add(f"- {line}")
-    if docs:
-        page.add("")
+    ceilings = _ceilings(docs)
+    if ceilings:
+        page.add("The ceilings these rows were measured against:", "")
+        page.add(*(f"- {line}" for line in ceilings), "")
 
 
 def _ceilings(docs: list[dict]) -> list[str]:
@@ -213,6 +213,7 @@ def _image_ratios(page: Page) -> None:
             f"{vit['flops'] / cnn['flops']:.2f}× its FLOPs"
         )
     if lines:
+        page.add("The two models side by side, at the same resolution and batch:", "")
         page.add(*lines, "")
 
 
