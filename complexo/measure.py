@@ -204,6 +204,23 @@ class TrainingState:
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
+def cpu_peak_bytes(fn: Callable[[], object]) -> int:
+    """The most bytes ``fn`` holds allocated at once on the CPU beyond what was live before it,
+    from the profiler's record of every allocation and free (``profile_memory``): each op's own
+    net allocation at its start, each free outside an op ([memory] events) at its time. An op's
+    scratch space that it frees before returning is not seen; a Python scalar operand is (a
+    0-dim fp64 tensor, 8 bytes)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for evt in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += evt.cpu_memory_usage if evt.name == "[memory]" else evt.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
+
+
 def training_state(module: torch.nn.Module, optimizer: str, *, master_fp32: bool) -> TrainingState:
     """Call after a backward: steps ``optimizer`` once over the trainable parameters (on their
     fp32 master copies when ``master_fp32``) and measures what it keeps. The optimizer's host-side

@@ -709,16 +709,18 @@ def profile_mhsa(
     kinds = (Kind.FORWARD,) if mode == "forward" else (Kind.FORWARD, Kind.BACKWARD)
     flops = evaluate(model.total(kinds), values)
     weights = evaluate(model.total(Kind.PARAMS), values) * values[mhsa.e]
-    inputs = 2 * cfg.batch * cfg.seq * cfg.dim * values[mhsa.e]  # x and the output
-    predicted = weights + inputs
-    if mode == "train":  # saved activations, gradients of the weights, SGD keeps no state
-        predicted += evaluate(model.total(Kind.ACTIVATION), values) + weights
-    else:
-        predicted += evaluate(model.total(Kind.MEMORY, tag="matrix"), values)
+    x_bytes = cfg.batch * cfg.seq * cfg.dim * values[mhsa.e]
+    if mode == "train":  # x, its output, saved activations, gradients; SGD keeps no state
+        predicted = 2 * weights + 2 * x_bytes + evaluate(model.total(Kind.ACTIVATION), values)
+    else:  # what the block was given, and its high-water mark above that
+        predicted = weights + x_bytes + mhsa.forward_peak(cfg)
+    # n×n matrices: two coexist in the forward (each element-wise pass is out of place); the
+    # probabilities are saved for the backward
     matrix = evaluate(model.total(Kind.MEMORY, tag="matrix"), values)
+    scores = 2 * matrix if mode == "forward" else matrix
     hint = "a smaller --seq or --batch" + (
-        f", or --impl sdpa: the n×n scores are {human(matrix, 'byte')} of it"
-        if not cfg.fused and matrix > predicted / 2
+        f", or --impl sdpa: its n×n score matrices are {human(scores, 'byte')} of it"
+        if not cfg.fused and scores > predicted / 2
         else ""
     )
     refuse_if_too_big(predicted, device, "this run", hint)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from complexo.analyses.mhsa import Config, build
+from complexo.analyses.mhsa import Config, build, forward_peak
 from complexo.cost import Kind, evaluate
 from complexo.measure import count_fvcore, cpu_attention_formulas, measure_torch, param_counts
 
@@ -237,3 +237,45 @@ def test_variant_numbers_in_the_output():
     assert (
         flash.quantity("forward_matmul_flops").value == naive.quantity("forward_matmul_flops").value
     )
+
+
+@given(
+    batch=st.integers(1, 2),
+    seq=st.integers(1, 40),
+    head=st.sampled_from([2, 4, 8]),
+    heads=st.sampled_from([1, 2, 4]),
+    group=st.sampled_from([1, 2]),
+    variant=st.sampled_from(["plain", "causal", "window", "alibi", "alibi causal", "sdpa"]),
+    dtype=st.sampled_from(["fp32", "bf16"]),
+)
+def test_forward_peak_is_what_the_block_allocates_on_cpu(
+    batch, seq, head, heads, group, variant, dtype
+):
+    """The forward's high-water mark, from the profiler's record of every CPU allocation and
+    free, equals the stage-by-stage formula; to the byte but for Python scalar operands, each
+    a 0-dim fp64 CPU tensor (the 1/√hs of the naive scale), which device memory never holds."""
+    from complexo.measure import cpu_peak_bytes
+
+    cfg = Config(
+        batch=batch,
+        seq=seq,
+        dim=head * heads,
+        heads=heads,
+        kv_heads=heads // group if group > 1 and heads % group == 0 else None,
+        causal="causal" in variant,
+        window=max(seq // 2, 1) if variant == "window" else None,
+        alibi="alibi" in variant,
+        impl="sdpa" if variant == "sdpa" else "naive",
+        dtype=dtype,
+    )
+    block, x = build(cfg, device="cpu")
+    x = x.detach()
+
+    def forward():
+        with torch.no_grad():
+            block(x)
+
+    forward()  # the first call may build caches the next one reuses
+    measured = cpu_peak_bytes(forward)
+    scalars = 0 if cfg.fused else 8
+    assert forward_peak(cfg) <= measured <= forward_peak(cfg) + scalars, cfg

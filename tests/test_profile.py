@@ -154,8 +154,8 @@ def test_a_run_that_cannot_fit_is_refused_before_allocating(monkeypatch):
     monkeypatch.setattr(profiling, "free_memory", lambda device: 1 << 20)
     with pytest.raises(ComplexoError, match="refused before allocating") as naive:
         profiling.profile_mhsa(Config(seq=4096, dim=1024), device="cpu")
-    # the naive's 16 heads of 4096² fp32 scores are most of it: the fused kernel is the way out
-    assert "or --impl sdpa: the n×n scores are 1.00 GiB of it" in str(naive.value)
+    # two coexisting copies of the naive's 16 heads of 4096² fp32 scores are most of it
+    assert "or --impl sdpa: its n×n score matrices are 2.00 GiB of it" in str(naive.value)
     with pytest.raises(ComplexoError, match=r"\(try a smaller --seq or --batch\)$"):
         profiling.profile_mhsa(Config(seq=4096, dim=1024, impl="sdpa"), device="cpu")
     with pytest.raises(ComplexoError, match=r"\(try a smaller --res or --batch\)$"):
@@ -209,9 +209,11 @@ def test_cuda_timer_agrees_with_triton_do_bench():
 
 @cuda
 def test_cuda_peak_memory_against_the_formula():
+    """Weights, x and the forward's high-water mark (two 128 MiB score matrices here): within
+    10%, the room for what the caching allocator already holds (cuBLAS's workspace)."""
     prof = profiling.profile_mhsa(Config(seq=2048, dim=1024, dtype="bf16"), device="cuda")
     assert prof.memory_peak is not None
-    assert abs(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted < 0.25
+    assert abs(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted < 0.10
 
 
 def test_lora_and_full_training_steps_timed_for_real(tmp_path):

@@ -441,6 +441,37 @@ def _variant_notes(cfg: Config, q: dict, model: CostModel, values: dict) -> list
     return notes
 
 
+def forward_peak(cfg: Config) -> int:
+    """Bytes the reference block allocates at its high-water mark in one inference forward
+    (no autograd), beyond its weights and input: what a run needs on top of what it was given.
+    Stage by stage in ``blocks/attention.py``: q, k, v stay alive to the end of ``forward``;
+    with grouped heads, k and v repeated to h heads live through ``attend``; every element-wise
+    pass over the scores is out of place, so two B·h·n² matrices coexist (the scores and their
+    scaled copy, then the softmax's input and output); the causal mask holds three n×n bools
+    (all-ones, tril, its negation) as masked_fill runs; ALiBi builds an int64 n×n distance and
+    an fp32 h×n×n bias, then casts it; after ``attend`` the heads are merged by a copy. The
+    fused kernel keeps no matrix (its own work buffers are internal to the op)."""
+    B, n, d, h, e = cfg.batch, cfg.seq, cfg.dim, cfg.heads, DTYPES[cfg.dtype].bytes
+    kv = d // h * (cfg.kv_heads or cfg.heads)
+    qkv = (B * n * d + 2 * B * n * kv) * e
+    shared = 2 * B * n * d * e if cfg.kv_heads not in (None, cfg.heads) else 0
+    y, S = B * n * d * e, B * h * n**2 * e
+    merge = 2 * y  # the heads and their merged copy, then the merged copy and the output
+    if cfg.fused:
+        return qkv + max(shared + y, merge)
+    stages = [2 * S, S + y]  # scale / softmax: input and output; A·V: probabilities and y
+    if cfg.causal or cfg.window is not None:
+        masks = 3 * n**2 * BOOL_BYTES  # ones, tril (and the window's band), ~keep
+        stages += [2 * S + masks, S + 2 * n**2 * BOOL_BYTES + y]
+        if cfg.window is not None:  # tril, triu and their & beside the ones
+            stages.append(S + 4 * n**2 * BOOL_BYTES)
+    if cfg.alibi:
+        built = 4 * h + 8 * n + 8 * n**2 + 4 * h * n**2  # slopes, positions, distance, fp32 bias
+        cast = h * n**2 * e if e != 4 else 0  # the bias in the block's dtype
+        stages += [S + built + cast, 2 * S + h * n**2 * e]
+    return qkv + max(shared + max(stages), merge)
+
+
 def roofline_groups(cfg: Config):
     """(group, forward FLOPs, fewest bytes moved, profiler op names) for the forward, the groups
     a profiler can tell apart: the four projections (all matrix products with a weight), the two
