@@ -501,8 +501,12 @@ def render_profile(prof) -> Group:
             f"memory: predicted {human(prof.memory_predicted, 'byte')}"
             + (
                 f", peak allocated {human(prof.memory_peak, 'byte')} "
-                f"({(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted:+.1%}), "
-                f"reserved {human(prof.memory_reserved or 0, 'byte')}"
+                f"({(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted:+.1%})"
+                + (
+                    f", reserved {human(prof.memory_reserved, 'byte')}"
+                    if prof.memory_reserved is not None
+                    else ""
+                )
                 if prof.memory_peak is not None
                 else ""
             )

@@ -107,7 +107,10 @@ def _measured_section(page: Page, *analyses: str) -> None:
             "Real runs of the reference implementations on this project's CPU box, recorded "
             "with `--save`. The floor is the roofline's, max(FLOPs / peak, bytes / bandwidth) "
             "summed over the terms, from that CPU's calibrated ceilings (`complexo calibrate`); "
-            "the CPU allocator keeps no peak statistics, so memory is the formula's alone.",
+            "peak memory in inference is the tensors given to the block plus the most it "
+            "allocated beyond them, from the profiler's record of every allocation and free "
+            "(none for training steps); predicted memory is the formula's (an upper bound for "
+            "the image models).",
             "",
             _profile_table(cpu),
         )

@@ -61,6 +61,9 @@ def test_cpu_profile_times_every_term_the_profiler_saw(impl, mode, tmp_path):
         assert prof.by_term["optimizer (step)"]["flops"] is None  # element-wise, not counted
     assert json.loads((tmp_path / "t.json").read_text())["traceEvents"]
     if mode == "forward":  # the rest of the iteration: the ops no row covers, named
+        # measured from the allocation record: the formula's peak, but for the naive scale's
+        # Python scalar (an 8-byte fp64 CPU tensor)
+        assert 0 <= prof.memory_peak - prof.memory_predicted <= (8 if impl == "naive" else 0)
         assert_other_ops_partition(prof)
         ops = {op: terms for op, _, terms in prof.outside["ops"]}
         assert "aten::linear" in ops and ops["aten::linear"] == []  # dispatches to addmm
@@ -300,6 +303,9 @@ def test_image_models_timed_per_layer_type(analysis, options, groups, tmp_path):
     assert prof.predicted_s == pytest.approx(sum(r["predicted_s"] for r in prof.by_term.values()))
     assert 0 < sum(r["share"] for r in prof.by_term.values()) <= 1
     assert prof.flops == result.quantity("forward_flops").value
+    # inference holds less than the prediction's upper bound (every training activation)
+    weights = result.quantity("params").value * 4
+    assert weights < prof.memory_peak <= prof.memory_predicted
     assert_other_ops_partition(prof)
     ops = {op: terms for op, _, terms in prof.outside["ops"]}
     if analysis == "vit":  # GELU is a function, not a module: its term's time is named here
