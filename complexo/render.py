@@ -172,11 +172,21 @@ def crossover_line(c: Crossover, values: dict, indent: str = "  ") -> Text:
     here = ""
     at = values.get(c.symbol)
     if at and c.value:
-        here = f"; here {c.symbol} = {at}, {at / float(c.value):#.3g}× the crossover"
+        here = f"; here {c.symbol} = {at}, {times(at / float(c.value))} the crossover"
     formula = plain(c.expr)
     if len(formula) > 60:  # a long closed form is in --json; the line keeps its value
         formula = "(closed form in --json)"
     return Text(f"{indent}{c.label} at {c.symbol} = {formula} = {_number(c.value)}{here}")
+
+
+def times(x: float) -> str:
+    """A ratio as a multiple to three significant figures: 2.00×, 8.09×, 205×, 1,311×.
+
+    >>> times(2), times(205.4), times(0.125), times(1310.72)
+    ('2.00×', '205×', '0.125×', '1,311×')
+    """
+    x = float(x)  # Fractions and sympy numbers too
+    return f"{x:,.0f}×" if x >= 100 else f"{x:#.3g}×"
 
 
 def _number(v: Fraction) -> str:
@@ -316,7 +326,7 @@ def models_table(models: dict[str, Result], title: str) -> Table:
             row += [human(other.value, other.unit), agreement(other)]
         if len(names) == 2:
             a, b = (models[n].quantity(q.name).value for n in names)
-            row.append(f"{b / a:.3g}×" if a else "—")
+            row.append(times(b / a) if a else "—")
         table.add_row(*row)
     for key in dict.fromkeys(k for r in models.values() for k in r.facts):
         cells = [key]
@@ -339,7 +349,7 @@ def resolutions_table(cmp) -> Table:
         for i in (0, 3):  # forward_flops, activation_bytes
             qs = [models[name].quantities[i] for name in names]
             row += [human(q.value, q.unit) for q in qs]
-            row.append(f"{qs[1].value / qs[0].value:.3g}×")
+            row.append(times(qs[1].value / qs[0].value))
         table.add_row(*row)
     return table
 
