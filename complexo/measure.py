@@ -9,6 +9,9 @@ MACs are doubled here and nowhere else), bytes of unique storages.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -204,6 +207,35 @@ class TrainingState:
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
+KINETO_CHATTER = ("USDT:", "STAGE:")  # kineto's per-start/stop lines (torch 2.13), not news
+
+
+@contextlib.contextmanager
+def quiet_profiler():
+    """torch.profiler's C++ side (kineto) prints a line to fd 2 at every start and stop; a
+    profile runs it several times. Hold fd 2 in a file for the block, then pass on every line
+    but those (kineto's warnings and errors, Python's warnings, still show)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [
+                line
+                for line in held.read().decode(errors="replace").splitlines(keepends=True)
+                if not line.startswith(KINETO_CHATTER)
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def cpu_peak_bytes(fn: Callable[[], object]) -> int:
     """The most bytes ``fn`` holds allocated at once on the CPU beyond what was live before it,
     from the profiler's record of every allocation and free (``profile_memory``): each op's own
@@ -212,7 +244,7 @@ def cpu_peak_bytes(fn: Callable[[], object]) -> int:
     0-dim fp64 tensor, 8 bytes)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_profiler(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     live = peak = 0
     for evt in sorted(prof.events(), key=lambda e: e.time_range.start):

@@ -787,20 +787,6 @@ def profile_mhsa(
     return prof
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """torch 2.13's profiler prints start/stop lines from C++ straight to fd 2; keep them out of
-    the output (Python exceptions still carry their messages)."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 TOP_KERNELS = 8
 PROFILED_RUNS = 3  # profiled iterations, of which the tables show the median one
 ITERATION = "complexo::iteration"  # the range around the whole profiled iteration
@@ -835,10 +821,12 @@ def _profiled(step, device: str, trace: str | None, runs: int = PROFILED_RUNS) -
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
+    from complexo.measure import quiet_profiler
+
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     profiles = []
     for _ in range(runs):
-        with _quiet_native_stderr(), profile(activities=activities, record_shapes=False) as prof:
+        with quiet_profiler(), profile(activities=activities, record_shapes=False) as prof:
             with torch.profiler.record_function(ITERATION):
                 step()
             if device == "cuda":

@@ -1,9 +1,12 @@
 """The measurement adapters themselves, on cases small enough to count by hand."""
 
+import os
+
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from complexo.measure import count_fvcore, measure_torch, param_counts
+from complexo.measure import count_fvcore, measure_torch, param_counts, quiet_profiler
 
 
 def linear(device="meta"):
@@ -52,3 +55,17 @@ def test_uncounted_ops_name_what_flopcountermode_has_no_formula_for():
     assert run.forward.total == 0 and "aten._softmax" in run.forward.uncounted_ops
     assert "aten._softmax_backward_data" in run.backward.uncounted_ops
     assert run.outputs == (("aten._softmax", (3, 7), 3 * 7 * 4),)
+
+
+def test_quiet_profiler_drops_kinetos_start_stop_lines_and_passes_on_the_rest(capfd):
+    with quiet_profiler():
+        os.write(2, b"USDT:2026-11-24 00:43:45 1:1 SyncActivityProfilerHandler.cpp:52] start\n")
+        os.write(2, b"ERROR:2026-11-24 00:43:45 1:1 CuptiActivityApi.cpp:1] no CUPTI\n")
+        os.write(2, b"STAGE:2026-11-24 00:43:45 1:1 SyncActivityProfilerHandler.cpp:60] done\n")
+    assert (
+        capfd.readouterr().err == "ERROR:2026-11-24 00:43:45 1:1 CuptiActivityApi.cpp:1] no CUPTI\n"
+    )
+    with pytest.raises(RuntimeError), quiet_profiler():
+        raise RuntimeError("fd 2 comes back on the way out")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
