@@ -476,7 +476,7 @@ def _common_notes(prof: Profile, roof: Ceilings | None) -> None:
     if prof.memory_peak is None:
         prof.notes.append(
             "peak memory: the CPU allocator keeps no statistics; measured only in inference "
-            "(mhsa, cnn, vit), from the profiler's allocation record"
+            "(mhsa, cnn, vit, kvcache decoding), from the profiler's allocation record"
         )
 
 
@@ -540,6 +540,9 @@ def profile_kvcache(
     prof = _record("kvcache", cfg, "forward", device, runs["decode"], decode, predicted, roof)
     prof.kernels = profiled.top
     prof.dtype = cfg.weight_dtype
+    with torch.no_grad():
+        given = [*net.parameters(), *net.buffers(), *cache.tensors(), prefix]
+        _cpu_peak(prof, phases["decode"], given)
     flops = {"decode": "decode", "no cache": "no_cache", "prefill": "prefill"}
     moved = {
         "decode": total(Kind.MEMORY, "decode_bytes"),

@@ -473,3 +473,19 @@ def test_the_profiled_iteration_is_the_median_of_three():
     pauses = iter([0.06, 0.01, 0.03])
     profiled = profiling._profiled(lambda: time.sleep(next(pauses)), "cpu", None)
     assert 0.03 <= profiled.total < 0.05
+
+
+def test_kvcache_decode_memory_on_cpu_is_weights_and_cache_plus_one_tokens_output(tmp_path):
+    """Measured by the profiler's allocation record, not by the formula: beyond the weights and
+    the n cached tokens, decoding holds the cache's row for the new token, the token ids and the
+    new token's logits, and a few hundred bytes of one token's activations."""
+    from complexo.analyses import kvcache
+
+    cfg = kvcache.Config(
+        arch="gpt2", layers=2, dim=64, heads=4, vocab=5000, ctx=256, context=200, dtype="fp32"
+    )
+    prof = profiling.profile_kvcache(cfg, device="cpu", warmup=1, repeat=2, root=tmp_path)
+    per_token = kvcache.analyse(cfg).quantity("kv_cache_bytes_per_token").value
+    ids, logits = (cfg.context + 1) * 8, cfg.vocab * 4  # int64 token ids; fp32 logits
+    known = per_token + ids + logits
+    assert known <= prof.memory_peak - prof.memory_predicted <= known + 4096
