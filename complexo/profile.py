@@ -285,6 +285,7 @@ def profile_lora(
         prof = _record("lora", cfg, "train", device, timing, flops, memory, roof)
         prof.config["side"] = side
         prof.kernels = profiled.top
+        _cpu_peak(prof, step, [*module.parameters(), *module.buffers(), *inputs])
         prof.by_term = _timed_phases(phases, profiled, roof, cfg.dtype)
         prof.predicted_s = _total_floor(prof.by_term.values())
         prof.notes.append(
@@ -425,6 +426,7 @@ def _phased_step(forward, opt, *, before=None, after=None):
             if after:
                 after()
 
+    step.optimizer = opt  # what _cpu_peak counts as given: its parameters and state
     return step
 
 
@@ -448,16 +450,34 @@ def _check_runs(warmup: int, repeat: int, mode: str = "forward", cuda_graph: boo
 
 
 def _cpu_peak(prof: Profile, step, given) -> None:
-    """On a CPU, an inference step's peak bytes: the storages it was given (weights, buffers,
-    inputs) and the most it allocated beyond them (:func:`measure.cpu_peak_bytes`)."""
+    """On a CPU, a step's peak bytes: the storages it was given (weights, buffers, inputs; for
+    a training step, from :func:`_phased_step`, its optimizer's parameters and state, without
+    gradients) and the most it allocated beyond them (:func:`measure.cpu_peak_bytes`)."""
+    import torch
+
     from complexo.measure import cpu_peak_bytes, storage_bytes
 
-    if prof.device == "cpu":
-        prof.memory_peak = storage_bytes(given) + cpu_peak_bytes(step)
+    if prof.device != "cpu":
+        return
+    opt = getattr(step, "optimizer", None)
+    if opt is not None:  # the step allocates its gradients; state persists from earlier steps
+        opt.zero_grad(set_to_none=True)
+        for group in opt.param_groups:
+            given = [*given, *group["params"]]
+        given += [t for state in opt.state.values() for t in state.values() if torch.is_tensor(t)]
+    prof.memory_peak = storage_bytes(given) + cpu_peak_bytes(step)
+    prof.notes.append(
+        "peak memory on CPU: the tensors given to the block and the most it allocated beyond "
+        "them, from the profiler's record of every allocation and free (scratch space that an "
+        "op frees before it returns is not seen)"
+    )
+    if opt is not None:
         prof.notes.append(
-            "peak memory on CPU: the tensors given to the block and the most it allocated "
-            "beyond them, from the profiler's record of every allocation and free (scratch "
-            "space that an op frees before it returns is not seen)"
+            "training memory: the formula adds weights, gradients, optimizer state and every "
+            "saved activation as if all were live at once; the backward frees activations as "
+            "it allocates gradients, which keeps the peak below that sum, and holds temporaries "
+            "of its own (the naive attention's n×n gradients, the logits' gradient), which push "
+            "it above"
         )
 
 
@@ -475,8 +495,8 @@ def _common_notes(prof: Profile, roof: Ceilings | None) -> None:
         )
     if prof.memory_peak is None:
         prof.notes.append(
-            "peak memory: the CPU allocator keeps no statistics; measured only in inference "
-            "(mhsa, cnn, vit, kvcache decoding), from the profiler's allocation record"
+            "peak memory: not measured (on CUDA it is the allocator's peak; on a CPU, the "
+            "profiler's allocation record)"
         )
 
 
@@ -760,8 +780,7 @@ def profile_mhsa(
     roof = ceilings(device, root)
     prof = _record("mhsa", cfg, mode, device, timing, flops, predicted, roof)
     prof.kernels = profiled.top
-    if mode == "forward":
-        _cpu_peak(prof, step, [*block.parameters(), x])
+    _cpu_peak(prof, step, [*block.parameters(), x])
     _graph_note(prof, cuda_graph)
     # the terms' ops in the forward: in training, inside its range, not the backward's too
     ops = profiled.by_op if mode == "forward" else profiled.in_range.get("complexo::forward", {})
@@ -1115,8 +1134,7 @@ def profile_image(
     roof = ceilings(device, root)
     prof = _record(analysis, cfg, mode, device, timing, flops, predicted, roof)
     prof.kernels = profiled.top
-    if not train:
-        _cpu_peak(prof, step, [*net.parameters(), *net.buffers(), x])
+    _cpu_peak(prof, step, [*net.parameters(), *net.buffers(), x])
     _graph_note(prof, cuda_graph)
     if train:
         moved = evaluate(model.total(Kind.MEMORY, tag="moved"), values)

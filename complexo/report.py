@@ -107,10 +107,13 @@ def _measured_section(page: Page, *analyses: str) -> None:
             "Real runs of the reference implementations on this project's CPU box, recorded "
             "with `--save`. The floor is the roofline's, max(FLOPs / peak, bytes / bandwidth) "
             "summed over the terms, from that CPU's calibrated ceilings (`complexo calibrate`); "
-            "peak memory in inference is the tensors given to the block plus the most it "
-            "allocated beyond them, from the profiler's record of every allocation and free "
-            "(none for training steps); predicted memory is the formula's (an upper bound for "
-            "the image models).",
+            "peak memory is the tensors given to the block (and, in training, the optimizer's "
+            "state) plus the most it allocated beyond them, from the profiler's record of every "
+            "allocation and free; predicted memory is the formula's: in inference an upper "
+            "bound for the image models, in training weights, gradients, optimizer state and "
+            "saved activations summed as if all were live at once, which the backward's "
+            "freeing keeps the peak below and its temporaries (the naive attention's n×n "
+            "gradients) push it above.",
             "",
             _profile_table(cpu),
         )
