@@ -452,14 +452,23 @@ def _check_runs(warmup: int, repeat: int, mode: str = "forward", cuda_graph: boo
 def _cpu_peak(prof: Profile, step, given) -> None:
     """On a CPU, a step's peak bytes: the storages it was given (weights, buffers, inputs; for
     a training step, from :func:`_phased_step`, its optimizer's parameters and state, without
-    gradients) and the most it allocated beyond them (:func:`measure.cpu_peak_bytes`)."""
+    gradients) and the most it allocated beyond them (:func:`measure.cpu_peak_bytes`). On any
+    device, a training step's note on how its peak departs from the formula's sum."""
     import torch
 
     from complexo.measure import cpu_peak_bytes, storage_bytes
 
+    opt = getattr(step, "optimizer", None)
+    if opt is not None:
+        prof.notes.append(
+            "training memory: the formula adds weights, gradients, optimizer state and every "
+            "saved activation as if all were live at once; the backward frees activations as "
+            "it allocates gradients, which keeps the peak below that sum, and holds temporaries "
+            "of its own (the naive attention's n×n gradients, the logits' gradient), which push "
+            "it above"
+        )
     if prof.device != "cpu":
         return
-    opt = getattr(step, "optimizer", None)
     if opt is not None:  # the step allocates its gradients; state persists from earlier steps
         opt.zero_grad(set_to_none=True)
         for group in opt.param_groups:
@@ -471,14 +480,6 @@ def _cpu_peak(prof: Profile, step, given) -> None:
         "them, from the profiler's record of every allocation and free (scratch space that an "
         "op frees before it returns is not seen)"
     )
-    if opt is not None:
-        prof.notes.append(
-            "training memory: the formula adds weights, gradients, optimizer state and every "
-            "saved activation as if all were live at once; the backward frees activations as "
-            "it allocates gradients, which keeps the peak below that sum, and holds temporaries "
-            "of its own (the naive attention's n×n gradients, the logits' gradient), which push "
-            "it above"
-        )
 
 
 def _common_notes(prof: Profile, roof: Ceilings | None) -> None:
