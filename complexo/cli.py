@@ -697,7 +697,7 @@ def calibrate(
         return f"{dtype} {human(by[best], 'flop')}/s ({best}; {others})"
 
     peaks = ", ".join(peak(dtype) for dtype in doc["peak"])
-    path = profiling.PROFILES / profiling.slug(doc["device"]) / "calibration.json"
+    path = profiling.calibration_path(doc["device"])
     typer.echo(f"{doc['device']}: {peaks}; copy {human(doc['bandwidth'], 'byte')}/s")
     typer.echo(f"saved to {path}")
 

@@ -77,11 +77,16 @@ def ceilings(device: str, root: Path = PROFILES) -> Ceilings | None:
         return Ceilings(
             known, {k: float(v) for k, v in d.peak.items()}, float(d.bandwidth), d.source
         )
-    path = root / slug(name) / "calibration.json"
+    path = calibration_path(name, root)
     if path.exists():
         doc = json.loads(path.read_text())
         return Ceilings(name, doc["peak"], doc["bandwidth"], f"calibrated {doc['date']}")
     return None
+
+
+def calibration_path(name: str, root: Path = PROFILES) -> Path:
+    """Where ``complexo calibrate`` keeps a device's ceilings: <root>/<device>/calibration.json."""
+    return root / slug(name) / "calibration.json"
 
 
 def _datasheet_match(name: str) -> str | None:
@@ -1023,9 +1028,9 @@ def calibrate(device: str | None = None, *, size: int | None = None, root: Path 
         "torch": torch.__version__,
         "date": datetime.date.today().isoformat(),
     }
-    folder = root / slug(doc["device"])
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "calibration.json").write_text(json.dumps(doc, indent=2) + "\n")
+    path = calibration_path(doc["device"], root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
     return doc
 
 

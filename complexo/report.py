@@ -126,7 +126,7 @@ def _measured_section(page: Page, *analyses: str) -> None:
 def _ceilings(docs: list[dict]) -> list[str]:
     """The ceilings the tables' rows were measured against, once per device and dtype; for a
     calibration, the rates of the two kernels it took the better of."""
-    from complexo.profile import PROFILES, slug
+    from complexo.profile import calibration_path
 
     seen: dict[tuple, str] = {}
     for d in docs:
@@ -137,7 +137,7 @@ def _ceilings(docs: list[dict]) -> list[str]:
             f"{d['device_name']}, {dtype}: peak {human(c['peak'][dtype], 'flop')}/s, "
             f"bandwidth {human(c['bandwidth'], 'byte')}/s ({c['source']})"
         )
-        path = PROFILES / slug(d["device_name"]) / "calibration.json"
+        path = calibration_path(d["device_name"])
         cal = json.loads(path.read_text()) if path.exists() else {}
         if f"calibrated {cal.get('date')}" == c["source"] and cal.get("peak") == c["peak"]:
             rates = {k: v[dtype] for k, v in cal.get("measured", {}).items()}
