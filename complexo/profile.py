@@ -142,7 +142,7 @@ class Profile:
     times: list[float]  # seconds per iteration
     flops: int  # the formula's FLOPs per iteration
     memory_predicted: int  # bytes, the formula's
-    memory_peak: int | None  # bytes allocated at peak (CUDA; CPU inference), else None
+    memory_peak: int | None  # bytes allocated at peak (CUDA's allocator; CPU's allocation record)
     memory_reserved: int | None = None  # bytes the caching allocator held at peak (CUDA)
     timing: str = "eager"  # or "cuda-graph": replays of one captured call
     by_term: dict[str, dict] = field(default_factory=dict)  # measured s, predicted s, FLOPs, bytes
@@ -290,7 +290,7 @@ def profile_lora(
         prof = _record("lora", cfg, "train", device, timing, flops, memory, roof)
         prof.config["side"] = side
         prof.kernels = profiled.top
-        _cpu_peak(prof, step, [*module.parameters(), *module.buffers(), *inputs])
+        _peak_memory(prof, step, [*module.parameters(), *module.buffers(), *inputs])
         prof.by_term = _timed_phases(phases, profiled, roof, cfg.dtype)
         prof.predicted_s = _total_floor(prof.by_term.values())
         prof.notes.append(
@@ -431,7 +431,7 @@ def _phased_step(forward, opt, *, before=None, after=None):
             if after:
                 after()
 
-    step.optimizer = opt  # what _cpu_peak counts as given: its parameters and state
+    step.optimizer = opt  # what _peak_memory counts as given: its parameters and state
     return step
 
 
@@ -454,7 +454,7 @@ def _check_runs(warmup: int, repeat: int, mode: str = "forward", cuda_graph: boo
         raise ComplexoError("--cuda-graph times forward passes: use it with --mode forward")
 
 
-def _cpu_peak(prof: Profile, step, given) -> None:
+def _peak_memory(prof: Profile, step, given) -> None:
     """On a CPU, a step's peak bytes: the storages it was given (weights, buffers, inputs; for
     a training step, from :func:`_phased_step`, its optimizer's parameters and state, without
     gradients) and the most it allocated beyond them (:func:`measure.cpu_peak_bytes`). On any
@@ -476,8 +476,7 @@ def _cpu_peak(prof: Profile, step, given) -> None:
         return
     if opt is not None:  # the step allocates its gradients; state persists from earlier steps
         opt.zero_grad(set_to_none=True)
-        for group in opt.param_groups:
-            given = [*given, *group["params"]]
+        given = [*given, *(p for group in opt.param_groups for p in group["params"])]
         given += [t for state in opt.state.values() for t in state.values() if torch.is_tensor(t)]
     prof.memory_peak = storage_bytes(given) + cpu_peak_bytes(step)
     prof.notes.append(
@@ -568,7 +567,7 @@ def profile_kvcache(
     prof.dtype = cfg.weight_dtype
     with torch.no_grad():
         given = [*net.parameters(), *net.buffers(), *cache.tensors(), prefix]
-        _cpu_peak(prof, phases["decode"], given)
+        _peak_memory(prof, phases["decode"], given)
     flops = {"decode": "decode", "no cache": "no_cache", "prefill": "prefill"}
     moved = {
         "decode": total(Kind.MEMORY, "decode_bytes"),
@@ -786,7 +785,7 @@ def profile_mhsa(
     roof = ceilings(device, root)
     prof = _record("mhsa", cfg, mode, device, timing, flops, predicted, roof)
     prof.kernels = profiled.top
-    _cpu_peak(prof, step, [*block.parameters(), x])
+    _peak_memory(prof, step, [*block.parameters(), x])
     _graph_note(prof, cuda_graph)
     # the terms' ops in the forward: in training, inside its range, not the backward's too
     ops = profiled.by_op if mode == "forward" else profiled.in_range.get("complexo::forward", {})
@@ -1140,7 +1139,7 @@ def profile_image(
     roof = ceilings(device, root)
     prof = _record(analysis, cfg, mode, device, timing, flops, predicted, roof)
     prof.kernels = profiled.top
-    _cpu_peak(prof, step, [*net.parameters(), *net.buffers(), x])
+    _peak_memory(prof, step, [*net.parameters(), *net.buffers(), x])
     _graph_note(prof, cuda_graph)
     if train:
         moved = evaluate(model.total(Kind.MEMORY, tag="moved"), values)

@@ -557,7 +557,7 @@ def outside_note(out: dict, shown: int = 4) -> str:
     more = len(out["ops"]) - shown
     text = f"other ops, {duration(out['measured_s'])} of the profiled iteration"
     text += ": " + ", ".join(ops) + (f" and {more} more" if more > 0 else "") if ops else ""
-    if out["between_ops_s"] * 1e3 >= 0.0005:
+    if out["between_ops_s"] >= 5e-7:  # half a microsecond or more
         text += f"; {duration(out['between_ops_s'])} on the host between ops"
     return text + " (an op with no term moves data, or dispatches, but computes nothing counted)"
 
