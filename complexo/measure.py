@@ -14,7 +14,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,23 +22,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from complexo.conventions import FLOPS_PER_MAC
-
-
-@dataclass(frozen=True)
-class Count:
-    """One counter's reading of one pass. ``uncounted_ops``: operators that ran and that this
-    counter has no formula for (fvcore's ``unsupported_ops``; for torch, ops missing from
-    FlopCounterMode's registry)."""
-
-    counter: str
-    total: int
-    by_op: dict[str, int] = field(default_factory=dict)
-    uncounted_ops: frozenset[str] = frozenset()
-    by_module: dict[str, int] = field(default_factory=dict)  # qualified name -> FLOPs inside it
-
-    def within(self, names: tuple[str, ...]) -> int:
-        """FLOPs inside the modules whose own (last) name is one of ``names``."""
-        return sum(v for k, v in self.by_module.items() if k.rsplit(".", 1)[-1] in names)
+from complexo.result import Count
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import math
 
 from complexo.conventions import CONVENTION
-from complexo.cost import Kind, evaluate, plain
+from complexo.cost import plain
 from complexo.sweep import Sweep, fit_exponent
 
 Drawn = dict[str, tuple[list[float], list[float]]]
 
-_UNIT_LABEL = {"flop": "FLOPs (FLOP = 2·MAC)", "byte": "bytes", "param": "parameters"}
+UNIT_LABEL = {"flop": "FLOPs (FLOP = 2·MAC)", "byte": "bytes", "param": "parameters"}
 
 
 def figure(panels: int = 1, width: float = 7.5, height: float = 5.2):
@@ -118,10 +118,10 @@ def draw_sweep(ax, sweep: Sweep, quantity: str = "forward_flops") -> Drawn:
     for c in leading:
         at = float(c.value)
         if xs[0] <= at <= xs[-1]:
-            _mark(ax, at, f"{sym} = {plain(c.expr)}: {c.label}")
+            mark(ax, at, f"{sym} = {plain(c.expr)}: {c.label}")
             drawn[f"crossover {c.label}"] = ([at, at], [0, 0])
     ax.set_xlabel(f"{name} ({sym})" if sym is not None else name)
-    ax.set_ylabel(_UNIT_LABEL[q0.unit])
+    ax.set_ylabel(UNIT_LABEL[q0.unit])
     fixed = ", ".join(f"{k}={v}" for k, v in sweep.fixed.items())
     ax.set_title(
         f"complexo {sweep.analysis}: {quantity} against {name}" + (f"\n{fixed}" if fixed else "")
@@ -200,14 +200,14 @@ def draw_variants(ax, variants) -> Drawn:
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel(f"{name} ({sym})" if sym is not None else name)
-    ax.set_ylabel(_UNIT_LABEL[unit])
+    ax.set_ylabel(UNIT_LABEL[unit])
     ax.set_title(f"complexo {variants.analysis}: {quantity} against {name}, by variant")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="upper left")
     return drawn
 
 
-def _mark(ax, at: float, text: str) -> None:
+def mark(ax, at: float, text: str) -> None:
     """A dotted vertical line at a crossover, its label written along it."""
     ax.axvline(at, color="0.3", ls=":", lw=1.3)
     ax.annotate(
@@ -222,88 +222,6 @@ def _mark(ax, at: float, text: str) -> None:
         va="top",
         color="0.2",
     )
-
-
-def draw_compare(ax_flops, ax_memory, cmp) -> Drawn:
-    """FLOPs and activations of both models against R (formula curves over a range of R,
-    the analysed resolutions as markers), with the crossovers."""
-    from complexo.symbols import R, p
-
-    res_list = [res for res, _ in cmp.results]
-    models = cmp.results[0][1]
-    names = list(models)
-    patch = next(r for r in models.values() if r.analysis == "vit").values[p]
-    top = max(max(res_list) * 2, *(float(c.value) * 1.25 for c in cmp.crossovers))
-    grid = [patch * m for m in _geometric(max(1, -(-32 // patch)), int(top // patch))]
-    drawn: Drawn = {}
-    for ax, quantity, kind in (
-        (ax_flops, "forward_flops", Kind.FORWARD),
-        (ax_memory, "activation_bytes", Kind.ACTIVATION),
-    ):
-        for name in names:
-            r = models[name]
-            expr = r.model.total(kind)
-            ys = [evaluate(expr, {**r.values, R: x}) for x in grid]
-            ax.plot(grid, ys, lw=2, label=f"{name} (formula)")
-            drawn[f"{name} {quantity}"] = (grid, ys)
-            pts = [m[name].quantity(quantity).value for _, m in cmp.results]
-            ax.scatter(res_list, pts, s=40, zorder=5, label=f"{name}, analysed and checked")
-            drawn[f"{name} {quantity} analysed"] = (res_list, pts)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("image side R (pixels)")
-        ax.set_ylabel(_UNIT_LABEL["flop" if kind == Kind.FORWARD else "byte"])
-        ax.grid(True, which="both", alpha=0.25)
-    for c in cmp.crossovers:
-        formula, value = plain(c.expr), f"{float(c.value):,.0f}"
-        at = value if c.expr.is_Number or len(formula) > 24 else f"{formula} = {value}"
-        _mark(ax_flops, float(c.value), f"R = {at}: {c.label}")
-        drawn[f"crossover {c.label}"] = ([float(c.value)] * 2, [0, 0])
-    ax_flops.set_title(f"forward FLOPs: {' vs '.join(names)} (lines: formulas)")
-    ax_memory.set_title("activations saved for backward")
-    for ax in (ax_flops, ax_memory):
-        ax.legend(fontsize=8, loc="upper left")
-    return drawn
-
-
-def draw_lora(ax_memory, ax_rank, cmp) -> Drawn:
-    """Training memory by part for each side, stacked; trainable parameters against rank."""
-    parts = ("weight_bytes", "gradient_bytes", "optimizer_bytes", "activation_bytes")
-    sides = list(cmp.sides)
-    drawn: Drawn = {}
-    bottom = [0.0] * len(sides)
-    gib = 2**30
-    for part in parts:
-        ys = [cmp.sides[s].quantity(part).value / gib for s in sides]
-        label = cmp.sides[sides[0]].quantity(part).label
-        ax_memory.bar(sides, ys, bottom=bottom, label=label)
-        drawn[part] = (list(range(len(sides))), [y * gib for y in ys])
-        bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
-    for i, total in enumerate(bottom):
-        ax_memory.annotate(f"{total:.3g} GiB", (i, total), ha="center", va="bottom", fontsize=9)
-    ax_memory.set_ylabel("GiB")
-    ax_memory.set_title("training memory by part")
-    ax_memory.legend(fontsize=8)
-    ranks = [row["rank"] for row in cmp.sweep]
-    trainable = [row["trainable_params"] for row in cmp.sweep]
-    ax_rank.plot(ranks, trainable, marker="o", lw=2, label="LoRA trainable parameters")
-    full = cmp.baseline.quantity("trainable_params").value
-    ax_rank.axhline(full, color="black", ls="--", lw=1.2, label=f"full fine-tuning: {full:,}")
-    drawn["trainable_params"] = (ranks, trainable)
-    ax_rank.set_xscale("log", base=2)
-    ax_rank.set_yscale("log")
-    ax_rank.set_xlabel("rank r")
-    ax_rank.set_ylabel("parameters")
-    ax_rank.set_title("trainable parameters against rank")
-    ax_rank.grid(True, which="both", alpha=0.25)
-    ax_rank.legend(fontsize=8)
-    return drawn
-
-
-def _geometric(lo: int, hi: int, steps: int = 48) -> list[int]:
-    hi = max(hi, lo + 1)
-    ratio = (hi / lo) ** (1 / steps)
-    return sorted({round(lo * ratio**i) for i in range(steps + 1)})
 
 
 def footer(extra: str = "") -> str:

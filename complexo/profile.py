@@ -593,50 +593,6 @@ def profile_kvcache(
     return prof
 
 
-@dataclass
-class CompareProfile:
-    """The CNN's and the ViT's inference timed at each resolution: one :class:`Profile` each."""
-
-    runs: list[tuple[int, dict[str, Profile]]]  # (R, {model: profile})
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {
-            "analysis": "compare",
-            "results": [
-                {"res": res, "models": {name: p.to_json() for name, p in models.items()}}
-                for res, models in self.runs
-            ],
-            "notes": self.notes,
-        }
-
-    def save(self, root: Path = PROFILES) -> list[Path]:
-        return [path for _, models in self.runs for p in models.values() for path in p.save(root)]
-
-
-def profile_compare(
-    cfg, *, device: str | None = None, warmup: int = 3, repeat: int = 10, root: Path = PROFILES
-) -> CompareProfile:
-    """``complexo compare cnn vit`` for real: both models' inference at every resolution."""
-    runs = []
-    for res in cfg.res:
-        c, v = cfg.configs(res)
-        runs.append(
-            (
-                res,
-                {
-                    cfg.cnn: profile_image(
-                        "cnn", c, device=device, warmup=warmup, repeat=repeat, root=root
-                    ),
-                    cfg.vit: profile_image(
-                        "vit", v, device=device, warmup=warmup, repeat=repeat, root=root
-                    ),
-                },
-            )
-        )
-    return CompareProfile(runs)
-
-
 # What each analysis runs for real: the modes it takes, the first being its default.
 PROFILED = {
     "mhsa": ("forward", "train"),

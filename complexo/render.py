@@ -336,47 +336,6 @@ def models_table(models: dict[str, Result], title: str) -> Table:
     return table
 
 
-def resolutions_table(cmp) -> Table:
-    names = list(cmp.results[0][1])
-    table = new_table("By resolution (formula values; every one checked)")
-    table.add_column("R", justify="right")
-    for quantity in ("forward FLOPs", "activations"):
-        for name in names:
-            table.add_column(f"{name} {quantity}", justify="right")
-        table.add_column(f"{names[1]}/{names[0]}", justify="right")
-    for res, models in cmp.results:
-        row = [str(res)]
-        for i in (0, 3):  # forward_flops, activation_bytes
-            qs = [models[name].quantities[i] for name in names]
-            row += [human(q.value, q.unit) for q in qs]
-            row.append(times(qs[1].value / qs[0].value))
-        table.add_row(*row)
-    return table
-
-
-def render_compare(cmp) -> Group:
-    cfg = ", ".join(f"{k}={v}" for k, v in cmp.to_json()["config"].items())
-    parts: list = [
-        Text.assemble((f"complexo {cmp.analysis}", "bold"), f"  {cfg}\n", (CONVENTION, "dim")),
-    ]
-    res, models = cmp.results[0]
-    parts.append(models_table(models, f"At R = {res} (formula values vs. independent counts)"))
-    if len(cmp.results) > 1:
-        parts.append(resolutions_table(cmp))
-    gaps = [line for name, r in models.items() for line in gap_lines(r, f"{name}: ")]
-    if gaps:
-        parts += [Text(f"Where the counters disagree, at R = {res}", style="bold underline")]
-        parts += gaps
-    notes = dict.fromkeys(n for r in models.values() for n in r.notes)
-    parts += [Text(f"note: {note}", style="dim") for note in [*notes, *cmp.notes]]
-    parts.append(Text("Complexity", style="bold"))
-    for name, r in models.items():
-        for kind, order in r.summary.big_o.items():
-            parts.append(Text(f"  {name:<10} {kind.replace('_', ' '):<18} {order}"))
-    parts += [crossover_line(c, models[list(models)[1]].values) for c in cmp.crossovers]
-    return Group(*parts)
-
-
 def render_sweep(sweep, quantity: str) -> Group:
     """One row per point (each quantity, and whether the counters agree), or, for two varied
     options, a heat-map table of ``quantity``."""
@@ -452,8 +411,8 @@ def render_variants(variants) -> Group:
 
 def render_profile(prof) -> Group:
     """Measured beside predicted, per term and in total; both sides of a LoRA profile."""
-    if hasattr(prof, "runs"):
-        return _render_compare_profile(prof)
+    if hasattr(prof, "render"):
+        return prof.render()
     if hasattr(prof, "sides"):
         return Group(
             *(render_profile(side) for side in prof.sides.values()),
@@ -560,31 +519,6 @@ def outside_note(out: dict, shown: int = 4) -> str:
     if out["between_ops_s"] >= 5e-7:  # half a microsecond or more
         text += f"; {duration(out['between_ops_s'])} on the host between ops"
     return text + " (an op with no term moves data, or dispatches, but computes nothing counted)"
-
-
-def _render_compare_profile(prof) -> Group:
-    """Each resolution: both models' median time and achieved FLOP/s, and the time ratio
-    beside the FLOPs ratio (equal if both ran equally close to the hardware's limits)."""
-    first = prof.runs[0][1]
-    names = list(first)
-    p0 = first[names[0]]
-    table = new_table(
-        f"Measured inference, {p0.device_name} ({p0.device}), {p0.dtype}, "
-        f"torch {p0.torch}, {p0.date}"
-    )
-    table.add_column("R", justify="right")
-    for name in names:
-        table.add_column(f"{name} median", justify="right")
-        table.add_column("achieved", justify="right")
-    table.add_column(f"{names[1]} / {names[0]}: time", justify="right")
-    table.add_column("FLOPs", justify="right")
-    for res, models in prof.runs:
-        a, b = (models[n] for n in names)
-        cells = []
-        for p in (a, b):
-            cells += [duration(p.median), f"{human(p.achieved, 'flop')}/s"]
-        table.add_row(str(res), *cells, f"{b.median / a.median:.2f}×", f"{b.flops / a.flops:.2f}×")
-    return Group(table, *(Text(f"note: {note}", style="dim") for note in prof.notes))
 
 
 def console(stderr: bool = False) -> Console:

@@ -12,7 +12,24 @@ import sympy
 
 from complexo.conventions import CONVENTION
 from complexo.cost import CostModel, Crossover, Kind, Term, big_o, big_o_text, evaluate, latex
-from complexo.measure import Count
+
+
+@dataclass(frozen=True)
+class Count:
+    """One counter's reading of one pass. ``uncounted_ops``: operators that ran and that this
+    counter has no formula for (fvcore's ``unsupported_ops``; for torch, ops missing from
+    FlopCounterMode's registry)."""
+
+    counter: str
+    total: int
+    by_op: dict[str, int] = field(default_factory=dict)
+    uncounted_ops: frozenset[str] = frozenset()
+    by_module: dict[str, int] = field(default_factory=dict)  # qualified name -> FLOPs inside it
+
+    def within(self, names: tuple[str, ...]) -> int:
+        """FLOPs inside the modules whose own (last) name is one of ``names``."""
+        return sum(v for k, v in self.by_module.items() if k.rsplit(".", 1)[-1] in names)
+
 
 COUNTERS = ("fvcore", "torch")
 

@@ -1,8 +1,16 @@
-"""One module per analysis, each of the same shape: ``NAME``, a frozen ``Config`` that
-validates itself, ``cost_model(...)`` (the sympy terms), ``build(cfg)`` (the reference block on
-the meta device) and ``analyse(cfg) -> Result``. Its command in :mod:`complexo.cli` only builds
-the ``Config`` from options and prints the result."""
+"""The registered analyses. Each module declares its ``Config`` (fields with their options), its
+cost model, its reference block and ``analyse(cfg)``, and ends with ``ANALYSIS = register(...)``
+(:mod:`complexo.registry`); importing it here is its one registration line. Nothing here
+imports torch: an analysis imports it when it runs."""
 
-from complexo.analyses import cnn, kvcache, lora, mhsa, vit
+from complexo.analyses import (
+    cnn,  # noqa: F401
+    compare,  # noqa: F401
+    kvcache,  # noqa: F401
+    lora,  # noqa: F401
+    mhsa,  # noqa: F401
+    vit,  # noqa: F401
+)
+from complexo.registry import ANALYSES
 
-ANALYSES = {m.NAME: m for m in (mhsa, lora, cnn, vit, kvcache)}
+__all__ = ["ANALYSES"]

@@ -23,14 +23,15 @@ from complexo.analyses.vision import (
     LINEAR,
     QUANTITIES,
     build_image,
-    check_common,
     measure,
     moved,
 )
-from complexo.blocks.resnet import PRESETS, PUBLISHED
 from complexo.conventions import DTYPES, ELEMENTWISE_FLOPS, FP32_BYTES, NORM_FWD_FLOPS
 from complexo.cost import CostModel, Kind, Terms
-from complexo.errors import ComplexoError, check_choice
+from complexo.errors import ComplexoError
+from complexo.presets import RESNETS as PRESETS
+from complexo.presets import RESNETS_PUBLISHED as PUBLISHED
+from complexo.registry import Analysis, Profiling, check_options, option, register
 from complexo.result import Result, summarise
 from complexo.symbols import B, C, D, K, R, e, w
 
@@ -41,14 +42,13 @@ MIN_RES = 32  # five halvings
 
 @dataclass(frozen=True)
 class Config:
-    model: str = "resnet50"
-    res: int = 224
-    batch: int = 1
-    dtype: str = "fp32"
+    model: str = option("resnet50", "The ResNet.", choices=(*PRESETS,), sweep=False)
+    res: int = option(224, "Image side R (H = W = R).", min=1)
+    batch: int = option(1, "Batch size B.", min=1)
+    dtype: str = option("fp32", "Element type; bytes per element e.", choices=(*DTYPES,))
 
     def __post_init__(self):
-        check_choice("CNN", self.model, PRESETS)
-        check_common(self.res, self.batch, self.dtype)
+        check_options(self)
         if self.res < MIN_RES:
             raise ComplexoError(
                 f"--res {self.res} is too small for {self.model}: it halves the image five times "
@@ -198,3 +198,38 @@ def analyse(cfg: Config) -> Result:
         notes.append(f"published ({source}): {params:,} parameters, {gmacs} GMAC at 224 per image")
     facts = {"feature maps": f"{feature_maps(cfg)} (stem, stages 1-4)"}
     return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)
+
+
+def _profile(cfg: Config, **runs):
+    from complexo.profile import profile_image
+
+    return profile_image(NAME, cfg, **runs)
+
+
+def examples():
+    """Small ResNets at small and odd resolutions, for the registry-wide tests."""
+    from hypothesis import strategies as st
+
+    return st.builds(
+        Config,
+        model=st.sampled_from(["resnet18", "resnet50"]),
+        res=st.integers(33, 70),
+        batch=st.integers(1, 2),
+        dtype=st.sampled_from(list(DTYPES)),
+    )
+
+
+ANALYSIS = register(
+    Analysis(
+        name=NAME,
+        title="A ResNet alone: FLOPs per stage, parameters, activations at a resolution.",
+        help="A ResNet (resnet18, 34, 50, 101, 152, built as torchvision builds them): forward "
+        "FLOPs per stage and per element-wise op, parameters, training activations, at image "
+        "side R; checked against fvcore, FlopCounterMode and autograd's saved tensors on the "
+        "meta device.",
+        config=Config,
+        analyse=analyse,
+        profiling=Profiling(("forward", "train"), _profile, cuda_graph=True),
+        examples=examples,
+    )
+)

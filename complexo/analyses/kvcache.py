@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import sympy
 
 from complexo.analyses.llm import kv_width, param_terms, resolve_model
-from complexo.blocks.transformer import ModelConfig
 from complexo.conventions import DTYPES
 from complexo.cost import Kind, Terms, big_o, big_o_text, crossover
-from complexo.errors import ComplexoError, check_choice
+from complexo.devices import DEVICES
+from complexo.errors import ComplexoError
+from complexo.presets import ARCHS, TRANSFORMERS, ModelConfig
+from complexo.registry import Analysis, Profiling, check_options, option, register
 from complexo.result import QuantitySpec, Result, Summary, build_quantity
 from complexo.symbols import B, G, L, P, V, d, e, f, h, n
 
@@ -33,22 +35,34 @@ SCALE_BYTES = 2  # one bf16 scale per int8 row
 
 @dataclass(frozen=True)
 class Config:
-    model: str | None = None
-    arch: str | None = None
-    layers: int | None = None
-    dim: int | None = None
-    heads: int | None = None
-    kv_heads: int | None = None
-    vocab: int | None = None
-    ctx: int | None = None
-    mlp: int | None = None
-    context: int | None = None  # n; default: the model's context
-    batch: int = 1
-    dtype: str = "bf16"
-    device: str | None = None  # a name from complexo.devices
-    device_memory: float | None = None  # GB (10^9 bytes)
+    model: str | None = option(
+        None, "Preset (default llama-7b).", choices=(*TRANSFORMERS,), sweep=False
+    )
+    arch: str | None = option(None, "gpt2 or llama, for a raw model.", choices=ARCHS, sweep=False)
+    layers: int | None = option(None, "Layers L.", min=1)
+    dim: int | None = option(None, "Width d.", min=1)
+    heads: int | None = option(None, "Query heads h.", min=1)
+    kv_heads: int | None = option(None, "Key/value heads G (1: multi-query).", min=1)
+    vocab: int | None = option(None, "Vocabulary V.", min=1)
+    ctx: int | None = option(None, "The model's context (positions).", min=1)
+    mlp: int | None = option(None, "MLP width f.", min=1)
+    context: int | None = option(
+        None, "Tokens in the cache n (default: the model's context).", min=1
+    )
+    batch: int = option(1, "Sequences decoded together B.", min=1)
+    dtype: str = option("bf16", "Cache (and weight) element type.", choices=(*CACHE_DTYPES,))
+    gpu: str | None = option(
+        None,
+        "A GPU from the datasheet table, for what fits and the roofline.",
+        choices=(*DEVICES,),
+        sweep=False,
+    )
+    device_memory: float | None = option(
+        None, "Device memory in GB (10^9 bytes).", min=1e-9, sweep=False
+    )
 
     def __post_init__(self):
+        check_options(self)
         sizes = {k: getattr(self, k) for k in ("layers", "dim", "heads", "vocab", "ctx", "mlp")}
         sizes["kv_heads"] = self.kv_heads
         model, spec = resolve_model(self.model, self.arch, sizes, default="llama-7b")
@@ -57,25 +71,13 @@ class Config:
             object.__setattr__(self, name, getattr(spec, name))
         if self.context is None:
             object.__setattr__(self, "context", spec.ctx)
-        for name in ("context", "batch"):
-            if getattr(self, name) <= 0:
-                raise ComplexoError(
-                    f"--{name} must be a positive integer, got {getattr(self, name)}"
-                )
         if spec.learned_positions and self.context + 1 > spec.ctx:
             raise ComplexoError(
                 f"--context {self.context} leaves no learned position for the next token "
                 f"(the model has {spec.ctx}); at most {spec.ctx - 1}"
             )
-        check_choice("--dtype", self.dtype, CACHE_DTYPES)
-        if self.device is not None:
-            from complexo.devices import device
-
-            device(self.device)
-            if self.device_memory is not None:
-                raise ComplexoError("give --device or --device-memory, not both")
-        if self.device_memory is not None and self.device_memory <= 0:
-            raise ComplexoError(f"--device-memory must be positive, got {self.device_memory}")
+        if self.gpu is not None and self.device_memory is not None:
+            raise ComplexoError("give --gpu or --device-memory, not both")
 
     @property
     def spec(self) -> ModelConfig:
@@ -112,10 +114,8 @@ class Config:
 
     @property
     def memory(self) -> int | None:
-        if self.device is not None:
-            from complexo.devices import DEVICES
-
-            return DEVICES[self.device].memory
+        if self.gpu is not None:
+            return DEVICES[self.gpu].memory
         return None if self.device_memory is None else int(self.device_memory * 10**9)
 
 
@@ -291,7 +291,6 @@ def _num(x: float) -> str:
 
 
 def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
-    from complexo.devices import DEVICES
     from complexo.render import human
 
     decode_ai = q["decode_flops_per_token"] / q["decode_bytes_per_token"]
@@ -316,7 +315,7 @@ def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
     memory = cfg.memory
     if memory is not None:
         free = memory - q["weight_bytes"]
-        where = cfg.device or f"{cfg.device_memory:g} GB"
+        where = cfg.gpu or f"{cfg.device_memory:g} GB"
         if free <= 0:
             facts["fits"] = (
                 f"no: the weights alone ({human(q['weight_bytes'], 'byte')}) exceed {where}"
@@ -328,14 +327,61 @@ def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
                 f"{cfg.batch}; batch up to {free // (cfg.context * per_token):,} at context "
                 f"{cfg.context} (weights + cache; activations left out)"
             )
-    if cfg.device is not None:
-        dev = DEVICES[cfg.device]
+    if cfg.gpu is not None:
+        dev = DEVICES[cfg.gpu]
         ridge = dev.ridge(cfg.weight_dtype)
         floor = q["decode_bytes_per_token"] / dev.bandwidth
         compute = q["decode_flops_per_token"] / dev.peak[cfg.weight_dtype]
         facts["roofline"] = (
-            f"{cfg.device} ridge {ridge:.0f} FLOP/byte: decode at {_num(decode_ai)} is "
+            f"{cfg.gpu} ridge {ridge:.0f} FLOP/byte: decode at {_num(decode_ai)} is "
             f"memory-bound, ≥ {floor * 1e3:.3g} ms per step from bandwidth vs "
             f"{compute * 1e3:.3g} ms from compute ({dev.source})"
         )
     return facts, notes
+
+
+def _profile(cfg: Config, **runs):
+    from complexo.profile import profile_kvcache
+
+    return profile_kvcache(cfg, **runs)
+
+
+def examples():
+    """Tiny raw decoders (MHSA, grouped-query, multi-query; every cache dtype)."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def configs(draw):
+        heads = draw(st.sampled_from([2, 4]))
+        return Config(
+            arch=draw(st.sampled_from(ARCHS)),
+            layers=draw(st.integers(1, 2)),
+            dim=heads * 2 * draw(st.integers(1, 3)),
+            heads=heads,
+            kv_heads=draw(st.sampled_from([None, 1, 2])),
+            vocab=draw(st.integers(5, 40)),
+            ctx=32,
+            mlp=draw(st.integers(4, 24)),
+            context=draw(st.integers(1, 12)),
+            batch=draw(st.integers(1, 2)),
+            dtype=draw(st.sampled_from(list(CACHE_DTYPES))),
+        )
+
+    return configs()
+
+
+ANALYSIS = register(
+    Analysis(
+        name=NAME,
+        title="KV-cache decoding: cache bytes, decode FLOPs with and without it, what fits.",
+        help="The KV cache of a decoder-only model (--model PRESET, default llama-7b, or --arch "
+        "with --layers, --dim, --heads; --kv-heads for grouped-query attention): bytes per token "
+        "and in total, decode FLOPs per token with the cache and recomputing the prefix without "
+        "it, prefill against decode arithmetic intensity, and the largest context or batch that "
+        "fits a GPU (--gpu) or a memory size (--device-memory).",
+        config=Config,
+        analyse=analyse,
+        profiling=Profiling(("forward",), _profile),
+        examples=examples,
+    )
+)

@@ -4,9 +4,10 @@ preset, a preset with some sizes overridden, or a raw config (``--arch`` with ``
 
 from __future__ import annotations
 
-from complexo.blocks.transformer import ARCHS, PRESETS, ModelConfig, llama_mlp_width
 from complexo.cost import Kind, Terms
 from complexo.errors import ComplexoError, check_choice
+from complexo.presets import ARCHS, ModelConfig, llama_mlp_width
+from complexo.presets import TRANSFORMERS as PRESETS
 from complexo.symbols import G, L, P, V, d, f, h
 
 SIZES = ("layers", "dim", "heads", "vocab", "ctx", "mlp", "kv_heads")

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict, dataclass, field, replace
-from typing import ClassVar
 
 import sympy
 
 from complexo.analyses.llm import param_terms, resolve_model
-from complexo.blocks.lora import DEFAULT_TARGETS, TARGETS
-from complexo.blocks.transformer import PRESETS, PUBLISHED_PARAMS, ModelConfig
 from complexo.conventions import DTYPES, FP32_BYTES, torch_dtype
 from complexo.cost import CostModel, Kind, Terms, crossover, evaluate
-from complexo.errors import ComplexoError, check_choice
+from complexo.errors import ComplexoError
+from complexo.presets import ARCHS, DEFAULT_TARGETS, TARGETS, ModelConfig
+from complexo.presets import TRANSFORMERS as PRESETS
+from complexo.presets import TRANSFORMERS_PUBLISHED as PUBLISHED_PARAMS
+from complexo.registry import Analysis, Figure, Profiling, check_options, option, register
 from complexo.result import (
     Comparison,
     QuantitySpec,
@@ -64,38 +65,58 @@ class Config:
     """A single layer (``in_features``, ``out_features``) or a model: a preset, optionally with
     overrides, or ``arch`` with ``layers``, ``dim`` and ``heads`` (the rest from the arch)."""
 
-    OPTION_ALIASES: ClassVar[dict[str, str]] = {"in": "in_features", "out": "out_features"}
-
-    model: str | None = None
-    in_features: int | None = None
-    out_features: int | None = None
-    arch: str | None = None
-    layers: int | None = None
-    dim: int | None = None
-    heads: int | None = None
-    vocab: int | None = None
-    ctx: int | None = None
-    mlp: int | None = None
-    rank: int = 8
-    alpha: float = 16.0
-    targets: tuple[str, ...] | None = None  # default: q, v for a model; a layer is adapted whole
-    optimizer: str = "adamw"
-    precision: str = "bf16-mixed"
-    batch: int = 1
-    seq: int | None = None  # default: the model's context, or 1024 for a single layer
-    full_depth: bool = False  # measure every layer, not 2- and 3-layer copies extrapolated
+    model: str | None = option(
+        None,
+        "Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, llama-7b (default gpt2 "
+        "unless a layer or a raw model is given).",
+        choices=(*PRESETS,),
+        sweep=False,
+    )
+    in_features: int | None = option(None, "A single layer: input width d_in.", flag="in", min=1)
+    out_features: int | None = option(
+        None, "A single layer: output width d_out.", flag="out", min=1
+    )
+    arch: str | None = option(
+        None, "Architecture of a raw model: gpt2 or llama.", choices=ARCHS, sweep=False
+    )
+    layers: int | None = option(None, "Layers L (overrides the preset).", min=1)
+    dim: int | None = option(None, "Width d (overrides the preset).", min=1)
+    heads: int | None = option(None, "Heads h (overrides the preset).", min=1)
+    vocab: int | None = option(None, "Vocabulary V (overrides the preset).", min=1)
+    ctx: int | None = option(None, "Context: learned positions P (gpt2), trained context.", min=1)
+    mlp: int | None = option(None, "MLP hidden width f (overrides).", min=1)
+    rank: int = option(8, "LoRA rank r.", min=1)
+    alpha: float = option(16.0, "LoRA alpha; the update is scaled by α/r.", min=1e-12, max=1e12)
+    targets: tuple[str, ...] | None = option(
+        None,
+        "Adapted matrices, comma-separated from q, k, v, o, mlp (default q,v).",
+        choices=(*TARGETS,),
+        separator=",",
+        sweep=False,
+    )  # default: q, v for a model; a layer is adapted whole
+    optimizer: str = option("adamw", "Optimizer, for its state.", choices=OPTIMIZERS)
+    precision: str = option(
+        "bf16-mixed",
+        "fp32, or 16-bit weights/activations with fp32 master weights.",
+        choices=(*PRECISIONS,),
+    )
+    batch: int = option(1, "Batch size B.", min=1)
+    seq: int | None = option(
+        None, "Tokens per sequence n (default: the model's context).", min=1
+    )  # default: the model's context, or 1024 for a single layer
+    full_depth: bool = option(
+        False,
+        "Measure every layer; by default a model is measured on its 2- and 3-layer copies and "
+        "extrapolated (its middle layers are identical), so depth costs nothing.",
+        sweep=False,
+    )  # measure every layer, not 2- and 3-layer copies extrapolated
 
     def __post_init__(self):
-        check_choice("--optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("--precision", self.precision, PRECISIONS)
+        check_options(self)
         if self.targets is not None:
             if not self.targets:
                 raise ComplexoError(f"--targets is empty; choose from: {', '.join(TARGETS)}")
-            for t in self.targets:
-                check_choice("--targets", t, TARGETS)
             object.__setattr__(self, "targets", tuple(dict.fromkeys(self.targets)))
-        if self.alpha <= 0:
-            raise ComplexoError(f"--alpha must be positive, got {self.alpha}")
         model_options = (self.model, self.arch, self.layers, self.dim, self.heads, self.vocab)
         if self.in_features is not None or self.out_features is not None:
             if self.in_features is None or self.out_features is None:
@@ -107,7 +128,6 @@ class Config:
             self._resolve_layer()
         else:
             self._resolve_model()
-        _positive(self, "rank", "batch", "seq")
         if self.rank > self.max_rank:
             raise ComplexoError(
                 f"--rank {self.rank} exceeds min(in, out) = {self.max_rank} of the smallest "
@@ -115,7 +135,6 @@ class Config:
             )
 
     def _resolve_layer(self):
-        _positive(self, "in_features", "out_features")
         if self.seq is None:
             object.__setattr__(self, "seq", 1024)
 
@@ -174,14 +193,6 @@ class Config:
             **{d: spec.dim, h: spec.heads, L: spec.layers, V: spec.vocab, f: spec.mlp},
             P: spec.ctx,
         }
-
-
-def _positive(cfg: Config, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if value is not None and value <= 0:
-            flag = {"in_features": "in", "out_features": "out"}.get(name, name)
-            raise ComplexoError(f"--{flag} must be a positive integer, got {value}")
 
 
 def _matrices(spec: ModelConfig) -> list[tuple[str, int, int]]:
@@ -663,3 +674,110 @@ def _crossovers(cfg: Config, full: CostModel, lora: CostModel, values: dict):
         else c
         for c in found
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration: the figure, profiling, tiny configs
+
+
+def draw(axes, cmp: Comparison) -> dict:
+    """Training memory by part for each side, stacked; trainable parameters against rank."""
+    ax_memory, ax_rank = axes
+    cfg = cmp.config
+    ax_memory.figure.suptitle(
+        f"LoRA vs full fine-tuning: {cfg.get('model') or 'one layer'}, r = {cfg['rank']}"
+    )
+    parts = ("weight_bytes", "gradient_bytes", "optimizer_bytes", "activation_bytes")
+    sides = list(cmp.sides)
+    drawn: dict = {}
+    bottom = [0.0] * len(sides)
+    gib = 2**30
+    for part in parts:
+        ys = [cmp.sides[s].quantity(part).value / gib for s in sides]
+        label = cmp.sides[sides[0]].quantity(part).label
+        ax_memory.bar(sides, ys, bottom=bottom, label=label)
+        drawn[part] = (list(range(len(sides))), [y * gib for y in ys])
+        bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
+    for i, total in enumerate(bottom):
+        ax_memory.annotate(f"{total:.3g} GiB", (i, total), ha="center", va="bottom", fontsize=9)
+    ax_memory.set_ylabel("GiB")
+    ax_memory.set_title("training memory by part")
+    ax_memory.legend(fontsize=8)
+    ranks = [row["rank"] for row in cmp.sweep]
+    trainable = [row["trainable_params"] for row in cmp.sweep]
+    ax_rank.plot(ranks, trainable, marker="o", lw=2, label="LoRA trainable parameters")
+    full = cmp.baseline.quantity("trainable_params").value
+    ax_rank.axhline(full, color="black", ls="--", lw=1.2, label=f"full fine-tuning: {full:,}")
+    drawn["trainable_params"] = (ranks, trainable)
+    ax_rank.set_xscale("log", base=2)
+    ax_rank.set_yscale("log")
+    ax_rank.set_xlabel("rank r")
+    ax_rank.set_ylabel("parameters")
+    ax_rank.set_title("trainable parameters against rank")
+    ax_rank.grid(True, which="both", alpha=0.25)
+    ax_rank.legend(fontsize=8)
+    return drawn
+
+
+def _profile(cfg: Config, **runs):
+    from complexo.profile import profile_lora
+
+    return profile_lora(cfg, **runs)
+
+
+def examples():
+    """Single layers and 1- to 3-layer GPT-2/LLaMA models, random targets and precision."""
+    from hypothesis import strategies as st
+
+    layer = st.builds(
+        Config,
+        in_features=st.integers(2, 12),
+        out_features=st.integers(2, 12),
+        rank=st.integers(1, 2),
+        batch=st.integers(1, 2),
+        seq=st.integers(1, 5),
+        precision=st.sampled_from(list(PRECISIONS)),
+        optimizer=st.sampled_from(OPTIMIZERS),
+    )
+    model = st.builds(
+        Config,
+        arch=st.sampled_from(ARCHS),
+        layers=st.integers(1, 3),
+        dim=st.sampled_from([4, 8]),
+        heads=st.just(2),
+        vocab=st.integers(5, 30),
+        ctx=st.just(8),
+        mlp=st.integers(2, 12),
+        rank=st.integers(1, 2),
+        targets=st.lists(st.sampled_from(list(TARGETS)), min_size=1, max_size=3).map(tuple),
+        batch=st.integers(1, 2),
+        seq=st.integers(1, 8),
+        precision=st.sampled_from(list(PRECISIONS)),
+        optimizer=st.sampled_from(OPTIMIZERS),
+    )
+    return st.one_of(layer, model)
+
+
+ANALYSIS = register(
+    Analysis(
+        name=NAME,
+        title="LoRA vs full fine-tuning: parameters, training memory and step FLOPs.",
+        help="LoRA against full fine-tuning, for one linear layer (--in, --out) or a whole "
+        "decoder-only transformer (--model, or --arch with --layers, --dim, --heads): "
+        "parameters, checkpoint, training memory by part, FLOPs of a training step by part, "
+        "inference merged and unmerged, and a rank sweep; checked against FlopCounterMode, "
+        "fvcore, autograd's saved tensors and a real optimizer step, all on the meta device.",
+        config=Config,
+        analyse=analyse,
+        sides=SIDES,
+        sweep=False,
+        profiling=Profiling(("train",), _profile, sweep=False),
+        figure=Figure(
+            draw,
+            panels=2,
+            width=6.0,
+            footer=lambda cmp: f"{cmp.config['precision']}, {cmp.config['optimizer']}",
+        ),
+        examples=examples,
+    )
+)

@@ -7,6 +7,7 @@ Conventions: :mod:`complexo.conventions`. Reference implementations:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import sympy
@@ -24,6 +25,7 @@ from complexo.conventions import (
 )
 from complexo.cost import CostModel, Kind, Term
 from complexo.errors import ComplexoError
+from complexo.registry import Analysis, Profiling, check_options, option, register
 from complexo.result import QuantitySpec, Result, build_quantity, summarise
 from complexo.symbols import B, G, M, W, d, e, h, n
 
@@ -52,41 +54,39 @@ MASK = ("aten::masked_fill", "aten.masked_fill")
 
 @dataclass(frozen=True)
 class Config:
-    batch: int = 1
-    seq: int = 4096
-    dim: int = 1024
-    heads: int = 16
-    dtype: str = "fp32"
-    impl: str = "naive"
-    causal: bool = False
-    bias: bool = True
-    kv_heads: int | None = None  # G < h: grouped-query attention; 1: multi-query
-    window: int | None = None  # sliding window W (implies causal)
-    alibi: bool = False
-    sram: int = 192  # KiB of on-chip memory per SM, for the tiled algorithm's traffic
+    batch: int = option(1, "Batch size B.", min=1)
+    seq: int = option(4096, "Sequence length n (tokens).", min=1)
+    dim: int = option(1024, "Model width d; must be divisible by --heads.", min=1)
+    heads: int = option(16, "Number of heads h; head size is d/h.", min=1)
+    dtype: str = option("fp32", "Element type; sets the bytes per element e.", choices=(*DTYPES,))
+    impl: str = option(
+        "naive",
+        "naive: explicit matmuls and softmax (materialises the n×n matrix); sdpa: "
+        "F.scaled_dot_product_attention (fused kernel); flash: the same kernel, read as "
+        "FlashAttention's tiled algorithm (its device-memory traffic).",
+        choices=IMPLS,
+        sweep=False,
+    )
+    causal: bool = option(False, "Mask future tokens.")
+    bias: bool = option(True, "Projections with biases.")
+    kv_heads: int | None = option(
+        None, "G key/value heads: grouped-query (1: multi-query).", min=1
+    )  # G < h: grouped-query attention; 1: multi-query
+    window: int | None = option(
+        None, "Sliding window W: each query sees its last W keys.", min=1
+    )  # sliding window W (implies causal)
+    alibi: bool = option(False, "ALiBi distance bias on the scores.")
+    sram: int = option(
+        192, "On-chip memory per SM in KiB, for the tiled kernel's traffic.", min=1
+    )  # KiB of on-chip memory per SM, for the tiled algorithm's traffic
 
     def __post_init__(self):
-        for name in ("batch", "seq", "dim", "heads"):
-            if getattr(self, name) <= 0:
-                raise ComplexoError(
-                    f"--{name} must be a positive integer, got {getattr(self, name)}"
-                )
+        check_options(self)
         if self.dim % self.heads:
             raise ComplexoError(
                 f"--dim {self.dim} is not divisible by --heads {self.heads} "
                 f"(head size d/h must be whole; try --heads {_divisor_near(self.dim, self.heads)})"
             )
-        if self.impl not in IMPLS:
-            raise ComplexoError(f"unknown --impl {self.impl!r}; choose one of: {', '.join(IMPLS)}")
-        if self.dtype not in DTYPES:
-            raise ComplexoError(
-                f"unknown --dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}"
-            )
-        for name in ("kv_heads", "window", "sram"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                flag = name.replace("_", "-")
-                raise ComplexoError(f"--{flag} must be a positive integer, got {value}")
         if self.kv_heads is not None and self.heads % self.kv_heads:
             raise ComplexoError(
                 f"--heads {self.heads} is not divisible by --kv-heads {self.kv_heads}"
@@ -128,7 +128,9 @@ class Config:
 
 
 def _divisor_near(dim: int, heads: int) -> int:
-    return min((k for k in range(1, dim + 1) if dim % k == 0), key=lambda k: (abs(k - heads), k))
+    """The divisor of ``dim`` nearest ``heads`` (divisors found up to √dim: fast at any size)."""
+    small = [k for k in range(1, math.isqrt(dim) + 1) if dim % k == 0]
+    return min({*small, *(dim // k for k in small)}, key=lambda k: (abs(k - heads), k))
 
 
 def cost_model(
@@ -511,3 +513,51 @@ def roofline_groups(cfg: Config):
         )
     groups.append(("softmax", flops("softmax"), 2 * S, ("aten::_softmax",)))
     return groups
+
+
+def _profile(cfg: Config, **runs):
+    from complexo.profile import profile_mhsa
+
+    return profile_mhsa(cfg, **runs)
+
+
+def examples():
+    """Tiny configs of every variant, for the registry-wide tests."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def configs(draw):
+        heads = draw(st.sampled_from([1, 2, 4]))
+        kv = draw(st.sampled_from([None, *(g for g in (1, 2) if heads % g == 0)]))
+        impl = draw(st.sampled_from(IMPLS))
+        naive = impl == "naive"
+        return Config(
+            batch=draw(st.integers(1, 2)),
+            seq=draw(st.integers(2, 9)),
+            dim=heads * draw(st.integers(2, 4)) * 2,
+            heads=heads,
+            dtype=draw(st.sampled_from(list(DTYPES))),
+            impl=impl,
+            causal=draw(st.booleans()),
+            bias=draw(st.booleans()),
+            kv_heads=kv,
+            window=draw(st.sampled_from([None, 1, 3])) if naive else None,
+            alibi=draw(st.booleans()) if naive else False,
+        )
+
+    return configs()
+
+
+ANALYSIS = register(
+    Analysis(
+        name=NAME,
+        title="Multi-head self-attention: FLOPs, parameters and memory, checked by counters.",
+        help="Multi-head self-attention: forward and backward FLOPs, parameters, saved "
+        "activations and the attention matrix, per term, against fvcore, FlopCounterMode and "
+        "autograd.",
+        config=Config,
+        analyse=analyse,
+        profiling=Profiling(("forward", "train"), _profile, cuda_graph=True),
+        examples=examples,
+    )
+)

@@ -21,12 +21,10 @@ from complexo.analyses.vision import (
     SDPA,
     SDPA_BWD,
     build_image,
-    check_common,
     measure,
     moved,
     patch_embedding,
 )
-from complexo.blocks.vit import PRESETS, PUBLISHED
 from complexo.conventions import (
     DTYPES,
     ELEMENTWISE_FLOPS,
@@ -36,7 +34,10 @@ from complexo.conventions import (
     SOFTMAX_FWD_FLOPS,
 )
 from complexo.cost import CostModel, Kind, Terms
-from complexo.errors import ComplexoError, check_choice
+from complexo.errors import ComplexoError
+from complexo.presets import VITS as PRESETS
+from complexo.presets import VITS_PUBLISHED as PUBLISHED
+from complexo.registry import Analysis, Profiling, check_options, option, register
 from complexo.result import Result, summarise
 from complexo.symbols import B, C, K, L, R, d, e, f, h, p
 
@@ -45,14 +46,18 @@ NAME = "vit"
 
 @dataclass(frozen=True)
 class Config:
-    model: str = "vit-b16"
-    res: int = 224
-    batch: int = 1
-    dtype: str = "fp32"
+    model: str = option(
+        "vit-b16",
+        "The ViT: vit-b16, vit-l32, vit-h14, deit-s16, ...",
+        choices=(*PRESETS,),
+        sweep=False,
+    )
+    res: int = option(224, "Image side R (H = W = R).", min=1)
+    batch: int = option(1, "Batch size B.", min=1)
+    dtype: str = option("fp32", "Element type; bytes per element e.", choices=(*DTYPES,))
 
     def __post_init__(self):
-        check_choice("ViT", self.model, PRESETS)
-        check_common(self.res, self.batch, self.dtype)
+        check_options(self)
         patch = PRESETS[self.model].patch
         if self.res % patch:
             below, above = self.res // patch * patch, (self.res // patch + 1) * patch
@@ -177,3 +182,39 @@ def analyse(cfg: Config) -> Result:
         flops = f", {gmacs} GMAC" if gmacs else ""
         notes.append(f"published ({source}): {params:,} parameters{flops} at {res} per image")
     return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)
+
+
+def _profile(cfg: Config, **runs):
+    from complexo.profile import profile_image
+
+    return profile_image(NAME, cfg, **runs)
+
+
+def examples():
+    """Small ViTs at small resolutions, for the registry-wide tests."""
+    from hypothesis import strategies as st
+
+    return st.builds(
+        lambda model, k, batch, dtype: Config(model, PRESETS[model].patch * k, batch, dtype),
+        model=st.sampled_from(["vit-ti16", "vit-s32"]),
+        k=st.integers(1, 3),
+        batch=st.integers(1, 2),
+        dtype=st.sampled_from(list(DTYPES)),
+    )
+
+
+ANALYSIS = register(
+    Analysis(
+        name=NAME,
+        title="A Vision Transformer alone: FLOPs per term, parameters, activations.",
+        help="A ViT (vit-ti/s/b/l/h with patch 16, 14 or 32, e.g. vit-b16; deit-ti16/s16/b16), "
+        "built as torchvision builds it: forward FLOPs per term (patch embedding, projections, "
+        "attention, MLP, head, element-wise), parameters, training activations at image side R, "
+        "checked against fvcore, FlopCounterMode and autograd's saved tensors on the meta "
+        "device.",
+        config=Config,
+        analyse=analyse,
+        profiling=Profiling(("forward", "train"), _profile, cuda_graph=True),
+        examples=examples,
+    )
+)

@@ -16,16 +16,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 
-# Which linear layers each target names, in complexo's reference blocks (attention.py,
-# transformer.py): the attention projections, and every matrix of the MLP (GELU or SwiGLU).
-TARGETS: dict[str, tuple[str, ...]] = {
-    "q": ("q_proj",),
-    "k": ("k_proj",),
-    "v": ("v_proj",),
-    "o": ("out_proj",),
-    "mlp": ("fc_in", "fc_out", "gate_proj", "up_proj", "down_proj"),
-}
-DEFAULT_TARGETS = ("q", "v")  # as in the LoRA paper's GPT experiments
+from complexo.presets import DEFAULT_TARGETS, TARGETS  # noqa: F401
 
 
 class LoRALinear(nn.Module):

@@ -8,41 +8,11 @@ side ⌈R / 2^k⌉.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 
-
-@dataclass(frozen=True)
-class ResNetConfig:
-    block: str  # "basic" or "bottleneck"
-    depths: tuple[int, int, int, int]  # blocks per stage
-    width: int = 64  # channels of the first stage (its bottleneck width)
-    classes: int = 1000
-    channels: int = 3
-
-    @property
-    def expansion(self) -> int:
-        return 4 if self.block == "bottleneck" else 1
-
-
-PRESETS: dict[str, ResNetConfig] = {
-    "resnet18": ResNetConfig("basic", (2, 2, 2, 2)),
-    "resnet34": ResNetConfig("basic", (3, 4, 6, 3)),
-    "resnet50": ResNetConfig("bottleneck", (3, 4, 6, 3)),
-    "resnet101": ResNetConfig("bottleneck", (3, 4, 23, 3)),
-    "resnet152": ResNetConfig("bottleneck", (3, 8, 36, 3)),
-}
-
-# torchvision's model docs: parameters, and "GFLOPS" at 224 (multiply-accumulates, in G).
-PUBLISHED: dict[str, tuple[int, float, str]] = {
-    "resnet18": (11_689_512, 1.81, "torchvision resnet18 (IMAGENET1K_V1)"),
-    "resnet34": (21_797_672, 3.66, "torchvision resnet34 (IMAGENET1K_V1)"),
-    "resnet50": (25_557_032, 4.09, "torchvision resnet50 (IMAGENET1K_V2)"),
-    "resnet101": (44_549_160, 7.80, "torchvision resnet101 (IMAGENET1K_V2)"),
-    "resnet152": (60_192_808, 11.51, "torchvision resnet152 (IMAGENET1K_V2)"),
-}
+from complexo.presets import RESNETS as PRESETS  # noqa: F401
+from complexo.presets import ResNetConfig
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:

@@ -14,78 +14,12 @@ published ones (see :data:`PUBLISHED_PARAMS`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from complexo.blocks.attention import MHSA
-
-ARCHS = ("gpt2", "llama")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    arch: str  # one of ARCHS
-    layers: int  # L
-    dim: int  # d
-    heads: int  # h
-    vocab: int  # V
-    ctx: int  # context length: the learned positions P of gpt2, the trained context of llama
-    mlp: int  # f, hidden width of the MLP
-    kv_heads: int | None = None  # G key/value heads (grouped-query attention); None: h
-
-    @property
-    def groups(self) -> int:
-        return self.kv_heads or self.heads
-
-    @property
-    def learned_positions(self) -> bool:
-        return self.arch == "gpt2"
-
-    @property
-    def bias(self) -> bool:
-        return self.arch == "gpt2"
-
-    @property
-    def tied(self) -> bool:
-        return self.arch == "gpt2"
-
-    @property
-    def swiglu(self) -> bool:
-        return self.arch == "llama"
-
-
-def gpt2(layers: int, dim: int, heads: int, *, ctx: int = 1024, vocab: int = 50257):
-    return ModelConfig("gpt2", layers, dim, heads, vocab, ctx, 4 * dim)
-
-
-def llama_mlp_width(dim: int, multiple_of: int = 256) -> int:
-    """LLaMA's SwiGLU width: 2/3 of 4·d, rounded up to a multiple of 256 (11008 for d = 4096)."""
-    f = int(2 * 4 * dim / 3)
-    return multiple_of * ((f + multiple_of - 1) // multiple_of)
-
-
-PRESETS: dict[str, ModelConfig] = {
-    "gpt2": gpt2(12, 768, 12),
-    "gpt2-medium": gpt2(24, 1024, 16),
-    "gpt2-large": gpt2(36, 1280, 20),
-    "gpt2-xl": gpt2(48, 1600, 25),
-    # GPT-3's largest model: GPT-2's blocks at d = 12288, 96 layers and heads, 2048 positions.
-    "gpt3-175b": gpt2(96, 12288, 96, ctx=2048),
-    "llama-7b": ModelConfig("llama", 32, 4096, 32, 32000, 2048, llama_mlp_width(4096)),
-}
-
-# What the model cards and papers say, and where.
-PUBLISHED_PARAMS: dict[str, tuple[int, str]] = {
-    "gpt2": (124_439_808, "Hugging Face gpt2, num_parameters()"),
-    "gpt2-medium": (354_823_168, "Hugging Face gpt2-medium, num_parameters()"),
-    "gpt2-large": (774_030_080, "Hugging Face gpt2-large, num_parameters()"),
-    "gpt2-xl": (1_557_611_200, "Hugging Face gpt2-xl, num_parameters()"),
-    "gpt3-175b": (175_000_000_000, "Brown et al. 2020, Table 2.1: 175.0B, given to 0.1B"),
-    "llama-7b": (6_738_415_616, "Hugging Face huggyllama/llama-7b, num_parameters()"),
-}
+from complexo.presets import ARCHS, ModelConfig, gpt2, llama_mlp_width  # noqa: F401
 
 
 class RMSNorm(nn.Module):

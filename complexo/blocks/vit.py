@@ -9,49 +9,13 @@ h heads, f = 4d MLP width, K classes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from complexo.blocks.attention import SDPAMHSA
-
-
-@dataclass(frozen=True)
-class ViTConfig:
-    patch: int  # p
-    dim: int  # d
-    heads: int  # h
-    layers: int  # L
-    mlp: int  # f
-    classes: int = 1000
-    channels: int = 3
-
-
-_SIZES = {"ti": (192, 3, 12), "s": (384, 6, 12), "b": (768, 12, 12), "l": (1024, 16, 24)}
-_SIZES["h"] = (1280, 16, 32)
-
-PRESETS: dict[str, ViTConfig] = {
-    f"vit-{size}{patch}": ViTConfig(patch, d, heads, layers, 4 * d)
-    for size, (d, heads, layers) in _SIZES.items()
-    for patch in (16, 14, 32)
-}
-# DeiT differs from ViT in its training recipe only: the same networks at these sizes.
-PRESETS |= {f"deit-{size}16": PRESETS[f"vit-{size}16"] for size in ("ti", "s", "b")}
-
-# Published parameter counts (at the resolution given) and, where published, "GFLOPS"
-# (multiply-accumulates, in G) at that resolution.
-PUBLISHED: dict[str, tuple[int, int, float | None, str]] = {
-    "vit-b16": (86_567_656, 224, 17.56, "torchvision vit_b_16"),
-    "vit-b32": (88_224_232, 224, 4.41, "torchvision vit_b_32"),
-    "vit-l16": (304_326_632, 224, 61.55, "torchvision vit_l_16"),
-    "vit-l32": (306_535_400, 224, 15.38, "torchvision vit_l_32"),
-    "vit-h14": (633_470_440, 518, 1016.72, "torchvision vit_h_14 IMAGENET1K_SWAG_E2E_V1"),
-    "deit-ti16": (5_717_416, 224, None, "Touvron et al. 2021 / timm deit_tiny_patch16_224"),
-    "deit-s16": (22_050_664, 224, None, "Touvron et al. 2021 / timm deit_small_patch16_224"),
-    "deit-b16": (86_567_656, 224, None, "Touvron et al. 2021 / timm deit_base_patch16_224"),
-}
+from complexo.presets import VITS as PRESETS  # noqa: F401
+from complexo.presets import ViTConfig
 
 
 class MLP(nn.Module):

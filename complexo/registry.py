@@ -1,0 +1,170 @@
+"""Every analysis complexo knows, declared once: its config (fields that carry their command-line
+options), what it computes, and what the generic layers may do with it (sweep it, profile it, draw
+it). The command line, ``complexo sweep``, ``complexo profile``, the Python API and the
+registry-wide tests are generated from here and name no analysis themselves.
+
+An analysis module ends with ``ANALYSIS = register(Analysis(...))``, and
+:mod:`complexo.analyses` imports it: that import is the one registration line. This module imports
+neither torch nor typer, so neither does ``import complexo`` nor ``complexo --help``.
+
+>>> from dataclasses import dataclass
+>>> @dataclass(frozen=True)
+... class Toy:
+...     seq: int = option(8, "Tokens n.", min=1)
+...     kv_heads: int | None = option(None, "Key/value heads G.", min=1)
+>>> [(flag(f), o.help) for f, o in options(Toy)]
+[('--seq', 'Tokens n.'), ('--kv-heads', 'Key/value heads G.')]
+>>> check_options(Toy(seq=0))
+Traceback (most recent call last):
+complexo.errors.ComplexoError: --seq must be a positive integer, got 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from complexo.errors import ComplexoError, check_choice
+
+KEY = "complexo"  # dataclass field metadata: the field's Option
+
+
+@dataclass(frozen=True)
+class Option:
+    """A config field as the command line and the API take it."""
+
+    help: str
+    flag: str = ""  # its name after --, when not the field's own (in_features: "in")
+    choices: tuple[str, ...] = ()
+    min: float | None = None  # inclusive bounds, checked for every caller
+    max: float | None = None
+    separator: str = ""  # a tuple field given as one word, split on this ("q,v")
+    positional: bool = False  # words after the command (compare's "cnn vit")
+    multiple: bool = False  # a tuple field whose option may repeat (--res 224 --res 384)
+    sweep: bool = True  # whether sweep may vary it
+
+
+def option(default: Any, help: str, **kwargs) -> Any:
+    """A config field with its option: ``seq: int = option(4096, "Tokens n.", min=1)``."""
+    return field(default=default, metadata={KEY: Option(help, **kwargs)})
+
+
+def options(config_type) -> list[tuple[dataclasses.Field, Option]]:
+    """The config's fields that are options, in declaration order."""
+    return [(f, f.metadata[KEY]) for f in dataclasses.fields(config_type) if KEY in f.metadata]
+
+
+def flag(f: dataclasses.Field) -> str:
+    """The command line's spelling of a field: --kv-heads for kv_heads."""
+    return "--" + (f.metadata[KEY].flag or f.name.replace("_", "-"))
+
+
+def flags(config_type) -> dict[str, str]:
+    """Field name -> its flag, for every option of a config."""
+    return {f.name: flag(f) for f, _ in options(config_type)}
+
+
+def check_options(cfg) -> None:
+    """What the option table says of every field: a value among its choices, within its bounds.
+    Each config calls this first in ``__post_init__``, so every caller (command line, sweep,
+    profile, the Python API) is refused in the same words."""
+    for f, opt in options(type(cfg)):
+        value = getattr(cfg, f.name)
+        if value is None:
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if opt.choices:
+                check_choice(flag(f), v, opt.choices)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            if v != v:  # NaN
+                raise ComplexoError(f"{flag(f)} must be a number, got {v}")
+            if opt.min == 1 and isinstance(v, int) and v < 1:
+                raise ComplexoError(f"{flag(f)} must be a positive integer, got {v}")
+            if opt.min is not None and v < opt.min:
+                raise ComplexoError(f"{flag(f)} must be at least {_bound(opt.min)}, got {v}")
+            if opt.max is not None and v > opt.max:
+                raise ComplexoError(f"{flag(f)} must be at most {_bound(opt.max)}, got {v}")
+
+
+def _bound(x: float) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure an analysis draws of its result: ``draw(axes, result)`` draws on ``panels``
+    axes (titles included) and returns what it drew, {label: (xs, ys)}, so that tests can
+    compare a drawing with the tables."""
+
+    draw: Callable[[list, Any], dict]
+    panels: int = 1
+    width: float = 7.5
+    footer: Callable[[Any], str] = lambda result: ""
+
+
+@dataclass(frozen=True)
+class Profiling:
+    """How an analysis runs for real (see :mod:`complexo.profile`): the modes it takes, the
+    first being its default, and the function that profiles one config in one mode."""
+
+    modes: tuple[str, ...]
+    run: Callable[..., Any]  # (cfg, *, device, mode, warmup, repeat, trace, cuda_graph)
+    cuda_graph: bool = False  # whether --cuda-graph applies (forward passes of one block)
+    sweep: bool = True  # whether sweep --profile may time its points
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One analysis. ``analyse(cfg)`` returns a result with ``to_json()`` and ``render()``
+    (:class:`~complexo.result.Result` or :class:`~complexo.result.Comparison`, or a type of the
+    analysis's own); ``sides`` names the two sides of a comparison; ``sweep``: whether
+    ``complexo sweep`` takes it (one result per config); ``examples()``: a hypothesis strategy
+    of tiny configs, for the registry-wide tests."""
+
+    name: str
+    title: str  # one line: the command's short help
+    help: str  # the command's --help
+    config: type
+    analyse: Callable[[Any], Any]
+    sides: tuple[str, ...] = ()
+    sweep: bool = True
+    profiling: Profiling | None = None
+    figure: Figure | None = None
+    examples: Callable[[], Any] | None = None
+
+    def make(self, **values) -> Any:
+        """A config from field values (the API's keywords), unknown names refused."""
+        known = {f.name for f in dataclasses.fields(self.config)}
+        for key in values:
+            if key not in known:
+                check_choice(f"option of {self.name}", key, sorted(known))
+        return self.config(**values)
+
+
+ANALYSES: dict[str, Analysis] = {}
+
+
+def register(analysis: Analysis) -> Analysis:
+    """Add an analysis to :data:`ANALYSES`; a name registered twice is refused."""
+    if analysis.name in ANALYSES:
+        raise ValueError(f"analysis {analysis.name!r} is registered twice")
+    for f in dataclasses.fields(analysis.config):
+        if KEY not in f.metadata and f.init:
+            raise ValueError(f"{analysis.name}: config field {f.name} has no option()")
+    ANALYSES[analysis.name] = analysis
+    return analysis
+
+
+_FLAG = re.compile(r"--([a-z][a-z0-9-]*)")
+
+
+def field_names(message: str, config_type) -> str:
+    """An error message in the Python API's words: each of the config's flags becomes its
+    field's name (``--kv-heads 3`` -> ``kv_heads 3``, ``--in`` -> ``in_features``)."""
+    by_flag: Mapping[str, str] = {v: k for k, v in flags(config_type).items()}
+    return _FLAG.sub(lambda m: by_flag.get(m.group(0), m.group(0)), message)
