@@ -1,4 +1,44 @@
-"""complexo: what does a deep-learning building block cost, and why?"""
+"""complexo: what does a deep-learning building block cost, and why?
+
+>>> import complexo
+>>> "mhsa" in complexo.ANALYSES
+True
+
+``complexo.analyse("mhsa", seq=4096, dim=1024)`` analyses one config of a registered analysis
+(its keywords are the config's fields, as ``complexo.ANALYSES[name].config`` lists them) and
+returns its result: ``r.quantities["forward_flops"].value`` (exact), ``.expr`` (sympy),
+``.measured`` (each counter's reading); ``r.to_json()``; ``r.render()`` for rich; in a notebook
+it shows itself as HTML or Markdown; ``r.plot(ax=...)`` draws it. Importing complexo does not
+import torch: an analysis does when it runs.
+"""
+
+from __future__ import annotations
+
+from complexo.errors import ComplexoError
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["ANALYSES", "ComplexoError", "__version__", "analyse"]
+
+
+def analyse(name: str, **options):
+    """Analyse one config of the registered analysis ``name``; bad input raises
+    :class:`ComplexoError` in the config's own words (``dim 100 is not divisible by heads
+    12``)."""
+    from complexo.analyses import ANALYSES
+    from complexo.errors import check_choice
+    from complexo.registry import field_names
+
+    check_choice("analysis", name, ANALYSES)
+    a = ANALYSES[name]
+    try:
+        return a.analyse(a.make(**options))
+    except ComplexoError as err:
+        raise ComplexoError(field_names(str(err), a.config)) from None
+
+
+def __getattr__(name: str):
+    if name == "ANALYSES":  # loaded on first use: the analyses' modules import sympy
+        from complexo.analyses import ANALYSES
+
+        return ANALYSES
+    raise AttributeError(f"module 'complexo' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """Figures. Each ``draw_*`` takes its axes and returns the data it drew (label -> (x, y)), so
-tests compare the drawing with the tables; ``figure()`` and ``save()`` are called by the CLI
+tests check the drawing against the tables; ``figure()`` and ``save()`` are called by the CLI
 only. Output is deterministic: no dates in the files, a fixed SVG hash salt, fixed fonts.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from complexo.conventions import CONVENTION
-from complexo.cost import plain
+from complexo.cost import Kind, evaluate, plain
 from complexo.sweep import Sweep, fit_exponent
 
 Drawn = dict[str, tuple[list[float], list[float]]]
@@ -25,6 +25,47 @@ def figure(panels: int = 1, width: float = 7.5, height: float = 5.2):
     plt.rcParams.update({"svg.hashsalt": "complexo", "font.family": "DejaVu Sans", "font.size": 10})
     fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
     return fig, list(axes[0])
+
+
+def axes_for(ax, panels: int = 1, width: float = 7.5, height: float = 5.2) -> list:
+    """The axes to draw on: ``ax`` (one, or a list for several panels) as given by a notebook,
+    or new ones, without touching the user's backend or style."""
+    if ax is not None:
+        return list(ax) if isinstance(ax, list | tuple) else [ax]
+    import matplotlib.pyplot as plt
+
+    _, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
+    return list(axes[0])
+
+
+def draw_registered(result, ax=None) -> Drawn:
+    """The registered analysis's own figure of ``result``."""
+    from complexo.errors import ComplexoError
+    from complexo.registry import ANALYSES
+
+    how = ANALYSES[result.analysis].figure
+    if how is None:
+        raise ComplexoError(f"{result.analysis} has no figure")
+    return how.draw(axes_for(ax, how.panels, how.width), result)
+
+
+def draw_terms(result, ax=None) -> Drawn:
+    """One result's forward FLOPs (or its first kind's terms), one horizontal bar per term,
+    each labelled with its share."""
+    kinds = [k for k in Kind if result.model.terms(k)]
+    kind = Kind.FORWARD if Kind.FORWARD in kinds else kinds[0]
+    (ax,) = axes_for(ax)
+    terms = result.model.terms(kind)
+    values = [evaluate(t.expr, result.values) for t in terms]
+    total = sum(values) or 1
+    names = [t.name for t in terms]
+    ax.barh(names, values)
+    for i, v in enumerate(values):
+        ax.annotate(f" {v / total:.1%}", (v, i), va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(UNIT_LABEL[kind.unit])
+    ax.set_title(f"complexo {result.analysis}: {kind.value.replace('_', ' ')} by term")
+    return {name: ([i], [v]) for i, (name, v) in enumerate(zip(names, values, strict=True))}
 
 
 def check_path(path: str) -> str:
@@ -152,7 +193,9 @@ def draw_times(ax, sweep: Sweep) -> Drawn:
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel(f"{name} ({sym})" if sym is not None else name)
-    ax.set_ylabel(f"seconds per {'token decoded' if sweep.analysis == 'kvcache' else 'forward'}")
+    from complexo.registry import ANALYSES
+
+    ax.set_ylabel(f"seconds per {ANALYSES[sweep.analysis].profiling.iteration}")
     ax.set_title(f"measured on {prof.device_name} ({prof.device}), {prof.dtype}")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=8, loc="upper left")

@@ -226,23 +226,32 @@ def timed(step, device: str, warmup: int, repeat: int, *, graph: bool = False) -
 
 
 @dataclass
-class LoRAProfile:
-    """Full fine-tuning's and LoRA's training steps, each a :class:`Profile`, and their ratios."""
+class SidesProfile:
+    """Both sides of a two-sided analysis run for real, each a :class:`Profile` (the first is
+    the baseline), and the second's time and FLOPs as fractions of the first's."""
 
+    analysis: str
     sides: dict[str, Profile]
     notes: list[str] = field(default_factory=list)
 
     @property
+    def pair(self) -> tuple[Profile, Profile]:
+        first, second = list(self.sides.values())[:2]
+        return first, second
+
+    @property
     def time_ratio(self) -> float:
-        return self.sides["lora"].median / self.sides["full"].median
+        base, other = self.pair
+        return other.median / base.median
 
     @property
     def flops_ratio(self) -> float:
-        return self.sides["lora"].flops / self.sides["full"].flops
+        base, other = self.pair
+        return other.flops / base.flops
 
     def to_json(self) -> dict:
         return {
-            "analysis": "lora",
+            "analysis": self.analysis,
             "sides": {side: prof.to_json() for side, prof in self.sides.items()},
             "time_ratio": self.time_ratio,
             "flops_ratio": self.flops_ratio,
@@ -261,7 +270,7 @@ def profile_lora(
     repeat: int = 5,
     trace: str | None = None,
     root: Path = PROFILES,
-) -> LoRAProfile:
+) -> SidesProfile:
     """Full fine-tuning's and LoRA's training steps for real (forward, backward, the configured
     optimizer; under mixed precision on fp32 master copies of the trained weights, as the memory
     formula assumes): time per step and per phase beside each side's FLOPs, bytes and memory."""
@@ -301,7 +310,7 @@ def profile_lora(
         )
         _common_notes(prof, roof)
         sides[side] = prof
-    return LoRAProfile(sides)
+    return SidesProfile("lora", sides)
 
 
 def _side_path(trace: str | None, side: str) -> str | None:
@@ -593,18 +602,8 @@ def profile_kvcache(
     return prof
 
 
-# What each analysis runs for real: the modes it takes, the first being its default.
-PROFILED = {
-    "mhsa": ("forward", "train"),
-    "cnn": ("forward", "train"),
-    "vit": ("forward", "train"),
-    "lora": ("train",),
-    "kvcache": ("forward",),
-}
-
-
 def run(
-    analysis: str,
+    analysis,
     cfg,
     *,
     device: str | None = None,
@@ -614,28 +613,32 @@ def run(
     trace: str | None = None,
     cuda_graph: bool = False,
 ):
-    """Profile ``analysis`` at ``cfg``: the one entry point of ``complexo profile`` and of
-    every analysis command's ``--profile``. ``warmup``, ``repeat``: the profiler's own default
-    (fewer for LoRA's whole-model steps) unless given."""
-    modes = PROFILED[analysis]
+    """Profile a registered analysis (:class:`~complexo.registry.Analysis`) at ``cfg``: the one
+    entry point of ``complexo profile`` and of every analysis command's ``--profile``.
+    ``warmup``, ``repeat``: the profiler's own default (fewer for whole-model steps) unless
+    given."""
+    how = analysis.profiling
+    modes = how.modes
     mode = mode or modes[0]
     if mode not in MODES:
         raise ComplexoError(f"unknown --mode '{mode}'; choose from: {', '.join(MODES)}")
     if mode not in modes:
         raise ComplexoError(
-            f"complexo profile {analysis} runs --mode {' or '.join(modes)}, not {mode}"
+            f"complexo profile {analysis.name} runs --mode {' or '.join(modes)}, not {mode}"
         )
-    if cuda_graph and analysis not in ("mhsa", "cnn", "vit"):
-        raise ComplexoError(f"--cuda-graph times mhsa, cnn and vit forward passes, not {analysis}")
+    if cuda_graph and not how.cuda_graph:
+        from complexo.registry import ANALYSES
+
+        graphed = [a.name for a in ANALYSES.values() if a.profiling and a.profiling.cuda_graph]
+        listed = ", ".join(graphed[:-1]) + " and " + graphed[-1] if len(graphed) > 1 else graphed[0]
+        raise ComplexoError(f"--cuda-graph times {listed} forward passes, not {analysis.name}")
     runs = {"device": device, "trace": trace}
     runs |= {k: v for k, v in (("warmup", warmup), ("repeat", repeat)) if v is not None}
-    if analysis == "lora":
-        return profile_lora(cfg, **runs)
-    if analysis == "kvcache":
-        return profile_kvcache(cfg, **runs)
-    if analysis == "mhsa":
-        return profile_mhsa(cfg, mode=mode, cuda_graph=cuda_graph, **runs)
-    return profile_image(analysis, cfg, mode=mode, cuda_graph=cuda_graph, **runs)
+    if len(modes) > 1:
+        runs["mode"] = mode
+    if how.cuda_graph:
+        runs["cuda_graph"] = cuda_graph
+    return how.run(cfg, **runs)
 
 
 def refuse_if_too_big(predicted: int, device: str, what: str, hint: str) -> None:

@@ -41,8 +41,9 @@ class Option:
     choices: tuple[str, ...] = ()
     min: float | None = None  # inclusive bounds, checked for every caller
     max: float | None = None
+    above: float | None = None  # an exclusive lower bound (0: positive)
     separator: str = ""  # a tuple field given as one word, split on this ("q,v")
-    positional: bool = False  # words after the command (compare's "cnn vit")
+    positional: bool = False  # words after the command
     multiple: bool = False  # a tuple field whose option may repeat (--res 224 --res 384)
     sweep: bool = True  # whether sweep may vary it
 
@@ -85,6 +86,9 @@ def check_options(cfg) -> None:
                 raise ComplexoError(f"{flag(f)} must be a number, got {v}")
             if opt.min == 1 and isinstance(v, int) and v < 1:
                 raise ComplexoError(f"{flag(f)} must be a positive integer, got {v}")
+            if opt.above is not None and not v > opt.above:
+                what = "positive" if opt.above == 0 else f"above {_bound(opt.above)}"
+                raise ComplexoError(f"{flag(f)} must be {what}, got {v}")
             if opt.min is not None and v < opt.min:
                 raise ComplexoError(f"{flag(f)} must be at least {_bound(opt.min)}, got {v}")
             if opt.max is not None and v > opt.max:
@@ -99,7 +103,7 @@ def _bound(x: float) -> str:
 class Figure:
     """A figure an analysis draws of its result: ``draw(axes, result)`` draws on ``panels``
     axes (titles included) and returns what it drew, {label: (xs, ys)}, so that tests can
-    compare a drawing with the tables."""
+    check a drawing against the tables."""
 
     draw: Callable[[list, Any], dict]
     panels: int = 1
@@ -116,6 +120,7 @@ class Profiling:
     run: Callable[..., Any]  # (cfg, *, device, mode, warmup, repeat, trace, cuda_graph)
     cuda_graph: bool = False  # whether --cuda-graph applies (forward passes of one block)
     sweep: bool = True  # whether sweep --profile may time its points
+    iteration: str = "forward"  # what one timed iteration is, in the figures' words
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from complexo.conventions import CONVENTION
-from complexo.cost import CostModel, Crossover, Kind, evaluate, plain
+from complexo.cost import CostModel, Crossover, Kind, evaluate, latex, plain
 from complexo.result import COUNTERS, Comparison, Quantity, Result, ratio_key
 
 _SI = ["", "k", "M", "G", "T", "P", "E", "Z"]
@@ -219,7 +219,8 @@ def render(result: Result, *, terms: bool = True) -> Group:
 
 
 def ratio_text(ratio: float | None) -> str:
-    """lora/full as a percentage with three significant figures: 67.6%, 0.0108%."""
+    """One side's value over the baseline's as a percentage, three significant figures:
+    67.6%, 0.0108%."""
     if ratio is None:
         return "—"
     return f"{ratio * 100:.3g}%"
@@ -336,189 +337,26 @@ def models_table(models: dict[str, Result], title: str) -> Table:
     return table
 
 
-def render_sweep(sweep, quantity: str) -> Group:
-    """One row per point (each quantity, and whether the counters agree), or, for two varied
-    options, a heat-map table of ``quantity``."""
-    parts: list = [
-        Text.assemble(
-            (f"complexo sweep {sweep.analysis}", "bold"),
-            "  " + ", ".join(f"{k}={v}" for k, v in sweep.fixed.items()) + "\n",
-            (f"{CONVENTION}; every point a full analysis, counted on the meta device", "dim"),
-        )
-    ]
-    first = sweep.points[0].result
-    if len(sweep.vary) == 1:
-        name = sweep.vary[0].name
-        table = new_table(f"{sweep.analysis} against {name}")
-        table.add_column(name, justify="right")
-        for q in first.quantities:
-            table.add_column(q.label.strip(), justify="right")
-        table.add_column("counters")
-        timed = all(p.profile is not None for p in sweep.points)
-        if timed:
-            table.add_column("measured", justify="right")
-        for point in sweep.points:
-            qs = point.result.quantities
-            exact = all(q.agrees(c) in (None, True) for q in qs for c in COUNTERS)
-            verdict = "all exact" if exact else "gaps explained"
-            if any(g.reason == "unexplained" for q in qs for g in q.gaps):
-                verdict = "UNEXPLAINED gap"
-            cells = [str(point.config[name]), *(human(q.value, q.unit) for q in qs), verdict]
-            if timed:
-                cells.append(duration(point.profile.median))
-            table.add_row(*cells)
-        parts.append(table)
-        exps = sweep.exponents()
-        if exps and sweep.symbol is not None:
-            slopes = ", ".join(f"{t} ∝ {sweep.symbol}^{k}" for t, k in exps.items())
-            parts.append(Text(f"forward terms: {slopes}"))
-    else:
-        (a, b), unit = sweep.vary, first.quantity(quantity).unit
-        title = f"{quantity}: {a.name} (rows) × {b.name} (columns)"
-        table = new_table(title)
-        table.add_column(f"{a.name} \\ {b.name}", justify="right")
-        for v in b.values:
-            table.add_column(str(v), justify="right")
-        cells = {
-            (pt.config[a.name], pt.config[b.name]): pt.result.quantity(quantity)
-            for pt in sweep.points
-        }
-        for u in a.values:
-            table.add_row(str(u), *(human(cells[u, v].value, unit) for v in b.values))
-        parts.append(table)
-    return Group(*parts)
-
-
-def render_variants(variants) -> Group:
-    first = next(iter(variants.sweeps.values()))
-    name = first.vary[0].name
-    unit = first.points[0].result.quantity(variants.quantity).unit
-    table = new_table(f"{variants.quantity} against {name}, by variant")
-    table.add_column(name, justify="right")
-    for label in variants.sweeps:
-        table.add_column(label, justify="right")
-    for i, point in enumerate(first.points):
-        cells = [
-            human(s.points[i].result.quantity(variants.quantity).value, unit)
-            for s in variants.sweeps.values()
-        ]
-        table.add_row(str(point.config[name]), *cells)
-    return Group(
-        Text.assemble((f"complexo sweep {variants.analysis}", "bold"), "\n", (CONVENTION, "dim")),
-        table,
-    )
-
-
-def render_profile(prof) -> Group:
-    """Measured beside predicted, per term and in total; both sides of a LoRA profile."""
-    if hasattr(prof, "render"):
-        return prof.render()
-    if hasattr(prof, "sides"):
-        return Group(
-            *(render_profile(side) for side in prof.sides.values()),
-            Text(
-                f"lora/full: step time {prof.time_ratio:.1%}, FLOPs {prof.flops_ratio:.1%}",
-                style="bold",
-            ),
-            *(Text(f"note: {note}", style="dim") for note in prof.notes),
-        )
-    doc = prof.to_json()
-    cfg = ", ".join(f"{k}={v}" for k, v in prof.config.items() if v not in (None, False))
-    head = Text.assemble(
-        (f"complexo profile {prof.analysis}", "bold"),
-        f"  {cfg}, mode={prof.mode}\n",
-        (f"{prof.device_name} ({prof.device}), torch {prof.torch}, {prof.date}", "dim"),
-    )
-    table = new_table("Per term: measured vs roofline floor, max(FLOPs / peak, bytes / bandwidth)")
-    for name, justify in (
-        ("term", "left"),
-        ("FLOPs", "right"),
-        ("bytes", "right"),
-        ("FLOP/B", "right"),
-        ("measured", "right"),
-        ("share", "right"),
-        ("floor", "right"),
-        ("bound", "left"),
-    ):  # numbers never wrap: on a narrow terminal the term names do
-        table.add_column(
-            name, justify=justify, no_wrap=name != "term", min_width=11 if name == "term" else None
-        )
-    for name, row in prof.by_term.items():
-        table.add_row(
-            name,
-            human(row["flops"], "flop"),
-            human(row["bytes"], "byte") if row["bytes"] is not None else "—",
-            f"{row['intensity']:.3g}" if row["intensity"] else "—",
-            duration(row["measured_s"]),
-            f"{row['share']:.0%}" if row.get("share") is not None else "—",
-            duration(row["predicted_s"]) if "predicted_s" in row else "—",
-            row.get("bound", "—"),
-        )
-    if prof.outside:
-        out = prof.outside
-        share = f"{out['share']:.0%}" if out.get("share") is not None else "—"
-        table.add_row("other ops", "—", "—", "—", duration(out["measured_s"]), share, "—", "—")
-    lines = [
-        Text(
-            f"time: median {duration(prof.median)} over {len(prof.times)} "
-            f"{'CUDA graph replays' if prof.timing == 'cuda-graph' else 'runs'} "
-            f"(IQR {doc['iqr_s'] * 1e3:.2g} ms); formula {human(prof.flops, 'flop')} per "
-            f"iteration → {human(prof.achieved, 'flop')}/s achieved"
-            + (f", {doc['fraction_of_peak']:.1%} of peak" if "fraction_of_peak" in doc else "")
-        ),
-        Text(
-            f"memory: predicted {human(prof.memory_predicted, 'byte')}"
-            + (
-                f", peak allocated {human(prof.memory_peak, 'byte')} "
-                f"({(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted:+.1%})"
-                + (
-                    f", reserved {human(prof.memory_reserved, 'byte')}"
-                    if prof.memory_reserved is not None
-                    else ""
-                )
-                if prof.memory_peak is not None
-                else ""
+def markdown(result) -> str:
+    """A result as Markdown (a notebook's rich display): each quantity's formula, value and
+    counters, per side for a comparison."""
+    sides = getattr(result, "sides", None) or {"": result}
+    parts = [f"**complexo {result.analysis}** ({CONVENTION})", ""]
+    for name, side in sides.items():
+        if not hasattr(side, "quantities"):
+            continue
+        if name:
+            parts += [f"*{name}*", ""]
+        parts += ["| quantity | formula | value | fvcore | torch |", "|---|---|---|---|---|"]
+        for q in side.quantities:
+            counters = [human(q.measured.get(c), q.unit) for c in COUNTERS]
+            formula = f"${latex(q.expr)}$"
+            parts.append(
+                f"| {q.label.strip()} | {formula} | {human(q.value, q.unit)} | "
+                f"{' | '.join(counters)} |"
             )
-        ),
-    ]
-    if prof.ceilings:
-        c = prof.ceilings
-        lines.append(
-            Text(
-                f"ceilings: {human(c['peak'][prof.dtype], 'flop')}/s {prof.dtype}, "
-                f"{human(c['bandwidth'], 'byte')}/s ({c['source']})",
-                style="dim",
-            )
-        )
-    if prof.outside:
-        lines.append(Text(f"note: {outside_note(prof.outside)}", style="dim"))
-    lines += [Text(f"note: {note}", style="dim") for note in prof.notes]
-    kernels = new_table(
-        f"Top {'kernels' if prof.device == 'cuda' else 'ops'} by "
-        f"{'GPU' if prof.device == 'cuda' else 'own CPU'} time, one profiled iteration"
-    )
-    kernels.add_column("kernel" if prof.device == "cuda" else "op", overflow="ellipsis")
-    kernels.add_column("time", justify="right")
-    for name, seconds in prof.kernels:
-        kernels.add_row(name, duration(seconds))
-    return Group(head, table, *([kernels] if prof.kernels else []), *lines)
-
-
-def outside_note(out: dict, shown: int = 4) -> str:
-    """Where the profiled time outside the rows went: the ops by their own time, each with the
-    formula terms it carries, and the time between ops (Python and dispatch on the host)."""
-
-    def op(name, seconds, terms):
-        carried = f" (term{'s' if len(terms) > 1 else ''} {', '.join(terms)})" if terms else ""
-        return f"{name} {duration(seconds)}{carried}"
-
-    ops = [op(*o) for o in out["ops"][:shown]]
-    more = len(out["ops"]) - shown
-    text = f"other ops, {duration(out['measured_s'])} of the profiled iteration"
-    text += ": " + ", ".join(ops) + (f" and {more} more" if more > 0 else "") if ops else ""
-    if out["between_ops_s"] >= 5e-7:  # half a microsecond or more
-        text += f"; {duration(out['between_ops_s'])} on the host between ops"
-    return text + " (an op with no term moves data, or dispatches, but computes nothing counted)"
+        parts.append("")
+    return "\n".join(parts)
 
 
 def console(stderr: bool = False) -> Console:

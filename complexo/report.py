@@ -512,7 +512,7 @@ def mhsa_page() -> Page:
         "fp32",
     )
 
-    kv = kvcache.analyse(kvcache.Config(model="llama-7b", context=2048, device="h100-sxm"))
+    kv = kvcache.analyse(kvcache.Config(model="llama-7b", context=2048, gpu="h100-sxm"))
     q = {y.name: y for y in kv.quantities}
     page.add(
         "## The KV cache (llama-7b, 2048 tokens, bf16, batch 1)",

@@ -79,8 +79,52 @@ class Summary:
     crossovers: tuple[Crossover, ...]
 
 
+class Quantities(list):
+    """A result's quantities in order, also looked up by name: ``r.quantities["params"]``."""
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            for q in self:
+                if q.name == key:
+                    return q
+            names = ", ".join(q.name for q in self)
+            raise KeyError(f"no quantity {key!r}; this result has {names}")
+        return super().__getitem__(key)
+
+
+class Shown:
+    """How a result shows itself: ``render()`` for the terminal (rich), and in a notebook as
+    HTML or Markdown; ``to_json()`` is the document the command line prints with --json."""
+
+    def render(self, brief: bool = False, terms: bool = False):
+        raise NotImplementedError
+
+    def __rich__(self):
+        return self.render()
+
+    def _repr_html_(self) -> str:
+        from rich.console import Console
+
+        console = Console(record=True, width=120, file=_Discard())
+        console.print(self.render())
+        return console.export_html(inline_styles=True)
+
+    def _repr_markdown_(self) -> str:
+        from complexo.render import markdown
+
+        return markdown(self)
+
+
+class _Discard:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 @dataclass
-class Result:
+class Result(Shown):
     analysis: str
     config: dict
     values: dict  # symbol -> number: the config as the formulas see it
@@ -89,6 +133,21 @@ class Result:
     summary: Summary
     notes: list[str] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)  # shapes worth a row: tokens, maps
+
+    def __post_init__(self):
+        self.quantities = Quantities(self.quantities)
+
+    def render(self, brief: bool = False, terms: bool = False):
+        from complexo.render import render
+
+        return render(self, terms=not brief)
+
+    def plot(self, ax=None) -> dict:
+        """Each term of the forward FLOPs as a bar, with its share (its kind's terms when there
+        is no forward): what a notebook draws of one result."""
+        from complexo.plot import draw_terms
+
+        return draw_terms(self, ax)
 
     def to_json(self) -> dict:
         return {
@@ -157,7 +216,7 @@ def ratio_key(name: str) -> str:
 
 
 @dataclass
-class Comparison:
+class Comparison(Shown):
     """Two variants of one analysis side by side (the first is the baseline): each a full
     :class:`Result`, the ratio variant / baseline of every quantity, a sweep table of formula
     values, and crossovers between the sides."""
@@ -168,6 +227,17 @@ class Comparison:
     sweep: list[dict] = field(default_factory=list)
     crossovers: tuple[Crossover, ...] = ()
     notes: list[str] = field(default_factory=list)
+
+    def render(self, brief: bool = False, terms: bool = False):
+        from complexo.render import render_comparison
+
+        return render_comparison(self, formulas=not brief, terms=terms)
+
+    def plot(self, ax=None) -> dict:
+        """The analysis's own figure (on ``ax``, a list of its panels' axes, or new ones)."""
+        from complexo.plot import draw_registered
+
+        return draw_registered(self, ax)
 
     @property
     def baseline(self) -> Result:

@@ -7,7 +7,6 @@ point-by-point calls'. ``--vary seq=256..65536`` with ``--log2`` (doubling from 
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import re
@@ -19,6 +18,7 @@ import sympy
 
 from complexo.cost import Kind, evaluate
 from complexo.errors import ComplexoError
+from complexo.registry import options
 from complexo.result import Result
 
 _RANGE = re.compile(r"^([a-z_]+)=(-?\d+)\.\.(-?\d+)$")
@@ -65,53 +65,9 @@ def parse_vary(text: str, *, points: int | None, step: int | None, log2: bool) -
     return Vary(name, tuple(values))
 
 
-def config_options(config_type, args: Sequence[str]) -> dict:
-    """An analysis's own options given to ``sweep`` (``--dim 1024 --causal --no-bias``) as
-    Config fields, converted to the fields' types."""
-    fields = {f.name: f for f in dataclasses.fields(config_type)}
-    aliases = getattr(config_type, "OPTION_ALIASES", {})  # the analysis command's spelling
-    out, i = {}, 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--"):
-            raise ComplexoError(f"unexpected argument '{arg}'")
-        key = arg[2:].replace("-", "_")
-        key = aliases.get(key, key)
-        if key.startswith("no_") and key[3:] in fields and _is_bool(fields[key[3:]]):
-            out[key[3:]] = False
-            i += 1
-            continue
-        if key not in fields:
-            names = {f: next((a for a, t in aliases.items() if t == f), f) for f in fields}
-            valid = ", ".join("--" + a.replace("_", "-") for a in names.values())
-            raise ComplexoError(f"unknown option {arg} for this analysis; it takes {valid}")
-        if _is_bool(fields[key]):
-            out[key] = True
-            i += 1
-            continue
-        if i + 1 >= len(args):
-            raise ComplexoError(f"{arg} needs a value")
-        out[key] = _convert(fields[key], args[i + 1], arg)
-        i += 2
-    return out
-
-
-def _is_bool(f: dataclasses.Field) -> bool:
-    return f.type in (bool, "bool")
-
-
-def _convert(f: dataclasses.Field, text: str, arg: str):
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    try:
-        if kind.startswith("int"):
-            return int(text)
-        if kind.startswith("float"):
-            return float(text)
-        if kind.startswith("tuple"):  # comma-separated, as the analysis command takes it
-            return tuple(t.strip() for t in text.split(",") if t.strip())
-    except ValueError:
-        raise ComplexoError(f"{arg} takes a number, got '{text}'") from None
-    return text
+def _analysis(analysis):
+    """A registered analysis, given itself or its module."""
+    return getattr(analysis, "ANALYSIS", analysis)
 
 
 @dataclass
@@ -205,36 +161,39 @@ class Sweep:
 
 
 def run(
-    module,
+    analysis,
     fixed: dict,
     vary: list[Vary],
     progress: Callable[[int, int], None] | None = None,
 ) -> Sweep:
-    """Analyse every point of the grid spanned by ``vary`` (one Vary: a line)."""
+    """Analyse every point of the grid spanned by ``vary`` (one Vary: a line). ``analysis``: a
+    registered :class:`~complexo.registry.Analysis` (or its module)."""
+    a = _analysis(analysis)
     if not 1 <= len(vary) <= 2:
         raise ComplexoError("sweep varies one option, or two for a grid")
-    if getattr(module, "SIDES", None):
+    if not a.sweep:
         raise ComplexoError(
-            f"sweep takes analyses with one result; {module.NAME} compares sides and has its "
+            f"sweep takes analyses with one result; {a.name} compares sides and has its "
             "own sweep (its table and --plot)"
         )
-    fields = {f.name for f in dataclasses.fields(module.Config)}
+    swept = {f.name for f, opt in options(a.config) if opt.sweep}
+    names = [v.name for v in vary]
     for v in vary:
-        if v.name not in fields:
-            valid = ", ".join(sorted(fields))
+        if v.name not in swept:
+            valid = ", ".join(sorted(swept))
             raise ComplexoError(
-                f"--vary {v.name}: {module.NAME} has no such option; it has {valid}"
+                f"--vary {v.name}: {a.name} has no such option to vary; it has {valid}"
             )
         if v.name in fixed:
-            raise ComplexoError(f"--{v.name} is both fixed and varied")
+            raise ComplexoError(f"--{v.name.replace('_', '-')} is both fixed and varied")
+    if len(set(names)) != len(names):
+        raise ComplexoError(f"--vary {names[0]} is given twice")
     grid = list(itertools.product(*(v.values for v in vary)))
-    configs = [
-        module.Config(**fixed, **dict(zip((v.name for v in vary), g, strict=True))) for g in grid
-    ]
-    sweep = Sweep(module.NAME, fixed, vary)
+    configs = [a.make(**fixed, **dict(zip(names, g, strict=True))) for g in grid]
+    sweep = Sweep(a.name, fixed, vary)
     for i, (g, cfg) in enumerate(zip(grid, configs, strict=True)):
-        result = module.analyse(cfg)
-        sweep.points.append(Point(dict(zip((v.name for v in vary), g, strict=True)), result))
+        result = a.analyse(cfg)
+        sweep.points.append(Point(dict(zip(names, g, strict=True)), result))
         if progress:
             progress(i + 1, len(grid))
     return sweep
@@ -285,36 +244,39 @@ class Variants:
 
 
 def run_variants(
-    module, fixed: dict, vary: list[Vary], variants: Sequence[str], quantity: str, progress=None
+    analysis, fixed: dict, vary: list[Vary], variants: Sequence[str], quantity: str, progress=None
 ) -> Variants:
     """One sweep per variant, each variant's options added to the fixed ones."""
     if len(vary) != 1:
         raise ComplexoError("--variant compares lines: give one --vary")
+    from complexo.cli.generate import parse
+
+    a = _analysis(analysis)
     out = {}
     for k, text in enumerate(variants):
-        extra = config_options(module.Config, shlex.split(text))
+        extra = parse(a.config, shlex.split(text), f"--variant '{text}'")
         clash = set(extra) & set(fixed)
         if clash:
             raise ComplexoError(f"--variant '{text}' sets {', '.join(sorted(clash))}, also fixed")
         step = (
             None if progress is None else (lambda i, n, k=k: progress(k * n + i, n * len(variants)))
         )
-        out[text or "(no extra options)"] = run(module, {**fixed, **extra}, vary, step)
-    return Variants(module.NAME, quantity, out)
+        out[text or "(no extra options)"] = run(a, {**fixed, **extra}, vary, step)
+    return Variants(a.name, quantity, out)
 
 
 def profile_points(sweep: Sweep, *, device: str | None, repeat: int = 5, progress=None) -> None:
     """Run every point of a sweep for real (:func:`complexo.profile.run`) and keep its profile:
-    mhsa, cnn, vit (inference) and kvcache (decoding one token)."""
+    every analysis that is swept and runs for real, in its first (default) mode."""
     from complexo import profile as profiling
-    from complexo.analyses import ANALYSES
+    from complexo.registry import ANALYSES
 
-    timed = ("mhsa", "cnn", "vit", "kvcache")
+    timed = [a.name for a in ANALYSES.values() if a.sweep and a.profiling and a.profiling.sweep]
     if sweep.analysis not in timed:
         raise ComplexoError(f"--profile times {', '.join(timed)}, not {sweep.analysis}")
-    config = ANALYSES[sweep.analysis].Config
+    a = ANALYSES[sweep.analysis]
     for i, point in enumerate(sweep.points):
-        cfg = config(**point.result.config)
-        point.profile = profiling.run(sweep.analysis, cfg, device=device, warmup=2, repeat=repeat)
+        cfg = a.make(**point.result.config)
+        point.profile = profiling.run(a, cfg, device=device, warmup=2, repeat=repeat)
         if progress:
             progress(i + 1, len(sweep.points))

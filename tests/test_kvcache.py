@@ -96,7 +96,7 @@ def test_kvcache_formulas_equal_the_measurements(cfg):
 
 
 def test_the_cache_trades_quadratic_recompute_for_linear_reads():
-    r = kvcache.analyse(kvcache.Config(model="llama-7b", context=2048, device="h100-sxm"))
+    r = kvcache.analyse(kvcache.Config(model="llama-7b", context=2048, gpu="h100-sxm"))
     q = {x.name: x.value for x in r.quantities}
     # k and v, 32 layers, 4096 wide, bf16: 2·32·4096·2 = 524,288 bytes per token
     assert q["kv_cache_bytes_per_token"] == 524_288 and q["kv_cache_bytes"] == 2048 * 524_288

@@ -22,14 +22,7 @@ from complexo.analyses.lora import (
 )
 from complexo.blocks.attention import NaiveMHSA
 from complexo.blocks.lora import LoRALinear, adapter_state_dict, add_lora, merge, unmerge
-from complexo.blocks.transformer import (
-    PRESETS,
-    PUBLISHED_PARAMS,
-    ModelConfig,
-    Transformer,
-    rotary_tables,
-    rotate,
-)
+from complexo.blocks.transformer import Transformer, rotary_tables, rotate
 from complexo.cost import Kind, evaluate
 from complexo.measure import (
     Count,
@@ -38,6 +31,9 @@ from complexo.measure import (
     measure_torch,
     training_state,
 )
+from complexo.presets import TRANSFORMERS as PRESETS
+from complexo.presets import TRANSFORMERS_PUBLISHED as PUBLISHED_PARAMS
+from complexo.presets import ModelConfig
 
 # --- the reference blocks ---------------------------------------------------------------------
 

@@ -189,7 +189,7 @@ def test_profile_command_and_mhsa_profile_flag():
         and doc["profile"]["flops"] == doc["quantities"]["forward_flops"]["value"]
     )
     for args, message in (
-        (["profile", "compare"], "unknown analysis to profile 'compare'"),
+        (["profile", "compare", "--mode", "train"], "profile compare runs --mode forward"),
         (["profile", "mhsa", "--mode", "infer"], "unknown --mode 'infer'"),
         (["profile", "lora", "--mode", "forward"], "profile lora runs --mode train, not forward"),
         (["profile", "cnn", "--mode", "infer"], "unknown --mode 'infer'"),

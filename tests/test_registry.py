@@ -1,32 +1,173 @@
 """Every registered analysis keeps the shared contract (timm-style: parametrised over the registry,
-so a new analysis is checked by adding it)."""
+so a new analysis is checked by adding it): its command and --help, a bad value of every option
+refused in one line, the JSON contract, its formulas against the counters on tiny configs, a real
+CPU run, and the shared layers that name no analysis."""
+
+import dataclasses
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import assert_one_line_error, runner
+from hypothesis import given, settings
 
+import complexo
 from complexo.analyses import ANALYSES
 from complexo.cli import app
+from complexo.registry import flag, options
+
+ROOT = Path(__file__).resolve().parent.parent
+OPTIONS = [(a.name, f.name) for a in ANALYSES.values() for f, _ in options(a.config)]
+
+
+def test_the_registry_lists_every_analysis_module_once():
+    modules = sorted(p.stem for p in (ROOT / "complexo" / "analyses").glob("*.py"))
+    registered = {a.analyse.__module__ for a in ANALYSES.values()}
+    assert registered <= {f"complexo.analyses.{m}" for m in modules}
+    assert set(complexo.ANALYSES) == set(ANALYSES)
 
 
 @pytest.mark.parametrize("name", sorted(ANALYSES))
-def test_default_config_gives_the_json_contract_with_every_gap_explained(name):
-    module = ANALYSES[name]
-    doc = module.analyse(module.Config()).to_json()
-    assert doc["analysis"] == name == module.NAME
-    assert set(doc) >= {"analysis", "config", "convention", "crossovers"}
-    # One result, or several side by side (full fine-tuning and LoRA), each with the contract.
-    sides = getattr(module, "SIDES", None)
-    bodies = [doc[side] for side in sides] if sides else [doc]
-    for body in bodies:
-        assert set(body) >= {"quantities", "terms", "big_o", "crossovers"}
-        for q in body["quantities"].values():
-            assert q["unit"] in {"flop", "byte", "param"} and isinstance(q["value"], int)
-            assert set(q["measured"]) == {"fvcore", "torch"}
-            assert all(g["reason"] != "unexplained" for g in q["gaps"]), q
-
-
-@pytest.mark.parametrize("name", sorted(ANALYSES))
-def test_every_analysis_has_a_command_listed_in_help(name):
-    result = CliRunner().invoke(app, ["--help"])
+def test_every_analysis_has_a_command_whose_help_lists_each_option(name):
+    listed = runner.invoke(app, ["--help"])
+    assert listed.exit_code == 0, listed.output
+    assert f" {name} " in listed.output
+    result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert f" {name} " in result.output
+    for f, opt in options(ANALYSES[name].config):
+        if not opt.positional:
+            assert flag(f) in result.output, flag(f)
+
+
+def _bad_value(f: dataclasses.Field, opt) -> str | None:
+    """A value this option must refuse, or None where every word is valid."""
+    if opt.choices:
+        return "no-such-choice"
+    if opt.min is not None:
+        below = opt.min - 1 if isinstance(opt.min, int) else -1.0
+        return str(below)
+    return None
+
+
+@pytest.mark.parametrize(("name", "field_name"), OPTIONS)
+def test_a_bad_value_of_every_option_is_one_line_and_a_non_zero_exit(name, field_name):
+    a = ANALYSES[name]
+    f, opt = next((f, o) for f, o in options(a.config) if f.name == field_name)
+    bad = _bad_value(f, opt)
+    if bad is None or opt.positional:
+        pytest.skip(f"{flag(f)} takes any word")
+    # the analysis's smallest config keeps the check cheap: its own defaults otherwise
+    result = runner.invoke(app, [name, flag(f), bad])
+    assert_one_line_error(result, flag(f) if opt.choices else "")
+    assert flag(f) in result.stderr or f.name in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(ANALYSES))
+def test_the_api_names_the_config_field_and_the_cli_its_flag(name):
+    a = ANALYSES[name]
+    f, opt = next((f, o) for f, o in options(a.config) if _bad_value(f, o) and not o.positional)
+    with pytest.raises(complexo.ComplexoError) as err:
+        complexo.analyse(name, **{f.name: _typed(f, opt, _bad_value(f, opt))})
+    assert f.name in str(err.value) and "--" not in str(err.value)
+
+
+def _typed(f, opt, text: str):
+    """The word as the field's type: an int, a float, a tuple of them for a repeated option."""
+    value = text
+    if "int" in str(f.type) and text.lstrip("-").isdigit():
+        value = int(text)
+    elif "float" in str(f.type):
+        value = float(text)
+    return (value,) if opt.multiple or opt.separator else value
+
+
+@pytest.mark.parametrize("name", sorted(a.name for a in ANALYSES.values() if a.examples))
+def test_tiny_configs_give_the_json_contract_with_every_gap_explained(name):
+    a = ANALYSES[name]
+
+    @settings(max_examples=6)
+    @given(a.examples())
+    def check(cfg):
+        doc = a.analyse(cfg).to_json()
+        assert doc["analysis"] == name
+        assert set(doc) >= {"analysis", "config", "convention", "crossovers"}
+        bodies = [doc[side] for side in a.sides] if a.sides else [doc]
+        for body in bodies:
+            assert set(body) >= {"quantities", "terms", "big_o", "crossovers"}
+            for q in body["quantities"].values():
+                assert q["unit"] in {"flop", "byte", "param"} and isinstance(q["value"], int)
+                assert set(q["measured"]) == {"fvcore", "torch"}
+                assert all(g["reason"] != "unexplained" for g in q["gaps"]), q
+
+    check()
+
+
+@pytest.mark.parametrize(
+    "name", sorted(a.name for a in ANALYSES.values() if a.profiling and a.examples)
+)
+def test_a_tiny_config_runs_for_real_on_the_cpu(name):
+    from hypothesis import find
+
+    from complexo import profile as profiling
+
+    a = ANALYSES[name]
+    cfg = find(a.examples(), lambda c: True)  # hypothesis's simplest config
+    for mode in a.profiling.modes:
+        prof = profiling.run(a, cfg, device="cpu", mode=mode, warmup=0, repeat=1)
+        for p in getattr(prof, "sides", {"": prof}).values():
+            assert p.times and all(t > 0 for t in p.times) and p.flops > 0
+            assert math.isfinite(p.median)
+
+
+def test_importing_complexo_and_building_the_cli_leave_torch_out():
+    code = (
+        "import sys, complexo, complexo.cli\n"
+        "from typer.main import get_command\n"
+        "get_command(complexo.cli.app)\n"
+        "assert 'mhsa' in complexo.ANALYSES\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'fvcore')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+# The shared layers: what every analysis goes through. They may name no analysis (as a word,
+# anywhere) and no side (as a string). NOT_YET: files the migration has still to clear; the
+# test also fails when one of them is clean, so the list only shrinks.
+SHARED = ["complexo/cli", "complexo/sweep.py", "complexo/profile.py", "complexo/render.py"]
+SHARED += ["complexo/render_runs.py", "complexo/plot.py", "complexo/registry.py"]
+SHARED += ["complexo/result.py"]
+NOT_YET = {"complexo/profile.py"}
+
+
+def _names_in(path: Path) -> list[str]:
+    text = path.read_text()
+    found = []
+    for a in ANALYSES.values():
+        found += [a.name for _ in re.finditer(rf"\b{re.escape(a.name)}\b", text)]
+        for side in a.sides:
+            found += [f'"{side}"' for _ in re.finditer(rf"[\"']{re.escape(side)}[\"']", text)]
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("shared", SHARED)
+def test_the_shared_layers_name_no_analysis(shared):
+    paths = sorted((ROOT / shared).glob("*.py")) if (ROOT / shared).is_dir() else [ROOT / shared]
+    for path in paths:
+        found = _names_in(path)
+        if str(path.relative_to(ROOT)) in NOT_YET:
+            assert found, f"{path} no longer names an analysis: take it off NOT_YET"
+        else:
+            assert not found, f"{path.relative_to(ROOT)} names {found}"
+
+
+def test_no_module_is_over_500_lines():
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in (ROOT / "complexo").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 500
+    }
+    assert not long, long

@@ -87,7 +87,7 @@ def test_sweep_figure_draws_the_table(tmp_path):
 def test_compare_and_lora_figures_draw_their_results(tmp_path):
     cmp = compare.analyse(compare.Config("resnet18", "vit-ti16", (64, 128)))
     fig, (left, right) = plots.figure(2)
-    drawn = plots.draw_compare(left, right, cmp)
+    drawn = compare.draw([left, right], cmp)
     assert drawn["vit-ti16 forward_flops analysed"] == (
         [64, 128],
         [m["vit-ti16"].quantity("forward_flops").value for _, m in cmp.results],
@@ -100,7 +100,7 @@ def test_compare_and_lora_figures_draw_their_results(tmp_path):
     plots.save(fig, str(tmp_path / "compare.svg"), plots.footer())
     result = lora.analyse(lora.Config(in_features=64, out_features=32, rank=4, seq=8))
     fig, (left, right) = plots.figure(2)
-    drawn = plots.draw_lora(left, right, result)
+    drawn = lora.draw([left, right], result)
     assert drawn["optimizer_bytes"][1] == [
         result.sides[s].quantity("optimizer_bytes").value for s in ("full", "lora")
     ]
@@ -139,11 +139,14 @@ def test_sweep_command_json_csv_and_plot(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["sweep", "lora", "--vary", "rank=1..8"], "unknown analysis 'lora'"),
+        (
+            ["sweep", "lora", "--vary", "rank=1..8"],
+            "takes analyses with one result; lora compares sides",
+        ),
         (["sweep", "mhsa", "--vary", "seq=8"], "NAME=START..STOP"),
         (["sweep", "mhsa", "--vary", "size=8..16"], "mhsa has no such option"),
-        (["sweep", "mhsa", "--vary", "seq=8..16", "--foo", "3"], "unknown option --foo"),
-        (["sweep", "mhsa", "--vary", "seq=8..16", "--dim", "x"], "--dim takes a number"),
+        (["sweep", "mhsa", "--vary", "seq=8..16", "--foo", "3"], "No such option: --foo"),
+        (["sweep", "mhsa", "--vary", "seq=8..16", "--dim", "x"], "Invalid value for '--dim'"),
         (["sweep", "mhsa", "--vary", "seq=8..16", "--seq", "8"], "both fixed and varied"),
         (["sweep", "mhsa", "--vary", "seq=8..16", "--plot", "a.jpg"], "--plot writes .png or .svg"),
         (["sweep", "mhsa", "--vary", "seq=8..16", "--quantity", "flops"], "unknown --quantity"),

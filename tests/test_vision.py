@@ -12,15 +12,14 @@ from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 from complexo.analyses import cnn, compare, vision, vit
-from complexo.blocks.resnet import PRESETS as RESNETS
-from complexo.blocks.resnet import PUBLISHED as RESNET_PUBLISHED
-from complexo.blocks.resnet import ResNet, ResNetConfig
-from complexo.blocks.vit import PRESETS as VITS
-from complexo.blocks.vit import PUBLISHED as VIT_PUBLISHED
-from complexo.blocks.vit import ViT, ViTConfig
+from complexo.blocks.resnet import ResNet
+from complexo.blocks.vit import ViT
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import Kind, evaluate
 from complexo.measure import count_fvcore
+from complexo.presets import RESNETS, VITS, ResNetConfig, ViTConfig
+from complexo.presets import RESNETS_PUBLISHED as RESNET_PUBLISHED
+from complexo.presets import VITS_PUBLISHED as VIT_PUBLISHED
 from complexo.symbols import B, C, D, K, L, R, d, e, f, h, p, w
 
 # --- published figures ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from complexo.cost import Crossover, Kind
 from complexo.errors import ComplexoError, check_choice
 from complexo.presets import RESNETS, VITS
 from complexo.registry import Analysis, Figure, Profiling, check_options, option, register
-from complexo.result import Result, crossover_json
+from complexo.result import Result, Shown, crossover_json
 from complexo.symbols import R
 
 NAME = "compare"
@@ -29,19 +29,19 @@ KINDS = ("cnn", "vit")
 
 @dataclass(frozen=True)
 class Config:
+    cnn: str = option("resnet50", "The CNN preset.", choices=(*RESNETS,), sweep=False)
+    vit: str = option("vit-b16", "The ViT preset.", choices=(*VITS,), sweep=False)
+    res: tuple[int, ...] = option(
+        (), "Image side R; several allowed (default 224).", multiple=True, min=1
+    )
+    batch: int = option(1, "Batch size B.", min=1)
+    dtype: str = option("fp32", "Element type; bytes per element e.", choices=(*DTYPES,))
     kinds: tuple[str, ...] = option(
         KINDS,
         "cnn vit (resolutions may follow --res, space-separated)",
         positional=True,
         sweep=False,
     )
-    res: tuple[int, ...] = option(
-        (), "Image side R; several allowed (default 224).", multiple=True, min=1
-    )
-    cnn: str = option("resnet50", "The CNN preset.", choices=(*RESNETS,), sweep=False)
-    vit: str = option("vit-b16", "The ViT preset.", choices=(*VITS,), sweep=False)
-    batch: int = option(1, "Batch size B.", min=1)
-    dtype: str = option("fp32", "Element type; bytes per element e.", choices=(*DTYPES,))
 
     def __post_init__(self):
         # `--res 224 384 512` leaves 384 and 512 to the positional words: they are resolutions
@@ -67,7 +67,7 @@ class Config:
 
 
 @dataclass
-class Comparison:
+class Comparison(Shown):
     config: Config
     results: list[tuple[int, dict[str, Result]]]
     crossovers: list[Crossover] = field(default_factory=list)
@@ -94,6 +94,12 @@ class Comparison:
     def render(self, brief: bool = False, terms: bool = False):
         """Both models at the first resolution, a table by resolution, gaps, complexity."""
         return _render(self)
+
+    def plot(self, ax=None) -> dict:
+        """FLOPs and activations of both models against R (two panels)."""
+        from complexo.plot import draw_registered
+
+        return draw_registered(self, ax)
 
 
 def flops_crossings(vit_result: Result, cnn_result: Result) -> list[float]:
@@ -191,7 +197,7 @@ def draw(axes, cmp: Comparison) -> dict:
     """FLOPs and activations of both models against R (formula curves over a range of R,
     the analysed resolutions as markers), with the crossovers."""
     from complexo.cost import evaluate, plain
-    from complexo.plot import UNIT_LABEL, geometric, mark
+    from complexo.plot import UNIT_LABEL, mark
     from complexo.symbols import p
 
     ax_flops, ax_memory = axes
@@ -256,7 +262,8 @@ class CompareProfile:
         }
 
     def save(self, root=None) -> list:
-        return [path for _, models in self.runs for p in models.values() for path in p.save(root)]
+        kw = {} if root is None else {"root": root}
+        return [path for _, models in self.runs for p in models.values() for path in p.save(**kw)]
 
     def render(self):
         return _render_profile(self)

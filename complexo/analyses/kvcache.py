@@ -58,7 +58,7 @@ class Config:
         sweep=False,
     )
     device_memory: float | None = option(
-        None, "Device memory in GB (10^9 bytes).", min=1e-9, sweep=False
+        None, "Device memory in GB (10^9 bytes).", above=0, max=1e12, sweep=False
     )
 
     def __post_init__(self):
@@ -381,7 +381,7 @@ ANALYSIS = register(
         "fits a GPU (--gpu) or a memory size (--device-memory).",
         config=Config,
         analyse=analyse,
-        profiling=Profiling(("forward",), _profile),
+        profiling=Profiling(("forward",), _profile, iteration="token decoded"),
         examples=examples,
     )
 )

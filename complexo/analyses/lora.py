@@ -86,7 +86,7 @@ class Config:
     ctx: int | None = option(None, "Context: learned positions P (gpt2), trained context.", min=1)
     mlp: int | None = option(None, "MLP hidden width f (overrides).", min=1)
     rank: int = option(8, "LoRA rank r.", min=1)
-    alpha: float = option(16.0, "LoRA alpha; the update is scaled by α/r.", min=1e-12, max=1e12)
+    alpha: float = option(16.0, "LoRA alpha; the update is scaled by α/r.", above=0, max=1e12)
     targets: tuple[str, ...] | None = option(
         None,
         "Adapted matrices, comma-separated from q, k, v, o, mlp (default q,v).",

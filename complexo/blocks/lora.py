@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 
-from complexo.presets import DEFAULT_TARGETS, TARGETS  # noqa: F401
+from complexo.presets import TARGETS
 
 
 class LoRALinear(nn.Module):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from complexo.presets import RESNETS as PRESETS  # noqa: F401
 from complexo.presets import ResNetConfig
 
 

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from complexo.blocks.attention import MHSA
-from complexo.presets import ARCHS, ModelConfig, gpt2, llama_mlp_width  # noqa: F401
+from complexo.presets import ModelConfig
 
 
 class RMSNorm(nn.Module):

@@ -14,7 +14,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from complexo.blocks.attention import SDPAMHSA
-from complexo.presets import VITS as PRESETS  # noqa: F401
 from complexo.presets import ViTConfig
 
 

@@ -1,0 +1,98 @@
+"""The command line: one command per registered analysis, generated from its option table (build
+the config, call the analysis, print), the ``sweep`` and ``profile`` groups generated the same
+way, and the commands that work on recordings (``calibrate``, ``profiles``, ``report``). Nothing
+here names an analysis. Bad input of any kind ends in one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import ClassVar
+
+import typer
+from typer.core import TyperGroup
+
+from complexo.errors import ComplexoError, check_choice
+
+try:  # typer ≥ 0.2x vendors click and exposes its exception base as TyperException
+    _UsageError = typer.TyperException
+except AttributeError:  # older typer runs on click itself
+    from click import ClickException as _UsageError
+
+
+class Commands(TyperGroup):
+    """Bad input becomes one line on stderr and a non-zero exit, never a traceback; an
+    unknown command is answered with the closest one. ``refused`` says why a registered
+    analysis is not in this group (not swept, not profiled)."""
+
+    refused: ClassVar[dict[str, str]] = {}
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            if name in self.refused:
+                raise ComplexoError(self.refused[name])
+            check_choice("command", name, sorted(self.list_commands(ctx)))
+        return super().resolve_command(ctx, args)
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except _UsageError as err:  # typer's usage errors: bad values, unknown options
+            fail(err.format_message(), getattr(err, "exit_code", 2))
+        except ComplexoError as err:
+            fail(str(err), 2)
+        except typer.Abort:
+            fail("aborted", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def fail(message: str, code: int) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def group(help: str, refused: dict[str, str] | None = None) -> typer.Typer:
+    """A command group whose bare name prints its help."""
+    cls = type("Group", (Commands,), {"refused": refused or {}})
+    sub = typer.Typer(cls=cls, help=help, add_completion=False, pretty_exceptions_enable=False)
+
+    @sub.callback(invoke_without_command=True)
+    def _root(ctx: typer.Context) -> None:
+        if ctx.invoked_subcommand is None:
+            typer.echo(ctx.get_help())
+
+    return sub
+
+
+app = group(
+    "complexo: what does a deep-learning building block cost, and why? Symbolic formulas, "
+    "checked against fvcore, FlopCounterMode and autograd's saved tensors."
+)
+
+
+def emit_json(doc: dict) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def print_rich(*renderables) -> None:
+    from complexo.render import console
+
+    console().print(*renderables)
+
+
+def _register_commands() -> None:
+    from complexo.analyses import ANALYSES
+    from complexo.cli import analysis, commands
+
+    for a in ANALYSES.values():
+        analysis.add(app, a)
+    commands.add(app, ANALYSES)
+
+
+_register_commands()
+
+
+def main() -> None:
+    app()
