@@ -11,167 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from complexo.conventions import CONVENTION
-from complexo.cost import Kind, latex, plain
+from complexo.cost import Kind, plain
 from complexo.render import duration, human
+from complexo.report.measured import _measured_section, _pairs
+from complexo.report.page import Page, _agreement, _math, _percent, _table
 
 ROOT = Path("analyses")
-
-
-@dataclass
-class Page:
-    topic: str
-    title: str
-    text: str = ""
-    figures: dict[str, tuple[object, dict]] = field(default_factory=dict)  # name -> (fig, data)
-
-    def add(self, *lines: str) -> None:
-        self.text += "\n".join(lines) + "\n"
-
-    def figure(self, name: str, fig, drawn: dict, caption: str, footer: str) -> None:
-        """Add ``fig`` (its convention ``footer`` at its foot) and the data it drew, which
-        ``--check`` compares: {label: (xs, ys)}."""
-        from complexo import plot as plots
-
-        plots.finish(fig, plots.footer(footer))
-        data = {k: [list(map(float, xs)), list(map(float, ys))] for k, (xs, ys) in drawn.items()}
-        self.figures[name] = (fig, data)
-        self.add(f"![{caption}](figures/{name}.svg)", "", f"*{caption}*", "")
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(out) + "\n"
-
-
-def _agreement(q) -> str:
-    parts = []
-    for counter, value in q.measured.items():
-        if value is None:
-            continue
-        gaps = [g for g in q.gaps if g.counter == counter]
-        if value == q.value:
-            parts.append(f"{counter} exact")
-        elif gaps and all(g.reason != "unexplained" for g in gaps):
-            parts.append(f"{counter} {(value - q.value) / q.value:+.1%}, explained")
-        else:
-            parts.append(f"{counter} {(value - q.value) / q.value:+.1%}, UNEXPLAINED")
-    return "; ".join(parts) or "no counter"
-
-
-def _percent(ratio: float) -> str:
-    """42%, or 0.4% where whole percents would say 0%."""
-    return f"{ratio:.0%}" if ratio >= 0.01 else f"{ratio:.1%}"
-
-
-def _math(expr) -> str:
-    return f"${latex(expr)}$"
-
-
-def _measured_section(page: Page, *analyses: str) -> None:
-    """The recorded profiles of ``analyses``: a table of GPU runs (or how to record them), then
-    one of CPU runs, each row with its device, date and the roofline's floor beside the time."""
-    from complexo.profile import SHOWN_CONFIG, recorded
-
-    def order(doc):  # by analysis as listed, mode, then the shown options (numbers as numbers)
-        shown = [doc["config"].get(k) for k in SHOWN_CONFIG]
-        return (
-            analyses.index(doc["analysis"]),
-            doc["mode"],
-            [(isinstance(v, str), v if isinstance(v, int | float) else str(v)) for v in shown],
-            doc["date"],
-        )
-
-    docs = sorted((d for d in recorded() if d.get("analysis") in analyses), key=order)
-    gpu = [d for d in docs if d.get("device") == "cuda"]
-    cpu = [d for d in docs if d.get("device") == "cpu"]
-    page.add("## Measured", "", "### On GPUs", "")
-    if gpu:
-        page.add(_profile_table(gpu))
-    else:
-        how = " or ".join(f"`complexo profile {a} ... --device cuda --save`" for a in analyses)
-        page.add(
-            "No GPU profile of this analysis is recorded under `profiles/` yet. On a GPU "
-            f"machine, {how} (or `scripts/record-gpu.sh`, every one these pages show) records "
-            "one and this page shows it.",
-            "",
-        )
-    if cpu:
-        page.add(
-            "### On a CPU",
-            "",
-            "Real runs of the reference implementations on this project's CPU box, recorded "
-            "with `--save`. The floor is the roofline's, max(FLOPs / peak, bytes / bandwidth) "
-            "summed over the terms, from that CPU's calibrated ceilings (`complexo calibrate`); "
-            "peak memory is the tensors given to the block (and, in training, the optimizer's "
-            "state) plus the most it allocated beyond them, from the profiler's record of every "
-            "allocation and free; predicted memory is the formula's: in inference an upper "
-            "bound for the image models, in training weights, gradients, optimizer state and "
-            "saved activations summed as if all were live at once, which the backward's "
-            "freeing keeps the peak below and its temporaries (the naive attention's n×n "
-            "gradients) push it above.",
-            "",
-            _profile_table(cpu),
-        )
-    ceilings = _ceilings(docs)
-    if ceilings:
-        page.add("The ceilings these rows were measured against:", "")
-        page.add(*(f"- {line}" for line in ceilings), "")
-
-
-def _ceilings(docs: list[dict]) -> list[str]:
-    """The ceilings the tables' rows were measured against, once per device and dtype; for a
-    calibration, the rates of the two kernels it took the better of."""
-    from complexo.profile import calibration_path
-
-    seen: dict[tuple, str] = {}
-    for d in docs:
-        c, dtype = d.get("ceilings"), d["dtype"]
-        if not c or dtype not in c["peak"] or (d["device_name"], dtype) in seen:
-            continue
-        text = (
-            f"{d['device_name']}, {dtype}: peak {human(c['peak'][dtype], 'flop')}/s, "
-            f"bandwidth {human(c['bandwidth'], 'byte')}/s ({c['source']})"
-        )
-        path = calibration_path(d["device_name"])
-        cal = json.loads(path.read_text()) if path.exists() else {}
-        if f"calibrated {cal.get('date')}" == c["source"] and cal.get("peak") == c["peak"]:
-            rates = {k: v[dtype] for k, v in cal.get("measured", {}).items()}
-            text += ": the better of " + " and ".join(
-                f"{kernel} {human(rate, 'flop')}/s" for kernel, rate in rates.items()
-            )
-        seen[(d["device_name"], dtype)] = text
-    return list(seen.values())
-
-
-def _pairs(analyses: tuple[str, ...], side: str) -> list[tuple[dict, dict]]:
-    """Recorded profiles that differ only in ``side`` (LoRA's full and lora steps) or, with
-    ``side`` "analysis", CNN and ViT runs at the same device, dtype, mode, resolution and
-    batch: (first, second) by ``analyses``' order, GPU runs first."""
-    from complexo.profile import recorded
-
-    def key(d):
-        if side == "analysis":
-            c = d["config"]
-            return (d["device_name"], d["dtype"], d["mode"], c.get("res"), c.get("batch"))
-        rest = {k: v for k, v in d["config"].items() if k != side}
-        return (d["device_name"], d["mode"], json.dumps(rest, sort_keys=True))
-
-    found: dict[tuple, dict[str, dict]] = {}
-    for d in recorded():
-        if d.get("analysis") in analyses:
-            name = d["analysis"] if side == "analysis" else d["config"].get(side)
-            found.setdefault((d["device"] != "cuda", *key(d)), {})[name] = d
-    names = analyses if side == "analysis" else ("full", "lora")
-    return [
-        (found[k][names[0]], found[k][names[1]])
-        for k in sorted(found, key=lambda k: [(v is None, v) for v in k])
-        if set(names) <= set(found[k])
-    ]
 
 
 def _lora_phases(page: Page) -> None:
@@ -338,30 +186,6 @@ def _impl_timings(page: Page) -> None:
         f"({where})",
         f"{first['dtype']}; times are medians of recorded profiles (profiles/)",
     )
-
-
-def _profile_table(docs: list[dict]) -> str:
-    from complexo.profile import shown_config
-
-    rows = [
-        [
-            d["analysis"],
-            d["device_name"],
-            d["date"],
-            d["mode"],
-            shown_config(d),
-            d["dtype"],
-            duration(d["median_s"]),
-            duration(d["predicted_s"]) if d.get("predicted_s") else "—",
-            f"{human(d['achieved_flops_per_s'], 'flop')}/s",
-            f"{d['fraction_of_peak']:.1%}" if "fraction_of_peak" in d else "—",
-            human(d["memory_peak"], "byte") if d.get("memory_peak") else "—",
-            human(d["memory_predicted"], "byte"),
-        ]
-        for d in docs
-    ]
-    header = ["analysis", "device", "date", "mode", "config", "dtype", "median", "floor"]
-    return _table([*header, "achieved", "of peak", "peak memory", "predicted memory"], rows)
 
 
 # --- MHSA ------------------------------------------------------------------------------------
