@@ -26,7 +26,7 @@ def _lora_phases(page: Page) -> None:
     """Each recorded pair of full and LoRA steps, phase by phase against the roofline."""
     from complexo.profile import shown_config
 
-    for full, lora in _pairs(("lora",), "side"):
+    for full, lora in _pairs(("lora",), "side", ("full", "lora")):
         c = full["config"]
         shown = shown_config({"config": {k: v for k, v in c.items() if k != "side"}})
         page.add(

@@ -85,10 +85,13 @@ def _ceilings(docs: list[dict]) -> list[str]:
     return list(seen.values())
 
 
-def _pairs(analyses: tuple[str, ...], side: str) -> list[tuple[dict, dict]]:
-    """Recorded profiles that differ only in ``side`` (LoRA's full and lora steps) or, with
-    ``side`` "analysis", CNN and ViT runs at the same device, dtype, mode, resolution and
-    batch: (first, second) by ``analyses``' order, GPU runs first."""
+def _pairs(
+    analyses: tuple[str, ...], side: str, names: tuple[str, str] | None = None
+) -> list[tuple[dict, dict]]:
+    """Recorded profiles of ``analyses`` that differ only in the config's ``side``, one with
+    each of its two values ``names``; or, with ``side`` "analysis" (``names`` then ``analyses``
+    themselves), runs of the two analyses at the same device, dtype, mode, resolution and batch:
+    (first, second) by ``names``' order, GPU runs first."""
     from complexo.profile import recorded
 
     def key(d):
@@ -103,7 +106,7 @@ def _pairs(analyses: tuple[str, ...], side: str) -> list[tuple[dict, dict]]:
         if d.get("analysis") in analyses:
             name = d["analysis"] if side == "analysis" else d["config"].get(side)
             found.setdefault((d["device"] != "cuda", *key(d)), {})[name] = d
-    names = analyses if side == "analysis" else ("full", "lora")
+    names = names or analyses
     return [
         (found[k][names[0]], found[k][names[1]])
         for k in sorted(found, key=lambda k: [(v is None, v) for v in k])
