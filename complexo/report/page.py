@@ -1,8 +1,10 @@
 """A page of ``analyses/`` as it is built: its Markdown text and its figures with the data they
-draw, and the small formatting helpers every page's tables use."""
+draw; the topics, each registered by the module that writes its page; and the small formatting
+helpers every page's tables use."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from complexo.cost import latex
@@ -27,6 +29,41 @@ class Page:
         data = {k: [list(map(float, xs)), list(map(float, ys))] for k, (xs, ys) in drawn.items()}
         self.figures[name] = (fig, data)
         self.add(f"![{caption}](figures/{name}.svg)", "", f"*{caption}*", "")
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One page of ``analyses/``: ``<name>.md`` under ``title``, ``description`` its line in the
+    index, and ``fill`` the function that writes the page's text and figures."""
+
+    name: str
+    title: str
+    description: str
+    fill: Callable[[Page], None]
+
+    def page(self) -> Page:
+        page = Page(self.name, self.title)
+        self.fill(page)
+        return page
+
+    def __call__(self) -> Page:
+        """The page, as ``generate`` and ``check`` ask each of ``TOPICS`` for it."""
+        return self.page()
+
+
+TOPICS: dict[str, Topic] = {}  # by name, in the order registered: the index's and the CLI's
+
+
+def register_topic(name: str, title: str, description: str) -> Callable:
+    """Decorator: the function it decorates writes the page of the topic ``name``."""
+
+    def register(fill: Callable[[Page], None]) -> Callable[[Page], None]:
+        if name in TOPICS:
+            raise ValueError(f"topic {name!r} is registered twice")
+        TOPICS[name] = Topic(name, title, description, fill)
+        return fill
+
+    return register
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
