@@ -140,3 +140,21 @@ def test_kvcache_decoding_table_from_a_recorded_profile(tmp_path, monkeypatch):
     t = prof.by_term
     assert f"| {t['no cache']['measured_s'] / t['decode']['measured_s']:.1f}× |" in row
     assert "context=32" in row and row.count("FLOP/B") == 3
+
+
+def test_the_shared_toolkit_names_no_analysis():
+    """Everything in complexo/report/ but topics/ serves every page alike: it names no analysis
+    (a word, in any case, in code, strings or comments) and no side of one (a quoted "full" or
+    "lora"); what is particular to a page lives in that page's module under topics/."""
+    import re
+    from pathlib import Path
+
+    analyses = re.compile(r"\b(mhsa|lora|cnn|vit|kvcache|compare|conv)\b", re.IGNORECASE)
+    sides = re.compile(r"""["'](full|lora)["']""")
+    root = Path(report.__file__).parent
+    toolkit = [p for p in root.rglob("*.py") if "topics" not in p.relative_to(root).parts]
+    assert {p.name for p in toolkit} >= {"__init__.py", "page.py", "measured.py"}
+    for path in toolkit:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            where = f"{path.relative_to(root)}:{n}: {line}"
+            assert not analyses.search(line) and not sides.search(line), where
