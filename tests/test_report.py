@@ -4,6 +4,10 @@ real pages are checked by `complexo report --check` in `make test`.)"""
 from complexo import plot as plots
 from complexo import report
 from complexo.render import duration
+from complexo.report.measured import _measured_section
+from complexo.report.topics.cnn_vs_vit import _image_ratios
+from complexo.report.topics.lora import _lora_phases
+from complexo.report.topics.mhsa import _impl_timings, _kvcache_timings
 
 
 def tiny_page():
@@ -46,7 +50,7 @@ def test_measured_section_shows_the_recorded_profiles_by_device(tmp_path, monkey
         gpu = path.with_name(f"gpu-{path.name}")
         gpu.write_text(json.dumps(doc | {"device": "cuda", "memory_peak": 12345}))
     page = report.Page("lora", "LoRA")
-    report._measured_section(page, "lora")
+    _measured_section(page, "lora")
     gpu, cpu = page.text.split("### On a CPU")
     for text, memory in ((gpu, "12.1 KiB"), (cpu, "—")):
         rows = [line for line in text.splitlines() if line.startswith("| ") and "side=" in line]
@@ -55,7 +59,7 @@ def test_measured_section_shows_the_recorded_profiles_by_device(tmp_path, monkey
         full = next(r for r in rows if "side=full" in r)
         assert f"| {duration(prof.sides['full'].median)} |" in full, full
     page = report.Page("lora", "LoRA")  # one pair per device: the GPU's first
-    report._lora_phases(page)
+    _lora_phases(page)
     full, lora = prof.sides["full"], prof.sides["lora"]
     took = f"the LoRA step took {lora.median / full.median:.0%} of the full step's time"
     assert page.text.count(took) == 2 and page.text.index("(cuda)") < page.text.index("(cpu)")
@@ -63,7 +67,7 @@ def test_measured_section_shows_the_recorded_profiles_by_device(tmp_path, monkey
     share = f"{backward[1]['measured_s'] / backward[0]['measured_s']:.0%}"
     assert any(r.startswith("| backward |") and f"| {share} |" in r for r in page.text.splitlines())
     page = report.Page("mhsa", "MHSA")
-    report._measured_section(page, "mhsa")
+    _measured_section(page, "mhsa")
     assert "No GPU profile" in page.text and "complexo profile mhsa" in page.text
     assert "### On a CPU" not in page.text
 
@@ -84,7 +88,7 @@ def test_naive_against_sdpa_timings_come_from_the_recorded_profiles(tmp_path, mo
             prof.save()
             medians[impl, seq] = (prof.median, prof.predicted_s)
     page = report.Page("mhsa", "MHSA")
-    report._impl_timings(page)
+    _impl_timings(page)
     (_, data) = page.figures["mhsa-measured"]
     for impl in ("naive", "sdpa"):
         assert data[f"{impl} measured"] == [
@@ -113,7 +117,7 @@ def test_cnn_and_vit_at_the_same_resolution_are_paired(tmp_path, monkeypatch):
             prof.save()
             runs[analysis, res] = prof
     page = report.Page("cnn-vs-vit", "CNN vs ViT")
-    report._image_ratios(page)
+    _image_ratios(page)
     lines = [line for line in page.text.splitlines() if line.startswith("- ")]
     assert len(lines) == 2
     for res, line in zip((64, 96), lines, strict=True):
@@ -131,8 +135,26 @@ def test_kvcache_decoding_table_from_a_recorded_profile(tmp_path, monkeypatch):
     prof = profiling.profile_kvcache(cfg, device="cpu", warmup=0, repeat=2)
     prof.save()
     page = report.Page("mhsa", "MHSA")
-    report._kvcache_timings(page)
+    _kvcache_timings(page)
     (row,) = [line for line in page.text.splitlines() if line.startswith("| ") and "(cpu)" in line]
     t = prof.by_term
     assert f"| {t['no cache']['measured_s'] / t['decode']['measured_s']:.1f}× |" in row
     assert "context=32" in row and row.count("FLOP/B") == 3
+
+
+def test_the_shared_toolkit_names_no_analysis():
+    """Everything in complexo/report/ but topics/ serves every page alike: it names no analysis
+    (a word, in any case, in code, strings or comments) and no side of one (a quoted "full" or
+    "lora"); what is particular to a page lives in that page's module under topics/."""
+    import re
+    from pathlib import Path
+
+    analyses = re.compile(r"\b(mhsa|lora|cnn|vit|kvcache|compare|conv)\b", re.IGNORECASE)
+    sides = re.compile(r"""["'](full|lora)["']""")
+    root = Path(report.__file__).parent
+    toolkit = [p for p in root.rglob("*.py") if "topics" not in p.relative_to(root).parts]
+    assert {p.name for p in toolkit} >= {"__init__.py", "page.py", "measured.py"}
+    for path in toolkit:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            where = f"{path.relative_to(root)}:{n}: {line}"
+            assert not analyses.search(line) and not sides.search(line), where

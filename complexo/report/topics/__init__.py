@@ -1,0 +1,12 @@
+"""One module per page of ``analyses/``. Importing one registers its topic, so the order here is
+the order of ``complexo report``'s topics and of the index: mhsa, lora, cnn-vs-vit."""
+
+from complexo.report.topics import mhsa
+
+# isort: split
+from complexo.report.topics import lora
+
+# isort: split
+from complexo.report.topics import cnn_vs_vit
+
+__all__ = ["cnn_vs_vit", "lora", "mhsa"]
