@@ -6,6 +6,7 @@ imports torch: an analysis imports it when it runs."""
 from complexo.analyses import (
     cnn,  # noqa: F401
     compare,  # noqa: F401
+    conv,  # noqa: F401
     kvcache,  # noqa: F401
     lora,  # noqa: F401
     mhsa,  # noqa: F401
