@@ -298,6 +298,30 @@ SDPA_CPU_NOTE = (
 )
 
 
+def _grouped_conv_backward_flops(grad_out_shape, x_shape, w_shape, *args, out_shape, **kw) -> int:
+    """torch's ``conv_backward_flop`` with dW counted per group: torch 2.13 counts it as if every
+    output channel met every input channel. dX, from the (C_out, C_in/g, k, k) weight, is right."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    _bias, _stride, _padding, _dilation, transposed, _out_padding, groups, output_mask = args
+    flops = 0
+    if output_mask[0]:  # dX: a transposed convolution of dY with the weight
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:  # dW: x against dY with batch and channels swapped, once per group
+        a, b = (grad_out_shape, x_shape) if transposed else (x_shape, grad_out_shape)
+        swapped = [[shape[1], shape[0], *shape[2:]] for shape in (a, b, out_shape[1])]
+        flops += conv_flop_count(*swapped) // groups
+    return flops
+
+
+# FlopCounterMode's custom_mapping for grouped convolutions; at groups = 1, torch's own numbers
+GROUPED_CONV_FORMULAS = {torch.ops.aten.convolution_backward: _grouped_conv_backward_flops}
+GROUPED_CONV_NOTE = (
+    "torch: a grouped convolution's weight gradient counted per group (FlopCounterMode counts it "
+    "as if ungrouped, C_in× too many for a depthwise one; a fix: pytorch/pytorch PR 183405)."
+)
+
+
 def count_fvcore(module: torch.nn.Module, inputs: tuple) -> Count:
     """fvcore's FlopCountAnalysis (a TorchScript trace) of the forward, MACs doubled to FLOPs.
 
