@@ -19,13 +19,24 @@ no inputs; the formulas below follow that, and the tests check them against auto
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
-import sympy
-
-from complexo.analyses.llm import param_terms, resolve_model
-from complexo.conventions import DTYPES, FP32_BYTES, torch_dtype
-from complexo.cost import CostModel, Kind, Terms, crossover, evaluate
+from complexo.analyses.llm import resolve_model
+from complexo.analyses.lora_cost import (  # noqa: F401  (the cost model's names, here too)
+    INDEX_BYTES,
+    LINEAR,
+    MM,
+    OPTIMIZER_STATES,
+    SDPA,
+    SDPA_BWD,
+    _adapted_sizes,
+    _matrices,
+    _target_of,
+    cost_model,
+)
+from complexo.analyses.lora_measure import build, extrapolated, measure  # noqa: F401
+from complexo.conventions import DTYPES
+from complexo.cost import CostModel, Kind, crossover, evaluate
 from complexo.errors import ComplexoError
 from complexo.presets import ARCHS, DEFAULT_TARGETS, TARGETS, ModelConfig
 from complexo.presets import TRANSFORMERS as PRESETS
@@ -47,17 +58,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 # Precision: compute/storage dtype of weights, gradients and activations, and whether an fp32
 # master copy of the trained weights is stepped (mixed precision as in ZeRO / apex O2).
 PRECISIONS = {"fp32": ("fp32", False), "bf16-mixed": ("bf16", True), "fp16-mixed": ("fp16", True)}
-# Optimizer state per trained parameter, in fp32: Adam's m and v; SGD (momentum 0) keeps none.
-OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 0}
 RANKS = (1, 2, 4, 8, 16, 64, 256)
-INDEX_BYTES = 8  # token ids and positions are int64
-
-LINEAR = ("aten::linear", "aten.addmm", "aten.mm")
-MM = ("aten.mm",)
-SDPA = ("aten::scaled_dot_product_attention", "aten._scaled_dot_product_flash_attention_for_cpu")
-SDPA_BWD = ("aten._scaled_dot_product_flash_attention_for_cpu_backward",)
-LORA_MODULES = ("lora_A", "lora_B")
-STACK = "blocks"  # the Transformer's ModuleList of layers
 
 
 @dataclass(frozen=True)
@@ -195,223 +196,6 @@ class Config:
         }
 
 
-def _matrices(spec: ModelConfig) -> list[tuple[str, int, int]]:
-    """Every linear layer of one transformer layer: (name, in, out)."""
-    dm, ff = spec.dim, spec.mlp
-    mlp = (
-        [("gate_proj", dm, ff), ("up_proj", dm, ff), ("down_proj", ff, dm)]
-        if spec.swiglu
-        else [("fc_in", dm, ff), ("fc_out", ff, dm)]
-    )
-    return [(p, dm, dm) for p in ("q_proj", "k_proj", "v_proj", "out_proj")] + mlp
-
-
-def _target_of(module_name: str) -> str:
-    return next(t for t, names in TARGETS.items() if module_name in names)
-
-
-# ---------------------------------------------------------------------------------------------
-# The cost model
-
-
-@dataclass
-class _Layer:
-    """One pass through a layer's ops, tracking which tensors require grad as autograd does.
-    ``c`` is how many identical layers this pass stands for."""
-
-    t: Terms
-    c: sympy.Expr
-    trainable: bool  # the base weights (full fine-tuning)
-    targets: tuple[str, ...]  # adapted matrices (LoRA)
-    kept: dict[str, tuple[str, sympy.Expr, str]] = field(default_factory=dict)
-
-    def keep(self, storage: str, term: str, expr, note: str) -> None:
-        """A tensor saved for backward; one storage counts once, however many ops save it."""
-        self.kept.setdefault(storage, (term, expr, note))
-
-    def flush(self) -> None:
-        for term, expr, note in self.kept.values():
-            self.t.add(Kind.ACTIVATION, term, self.c * expr, note=note)
-        self.kept.clear()
-
-    def linear(
-        self, group: str, name: str, i, o, x: str, x_grad: bool, adapted: bool | None = None
-    ) -> bool:
-        """y = x·Wᵀ over B·n tokens, plus its adapter if targeted. Returns y.requires_grad."""
-        if adapted is None:
-            adapted = _adapted(name, self.targets)
-        mm, c = 2 * B * n * i * o, self.c  # (B·n, i) x (i, o)
-        self.t.add(Kind.FORWARD, group, c * mm, mm=True, ops=LINEAR, tags={"base"})
-        if x_grad:
-            self.t.add(Kind.BACKWARD, f"{group}.dx", c * mm, mm=True, ops=MM, tags={"dx"})
-        if self.trainable:
-            self.t.add(Kind.BACKWARD, f"{group}.dw", c * mm, mm=True, ops=MM, tags={"dw"})
-            self.keep(x, f"{group}_inputs", B * n * i * e, "inputs of trained matrices")
-        if adapted:
-            a, b = 2 * B * n * i * r, 2 * B * n * r * o  # (B·n, i) x (i, r), (B·n, r) x (r, o)
-            lora = {"lora"}
-            self.t.add(Kind.FORWARD, "lora", c * (a + b), mm=True, ops=LINEAR, tags=lora)
-            self.t.add(Kind.BACKWARD, "lora.dw", c * (a + b), mm=True, ops=MM, tags={*lora, "dw"})
-            dx = b + (a if x_grad else 0)  # into x·Aᵀ always; into x where x needs it
-            self.t.add(Kind.BACKWARD, "lora.dx", c * dx, mm=True, ops=MM, tags={*lora, "dx"})
-            self.keep(x, f"{group}_inputs", B * n * i * e, "inputs of adapted matrices")
-            self.keep(f"{name}.z", "lora_hidden", B * n * r * e, "x·Aᵀ, input of B")
-        return x_grad or self.trainable or adapted
-
-
-def _norm(layer: _Layer, rms: bool, x: str, x_grad: bool, out: str) -> bool:
-    """LayerNorm keeps its input and fp32 mean and 1/std; the from-scratch RMSNorm keeps its
-    input and 1/rms, and x·(1/rms) only where its weight trains. Returns out.requires_grad."""
-    if rms:
-        if x_grad:
-            layer.keep(x, "norm_inputs", B * n * d * e, "residual stream, kept by the norms")
-            layer.keep(f"{x}.rstd", "norm_stats", B * n * e, "1/rms per token")
-        if layer.trainable:
-            layer.keep(f"{out}.hat", "norm_normalized", B * n * d * e, "x/rms, for dw")
-    elif x_grad or layer.trainable:
-        layer.keep(x, "norm_inputs", B * n * d * e, "residual stream, kept by the norms")
-        layer.keep(f"{x}.stats", "norm_stats", 2 * FP32_BYTES * B * n, "fp32 mean and 1/std")
-    return x_grad or layer.trainable
-
-
-def _transformer_layer(layer: _Layer, spec: ModelConfig, x_grad: bool) -> tuple[bool, bool]:
-    """One pre-norm block. Returns (output requires grad, q or k required grad)."""
-    rms = spec.arch == "llama"
-    h1 = _norm(layer, rms, "x", x_grad, "h1")
-    q, k, v = (layer.linear("attn_proj", p, d, d, "h1", h1) for p in ("q_proj", "k_proj", "v_proj"))
-    att = q or k or v
-    if att:  # the fused kernel keeps q, k, v (after rotary), its output and fp32 log-sum-exp
-        layer.keep("qkv", "attention_qkv", 3 * B * n * d * e, "q, k, v, kept by SDPA")
-        layer.keep("att", "attention_out", B * n * d * e, "SDPA's output, also out_proj's input")
-        layer.keep("lse", "attention_lse", FP32_BYTES * B * h * n, "softmax statistics, fp32")
-    scores = layer.c * 4 * B * n**2 * d  # Q·Kᵀ and A·V, causal counted dense
-    layer.t.add(Kind.FORWARD, "attention", scores, mm=True, ops=SDPA, tags={"base"})
-    if att:  # recompute Q·Kᵀ (2), dQ and dK (4), dA and dV (4): torch's own SDPA formula
-        layer.t.add(
-            Kind.BACKWARD,
-            "attention.dx",
-            layer.c * 10 * B * n**2 * d,
-            mm=True,
-            ops=SDPA_BWD,
-            tags={"dx"},
-        )
-    o = layer.linear("attn_proj", "out_proj", d, d, "att", att)
-    x1 = x_grad or o
-    h2 = _norm(layer, rms, "x1", x1, "h2")
-    if spec.swiglu:
-        g = layer.linear("mlp", "gate_proj", d, f, "h2", h2)
-        u = layer.linear("mlp", "up_proj", d, f, "h2", h2)
-        if g:  # silu keeps its input; the product keeps up's output for d(silu)
-            layer.keep("gate", "mlp_hidden", B * n * f * e, "gate output, kept by SiLU")
-            layer.keep("up", "mlp_hidden", B * n * f * e, "up output, kept by the product")
-        if u:
-            layer.keep("silu", "mlp_hidden", B * n * f * e, "SiLU output, kept by the product")
-        m = layer.linear("mlp", "down_proj", f, d, "prod", g or u)
-    else:
-        a = layer.linear("mlp", "fc_in", d, f, "h2", h2)
-        if a:
-            layer.keep("fc", "mlp_hidden", B * n * f * e, "fc_in output, kept by GELU")
-        m = layer.linear("mlp", "fc_out", f, d, "gelu", a)
-    layer.flush()
-    return x1 or m, q or k
-
-
-def cost_model(cfg: Config, side: str) -> CostModel:
-    """The symbolic cost of a training step of ``cfg`` under full fine-tuning or LoRA."""
-    t, full = Terms(), side == "full"
-    if cfg.single_layer:
-        layer = _Layer(t, sympy.Integer(1), full, ())
-        # Its input needs its gradient: the layer sits inside a network (see conventions).
-        layer.linear("layer", "layer", d_in, d_out, "x", True, adapted=not full)
-        layer.flush()
-        tags = {"trainable"} if full else set()
-        t.add(Kind.PARAMS, "weight", d_in * d_out, tags=tags)
-        t.add(Kind.PARAMS, "bias", d_out, tags=tags)
-    else:
-        _model_terms(t, cfg.spec, full, () if full else cfg.targets)
-    if not full:
-        adapters, _ = _adapted_sizes(cfg)
-        t.add(Kind.PARAMS, "adapters", adapters, tags={"trainable"}, note="r·(in + out) each")
-    _memory_terms(t, cfg)
-    return t.model()
-
-
-def _adapted_sizes(cfg: Config) -> tuple[sympy.Expr, sympy.Expr]:
-    """Parameters of the adapters, and of the matrices they adapt."""
-    if cfg.single_layer:
-        return r * (d_in + d_out), d_in * d_out
-    matrices = [
-        (i, o) for name, i, o in _symbolic_matrices(cfg.spec) if _adapted(name, cfg.targets)
-    ]
-    return L * sum(r * (i + o) for i, o in matrices), L * sum(i * o for i, o in matrices)
-
-
-def _adapted(name: str, targets) -> bool:
-    return any(name in TARGETS[x] for x in targets)
-
-
-def _symbolic_matrices(spec: ModelConfig):
-    mlp = (
-        [("gate_proj", d, f), ("up_proj", d, f), ("down_proj", f, d)]
-        if spec.swiglu
-        else [("fc_in", d, f), ("fc_out", f, d)]
-    )
-    return [(p, d, d) for p in ("q_proj", "k_proj", "v_proj", "out_proj")] + mlp
-
-
-def _model_terms(t: Terms, spec: ModelConfig, full: bool, targets) -> None:
-    param_terms(t, spec, tags={"trainable"} if full else set())
-
-    # Embeddings keep their indices only when they train.
-    if full:
-        t.add(Kind.ACTIVATION, "token_ids", INDEX_BYTES * B * n, note="int64, kept by wte")
-        if spec.learned_positions:
-            t.add(Kind.ACTIVATION, "position_ids", INDEX_BYTES * n, note="int64, kept by wpe")
-    # Layers. Full: every layer's input requires grad (the embeddings train). LoRA: the first
-    # layer's input comes from frozen embeddings; every later one depends on an adapter.
-    if full:
-        _, qk = _transformer_layer(_Layer(t, L, True, ()), spec, x_grad=True)
-    else:
-        out, qk = _transformer_layer(_Layer(t, sympy.Integer(1), False, targets), spec, False)
-        _, qk_rest = _transformer_layer(_Layer(t, L - 1, False, targets), spec, out)
-        qk = qk or (spec.layers > 1 and qk_rest)
-    if spec.arch == "llama" and qk:  # computed once per forward, kept by every q·cos, k·sin
-        t.add(Kind.ACTIVATION, "rotary_tables", 2 * n * (d / h) * e, note="cos and sin, (n, hs)")
-    # Final norm, output projection, loss.
-    head = _Layer(t, sympy.Integer(1), full, ())
-    _norm(head, spec.arch == "llama", "xL", True, "hf")
-    head.linear("lm_head", "lm_head", d, V, "hf", True)
-    head.keep("logp", "log_probs", B * n * V * e, "log-softmax output, kept by the loss")
-    head.keep("targets", "target_ids", INDEX_BYTES * B * n, "int64, kept by the loss")
-    head.keep("weight", "loss_weight", e, "the loss's total weight, a scalar")
-    head.flush()
-
-
-def _memory_terms(t: Terms, cfg: Config) -> None:
-    model = t.model()
-    every, trained = model.total(Kind.PARAMS), model.total(Kind.PARAMS, tag="trainable")
-    t.add(Kind.MEMORY, "weights", every * e, tags={"weights"}, note=f"all parameters, {cfg.dtype}")
-    t.add(Kind.MEMORY, "gradients", trained * e, tags={"gradients"}, note="trained ones only")
-    states = OPTIMIZER_STATES[cfg.optimizer]
-    if states:
-        t.add(
-            Kind.MEMORY,
-            "optimizer_state",
-            states * FP32_BYTES * trained,
-            tags={"optimizer"},
-            note=f"{cfg.optimizer}: m and v, fp32",
-        )
-    if cfg.master_fp32:
-        t.add(
-            Kind.MEMORY,
-            "master_weights",
-            FP32_BYTES * trained,
-            tags={"optimizer"},
-            note="fp32 copies that the optimizer steps",
-        )
-    t.add(Kind.CHECKPOINT, "trained_weights", trained * e, note="what a checkpoint must hold")
-
-
 # ---------------------------------------------------------------------------------------------
 # Quantities, measurements, analysis
 
@@ -437,98 +221,6 @@ QUANTITIES = (
     QuantitySpec("train_step_flops", "training step FLOPs", (Kind.FORWARD, Kind.BACKWARD)),
     QuantitySpec("inference_flops_merged", "inference FLOPs, merged", Kind.FORWARD, tag="base"),
 )
-
-
-def build(cfg: Config, side: str, device: str = "meta"):
-    """The reference module for one side (LoRA: adapters added, everything else frozen) and a
-    function running its training forward (to a loss, or a layer's output), on ``device``."""
-    import torch
-
-    from complexo.blocks.lora import LoRALinear, add_lora
-    from complexo.blocks.transformer import Transformer
-
-    dtype = torch_dtype(cfg.dtype)
-    with torch.device(device):
-        if cfg.single_layer:
-            module = torch.nn.Linear(cfg.in_features, cfg.out_features).to(dtype)
-            if side == "lora":
-                module = LoRALinear(module, cfg.rank, cfg.alpha)
-            x = torch.randn(cfg.batch, cfg.seq, cfg.in_features, dtype=dtype, requires_grad=True)
-            inputs = (x,)
-        else:
-            module = Transformer(cfg.spec).to(dtype)
-            if side == "lora":
-                add_lora(module, cfg.targets, cfg.rank, cfg.alpha)
-            idx = torch.randint(0, cfg.vocab, (cfg.batch, cfg.seq))
-            inputs = (idx, torch.randint(0, cfg.vocab, (cfg.batch, cfg.seq)))
-    return module, inputs
-
-
-def measure(cfg: Config, side: str) -> dict:
-    """Every reading of one side: torch's (FlopCounterMode, saved tensors, a real optimizer
-    step, the module's parameters) and fvcore's, by quantity and counter.
-
-    A model deeper than three layers is measured on its 2- and 3-layer copies and extrapolated
-    (:func:`~complexo.measure.extrapolate_depth`; its middle layers are identical), so that 96
-    layers cost what 5 do; ``cfg.full_depth`` measures every layer instead. The tests check that
-    both give the same readings."""
-    from complexo.measure import extrapolate_depth
-
-    if not extrapolated(cfg):
-        return _measure(cfg, side)
-    two, three = (_measure(replace(cfg, layers=k), side) for k in (2, 3))
-    return extrapolate_depth(two, three, cfg.layers, STACK)
-
-
-def _measure(cfg: Config, side: str) -> dict:
-    from complexo.blocks.lora import adapter_state_dict, merge
-    from complexo.measure import (
-        Count,
-        count_forward,
-        count_fvcore,
-        cpu_attention_formulas,
-        measure_torch,
-        param_counts,
-        storage_bytes,
-        training_state,
-    )
-
-    module, inputs = build(cfg, side)
-    mapping = cpu_attention_formulas()
-    run = measure_torch(lambda: module(*inputs), list(module.parameters()), custom_mapping=mapping)
-    state = training_state(module, cfg.optimizer, master_fp32=cfg.master_fp32)
-    fv = count_fvcore(module, tuple(i.detach() for i in inputs))
-    trained = [p for p in module.parameters() if p.requires_grad]
-    merged = run.forward  # full fine-tuning: nothing to merge, inference is the forward
-    if side == "lora":
-        merge(module)  # fold B·A into the frozen weights, then count inference again
-        merged = count_forward(lambda: module(*inputs[:1]), custom_mapping=mapping)
-    checkpoint = adapter_state_dict(module) if side == "lora" else module.state_dict()
-    step = Count(
-        "torch",
-        run.forward.total + run.backward.total,
-        uncounted_ops=run.forward.uncounted_ops | run.backward.uncounted_ops,
-    )
-    memory = [state.weight_bytes, state.gradient_bytes, state.optimizer_bytes, run.saved_bytes]
-    torch_only = {
-        "trainable_params": sum(p.numel() for p in trained),
-        "checkpoint_bytes": storage_bytes(checkpoint.values()),
-        "weight_bytes": state.weight_bytes,
-        "gradient_bytes": state.gradient_bytes,
-        "optimizer_bytes": state.optimizer_bytes,
-        "activation_bytes": run.saved_bytes,
-        "train_memory_bytes": sum(memory),
-        "backward_flops": run.backward,
-        # the LoRA path's forward: what merging the adapters takes out of a forward
-        "lora_forward_flops": run.forward.total - merged.total,
-        "train_step_flops": step,
-        "inference_flops_merged": merged,
-    }
-    readings = {name: {"fvcore": None, "torch": v} for name, v in torch_only.items()}
-    readings["params"] = param_counts(module)
-    readings["forward_flops"] = {"fvcore": fv, "torch": run.forward}
-    readings["lora_forward_flops"]["fvcore"] = fv.within(LORA_MODULES)
-    return readings
 
 
 def _side(cfg: Config, side: str) -> Result:
@@ -623,11 +315,6 @@ def _notes(cfg: Config, full: Result) -> list[str]:
             "against every layer measured); --full-depth measures all of them."
         )
     return notes
-
-
-def extrapolated(cfg: Config) -> bool:
-    """Whether :func:`measure` reads this model off its 2- and 3-layer copies."""
-    return not (cfg.single_layer or cfg.full_depth or cfg.layers <= 3)
 
 
 def _rank_sweep(cfg: Config, full: Result, lora: Result) -> list[dict]:

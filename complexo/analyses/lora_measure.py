@@ -1,0 +1,113 @@
+"""LoRA's reference modules and their readings: full fine-tuning or LoRA on one linear layer or
+a decoder-only transformer, built on the meta device and measured by FlopCounterMode, fvcore,
+autograd's saved tensors and a real optimizer step. See :mod:`complexo.analyses.lora`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from complexo.conventions import torch_dtype
+
+if TYPE_CHECKING:
+    from complexo.analyses.lora import Config
+
+LORA_MODULES = ("lora_A", "lora_B")
+STACK = "blocks"  # the Transformer's ModuleList of layers
+
+
+def build(cfg: Config, side: str, device: str = "meta"):
+    """The reference module for one side (LoRA: adapters added, everything else frozen) and a
+    function running its training forward (to a loss, or a layer's output), on ``device``."""
+    import torch
+
+    from complexo.blocks.lora import LoRALinear, add_lora
+    from complexo.blocks.transformer import Transformer
+
+    dtype = torch_dtype(cfg.dtype)
+    with torch.device(device):
+        if cfg.single_layer:
+            module = torch.nn.Linear(cfg.in_features, cfg.out_features).to(dtype)
+            if side == "lora":
+                module = LoRALinear(module, cfg.rank, cfg.alpha)
+            x = torch.randn(cfg.batch, cfg.seq, cfg.in_features, dtype=dtype, requires_grad=True)
+            inputs = (x,)
+        else:
+            module = Transformer(cfg.spec).to(dtype)
+            if side == "lora":
+                add_lora(module, cfg.targets, cfg.rank, cfg.alpha)
+            idx = torch.randint(0, cfg.vocab, (cfg.batch, cfg.seq))
+            inputs = (idx, torch.randint(0, cfg.vocab, (cfg.batch, cfg.seq)))
+    return module, inputs
+
+
+def measure(cfg: Config, side: str) -> dict:
+    """Every reading of one side: torch's (FlopCounterMode, saved tensors, a real optimizer
+    step, the module's parameters) and fvcore's, by quantity and counter.
+
+    A model deeper than three layers is measured on its 2- and 3-layer copies and extrapolated
+    (:func:`~complexo.measure.extrapolate_depth`; its middle layers are identical), so that 96
+    layers cost what 5 do; ``cfg.full_depth`` measures every layer instead. The tests check that
+    both give the same readings."""
+    from complexo.measure import extrapolate_depth
+
+    if not extrapolated(cfg):
+        return _measure(cfg, side)
+    two, three = (_measure(replace(cfg, layers=k), side) for k in (2, 3))
+    return extrapolate_depth(two, three, cfg.layers, STACK)
+
+
+def _measure(cfg: Config, side: str) -> dict:
+    from complexo.blocks.lora import adapter_state_dict, merge
+    from complexo.measure import (
+        Count,
+        count_forward,
+        count_fvcore,
+        cpu_attention_formulas,
+        measure_torch,
+        param_counts,
+        storage_bytes,
+        training_state,
+    )
+
+    module, inputs = build(cfg, side)
+    mapping = cpu_attention_formulas()
+    run = measure_torch(lambda: module(*inputs), list(module.parameters()), custom_mapping=mapping)
+    state = training_state(module, cfg.optimizer, master_fp32=cfg.master_fp32)
+    fv = count_fvcore(module, tuple(i.detach() for i in inputs))
+    trained = [p for p in module.parameters() if p.requires_grad]
+    merged = run.forward  # full fine-tuning: nothing to merge, inference is the forward
+    if side == "lora":
+        merge(module)  # fold B·A into the frozen weights, then count inference again
+        merged = count_forward(lambda: module(*inputs[:1]), custom_mapping=mapping)
+    checkpoint = adapter_state_dict(module) if side == "lora" else module.state_dict()
+    step = Count(
+        "torch",
+        run.forward.total + run.backward.total,
+        uncounted_ops=run.forward.uncounted_ops | run.backward.uncounted_ops,
+    )
+    memory = [state.weight_bytes, state.gradient_bytes, state.optimizer_bytes, run.saved_bytes]
+    torch_only = {
+        "trainable_params": sum(p.numel() for p in trained),
+        "checkpoint_bytes": storage_bytes(checkpoint.values()),
+        "weight_bytes": state.weight_bytes,
+        "gradient_bytes": state.gradient_bytes,
+        "optimizer_bytes": state.optimizer_bytes,
+        "activation_bytes": run.saved_bytes,
+        "train_memory_bytes": sum(memory),
+        "backward_flops": run.backward,
+        # the LoRA path's forward: what merging the adapters takes out of a forward
+        "lora_forward_flops": run.forward.total - merged.total,
+        "train_step_flops": step,
+        "inference_flops_merged": merged,
+    }
+    readings = {name: {"fvcore": None, "torch": v} for name, v in torch_only.items()}
+    readings["params"] = param_counts(module)
+    readings["forward_flops"] = {"fvcore": fv, "torch": run.forward}
+    readings["lora_forward_flops"]["fvcore"] = fv.within(LORA_MODULES)
+    return readings
+
+
+def extrapolated(cfg: Config) -> bool:
+    """Whether :func:`measure` reads this model off its 2- and 3-layer copies."""
+    return not (cfg.single_layer or cfg.full_depth or cfg.layers <= 3)
