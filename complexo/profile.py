@@ -960,14 +960,14 @@ def calibrate(device: str | None = None, *, size: int | None = None, root: Path 
             x = torch.randn(batch, c, side, side, device=device, dtype=dt)
             w = torch.randn(c, c, 3, 3, device=device, dtype=dt)
 
-            def conv(x=x, w=w):
+            def convolve(x=x, w=w):
                 return F.conv2d(x, w, padding=1)
 
-            conv()  # the first call picks the algorithm
-            took = clock(conv)
+            convolve()  # the first call picks the algorithm
+            took = clock(convolve)
             if took >= CONV_CALL_S or i == len(CONV_SHAPES[device]) - 1:
                 flops = 2 * batch * c * c * 9 * side * side
-                measured["convolution"][name] = _rate(conv, flops, clock, first=took)
+                measured["convolution"][name] = _rate(convolve, flops, clock, first=took)
                 conv_shape[name] = [batch, c, side]
                 break
     elements = (256 if device == "cuda" else 32) * 2**20
@@ -1017,17 +1017,16 @@ def recorded(root: Path = PROFILES) -> list[dict]:
 
 
 @contextlib.contextmanager
-def _module_ranges(module):
-    """A ``record_function`` range around every call of a leaf module of a known type, named
-    ``complexo::<group>``, so the profiler's time groups by what the formulas call terms."""
+def _module_ranges(module, groups: dict[str, str]):
+    """A ``record_function`` range around every call of a leaf module whose type ``groups``
+    names (type name -> group), named ``complexo::<group>``, so the profiler's time groups by
+    what the formulas call terms."""
     import torch
-
-    from complexo.analyses.vision import LAYER_GROUPS
 
     handles, open_ranges = [], []
 
     def pre(mod, _inputs):
-        r = torch.profiler.record_function(f"complexo::{LAYER_GROUPS[type(mod).__name__]}")
+        r = torch.profiler.record_function(f"complexo::{groups[type(mod).__name__]}")
         r.__enter__()
         open_ranges.append(r)
 
@@ -1035,7 +1034,7 @@ def _module_ranges(module):
         open_ranges.pop().__exit__(None, None, None)
 
     for m in module.modules():
-        if type(m).__name__ in LAYER_GROUPS:
+        if type(m).__name__ in groups:
             handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
     try:
         yield
@@ -1093,7 +1092,7 @@ def profile_image(
                 net(x)
 
     timing = timed(step, device, warmup, repeat, graph=cuda_graph)
-    with _module_ranges(net):
+    with _module_ranges(net, LAYER_GROUPS):
         profiled = _profiled(step, device, trace)
     roof = ceilings(device, root)
     prof = _record(analysis, cfg, mode, device, timing, flops, predicted, roof)
