@@ -8,10 +8,16 @@ import torch
 from helpers import runner
 
 from complexo import profile as profiling
+from complexo.analyses.kvcache_profile import profile_kvcache
+from complexo.analyses.lora_profile import profile_lora
 from complexo.analyses.mhsa import Config
+from complexo.analyses.mhsa_profile import profile_mhsa
+from complexo.analyses.vision_profile import profile_image
 from complexo.cli import app
 from complexo.cost import Kind, evaluate
 from complexo.errors import ComplexoError
+from complexo.profile.core import _datasheet_match
+from complexo.profile.trace import _outside, _profiled, _training_step
 from complexo.symbols import e
 
 SMALL = Config(batch=1, seq=64, dim=32, heads=4)
@@ -27,7 +33,7 @@ def cuda(test):
 @pytest.mark.parametrize("mode", ["forward", "train"])
 def test_cpu_profile_times_every_term_the_profiler_saw(impl, mode, tmp_path):
     cfg = Config(**{**SMALL.__dict__, "impl": impl})
-    prof = profiling.profile_mhsa(
+    prof = profile_mhsa(
         cfg,
         device="cpu",
         mode=mode,
@@ -107,7 +113,7 @@ def test_other_ops_leave_out_the_kernels_a_covered_op_runs_in_a_child():
             }
         },
     )
-    other = profiling._outside(profiled, [{"measured_s": 0.5, "ops": [flash]}])
+    other = _outside(profiled, [{"measured_s": 0.5, "ops": [flash]}])
     assert other["ops"] == [["aten::copy_", 0.1, []]] and other["measured_s"] == 0.5
     assert other["between_ops_s"] == pytest.approx(0.4)
 
@@ -119,7 +125,7 @@ def test_roofline_from_a_calibration_and_saved_profiles(tmp_path):
         rates = [cal["measured"][kernel][dtype] for kernel in ("matmul", "convolution")]
         assert peak == max(rates) and min(rates) > 0
         assert cal["convolution_shape"][dtype] in map(list, profiling.CONV_SHAPES["cpu"])
-    prof = profiling.profile_mhsa(SMALL, device="cpu", repeat=2, root=tmp_path)
+    prof = profile_mhsa(SMALL, device="cpu", repeat=2, root=tmp_path)
     row = prof.by_term["projections"]
     expected = max(row["flops"] / cal["peak"]["fp32"], row["bytes"] / cal["bandwidth"])
     assert row["predicted_s"] == pytest.approx(expected) and row["bound"] in {"compute", "memory"}
@@ -147,7 +153,7 @@ def test_a_ceiling_below_the_achieved_rate_is_called_out(tmp_path):
     folder.mkdir()
     low = {"peak": {"fp32": 1.0}, "bandwidth": 1e12, "date": "2026-01-01"}
     (folder / "calibration.json").write_text(json.dumps(low))
-    prof = profiling.profile_mhsa(SMALL, device="cpu", repeat=2, root=tmp_path)
+    prof = profile_mhsa(SMALL, device="cpu", repeat=2, root=tmp_path)
     (note,) = [n for n in prof.notes if "ceiling is below" in n]
     assert "(calibrated 2026-01-01)" in note and "re-run complexo calibrate" in note
 
@@ -155,15 +161,15 @@ def test_a_ceiling_below_the_achieved_rate_is_called_out(tmp_path):
 def test_a_run_that_cannot_fit_is_refused_before_allocating(monkeypatch):
     from complexo.analyses import cnn
 
-    monkeypatch.setattr(profiling, "free_memory", lambda device: 1 << 20)
+    monkeypatch.setattr(profiling.core, "free_memory", lambda device: 1 << 20)
     with pytest.raises(ComplexoError, match="refused before allocating") as naive:
-        profiling.profile_mhsa(Config(seq=4096, dim=1024), device="cpu")
+        profile_mhsa(Config(seq=4096, dim=1024), device="cpu")
     # two coexisting copies of the naive's 16 heads of 4096² fp32 scores are most of it
     assert "or --impl sdpa: its n×n score matrices are 2.00 GiB of it" in str(naive.value)
     with pytest.raises(ComplexoError, match=r"\(try a smaller --seq or --batch\)$"):
-        profiling.profile_mhsa(Config(seq=4096, dim=1024, impl="sdpa"), device="cpu")
+        profile_mhsa(Config(seq=4096, dim=1024, impl="sdpa"), device="cpu")
     with pytest.raises(ComplexoError, match=r"\(try a smaller --res or --batch\)$"):
-        profiling.profile_image("cnn", cnn.Config(model="resnet50", res=224), device="cpu")
+        profile_image("cnn", cnn.Config(model="resnet50", res=224), device="cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -215,7 +221,7 @@ def test_cuda_timer_agrees_with_triton_do_bench():
 def test_cuda_peak_memory_against_the_formula():
     """Weights, x and the forward's high-water mark (two 128 MiB score matrices here): within
     10%, the room for what the caching allocator already holds (cuBLAS's workspace)."""
-    prof = profiling.profile_mhsa(Config(seq=2048, dim=1024, dtype="bf16"), device="cuda")
+    prof = profile_mhsa(Config(seq=2048, dim=1024, dtype="bf16"), device="cuda")
     assert prof.memory_peak is not None
     assert abs(prof.memory_peak - prof.memory_predicted) / prof.memory_predicted < 0.10
 
@@ -224,7 +230,7 @@ def test_lora_and_full_training_steps_timed_for_real(tmp_path):
     from complexo.analyses.lora import Config as LoRAConfig
 
     cfg = LoRAConfig(in_features=64, out_features=32, rank=4, seq=16, precision="fp32")
-    lp = profiling.profile_lora(
+    lp = profile_lora(
         cfg, device="cpu", warmup=1, repeat=2, trace=str(tmp_path / "t.json"), root=tmp_path
     )
     assert set(lp.sides) == {"full", "lora"}
@@ -255,12 +261,12 @@ def test_mixed_precision_lora_steps_fp32_masters_and_updates_the_16_bit_weights(
     module, inputs = build(cfg, "lora", device="cpu")
     torch.nn.init.normal_(module.lora_B.weight)
     before, frozen = module.lora_A.weight.detach().clone(), module.base.weight.detach().clone()
-    step = profiling._training_step(module, inputs, "adamw", master_fp32=True, lr=0.1)
+    step = _training_step(module, inputs, "adamw", master_fp32=True, lr=0.1)
     step()
     assert module.lora_A.weight.dtype == torch.bfloat16
     assert not torch.equal(module.lora_A.weight, before)  # the master's step came back down
     assert torch.equal(module.base.weight, frozen)
-    lp = profiling.profile_lora(cfg, device="cpu", warmup=0, repeat=1)
+    lp = profile_lora(cfg, device="cpu", warmup=0, repeat=1)
     # the optimizer state now holds fp32 masters: 4 + 8 bytes per trained parameter
     trained = 2 * (16 + 8)
     moved = 2 * 12 * trained + 2 * trained + 2 * 2 * trained  # state r/w, grads r, weights r/w
@@ -287,7 +293,7 @@ def test_image_models_timed_per_layer_type(analysis, options, groups, tmp_path):
 
     cfg = {"cnn": cnn, "vit": vit}[analysis].Config(**options)
     profiling.calibrate("cpu", size=128, root=tmp_path)  # ceilings, for the roofline's floors
-    prof = profiling.profile_image(analysis, cfg, device="cpu", warmup=1, repeat=2, root=tmp_path)
+    prof = profile_image(analysis, cfg, device="cpu", warmup=1, repeat=2, root=tmp_path)
     assert set(prof.by_term) == groups and all(r["measured_s"] > 0 for r in prof.by_term.values())
     # the layer types' FLOPs are the formula's terms they carry: convolutions and matmuls here
     matmuls = sum(prof.by_term[g]["flops"] for g in ("convolutions", "linear layers"))
@@ -349,7 +355,7 @@ def test_kvcache_decode_timed_beside_no_cache_and_prefill(tmp_path):
     cfg = kvcache.Config(
         arch="llama", layers=2, dim=32, heads=4, kv_heads=2, vocab=50, ctx=64, context=32
     )
-    prof = profiling.profile_kvcache(cfg, device="cpu", warmup=1, repeat=3, root=tmp_path)
+    prof = profile_kvcache(cfg, device="cpu", warmup=1, repeat=3, root=tmp_path)
     result = kvcache.analyse(cfg)
     assert set(prof.by_term) == {"decode", "no cache", "prefill"}
     assert prof.flops == result.quantity("decode_flops_per_token").value
@@ -392,9 +398,9 @@ def test_compare_command_takes_profile(tmp_path, monkeypatch):
 
 def test_cuda_graph_timing_needs_cuda_and_a_forward_pass():
     with pytest.raises(ComplexoError, match="--cuda-graph needs --device cuda"):
-        profiling.profile_mhsa(SMALL, device="cpu", cuda_graph=True)
+        profile_mhsa(SMALL, device="cpu", cuda_graph=True)
     with pytest.raises(ComplexoError, match="--mode forward"):
-        profiling.profile_mhsa(SMALL, device="cpu", mode="train", cuda_graph=True)
+        profile_mhsa(SMALL, device="cpu", mode="train", cuda_graph=True)
     bad = runner.invoke(app, ["profile", "lora", "--cuda-graph"])
     assert bad.exit_code != 0 and "--cuda-graph times mhsa, cnn and vit" in bad.stderr
 
@@ -402,8 +408,8 @@ def test_cuda_graph_timing_needs_cuda_and_a_forward_pass():
 @cuda
 def test_cuda_graph_replays_time_a_small_block_without_launch_overhead():
     cfg = Config(seq=128, dim=256, heads=4, dtype="bf16", impl="naive")
-    eager = profiling.profile_mhsa(cfg, device="cuda", repeat=50)
-    graph = profiling.profile_mhsa(cfg, device="cuda", repeat=50, cuda_graph=True)
+    eager = profile_mhsa(cfg, device="cuda", repeat=50)
+    graph = profile_mhsa(cfg, device="cuda", repeat=50, cuda_graph=True)
     assert graph.timing == "cuda-graph" and graph.flops == eager.flops
     assert graph.median < eager.median  # a few small kernels: launches dominate eager time
     assert graph.memory_reserved >= graph.memory_peak > 0
@@ -413,7 +419,7 @@ def test_image_training_steps_timed_by_phase():
     from complexo.analyses import cnn
 
     cfg = cnn.Config(model="resnet18", res=64, batch=2)
-    prof = profiling.profile_image("cnn", cfg, device="cpu", warmup=1, repeat=2, mode="train")
+    prof = profile_image("cnn", cfg, device="cpu", warmup=1, repeat=2, mode="train")
     result = cnn.analyse(cfg)
     forward, backward = (result.quantity(q).value for q in ("forward_flops", "backward_flops"))
     assert prof.mode == "train" and prof.flops == forward + backward
@@ -441,7 +447,7 @@ def test_image_training_steps_timed_by_phase():
 def test_device_names_as_cuda_reports_them_find_their_datasheet(name, entry):
     from complexo.devices import DEVICES
 
-    assert profiling._datasheet_match(name) == entry
+    assert _datasheet_match(name) == entry
     assert entry is None or entry in DEVICES
 
 
@@ -472,7 +478,7 @@ def test_the_profiled_iteration_is_the_median_of_three():
     import time
 
     pauses = iter([0.06, 0.01, 0.03])
-    profiled = profiling._profiled(lambda: time.sleep(next(pauses)), "cpu", None)
+    profiled = _profiled(lambda: time.sleep(next(pauses)), "cpu", None)
     assert 0.03 <= profiled.total < 0.05
 
 
@@ -485,7 +491,7 @@ def test_kvcache_decode_memory_on_cpu_is_weights_and_cache_plus_one_tokens_outpu
     cfg = kvcache.Config(
         arch="gpt2", layers=2, dim=64, heads=4, vocab=5000, ctx=256, context=200, dtype="fp32"
     )
-    prof = profiling.profile_kvcache(cfg, device="cpu", warmup=1, repeat=2, root=tmp_path)
+    prof = profile_kvcache(cfg, device="cpu", warmup=1, repeat=2, root=tmp_path)
     per_token = kvcache.analyse(cfg).quantity("kv_cache_bytes_per_token").value
     ids, logits = (cfg.context + 1) * 8, cfg.vocab * 4  # int64 token ids; fp32 logits
     known = per_token + ids + logits
@@ -497,7 +503,7 @@ def _held_mhsa(impl, root):
     the backward starts, the weights and every saved activation; when it ends, the weights and
     their gradients (SGD keeps no state)."""
     cfg = Config(seq=512, dim=128, heads=4, impl=impl)
-    prof = profiling.profile_mhsa(cfg, mode="train", repeat=2, device="cpu", root=root)
+    prof = profile_mhsa(cfg, mode="train", repeat=2, device="cpu", root=root)
     model = cfg.model()
     weights = evaluate(model.total(Kind.PARAMS) * e, cfg.values)
     return prof, weights + max(evaluate(model.total(Kind.ACTIVATION), cfg.values), weights)
@@ -508,9 +514,7 @@ def _held_image(name, root):
 
     module = cnn if name.startswith("resnet") else vit
     cfg = module.Config(model=name, res=64, batch=2)
-    prof = profiling.profile_image(
-        module.NAME, cfg, mode="train", repeat=2, device="cpu", root=root
-    )
+    prof = profile_image(module.NAME, cfg, mode="train", repeat=2, device="cpu", root=root)
     model = cnn.cost_model(cnn.PRESETS[name].block) if module is cnn else vit.cost_model()
     weights = evaluate(model.total(Kind.PARAMS) * e, cfg.values)
     return prof, weights + max(evaluate(model.total(Kind.ACTIVATION), cfg.values), weights)
@@ -521,7 +525,7 @@ def _held_lora(side, root):
     from complexo.analyses import lora
 
     cfg = lora.Config(arch="gpt2", layers=2, dim=64, heads=4, vocab=500, ctx=64, seq=32)
-    prof = profiling.profile_lora(cfg, repeat=2, device="cpu", root=root).sides[side]
+    prof = profile_lora(cfg, repeat=2, device="cpu", root=root).sides[side]
     model = lora.cost_model(cfg, side)
     held, saved, grads = (
         evaluate(expr, cfg.values)

@@ -39,12 +39,12 @@ def test_measured_section_shows_the_recorded_profiles_by_device(tmp_path, monkey
     made here), is what the page's tables read: one row per side, with its own numbers."""
     import json
 
-    from complexo import profile as profiling
     from complexo.analyses.lora import Config
+    from complexo.analyses.lora_profile import profile_lora
 
     monkeypatch.chdir(tmp_path)
     cfg = Config(in_features=16, out_features=8, rank=2, seq=4, precision="fp32")
-    prof = profiling.profile_lora(cfg, device="cpu", warmup=0, repeat=1)
+    prof = profile_lora(cfg, device="cpu", warmup=0, repeat=1)
     for path in prof.save():
         doc = json.loads(path.read_text())
         gpu = path.with_name(f"gpu-{path.name}")
@@ -77,6 +77,7 @@ def test_naive_against_sdpa_timings_come_from_the_recorded_profiles(tmp_path, mo
     medians and floors, and the sentence's speed-up is their ratio."""
     from complexo import profile as profiling
     from complexo.analyses.mhsa import Config
+    from complexo.analyses.mhsa_profile import profile_mhsa
 
     monkeypatch.chdir(tmp_path)
     profiling.calibrate("cpu", size=128)
@@ -84,7 +85,7 @@ def test_naive_against_sdpa_timings_come_from_the_recorded_profiles(tmp_path, mo
     for impl in ("naive", "sdpa"):
         for seq in (32, 64):
             cfg = Config(batch=1, seq=seq, dim=32, heads=4, impl=impl)
-            prof = profiling.profile_mhsa(cfg, device="cpu", warmup=0, repeat=3)
+            prof = profile_mhsa(cfg, device="cpu", warmup=0, repeat=3)
             prof.save()
             medians[impl, seq] = (prof.median, prof.predicted_s)
     page = report.Page("mhsa", "MHSA")
@@ -105,15 +106,15 @@ def test_naive_against_sdpa_timings_come_from_the_recorded_profiles(tmp_path, mo
 
 
 def test_cnn_and_vit_at_the_same_resolution_are_paired(tmp_path, monkeypatch):
-    from complexo import profile as profiling
     from complexo.analyses import cnn, vit
+    from complexo.analyses.vision_profile import profile_image
 
     monkeypatch.chdir(tmp_path)
     runs = {}
     for analysis, module, model in (("cnn", cnn, "resnet18"), ("vit", vit, "vit-ti16")):
         for res in (64, 96):
             cfg = module.Config(model=model, res=res)
-            prof = profiling.profile_image(analysis, cfg, device="cpu", warmup=0, repeat=2)
+            prof = profile_image(analysis, cfg, device="cpu", warmup=0, repeat=2)
             prof.save()
             runs[analysis, res] = prof
     page = report.Page("cnn-vs-vit", "CNN vs ViT")
@@ -127,12 +128,12 @@ def test_cnn_and_vit_at_the_same_resolution_are_paired(tmp_path, monkeypatch):
 
 
 def test_kvcache_decoding_table_from_a_recorded_profile(tmp_path, monkeypatch):
-    from complexo import profile as profiling
     from complexo.analyses import kvcache
+    from complexo.analyses.kvcache_profile import profile_kvcache
 
     monkeypatch.chdir(tmp_path)
     cfg = kvcache.Config(arch="llama", layers=2, dim=32, heads=4, vocab=50, ctx=64, context=32)
-    prof = profiling.profile_kvcache(cfg, device="cpu", warmup=0, repeat=2)
+    prof = profile_kvcache(cfg, device="cpu", warmup=0, repeat=2)
     prof.save()
     page = report.Page("mhsa", "MHSA")
     _kvcache_timings(page)

@@ -341,7 +341,7 @@ def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
 
 
 def _profile(cfg: Config, **runs):
-    from complexo.profile import profile_kvcache
+    from complexo.analyses.kvcache_profile import profile_kvcache
 
     return profile_kvcache(cfg, **runs)
 

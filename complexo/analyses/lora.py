@@ -407,7 +407,7 @@ def draw(axes, cmp: Comparison) -> dict:
 
 
 def _profile(cfg: Config, **runs):
-    from complexo.profile import profile_lora
+    from complexo.analyses.lora_profile import profile_lora
 
     return profile_lora(cfg, **runs)
 

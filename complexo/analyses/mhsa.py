@@ -366,7 +366,7 @@ def roofline_groups(cfg: Config):
 
 
 def _profile(cfg: Config, **runs):
-    from complexo.profile import profile_mhsa
+    from complexo.analyses.mhsa_profile import profile_mhsa
 
     return profile_mhsa(cfg, **runs)
 

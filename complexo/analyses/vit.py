@@ -185,7 +185,7 @@ def analyse(cfg: Config) -> Result:
 
 
 def _profile(cfg: Config, **runs):
-    from complexo.profile import profile_image
+    from complexo.analyses.vision_profile import profile_image
 
     return profile_image(NAME, cfg, **runs)
 
