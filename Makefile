@@ -27,7 +27,7 @@ lint: venv
 
 test: lint
 	$(BIN)/pytest
-	$(BIN)/complexo report --check
+	OMP_NUM_THREADS=1 $(BIN)/complexo report --check
 
 bench: venv
 	$(BIN)/python scripts/bench.py

@@ -4,6 +4,9 @@ import os
 os.environ["COLUMNS"] = "160"
 os.environ["NO_COLOR"] = "1"
 os.environ["TERM"] = "dumb"
+# One torch thread per test process: on CI's 2 cores, two threads made tiny forwards 47–117×
+# slower (torch reads this when it is first imported, which is after this file).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from hypothesis import settings
 
