@@ -19,6 +19,11 @@ Backward
 Causal attention
     Counted dense: a masked implementation computes all n² scores, and both counters count that.
 
+Profiling rows
+    A bias add belongs to the row of the product it follows (projections, linear layers,
+    convolutions): ``addmm`` and the convolution kernels add it in their epilogue, so no profiler
+    can time it apart. Each analysis's rows partition its step's terms (tested).
+
 Bytes
     Element sizes by dtype below; masks are bool (1 byte); softmax statistics of fused attention
     kernels (log-sum-exp) are float32 whatever the input dtype.

@@ -112,15 +112,68 @@ class Figure:
 
 
 @dataclass(frozen=True)
+class Row:
+    """One row of a profile table: a group of the formula's terms that a profiler can time
+    apart, and the fewest bytes it must move. ``terms``: (kind, name) of each term it carries,
+    its FLOPs their sum (none: work not counted, such as the optimizer's element-wise update).
+    ``ops``: profiler op names, or complexo::<range> names, whose time is the row's; ``within``:
+    a complexo:: range to read them inside (the forward's, in a training step). ``step``: part of
+    the timed step; False for a row timed beside it (a decoder's prefill), or a total shown
+    beside its parts (a training step's forward phase). The step's rows partition the step's
+    terms (tested for every analysis and mode)."""
+
+    name: str
+    terms: tuple[tuple[Any, str], ...]
+    bytes: Any  # a sympy expression over the config's symbols, or an int
+    ops: tuple[str, ...] = ()
+    within: str = ""
+    step: bool = True
+
+
+@dataclass
+class Setup:
+    """What an analysis builds on the device for one profiled run: the step to time, the
+    tensors it is given (for peak memory), a context to profile it in (profiler ranges around
+    module calls), steps timed on their own beside it (by row name), the dtype whose ceiling
+    applies, and notes."""
+
+    step: Callable[[], Any]
+    given: list
+    ranges: Callable[[], Any] | None = None
+    beside: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    dtype: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _step_terms(model, mode: str) -> list:
+    """A step's terms: the forward's, and in training the backward's too."""
+    from complexo.cost import Kind
+
+    kinds = (Kind.FORWARD,) if mode == "forward" else (Kind.FORWARD, Kind.BACKWARD)
+    return model.terms(kinds)
+
+
+@dataclass(frozen=True)
 class Profiling:
-    """How an analysis runs for real (see :mod:`complexo.profile`): the modes it takes, the
-    first being its default, and the function that profiles one config in one mode."""
+    """How an analysis runs for real (:mod:`complexo.profile`), one side at a time: its cost
+    model, the rows of its table, its memory prediction (``memory(cfg, mode, side, model)``:
+    the predicted peak, the most the run allocates, which refuses a run that cannot fit, and
+    what to shrink), and the step it builds (``setup(cfg, mode, side, device)``). ``modes``:
+    the first is the default. ``run``: a profile of its own instead (a comparison of analyses
+    that are profiled themselves)."""
 
     modes: tuple[str, ...]
-    run: Callable[..., Any]  # (cfg, *, device, mode, warmup, repeat, trace, cuda_graph)
+    model: Callable[[Any, str], Any] | None = None
+    rows: Callable[[Any, str, str], list[Row]] | None = None
+    memory: Callable[..., tuple[int, int, str]] | None = None
+    setup: Callable[..., Setup] | None = None
+    step: Callable[[Any, str], list] = _step_terms
+    run: Callable[..., Any] | None = None
     cuda_graph: bool = False  # whether --cuda-graph applies (forward passes of one block)
     sweep: bool = True  # whether sweep --profile may time its points
     iteration: str = "forward"  # what one timed iteration is, in the figures' words
+    warmup: int = 3
+    repeat: int = 10
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,42 @@ def test_a_tiny_config_runs_for_real_on_the_cpu(name):
             assert math.isfinite(p.median)
 
 
+@pytest.mark.parametrize(
+    "name", sorted(a.name for a in ANALYSES.values() if a.profiling and a.profiling.rows)
+)
+def test_profile_rows_partition_the_steps_terms(name):
+    """Every term of the profiled step is carried by exactly one of the step's rows (so the
+    rows' FLOPs add up to the step's), rows beside the step name only terms the model has, and
+    no row is left with nothing: for every mode and side, on tiny configs of every variant."""
+    from collections import Counter
+
+    from complexo.cost import evaluate
+    from complexo.profile.step import row_flops
+
+    a = ANALYSES[name]
+    how = a.profiling
+
+    @settings(max_examples=8)
+    @given(a.examples())
+    def check(cfg):
+        for mode in how.modes:
+            for side in a.sides or ("",):
+                model, values = how.model(cfg, side), cfg.values
+                rows = how.rows(cfg, mode, side)
+                step = Counter((t.kind, t.name) for t in how.step(model, mode))
+                carried = Counter(k for r in rows if r.step for k in r.terms)
+                assert carried == step, (mode, side, carried - step, step - carried)
+                for r in rows:
+                    for kind, term in r.terms:
+                        model.term(kind, term)  # a KeyError names a term the model lacks
+                    assert r.ops and (r.terms or r.bytes), r
+                total = sum(evaluate(t.expr, values) for t in how.step(model, mode))
+                counted = [row_flops(r, model, values) for r in rows if r.step]
+                assert sum(f for f in counted if f is not None) == total
+
+    check()
+
+
 def test_importing_complexo_and_building_the_cli_leave_torch_out():
     code = (
         "import sys, complexo, complexo.cli\n"

@@ -26,12 +26,13 @@ from complexo.analyses.vision import (
     measure,
     moved,
 )
+from complexo.analyses.vision_profile import PROFILING
 from complexo.conventions import DTYPES, ELEMENTWISE_FLOPS, FP32_BYTES, NORM_FWD_FLOPS
 from complexo.cost import CostModel, Kind, Terms
 from complexo.errors import ComplexoError
 from complexo.presets import RESNETS as PRESETS
 from complexo.presets import RESNETS_PUBLISHED as PUBLISHED
-from complexo.registry import Analysis, Profiling, check_options, option, register
+from complexo.registry import Analysis, check_options, option, register
 from complexo.result import Result, summarise
 from complexo.symbols import B, C, D, K, R, e, w
 
@@ -200,12 +201,6 @@ def analyse(cfg: Config) -> Result:
     return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)
 
 
-def _profile(cfg: Config, **runs):
-    from complexo.analyses.vision_profile import profile_image
-
-    return profile_image(NAME, cfg, **runs)
-
-
 def examples():
     """Small ResNets at small and odd resolutions, for the registry-wide tests."""
     from hypothesis import strategies as st
@@ -229,7 +224,7 @@ ANALYSIS = register(
         "meta device.",
         config=Config,
         analyse=analyse,
-        profiling=Profiling(("forward", "train"), _profile, cuda_graph=True),
+        profiling=PROFILING,
         examples=examples,
     )
 )

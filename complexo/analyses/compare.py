@@ -273,6 +273,8 @@ def profile(
     cfg: Config, *, device: str | None = None, warmup: int = 3, repeat: int = 10, **runs
 ) -> CompareProfile:
     """``complexo compare cnn vit`` for real: both models' inference at every resolution."""
+    from complexo.profile import run
+
     found = []
     for res in cfg.res:
         c, v = cfg.configs(res)
@@ -280,12 +282,8 @@ def profile(
             (
                 res,
                 {
-                    cfg.cnn: cnn.ANALYSIS.profiling.run(
-                        c, device=device, warmup=warmup, repeat=repeat, **runs
-                    ),
-                    cfg.vit: vit.ANALYSIS.profiling.run(
-                        v, device=device, warmup=warmup, repeat=repeat, **runs
-                    ),
+                    cfg.cnn: run(cnn.ANALYSIS, c, device=device, warmup=warmup, repeat=repeat),
+                    cfg.vit: run(vit.ANALYSIS, v, device=device, warmup=warmup, repeat=repeat),
                 },
             )
         )
@@ -332,7 +330,7 @@ ANALYSIS = register(
         config=Config,
         analyse=analyse,
         sweep=False,
-        profiling=Profiling(("forward",), profile, sweep=False),
+        profiling=Profiling(("forward",), run=profile, sweep=False),
         figure=Figure(
             draw,
             panels=2,

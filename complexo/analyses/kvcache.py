@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 import sympy
 
+from complexo.analyses.kvcache_profile import PROFILING
 from complexo.analyses.llm import kv_width, param_terms, resolve_model
 from complexo.conventions import DTYPES
 from complexo.cost import Kind, Terms, big_o, big_o_text, crossover
 from complexo.devices import DEVICES
 from complexo.errors import ComplexoError
 from complexo.presets import ARCHS, TRANSFORMERS, ModelConfig
-from complexo.registry import Analysis, Profiling, check_options, option, register
+from complexo.registry import Analysis, check_options, option, register
 from complexo.result import QuantitySpec, Result, Summary, build_quantity
 from complexo.symbols import B, G, L, P, V, d, e, f, h, n
 
@@ -340,12 +341,6 @@ def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
     return facts, notes
 
 
-def _profile(cfg: Config, **runs):
-    from complexo.analyses.kvcache_profile import profile_kvcache
-
-    return profile_kvcache(cfg, **runs)
-
-
 def examples():
     """Tiny raw decoders (MHSA, grouped-query, multi-query; every cache dtype)."""
     from hypothesis import strategies as st
@@ -381,7 +376,7 @@ ANALYSIS = register(
         "fits a GPU (--gpu) or a memory size (--device-memory).",
         config=Config,
         analyse=analyse,
-        profiling=Profiling(("forward",), _profile, iteration="token decoded"),
+        profiling=PROFILING,
         examples=examples,
     )
 )

@@ -35,13 +35,14 @@ from complexo.analyses.lora_cost import (  # noqa: F401  (the cost model's names
     cost_model,
 )
 from complexo.analyses.lora_measure import build, extrapolated, measure  # noqa: F401
+from complexo.analyses.lora_profile import PROFILING
 from complexo.conventions import DTYPES
 from complexo.cost import CostModel, Kind, crossover, evaluate
 from complexo.errors import ComplexoError
 from complexo.presets import ARCHS, DEFAULT_TARGETS, TARGETS, ModelConfig
 from complexo.presets import TRANSFORMERS as PRESETS
 from complexo.presets import TRANSFORMERS_PUBLISHED as PUBLISHED_PARAMS
-from complexo.registry import Analysis, Figure, Profiling, check_options, option, register
+from complexo.registry import Analysis, Figure, check_options, option, register
 from complexo.result import (
     Comparison,
     QuantitySpec,
@@ -406,12 +407,6 @@ def draw(axes, cmp: Comparison) -> dict:
     return drawn
 
 
-def _profile(cfg: Config, **runs):
-    from complexo.analyses.lora_profile import profile_lora
-
-    return profile_lora(cfg, **runs)
-
-
 def examples():
     """Single layers and 1- to 3-layer GPT-2/LLaMA models, random targets and precision."""
     from hypothesis import strategies as st
@@ -458,7 +453,7 @@ ANALYSIS = register(
         analyse=analyse,
         sides=SIDES,
         sweep=False,
-        profiling=Profiling(("train",), _profile, sweep=False),
+        profiling=PROFILING,
         figure=Figure(
             draw,
             panels=2,

@@ -1,100 +1,92 @@
-"""Full fine-tuning's and LoRA's training steps run for real, side by side."""
+"""Full fine-tuning's and LoRA's training steps run for real, each side its own profile: the
+configured optimizer (under mixed precision on fp32 master copies of the trained weights, as
+the memory formula assumes), timed by phase. :func:`complexo.profile.run` does the rest."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from complexo.cost import Kind, evaluate
-from complexo.profile.core import (
-    PROFILES,
-    SidesProfile,
-    _record,
-    ceilings,
-    refuse_if_too_big,
-    resolve_device,
-    timed,
-)
-from complexo.profile.trace import (
-    _check_runs,
-    _common_notes,
-    _peak_memory,
-    _profiled,
-    _timed_phases,
-    _total_floor,
-    _training_step,
-)
+from complexo.registry import Profiling, Row, Setup
+from complexo.symbols import e
 
 
-def profile_lora(
-    cfg,
-    *,
-    device: str | None = None,
-    warmup: int = 2,
-    repeat: int = 5,
-    trace: str | None = None,
-    root: Path = PROFILES,
-) -> SidesProfile:
-    """Full fine-tuning's and LoRA's training steps for real (forward, backward, the configured
-    optimizer; under mixed precision on fp32 master copies of the trained weights, as the memory
-    formula assumes): time per step and per phase beside each side's FLOPs, bytes and memory."""
+def rows(cfg, mode: str, side: str) -> list[Row]:
+    """forward, backward, optimizer: each phase's FLOPs (the matrix products of its terms) and
+    the fewest bytes it moves: the forward reads every weight once; the backward reads the
+    saved activations and the weights again and writes the gradients; the optimizer reads and
+    writes its state and the trained weights and reads the gradients (element-wise: its FLOPs
+    are not counted)."""
+    model = cost_model(cfg, side)
+
+    def total(kind, tag=""):
+        return model.total(kind, tag=tag)
+
+    weights, grads = total(Kind.MEMORY, "weights"), total(Kind.MEMORY, "gradients")
+    state = total(Kind.MEMORY, "optimizer")  # + fp32 masters
+    trained = total(Kind.PARAMS, "trainable") * e
+
+    def terms(kind):
+        return tuple((kind, t.name) for t in model.terms(kind))
+
+    return [
+        Row("forward", terms(Kind.FORWARD), weights, ("complexo::forward",)),
+        Row(
+            "backward",
+            terms(Kind.BACKWARD),
+            total(Kind.ACTIVATION) + weights + grads,
+            ("complexo::backward",),
+        ),
+        Row("optimizer", (), 2 * state + grads + 2 * trained, ("complexo::optimizer",)),
+    ]
+
+
+def cost_model(cfg, side: str):
+    from complexo.analyses.lora_cost import cost_model as model
+
+    return model(cfg, side)
+
+
+def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
+    """Weights, gradients, optimizer state and saved activations, all live at once."""
+    predicted = evaluate(model.total((Kind.MEMORY, Kind.ACTIVATION)), cfg.values)
+    return predicted, predicted, "a smaller --seq or --batch"
+
+
+def setup(cfg, mode: str, side: str, device: str) -> Setup:
     import torch
 
-    from complexo.analyses import lora
+    from complexo.analyses.lora_measure import build
+    from complexo.profile.trace import _training_step
 
-    device = resolve_device(device)
-    _check_runs(warmup, repeat)
-    roof = ceilings(device, root)
-    sides = {}
-    for side in lora.SIDES:
-        model, values = lora.cost_model(cfg, side), cfg.values
-        memory = evaluate(model.total((Kind.MEMORY, Kind.ACTIVATION)), values)
-        refuse_if_too_big(memory, device, f"the {side} step", "a smaller --seq or --batch")
-        torch.manual_seed(0)
-        module, inputs = lora.build(cfg, side, device=device)
-        for m in module.modules():  # a trained adapter, not B = 0 (the work is the same)
-            if hasattr(m, "lora_B"):
-                torch.nn.init.normal_(m.lora_B.weight, std=1e-3)
-        step = _training_step(module, inputs, cfg.optimizer, cfg.master_fp32)
-        timing = timed(step, device, warmup, repeat)
-        profiled = _profiled(step, device, _side_path(trace, side))
-        phases = _lora_phases(model, values)
-        flops = sum(f for f, _ in phases.values() if f is not None)
-        prof = _record("lora", cfg, "train", device, timing, flops, memory, roof)
-        prof.config["side"] = side
-        prof.kernels = profiled.top
-        _peak_memory(prof, step, [*module.parameters(), *module.buffers(), *inputs])
-        prof.by_term = _timed_phases(phases, profiled, roof, cfg.dtype)
-        prof.predicted_s = _total_floor(prof.by_term.values())
-        prof.notes.append(
-            "per phase: its FLOPs (matrix products) and fewest bytes: the forward reads every "
-            "weight once, the backward reads the saved activations and the weights again and "
-            "writes the gradients, the optimizer reads and writes its state and the trained "
-            "weights and reads the gradients"
-        )
-        _common_notes(prof, roof)
-        sides[side] = prof
-    return SidesProfile("lora", sides)
+    module, inputs = build(cfg, side, device=device)
+    for m in module.modules():  # a trained adapter, not B = 0 (the work is the same)
+        if hasattr(m, "lora_B"):
+            torch.nn.init.normal_(m.lora_B.weight, std=1e-3)
+    step = _training_step(module, inputs, cfg.optimizer, cfg.master_fp32)
+    note = (
+        "per phase: its FLOPs (matrix products) and fewest bytes: the forward reads every "
+        "weight once, the backward reads the saved activations and the weights again and "
+        "writes the gradients, the optimizer reads and writes its state and the trained "
+        "weights and reads the gradients"
+    )
+    return Setup(step, [*module.parameters(), *module.buffers(), *inputs], notes=[note])
 
 
-def _side_path(trace: str | None, side: str) -> str | None:
-    """trace.json -> trace-full.json, trace-lora.json: one trace per side."""
-    if trace is None:
-        return None
-    path = Path(trace)
-    return str(path.with_name(f"{path.stem}-{side}{path.suffix}"))
+PROFILING = Profiling(
+    ("train",),
+    model=cost_model,
+    rows=rows,
+    memory=memory,
+    setup=setup,
+    sweep=False,
+    iteration="training step",
+    warmup=2,
+    repeat=5,
+)
 
 
-def _lora_phases(model, values) -> dict[str, tuple[int, int]]:
-    """forward, backward, optimizer: (FLOPs, the fewest bytes each moves)."""
-    from complexo.symbols import e
+def profile_lora(cfg, **runs):
+    """Both sides' training steps at ``cfg`` (:func:`complexo.profile.run`)."""
+    from complexo.analyses.lora import ANALYSIS
+    from complexo.profile import run
 
-    weights = evaluate(model.total(Kind.MEMORY, tag="weights"), values)
-    grads = evaluate(model.total(Kind.MEMORY, tag="gradients"), values)
-    state = evaluate(model.total(Kind.MEMORY, tag="optimizer"), values)  # + fp32 masters
-    trained = evaluate(model.total(Kind.PARAMS, tag="trainable"), values) * values[e]
-    saved = evaluate(model.total(Kind.ACTIVATION), values)
-    return {
-        "forward": (evaluate(model.total(Kind.FORWARD), values), weights),
-        "backward": (evaluate(model.total(Kind.BACKWARD), values), saved + weights + grads),
-        "optimizer": (None, 2 * state + grads + 2 * trained),  # element-wise: not counted
-    }
+    return run(ANALYSIS, cfg, **runs)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from sympy import Integer
-
 from complexo.analyses.mhsa_cost import (  # noqa: F401  (the cost model's names, here too)
     ALIBI_BUILD,
     BLOCK,
@@ -31,6 +29,7 @@ from complexo.analyses.mhsa_cost import (  # noqa: F401  (the cost model's names
     _traffic,
     cost_model,
 )
+from complexo.analyses.mhsa_profile import PROFILING
 from complexo.conventions import (
     BOOL_BYTES,
     DTYPES,
@@ -38,7 +37,7 @@ from complexo.conventions import (
 )
 from complexo.cost import CostModel, Kind
 from complexo.errors import ComplexoError
-from complexo.registry import Analysis, Profiling, check_options, option, register
+from complexo.registry import Analysis, check_options, option, register
 from complexo.result import QuantitySpec, Result, build_quantity, summarise
 from complexo.symbols import B, G, M, W, d, e, h, n
 
@@ -324,53 +323,6 @@ def forward_peak(cfg: Config) -> int:
     return qkv + max(shared + max(stages), merge)
 
 
-def roofline_groups(cfg: Config):
-    """(group, forward FLOPs, fewest bytes moved, profiler op names) for the forward, the groups
-    a profiler can tell apart: the four projections (all matrix products with a weight), the two
-    attention products, and each element-wise pass over the n×n scores; or the fused kernel.
-    Bytes: each input read once and each output written once."""
-    model = cfg.model()
-    hs = d / h
-    kv = G * hs if cfg.kv_heads is not None else d
-    x, S = B * n * d * e, B * h * n**2 * e  # one (B, n, d) tensor; the score matrix
-
-    def flops(*names):
-        return sum((model.term(Kind.FORWARD, t).expr for t in names), Integer(0))
-
-    # q and out: x and W in, (B, n, d) out; k and v: x and W in, (B, n, G·hs) out
-    proj_bytes = 2 * (2 * x + d * d * e) + 2 * (x + d * kv * e + B * n * kv * e)
-    groups = [
-        (
-            "projections",
-            flops("q_proj", "k_proj", "v_proj", "out_proj"),
-            proj_bytes,
-            ("aten::addmm", "aten::mm"),
-        )
-    ]
-    if cfg.fused:
-        names = ["scores", "scale", "softmax", "attn_v", *(["causal_mask"] if cfg.causal else [])]
-        groups.append(("attention kernel", flops(*names), _traffic(True), SDPA_KERNELS))
-        return groups
-    groups.append(("QKᵀ and A·V", flops("scores", "attn_v"), 4 * x + 2 * S, ("aten::bmm",)))
-    groups.append(("scale", flops("scale"), 2 * S, ("aten::mul",)))
-    if cfg.alibi:
-        groups.append(
-            ("alibi", flops("alibi_bias", "alibi_add"), 2 * S + h * n**2 * e, ("aten::add",))
-        )
-    if cfg.causal:
-        groups.append(
-            ("mask", flops("causal_mask"), 2 * S + BOOL_BYTES * n**2, ("aten::masked_fill",))
-        )
-    groups.append(("softmax", flops("softmax"), 2 * S, ("aten::_softmax",)))
-    return groups
-
-
-def _profile(cfg: Config, **runs):
-    from complexo.analyses.mhsa_profile import profile_mhsa
-
-    return profile_mhsa(cfg, **runs)
-
-
 def examples():
     """Tiny configs of every variant, for the registry-wide tests."""
     from hypothesis import strategies as st
@@ -407,7 +359,7 @@ ANALYSIS = register(
         "autograd.",
         config=Config,
         analyse=analyse,
-        profiling=Profiling(("forward", "train"), _profile, cuda_graph=True),
+        profiling=PROFILING,
         examples=examples,
     )
 )

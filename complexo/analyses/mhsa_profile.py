@@ -1,63 +1,80 @@
-"""The MHSA block run for real (:func:`complexo.profile.run` reaches it through the registry)."""
+"""The MHSA block run for real: the rows a profiler can tell apart (the four projections with
+their bias adds, the two attention products and each element-wise pass over the n×n scores; or
+the fused kernel), the memory it should peak at, and the step (a forward without autograd, or
+forward, backward and SGD in profiler ranges). :func:`complexo.profile.run` does the rest.
+
+Bias adds belong to the projections' row: ``nn.Linear`` runs ``addmm``, which adds the bias in
+the matrix product's epilogue, so no profiler can time them apart.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from sympy import Integer
 
+from complexo.conventions import BOOL_BYTES
 from complexo.cost import Kind, evaluate
-from complexo.profile.core import (
-    PROFILES,
-    Profile,
-    _record,
-    ceilings,
-    refuse_if_too_big,
-    resolve_device,
-    timed,
-)
-from complexo.profile.trace import (
-    _by_term,
-    _check_runs,
-    _common_notes,
-    _graph_note,
-    _outside,
-    _peak_memory,
-    _phased_step,
-    _profiled,
-    _sgd_phases,
-    _timed_phases,
-    _total_floor,
-)
+from complexo.profile.step import sgd_rows
+from complexo.registry import Profiling, Row, Setup
+from complexo.symbols import B, G, d, e, h, n
+
+F = Kind.FORWARD
+PROJECTIONS = ("aten::addmm", "aten::mm")
 
 
-def profile_mhsa(
-    cfg,
-    *,
-    device: str | None = None,
-    mode: str = "forward",
-    warmup: int = 3,
-    repeat: int = 10,
-    trace: str | None = None,
-    root: Path = PROFILES,
-    cuda_graph: bool = False,
-) -> Profile:
-    """Run the MHSA block for real and set the measurements beside the formulas.
-    ``cuda_graph``: time replays of a captured CUDA graph (forward mode)."""
-    import torch
+def rows(cfg, mode: str, side: str = "") -> list[Row]:
+    """The forward's rows (inside the forward's range in training), then in training the
+    backward and the optimizer, which complete the step, and the forward phase as a whole
+    beside them. Bytes: each input read once and each output written once."""
+    from complexo.analyses.mhsa_cost import SDPA_KERNELS, _traffic
 
-    from complexo.analyses import mhsa
+    hs = d / h
+    kv = G * hs if cfg.kv_heads is not None else d
+    x, S = B * n * d * e, B * h * n**2 * e  # one (B, n, d) tensor; the score matrix
+    within = "complexo::forward" if mode == "train" else ""
+
+    def row(name, names, moved, ops):
+        return Row(name, tuple((F, t) for t in names), moved, ops, within)
+
+    # q and out: x and W in, (B, n, d) out; k and v: x and W in, (B, n, G·hs) out; biases
+    proj_bytes = 2 * (2 * x + d * d * e) + 2 * (x + d * kv * e + B * n * kv * e)
+    projections = ["q_proj", "k_proj", "v_proj", "out_proj"]
+    if cfg.bias:
+        projections.append("bias_add")
+        proj_bytes += (2 * d + 2 * kv) * e
+    out = [row("projections", projections, proj_bytes, PROJECTIONS)]
+    if cfg.fused:
+        names = ["scores", "scale", *(["causal_mask"] if cfg.causal else []), "softmax", "attn_v"]
+        out.append(row("attention kernel", names, _traffic(True), SDPA_KERNELS))
+    else:
+        out.append(row("QKᵀ and A·V", ["scores", "attn_v"], 4 * x + 2 * S, ("aten::bmm",)))
+        out.append(row("scale", ["scale"], 2 * S, ("aten::mul",)))
+        if cfg.alibi:
+            out.append(
+                row("alibi", ["alibi_bias", "alibi_add"], 2 * S + h * n**2 * e, ("aten::add",))
+            )
+        if cfg.causal:
+            mask = 2 * S + BOOL_BYTES * n**2
+            out.append(row("mask", ["causal_mask"], mask, ("aten::masked_fill",)))
+        out.append(row("softmax", ["softmax"], 2 * S, ("aten::_softmax",)))
+    if mode == "train":
+        out += sgd_rows(cfg.model(), sum((r.bytes for r in out), Integer(0)))
+    return out
+
+
+def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
+    """Inference: what the block is given and its high-water mark above that
+    (:func:`~complexo.analyses.mhsa.forward_peak`); training: x, its output, saved activations,
+    weights and their gradients (SGD keeps no state)."""
+    from complexo.analyses.mhsa import forward_peak
     from complexo.render import human
 
-    device = resolve_device(device)
-    _check_runs(warmup, repeat, mode, cuda_graph)
-    model, values = cfg.model(), cfg.values
-    kinds = (Kind.FORWARD,) if mode == "forward" else (Kind.FORWARD, Kind.BACKWARD)
-    flops = evaluate(model.total(kinds), values)
-    weights = evaluate(model.total(Kind.PARAMS), values) * values[mhsa.e]
-    x_bytes = cfg.batch * cfg.seq * cfg.dim * values[mhsa.e]
-    if mode == "train":  # x, its output, saved activations, gradients; SGD keeps no state
+    values = cfg.values
+    weights = evaluate(model.total(Kind.PARAMS), values) * values[e]
+    x_bytes = cfg.batch * cfg.seq * cfg.dim * values[e]
+    if mode == "train":
         predicted = 2 * weights + 2 * x_bytes + evaluate(model.total(Kind.ACTIVATION), values)
-    else:  # what the block was given, and its high-water mark above that
-        predicted = weights + x_bytes + mhsa.forward_peak(cfg)
+    else:
+        predicted = weights + x_bytes + forward_peak(cfg)
     # n×n matrices: two coexist in the forward (each element-wise pass is out of place); the
     # probabilities are saved for the backward
     matrix = evaluate(model.total(Kind.MEMORY, tag="matrix"), values)
@@ -67,47 +84,45 @@ def profile_mhsa(
         if not cfg.fused and scores > predicted / 2
         else ""
     )
-    refuse_if_too_big(predicted, device, "this run", hint)
-    torch.manual_seed(0)
-    block, x = mhsa.build(cfg, device=device)
+    return predicted, predicted, hint
+
+
+def setup(cfg, mode: str, side: str, device: str) -> Setup:
+    import torch
+
+    from complexo.analyses.mhsa import build
+    from complexo.profile.trace import _phased_step
+
+    block, x = build(cfg, device=device)
     x = x.detach().requires_grad_(mode == "train")
     if mode == "train":
         step = _phased_step(lambda: block(x), torch.optim.SGD(block.parameters(), lr=1e-6))
-    else:
-
-        def step():
-            with torch.no_grad():
-                block(x)
-
-    timing = timed(step, device, warmup, repeat, graph=cuda_graph)
-    profiled = _profiled(step, device, trace)
-    roof = ceilings(device, root)
-    prof = _record("mhsa", cfg, mode, device, timing, flops, predicted, roof)
-    prof.kernels = profiled.top
-    _peak_memory(prof, step, [*block.parameters(), x])
-    _graph_note(prof, cuda_graph)
-    # the terms' ops in the forward: in training, inside its range, not the backward's too
-    ops = profiled.by_op if mode == "forward" else profiled.in_range.get("complexo::forward", {})
-    prof.by_term = _by_term(mhsa.roofline_groups(cfg), ops, values, roof, cfg.dtype, mode)
-    for row in prof.by_term.values():
-        row["share"] = profiled.share(row["measured_s"])
-    prof.predicted_s = _total_floor(prof.by_term.values())
-    if mode == "forward":
-        prof.outside = _outside(profiled, prof.by_term.values(), model.terms(Kind.FORWARD))
-    if mode == "train":  # the terms above are the forward's; the step's phases as a whole
-        phases = _sgd_phases(
-            evaluate(model.total(Kind.FORWARD), values),
-            sum(row["bytes"] for row in prof.by_term.values()),
-            evaluate(model.total(Kind.BACKWARD), values),
-            evaluate(model.total(Kind.ACTIVATION), values),
-            weights,
-        )
-        rows = _timed_phases(phases, profiled, roof, cfg.dtype)
-        prof.by_term |= {f"{name} (step)": row for name, row in rows.items()}
-        prof.predicted_s = _total_floor(rows.values())
-        prof.notes.append(
+        notes = [
             "training: the terms' times are their ops' inside the forward's range; the phases "
             "(forward, backward, optimizer) are the whole step, timed by range"
-        )
-    _common_notes(prof, roof)
-    return prof
+        ]
+        return Setup(step, [*block.parameters(), x], notes=notes)
+
+    def forward():
+        with torch.no_grad():
+            block(x)
+
+    return Setup(forward, [*block.parameters(), x])
+
+
+PROFILING = Profiling(
+    ("forward", "train"),
+    model=lambda cfg, side="": cfg.model(),
+    rows=rows,
+    memory=memory,
+    setup=setup,
+    cuda_graph=True,
+)
+
+
+def profile_mhsa(cfg, **runs):
+    """The block at ``cfg`` run for real (:func:`complexo.profile.step.profile_side`)."""
+    from complexo.analyses.mhsa import ANALYSIS
+    from complexo.profile.step import profile_side
+
+    return profile_side(ANALYSIS, cfg, **runs)

@@ -25,6 +25,7 @@ from complexo.analyses.vision import (
     moved,
     patch_embedding,
 )
+from complexo.analyses.vision_profile import PROFILING
 from complexo.conventions import (
     DTYPES,
     ELEMENTWISE_FLOPS,
@@ -37,7 +38,7 @@ from complexo.cost import CostModel, Kind, Terms
 from complexo.errors import ComplexoError
 from complexo.presets import VITS as PRESETS
 from complexo.presets import VITS_PUBLISHED as PUBLISHED
-from complexo.registry import Analysis, Profiling, check_options, option, register
+from complexo.registry import Analysis, check_options, option, register
 from complexo.result import Result, summarise
 from complexo.symbols import B, C, K, L, R, d, e, f, h, p
 
@@ -184,12 +185,6 @@ def analyse(cfg: Config) -> Result:
     return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)
 
 
-def _profile(cfg: Config, **runs):
-    from complexo.analyses.vision_profile import profile_image
-
-    return profile_image(NAME, cfg, **runs)
-
-
 def examples():
     """Small ViTs at small resolutions, for the registry-wide tests."""
     from hypothesis import strategies as st
@@ -214,7 +209,7 @@ ANALYSIS = register(
         "device.",
         config=Config,
         analyse=analyse,
-        profiling=Profiling(("forward", "train"), _profile, cuda_graph=True),
+        profiling=PROFILING,
         examples=examples,
     )
 )

@@ -267,6 +267,7 @@ def run(
     repeat: int | None = None,
     trace: str | None = None,
     cuda_graph: bool = False,
+    root: Path = PROFILES,
 ):
     """Profile a registered analysis (:class:`~complexo.registry.Analysis`) at ``cfg``: the one
     entry point of ``complexo profile`` and of every analysis command's ``--profile``.
@@ -287,13 +288,16 @@ def run(
         graphed = [a.name for a in ANALYSES.values() if a.profiling and a.profiling.cuda_graph]
         listed = ", ".join(graphed[:-1]) + " and " + graphed[-1] if len(graphed) > 1 else graphed[0]
         raise ComplexoError(f"--cuda-graph times {listed} forward passes, not {analysis.name}")
-    runs = {"device": device, "trace": trace}
-    runs |= {k: v for k, v in (("warmup", warmup), ("repeat", repeat)) if v is not None}
-    if len(modes) > 1:
-        runs["mode"] = mode
-    if how.cuda_graph:
-        runs["cuda_graph"] = cuda_graph
-    return how.run(cfg, **runs)
+    runs = {"device": device, "trace": trace, "warmup": warmup, "repeat": repeat}
+    if how.run is not None:  # a profile of its own: the analyses it compares, each profiled
+        return how.run(cfg, **{k: v for k, v in runs.items() if v is not None})
+    from complexo.profile.step import profile_side
+
+    runs |= {"mode": mode, "cuda_graph": cuda_graph, "root": root}
+    if not analysis.sides:
+        return profile_side(analysis, cfg, **runs)
+    sides = {side: profile_side(analysis, cfg, side=side, **runs) for side in analysis.sides}
+    return SidesProfile(analysis.name, sides)
 
 
 def refuse_if_too_big(predicted: int, device: str, what: str, hint: str) -> None:

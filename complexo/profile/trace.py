@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-from complexo.cost import evaluate
 from complexo.errors import ComplexoError
 from complexo.profile.core import MODES, Ceilings, Profile
 
@@ -146,21 +145,6 @@ def _outside(profiled: Profiled, rows, terms=()) -> dict:
     }
 
 
-def _by_term(groups, by_op, values, roof: Ceilings | None, dtype: str, mode: str) -> dict:
-    out = {}
-    for name, flops_expr, bytes_expr, ops in groups:
-        flops, moved = evaluate(flops_expr, values), evaluate(bytes_expr, values)
-        row = {
-            "flops": flops,
-            "bytes": moved,
-            "intensity": flops / moved if moved else None,
-            "measured_s": sum(by_op.get(op, 0.0) for op in ops),
-            "ops": list(ops),
-        }
-        out[name] = row | (_floor(flops, moved, roof, dtype) if mode == "forward" else {})
-    return out
-
-
 def _floor(flops: int, moved: int, roof: Ceilings | None, dtype: str) -> dict:
     """The roofline's floor, max(FLOPs / peak, bytes / bandwidth), and which bound sets it;
     nothing without ceilings."""
@@ -180,43 +164,6 @@ def _total_floor(rows) -> float | None:
     if not rows or any("predicted_s" not in r for r in rows):
         return None
     return sum(r["predicted_s"] for r in rows)
-
-
-def _phase_rows(phases: dict, roof: Ceilings | None, dtype: str) -> dict[str, dict]:
-    """Rows of (FLOPs, fewest bytes) per phase, with the roofline's floor where known. FLOPs
-    None: not counted (the optimizer's element-wise update, O(parameters)): its floor is its
-    bytes'."""
-    out = {}
-    for name, (flops, moved) in phases.items():
-        row = {
-            "flops": flops,
-            "bytes": moved,
-            "intensity": flops / moved if flops is not None and moved else None,
-            "ops": [f"complexo::{name}"],
-        }
-        out[name] = row | _floor(flops or 0, moved, roof, dtype)
-    return out
-
-
-def _timed_phases(phases: dict, profiled, roof: Ceilings | None, dtype: str) -> dict[str, dict]:
-    """The phases' rows (:func:`_phase_rows`) with their time in one profiled iteration, from
-    the complexo::<phase> ranges of :func:`_phased_step`."""
-    rows = _phase_rows(phases, roof, dtype)
-    for name, row in rows.items():
-        row["measured_s"] = profiled.by_op.get(f"complexo::{name}", 0.0)
-        row["share"] = profiled.share(row["measured_s"])
-    return rows
-
-
-def _sgd_phases(forward: int, moved: int, backward: int, saved: int, weights: int) -> dict:
-    """An SGD step's phases, (FLOPs, fewest bytes) each: the forward moves ``moved``; the
-    backward reads what was saved and the weights and writes the weights' gradients; SGD keeps
-    no state: it reads the weights and their gradients and writes the weights."""
-    return {
-        "forward": (forward, moved),
-        "backward": (backward, saved + 2 * weights),
-        "optimizer": (None, 3 * weights),  # element-wise: not counted
-    }
 
 
 def _phased_step(forward, opt, *, before=None, after=None):

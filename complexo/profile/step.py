@@ -1,0 +1,162 @@
+"""The one way a registered analysis runs for real: build its step on the device, time it (and
+what it times beside it), profile one iteration, and set each declared row's measured time
+beside its FLOPs (the terms it carries), its fewest bytes and the roofline's floor. What differs
+between analyses (the module, the step, the rows, the memory prediction) is declared in its
+:class:`~complexo.registry.Profiling`; nothing here names an analysis."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+from pathlib import Path
+
+from complexo.cost import Kind, evaluate
+from complexo.profile.core import (
+    PROFILES,
+    Ceilings,
+    Profile,
+    _record,
+    ceilings,
+    refuse_if_too_big,
+    resolve_device,
+    timed,
+)
+from complexo.profile.trace import (
+    _check_runs,
+    _common_notes,
+    _floor,
+    _graph_note,
+    _outside,
+    _peak_memory,
+    _profiled,
+    _total_floor,
+)
+
+
+def sgd_rows(model, forward_bytes) -> list:
+    """An SGD step's backward and optimizer, which complete the step after its forward's rows,
+    and the forward phase as a whole beside them: the backward reads what was saved and the
+    weights and writes the weights' gradients; SGD keeps no state: it reads the weights and
+    their gradients and writes the weights (element-wise work: not counted)."""
+    from complexo.registry import Row
+    from complexo.symbols import e
+
+    weights = model.total(Kind.PARAMS) * e
+    saved = model.total(Kind.ACTIVATION)
+    backward = tuple((Kind.BACKWARD, t.name) for t in model.terms(Kind.BACKWARD))
+    forward = tuple((Kind.FORWARD, t.name) for t in model.terms(Kind.FORWARD))
+    return [
+        Row("forward (step)", forward, forward_bytes, ("complexo::forward",), step=False),
+        Row("backward (step)", backward, saved + 2 * weights, ("complexo::backward",)),
+        Row("optimizer (step)", (), 3 * weights, ("complexo::optimizer",)),
+    ]
+
+
+def row_flops(row, model, values) -> int | None:
+    """A row's FLOPs: the sum of its terms at the config; None for a row of uncounted work."""
+    if not row.terms:
+        return None
+    return sum(evaluate(model.term(kind, name).expr, values) for kind, name in row.terms)
+
+
+def row_table(rows, model, values, profiled, roof: Ceilings | None, dtype: str) -> dict:
+    """Each row's FLOPs, bytes, FLOPs per byte, its time in the profiled iteration (its ops' or
+    ranges', inside ``within`` where given), its share of the iteration, and its floor."""
+    out = {}
+    for row in rows:
+        flops, moved = row_flops(row, model, values), evaluate(row.bytes, values)
+        times = profiled.in_range.get(row.within, {}) if row.within else profiled.by_op
+        seconds = sum(times.get(op, 0.0) for op in row.ops)
+        out[row.name] = {
+            "flops": flops,
+            "bytes": moved,
+            "intensity": flops / moved if flops is not None and moved else None,
+            "measured_s": seconds,
+            "share": profiled.share(seconds),
+            "ops": list(row.ops),
+        } | _floor(flops or 0, moved, roof, dtype)
+    return out
+
+
+def side_path(trace: str | None, side: str) -> str | None:
+    """trace.json -> trace-<side>.json: one trace per side of a two-sided analysis."""
+    if trace is None or not side:
+        return trace
+    path = Path(trace)
+    return str(path.with_name(f"{path.stem}-{side}{path.suffix}"))
+
+
+def profile_side(
+    analysis,
+    cfg,
+    *,
+    side: str = "",
+    device: str | None = None,
+    mode: str = "forward",
+    warmup: int | None = None,
+    repeat: int | None = None,
+    trace: str | None = None,
+    root: Path = PROFILES,
+    cuda_graph: bool = False,
+) -> Profile:
+    """One side of ``analysis`` at ``cfg`` run for real in ``mode``: median time over the timed
+    runs, achieved FLOP/s against the step's formula FLOPs, the declared rows, peak memory
+    against the prediction, and the time no row accounts for (inference)."""
+    import torch
+
+    how = analysis.profiling
+    warmup = how.warmup if warmup is None else warmup
+    repeat = how.repeat if repeat is None else repeat
+    device = resolve_device(device)
+    _check_runs(warmup, repeat, mode, cuda_graph)
+    model, values = how.model(cfg, side), cfg.values
+    step_terms = how.step(model, mode)
+    flops = sum(evaluate(t.expr, values) for t in step_terms)
+    predicted, needs, hint = how.memory(cfg, mode, side, model)
+    refuse_if_too_big(needs, device, f"the {side} step" if side else "this run", hint)
+    torch.manual_seed(0)
+    setup = how.setup(cfg, mode, side, device)
+    record = torch.profiler.record_function
+
+    def ranged(name, run):
+        def step():
+            with record(f"complexo::{name}"):
+                run()
+
+        return step
+
+    rows = how.rows(cfg, mode, side)
+    first = rows[0].name if setup.beside else ""
+    step = ranged(first, setup.step) if first else setup.step
+    beside = {name: ranged(name, run) for name, run in setup.beside.items()}
+    timing = timed(step, device, warmup, repeat, graph=cuda_graph)
+    runs = {name: timed(run, device, warmup, repeat) for name, run in beside.items()}
+    roof = ceilings(device, root)
+
+    def iteration():
+        step()
+        for run in beside.values():
+            run()
+
+    with setup.ranges() if setup.ranges else contextlib.nullcontext():
+        profiled = _profiled(iteration, device, side_path(trace, side))
+    prof = _record(analysis.name, cfg, mode, device, timing, flops, predicted, roof)
+    if side:
+        prof.config["side"] = side
+    prof.dtype = setup.dtype or prof.dtype
+    prof.kernels = profiled.top
+    _peak_memory(prof, setup.step, setup.given)
+    _graph_note(prof, cuda_graph)
+    prof.by_term = row_table(rows, model, values, profiled, roof, prof.dtype)
+    if beside:  # each timed on its own: its median, and its range in the profiled iteration
+        medians = {first: prof.median} | {k: statistics.median(r.times) for k, r in runs.items()}
+        for name, row in prof.by_term.items():
+            row["profiled_s"] = row["measured_s"]
+            row["measured_s"] = medians.get(name, row["measured_s"])
+    in_step = [prof.by_term[r.name] for r in rows if r.step]
+    prof.predicted_s = _total_floor(in_step)
+    if mode == "forward" and not beside:
+        prof.outside = _outside(profiled, in_step, step_terms)
+    prof.notes += setup.notes
+    _common_notes(prof, roof)
+    return prof
