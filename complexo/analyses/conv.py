@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
+from complexo.analyses.conv_profile import PROFILING
 from complexo.analyses.vision import CONV, CONV_BWD, conv, depthwise_separable
 from complexo.conventions import DTYPES, ELEMENTWISE_FLOPS, torch_dtype
 from complexo.cost import CostModel, Crossover, Kind, Terms, crossover, evaluate, plain
@@ -408,6 +409,7 @@ ANALYSIS = register(
         analyse=analyse,
         sides=SIDES,
         sweep=False,
+        profiling=PROFILING,
         examples=examples,
     )
 )

@@ -111,7 +111,7 @@ def setup(cfg, mode: str, side: str, device: str) -> Setup:
     return Setup(
         step,
         [*net.parameters(), *net.buffers(), x],
-        ranges=lambda: _module_ranges(net, LAYER_GROUPS),
+        ranges=lambda: _module_ranges(net, lambda _, m: LAYER_GROUPS.get(type(m).__name__)),
         notes=[note],
     )
 

@@ -286,24 +286,29 @@ def _common_notes(prof: Profile, roof: Ceilings | None) -> None:
 
 
 @contextlib.contextmanager
-def _module_ranges(module, groups: dict[str, str]):
-    """A ``record_function`` range around every call of a leaf module whose type ``groups``
-    names (type name -> group), named ``complexo::<group>``, so the profiler's time groups by
-    what the formulas call terms."""
+def _module_ranges(module, group):
+    """A ``record_function`` range around every call of each submodule that ``group(name,
+    submodule)`` names a group for, named ``complexo::<group>``, so the profiler's time groups
+    by what the formulas call terms."""
     import torch
 
     handles, open_ranges = [], []
 
-    def pre(mod, _inputs):
-        r = torch.profiler.record_function(f"complexo::{groups[type(mod).__name__]}")
-        r.__enter__()
-        open_ranges.append(r)
+    def hooks(name: str):
+        def pre(mod, _inputs):
+            r = torch.profiler.record_function(f"complexo::{name}")
+            r.__enter__()
+            open_ranges.append(r)
 
-    def post(mod, _inputs, _output):
-        open_ranges.pop().__exit__(None, None, None)
+        def post(mod, _inputs, _output):
+            open_ranges.pop().__exit__(None, None, None)
 
-    for m in module.modules():
-        if type(m).__name__ in groups:
+        return pre, post
+
+    for path, m in module.named_modules():
+        name = group(path, m)
+        if name:
+            pre, post = hooks(name)
             handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
     try:
         yield
