@@ -12,6 +12,7 @@ from complexo.analyses import compare
 from complexo.analyses import kvcache
 from complexo.analyses import conv
 from complexo.analyses import mlp
+from complexo.analyses import norm
 from complexo.registry import ANALYSES
 
 __all__ = ["ANALYSES"]
