@@ -342,6 +342,10 @@ def _notes(cfg: Config, sides: dict[str, Result]) -> list[str]:
         "element-wise work (activations, the gate's product, biases), which neither counter "
         f"counts, is a small share of the forward FLOPs: {', '.join(shares)} (O(1/d) of it)."
     )
+    notes.append(
+        "GELU here is the exact erf form, F.gelu's default; GPT-2 used the tanh approximation "
+        "(the same matmuls; its per-element cost differs, and neither counter sees it)."
+    )
     eager = {s: q(sides[s], "forward_moved_bytes") for s in SIDES}
     notes.append(
         "bytes moved (eager): "

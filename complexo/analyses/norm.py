@@ -162,9 +162,11 @@ def build(cfg: Config, impl: str = "torch", device: str = "meta"):
             module = ref.BatchNorm(c, affine=cfg.affine) if mine else torch_bn(c, affine=cfg.affine)
             module = ref.TokenBatchNorm(module) if tokens else module
         elif cfg.kind == "groupnorm":
-            module = ref.GroupNorm(c, cfg.g, affine=cfg.affine) if mine else nn.GroupNorm(cfg.g, c)
-            if not mine and not cfg.affine:
-                module = nn.GroupNorm(cfg.g, c, affine=False)
+            module = (
+                ref.GroupNorm(c, cfg.g, affine=cfg.affine)
+                if mine
+                else nn.GroupNorm(cfg.g, c, affine=cfg.affine)
+            )
         else:
             make = ref.InstanceNorm if mine else nn.InstanceNorm2d
             module = make(c, affine=cfg.affine)
