@@ -48,11 +48,54 @@ SOFTMAX_RECOMPUTE_FLOPS = sympy.Integer(2)
 # Scaling by 1/√(d/h), masking (one select), a bias add, a gradient accumulation: 1 per element.
 ELEMENTWISE_FLOPS = sympy.Integer(1)
 
-# Normalisation (LayerNorm, BatchNorm), forward, per element: the mean (1 add), x − μ (1), its
-# square and sum for the variance (2), × 1/σ (1), × γ (1), + β (1).
-NORM_FWD_FLOPS = sympy.Integer(7)
+# Normalisation, forward, per element of the input (complexo.analyses.norm names each piece):
+NORM_MEAN_FLOPS = sympy.Integer(1)  # x added to its group's sum, for the mean μ
+NORM_CENTER_FLOPS = sympy.Integer(1)  # x − μ
+NORM_SQUARE_FLOPS = sympy.Integer(2)  # (x − μ)² (RMSNorm: x²) added to the group's sum
+NORM_SCALE_FLOPS = sympy.Integer(1)  # × 1/σ
+NORM_AFFINE_FLOPS = sympy.Integer(1)  # × γ, and again + β: each 1
+# LayerNorm and BatchNorm with γ and β: 1 + 1 + 2 + 1 + 1 + 1 = 7 per element.
+NORM_FWD_FLOPS = NORM_MEAN_FLOPS + NORM_CENTER_FLOPS + NORM_SQUARE_FLOPS + NORM_SCALE_FLOPS
+NORM_FWD_FLOPS += 2 * NORM_AFFINE_FLOPS
+# Per group of elements that shares one μ and σ (a token's d features, a channel's B·H·W values),
+# once: a sum ÷ its count, per statistic (1 each: μ and σ², RMSNorm's mean square alone), then
+# 1/√(σ² + ε): + ε (1) and rsqrt (1, as one op).
+NORM_DIVIDE_FLOPS = sympy.Integer(1)
+NORM_RSTD_FLOPS = sympy.Integer(2)
+# Normalisation, backward, per element, from the saved x and statistics (affine: γ, β):
+#   x̂ = (x − μ)·1/σ recomputed (2; RMSNorm x·1/σ: 1); dβ = Σ dy (1); dγ = Σ dy·x̂ (2);
+#   dx̂ = dy·γ (1); the two sums Σ dx̂ (1) and Σ dx̂·x̂ (2) (RMSNorm: the second only);
+#   dx = 1/σ·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)): x̂·c (1), two subtractions (2), × 1/σ (1)
+#   (RMSNorm: one subtraction). Each sum's ÷ count is 1 per group (NORM_DIVIDE_FLOPS).
+NORM_RECOMPUTE_FLOPS = sympy.Integer(2)
+NORM_DBETA_FLOPS = sympy.Integer(1)
+NORM_DGAMMA_FLOPS = sympy.Integer(2)
+NORM_DXHAT_FLOPS = sympy.Integer(1)
+NORM_REDUCE_FLOPS = sympy.Integer(3)
+NORM_DX_FLOPS = sympy.Integer(4)
+# LayerNorm with γ and β: 2 + 1 + 2 + 1 + 3 + 4 = 13 per element; without: 2 + 3 + 4 = 9.
+# BatchNorm's running statistics, per channel, in training: μ̂ ← (1 − m)·μ̂ + m·μ (3: two
+# products, a sum) and σ̂² ← (1 − m)·σ̂² + m·σ²·N/(N − 1) (4: the unbiased correction is the
+# fourth); (1 − m) and m are per-call constants.
+BN_RUNNING_FLOPS = sympy.Integer(7)
+# BatchNorm in inference folds its per-channel constants once, a = γ/√(σ̂² + ε) and
+# b = β − μ̂·a (+ ε, rsqrt, × γ, μ̂·a, β −: 5 per channel; without γ, β: 4, the product by γ
+# dropped and β − becoming a negation), then y = x·a + b: 2 per element.
+BN_FOLD_FLOPS = sympy.Integer(5)
+BN_EVAL_FLOPS = sympy.Integer(2)
 # GELU, exact: x/√2 (1), erf (1, as one op), + 1 (1), × x (1), × ½ (1).
 GELU_FWD_FLOPS = sympy.Integer(5)
+# GELU backward, exact: dy·(Φ(x) + x·φ(x)): Φ(x) = ½(1 + erf(x/√2)) (4, as forward less × x);
+# φ(x) = exp(−x²/2)/√(2π): x² (1), × −½ (1), exp (1), × 1/√(2π) (1); x·φ (1), Φ + (1), × dy (1).
+GELU_BWD_FLOPS = sympy.Integer(11)
+# SiLU (swish), x·σ(x) = x/(1 + exp(−x)): −x (1), exp (1), + 1 (1), x ÷ (1).
+SILU_FWD_FLOPS = sympy.Integer(4)
+# SiLU backward: dy·σ·(1 + x·(1 − σ)): σ = 1/(1 + exp(−x)) again (4: −x, exp, + 1, 1 ÷),
+# 1 − σ (1), x· (1), 1 + (1), σ· (1), dy· (1).
+SILU_BWD_FLOPS = sympy.Integer(9)
+# A gated unit's product a ⊙ u: 1 per element forward; backward du = dy ⊙ a and da = dy ⊙ u: 2.
+GATE_FWD_FLOPS = sympy.Integer(1)
+GATE_BWD_FLOPS = sympy.Integer(2)
 # Max pooling over a k×k window: k² − 1 comparisons per output element.
 # Average pooling: one add per input element (the division per output is left out).
 

@@ -29,3 +29,5 @@ C_in = sympy.Symbol("C_in", integer=True, positive=True)  # a convolution's inpu
 C_out = sympy.Symbol("C_out", integer=True, positive=True)  # a convolution's output channels
 k = sympy.Symbol("k", integer=True, positive=True)  # convolution kernel side (K is classes)
 s = sympy.Symbol("s", integer=True, positive=True)  # convolution stride
+f_g = sympy.Symbol("f_g", integer=True, positive=True)  # a gated MLP's hidden width (SwiGLU)
+g = sympy.Symbol("g", integer=True, positive=True)  # GroupNorm's channel groups
