@@ -29,3 +29,8 @@ C_in = sympy.Symbol("C_in", integer=True, positive=True)  # a convolution's inpu
 C_out = sympy.Symbol("C_out", integer=True, positive=True)  # a convolution's output channels
 k = sympy.Symbol("k", integer=True, positive=True)  # convolution kernel side (K is classes)
 s = sympy.Symbol("s", integer=True, positive=True)  # convolution stride
+T = sympy.Symbol("T", integer=True, positive=True)  # video frames (time steps)
+S = sympy.Symbol("S", integer=True, positive=True)  # patch tokens per frame, (R/p)²; √S = R/p
+w_t = sympy.Symbol("w_t", integer=True, positive=True)  # 3D attention window: frames
+w_h = sympy.Symbol("w_h", integer=True, positive=True)  # 3D attention window: token rows
+w_w = sympy.Symbol("w_w", integer=True, positive=True)  # 3D attention window: token columns

@@ -11,6 +11,7 @@ from complexo.analyses import vit
 from complexo.analyses import compare
 from complexo.analyses import kvcache
 from complexo.analyses import conv
+from complexo.analyses import video
 from complexo.registry import ANALYSES
 
 __all__ = ["ANALYSES"]
