@@ -31,3 +31,8 @@ k = sympy.Symbol("k", integer=True, positive=True)  # convolution kernel side (K
 s = sympy.Symbol("s", integer=True, positive=True)  # convolution stride
 f_g = sympy.Symbol("f_g", integer=True, positive=True)  # a gated MLP's hidden width (SwiGLU)
 g = sympy.Symbol("g", integer=True, positive=True)  # GroupNorm's channel groups
+T = sympy.Symbol("T", integer=True, positive=True)  # video frames (time steps)
+S = sympy.Symbol("S", integer=True, positive=True)  # patch tokens per frame, (R/p)²; √S = R/p
+w_t = sympy.Symbol("w_t", integer=True, positive=True)  # 3D attention window: frames
+w_h = sympy.Symbol("w_h", integer=True, positive=True)  # 3D attention window: token rows
+w_w = sympy.Symbol("w_w", integer=True, positive=True)  # 3D attention window: token columns

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 from complexo.analyses import conv, vision
-from complexo.blocks.conv import DepthwiseSeparableConv, StandardConv
+from complexo.blocks.conv import DepthwiseSeparableConv, StandardConv, UnfoldConv
 from complexo.cost import Kind, evaluate
 from complexo.errors import ComplexoError
 from complexo.measure import GROUPED_CONV_FORMULAS, count_fvcore, measure_torch
@@ -219,7 +219,7 @@ def test_a_one_by_one_kernel_never_pays():
 # --- formulas against measurements -----------------------------------------------------------
 
 
-@settings(max_examples=30)
+@settings(max_examples=40)
 @given(conv.examples())
 def test_every_formula_equals_the_counters_or_its_gap_is_explained(cfg):
     cmp = conv.analyse(cfg)
@@ -229,9 +229,13 @@ def test_every_formula_equals_the_counters_or_its_gap_is_explained(cfg):
                 if reading is None or reading == q.value:
                     continue
                 gaps = [g for g in q.gaps if g.counter == counter]
-                assert gaps and all(g.reason == "counts matrix products only" for g in gaps), q
-                assert cfg.bias and all(
-                    name.endswith(("_bias", ".db")) for g in gaps for name in g.terms
+                skipped = ("counts matrix products only", "no FLOP formula for this op")
+                assert gaps and all(g.reason in skipped for g in gaps), q
+                # biases, and unfold's backward (col2im): element-wise, never counted
+                assert all(
+                    name.endswith(("_bias", ".db")) or name == "col2im"
+                    for g in gaps
+                    for name in g.terms
                 )
                 assert sum(g.value for g in gaps) == q.value - reading
         exact = ("forward_matmul_flops", "backward_matmul_flops", "params", "activation_bytes")
@@ -239,6 +243,88 @@ def test_every_formula_equals_the_counters_or_its_gap_is_explained(cfg):
             q = side.quantity(name)
             assert q.measured["torch"] == q.value, (name, q.measured, q.value)
             assert q.measured["fvcore"] in (None, q.value), (name, q.measured, q.value)
+
+
+# --- 3D, causal, unfold -----------------------------------------------------------------------
+
+
+def test_a_3d_convolution_over_4_frames():
+    cmp = conv.analyse(conv.Config(cin=3, cout=4, kernel=3, res=7, batch=2, bias=False, frames=4))
+    # S = 7, T' = ⌈4/1⌉ = 4; 2·B·C_out·T'·S²·C_in·k³ = 2·2·4·4·49·3·27 = 254016
+    assert values(cmp, "standard") == {
+        "forward_flops": 254016,
+        "forward_matmul_flops": 254016,
+        "backward_flops": 2 * 254016,
+        "backward_matmul_flops": 2 * 254016,
+        # C_out·C_in·k³ = 4·3·27
+        "params": 324,
+        # x: B·C_in·T·R²·e = 2·3·4·49·4
+        "activation_bytes": 4704,
+        # (x 1176 + W 324 + y B·C_out·T'·S² = 1568)·4
+        "forward_moved_bytes": 12272,
+    }
+    # 1/C_out + 1/k³ = 1/4 + 1/27 = 31/108, for FLOPs and weights
+    assert cmp.mobilenet_ratio == 1 / C_out + 1 / k**3
+    # depthwise 2·B·C_in·T'·S²·k³ = 2·2·3·4·49·27 = 63504; pointwise 2·2·3·4·4·49 = 9408
+    assert values(cmp, "separable")["forward_flops"] == 63504 + 9408 == 72912
+    assert sympy.Rational(72912, 254016) == sympy.Rational(31, 108)
+    fwd = cmp.baseline.quantity("forward_flops")
+    assert fwd.measured == {"fvcore": None, "torch": 254016}  # fvcore cannot trace it on meta
+
+
+def test_a_causal_3d_convolution_pads_a_copy_in_front():
+    cmp = conv.analyse(
+        conv.Config(cin=3, cout=4, kernel=3, res=7, batch=2, bias=False, frames=4, causal=True)
+    )
+    got = values(cmp, "standard")
+    # the same T' = ⌈4/1⌉ = 4 frames out and the same FLOPs as centred padding
+    assert got["forward_matmul_flops"] == 254016
+    # the conv keeps F.pad's copy: B·C_in·(T + k − 1)·(R + k − 1)²·e = 2·3·6·81·4 = 11664
+    assert got["activation_bytes"] == 11664
+    # (padded 2916 + W 324 + y 1568)·4 = 19232
+    assert got["forward_moved_bytes"] == 19232
+    assert cmp.baseline.quantity("activation_bytes").measured["torch"] == 11664
+    assert any(n.startswith("causal:") for n in cmp.notes)
+
+
+def test_a_causal_output_frame_sees_no_later_input_frame():
+    torch.manual_seed(0)
+    for block in (StandardConv, DepthwiseSeparableConv):
+        m = block(2, 3, 3, dims=3, causal=True).double()
+        x = torch.randn(1, 2, 5, 6, 6, dtype=torch.float64)
+        x2 = x.clone()
+        x2[:, :, 2] += 1.0  # change frame 2
+        changed = (m(x2) - m(x)).abs().sum(dim=(0, 1, 3, 4)) > 0  # per output frame
+        # frame 2 reaches outputs 2, 3, 4 (k = 3 taps: t − 2, t − 1, t), never 0 or 1
+        assert changed.tolist() == [False, False, True, True, True]
+
+
+def test_unfold_is_the_same_convolution_through_a_materialised_matrix():
+    cmp = conv.analyse(conv.Config(cin=3, cout=4, kernel=3, res=7, impl="unfold"))
+    got = values(cmp, "standard")
+    # S = 7: (B·S², C_in·k²) x (C_in·k², C_out): 2·1·49·27·4 = 10584, as the direct conv
+    assert got["forward_matmul_flops"] == 10584 and got["backward_matmul_flops"] == 2 * 10584
+    # bias: B·C_out·S² = 196; col2im: one add per column element, B·C_in·k²·S² = 1323
+    assert got["forward_flops"] == 10584 + 196
+    assert got["backward_flops"] == 2 * 10584 + 196 + 1323
+    # the columns: 1323·4 = 5292 bytes, k²·S²/R² = 9× x, kept for dW instead of x
+    assert got["unfolded_bytes"] == got["activation_bytes"] == 5292
+    # (x 147 + W 108 + b 4 + y 196 + 2·1323 written and read back)·4 = 12404
+    assert got["forward_moved_bytes"] == 12404
+    (col2im,) = [g for g in cmp.baseline.quantity("backward_flops").gaps if g.op == "aten.col2im"]
+    assert (col2im.terms, col2im.value) == (("col2im",), 1323)
+    # the separable side stays direct (a depthwise conv unfolded is no matrix product)
+    assert values(cmp, "separable")["activation_bytes"] == 2 * 147 * 4  # x and its output
+
+
+def test_unfold_computes_what_conv2d_computes():
+    torch.manual_seed(0)
+    direct, unfolded = StandardConv(3, 5, 3, stride=2).double(), UnfoldConv(3, 5, 3, 2).double()
+    with torch.no_grad():
+        unfolded.weight.copy_(direct.conv.weight)
+        unfolded.bias.copy_(direct.conv.bias)
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    torch.testing.assert_close(unfolded(x), direct(x))
 
 
 # --- the counters ----------------------------------------------------------------------------
@@ -346,6 +432,10 @@ def test_json_has_both_sides_the_ratio_and_every_gap_explained():
         ({"stride": 0}, "--stride must be a positive integer, got 0"),
         ({"batch": 0}, "--batch must be a positive integer, got 0"),
         ({"dtype": "fp8"}, "unknown --dtype 'fp8'"),
+        ({"causal": True}, "--causal pads frames: give --frames T"),
+        ({"frames": 4, "impl": "unfold"}, "--impl unfold is 2D"),
+        ({"frames": 0}, "--frames must be a positive integer, got 0"),
+        ({"impl": "im2col"}, "unknown --impl 'im2col'"),
     ],
 )
 def test_bad_values_are_refused_in_one_line_naming_the_flag(values, message):

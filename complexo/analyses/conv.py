@@ -1,10 +1,18 @@
 """A standard k×k convolution against its depthwise-separable factorisation (MobileNet): what each
 costs, and why separable is 1/C_out + 1/k² of the FLOPs and weights but not of the bytes.
 
-Symbols: B batch, C_in and C_out channels, R image side (H = W = R), k kernel side (odd), s
-stride, e bytes per element. S = ⌈R/s⌉ is the output side: with padding k//2 = (k − 1)/2 it is
-⌊(R + 2·(k − 1)/2 − k)/s⌋ + 1 = ⌊(R − 1)/s⌋ + 1 = ⌈R/s⌉, exact for every R and s (tested).
-Reference: :mod:`complexo.blocks.conv`.
+Symbols: B batch, C_in and C_out channels, R image side (H = W = R), T frames (with --frames),
+k kernel side (odd), s stride, e bytes per element. S = ⌈R/s⌉ is the output side: with padding
+k//2 = (k − 1)/2 it is ⌊(R + 2·(k − 1)/2 − k)/s⌋ + 1 = ⌊(R − 1)/s⌋ + 1 = ⌈R/s⌉, exact for
+every R and s (tested).
+Reference: :mod:`complexo.blocks.conv`. Cost model: :mod:`complexo.analyses.conv_cost`.
+
+--frames T makes every convolution 3D, k×k×k over T×R×R (T' = ⌈T/s⌉ frames out; MobileNet's
+ratio becomes 1/C_out + 1/k³); --causal pads k − 1 frames in front only, so the output is the
+same size and the FLOPs unchanged, but the block pads a copy, (T + k − 1)·(R + k − 1)² per
+channel, which the first convolution keeps for dW instead of x. --impl unfold computes the
+standard convolution as F.unfold + one matrix product (im2col): the same FLOPs, plus one add per
+column element in the backward (col2im), and the (B, C_in·k², S²) columns materialised.
 
 Standard: one k×k convolution, 2·B·C_out·S²·C_in·k² FLOPs. Separable: a k×k depthwise
 convolution (groups = C_in; the stride sits here), 2·B·C_in·S²·k², then a 1×1 pointwise one,
@@ -29,19 +37,27 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
+from complexo.analyses.conv_cost import (
+    IMPLS,
+    MOBILENET,
+    QUANTITIES,
+    SIDES,
+    UNFOLD,
+    UNFOLDED,
+    cost_model,
+    mobilenet,
+    mobilenet_ratio,
+    out_side,
+)
 from complexo.analyses.conv_profile import PROFILING
-from complexo.analyses.vision import CONV, CONV_BWD, conv, depthwise_separable
-from complexo.conventions import DTYPES, ELEMENTWISE_FLOPS, torch_dtype
-from complexo.cost import CostModel, Crossover, Kind, Terms, crossover, evaluate, plain
+from complexo.conventions import DTYPES, torch_dtype
+from complexo.cost import CostModel, Crossover, Kind, crossover, evaluate, plain
 from complexo.errors import ComplexoError
 from complexo.registry import Analysis, check_options, option, register
-from complexo.result import Comparison, QuantitySpec, Result, build_quantity, ratio_key, summarise
-from complexo.symbols import B, C_in, C_out, R, e, k, s
+from complexo.result import Comparison, Result, build_quantity, ratio_key, summarise
+from complexo.symbols import B, C_in, C_out, R, T, e, k, s
 
 NAME = "conv"
-SIDES = ("standard", "separable")
-# MobileNet's ratio (Howard et al. 2017, eq. 5): separable / standard, FLOPs and weights.
-MOBILENET = 1 / C_out + 1 / k**2
 COUTS = (1, 4, 16, 64, 256, 1024)  # the sweep's output channels
 
 
@@ -59,6 +75,20 @@ class Config:
     bias: bool = option(
         True, "A bias on every convolution (--no-bias: none, as before a BatchNorm)."
     )
+    frames: int | None = option(
+        None, "Frames T: every convolution 3D, k×k×k over T×R×R (default: 2D images).", min=1
+    )
+    causal: bool = option(
+        False,
+        "With --frames: pad k − 1 frames in front and none behind (spatially k//2 as in 2D), "
+        "as video VAEs' causal 3D downsamplers do.",
+    )
+    impl: str = option(
+        "direct",
+        "direct: one convolution op; unfold: the standard side as F.unfold + a matrix product "
+        "(im2col, 2D), materialising the (B, C_in·k², S²) columns.",
+        choices=IMPLS,
+    )
 
     def __post_init__(self):
         check_options(self)
@@ -69,6 +99,16 @@ class Config:
                 f"--kernel {self.kernel} must be odd: padding k//2 centres an odd kernel only "
                 f"(output side ⌈R/s⌉); try {self.kernel - 1} or {self.kernel + 1}"
             )
+        if self.causal and self.frames is None:
+            raise ComplexoError("--causal pads frames: give --frames T (a 3D convolution)")
+        if self.impl == "unfold" and self.frames is not None:
+            raise ComplexoError(
+                "--impl unfold is 2D (F.unfold takes (B, C, H, W) input): drop --frames"
+            )
+
+    @property
+    def dims(self) -> int:
+        return 2 if self.frames is None else 3
 
     @property
     def values(self) -> dict:
@@ -80,117 +120,43 @@ class Config:
             R: self.res,
             s: self.stride,
             e: DTYPES[self.dtype].bytes,
+            **({T: self.frames} if self.frames is not None else {}),
         }
 
-
-def out_side():
-    """The output side S of a k×k convolution with padding k//2 and stride s, k odd.
-
-    >>> out_side()
-    ceiling(R/s)
-    """
-    return sympy.ceiling(R / s)
-
-
-def _convolution(t: Terms, name: str, c_in, c_out, kk, bias: bool, x_in, groups=1) -> None:
-    """One convolution's terms; ``x_in`` is its input's size in elements."""
-    S = out_side()
-    flops, weights = conv(B, c_in, c_out, kk, S, groups=groups)  # 2·B·c_out·S²·(c_in/g)·k²
-    y = B * c_out * S**2  # its output, (B, c_out, S, S)
-    t.add(Kind.FORWARD, name, flops, mm=True, ops=CONV)
-    t.add(Kind.BACKWARD, f"{name}.dx", flops, mm=True, ops=CONV_BWD, tags={"dx"}, note="dY ⋆ W")
-    t.add(Kind.BACKWARD, f"{name}.dw", flops, mm=True, ops=CONV_BWD, tags={"dw"}, note="x ⋆ dY")
-    t.add(Kind.PARAMS, name, weights, tags={"weights"})
-    b = c_out if bias else 0
-    if bias:
-        t.add(Kind.FORWARD, f"{name}_bias", ELEMENTWISE_FLOPS * y, ops=CONV, note="+ b per output")
-        t.add(
-            Kind.BACKWARD,
-            f"{name}.db",
-            ELEMENTWISE_FLOPS * y,
-            ops=CONV_BWD,
-            tags={"db"},
-            note="Σ dY over B, S, S",
-        )
-        t.add(Kind.PARAMS, f"{name}_bias", b, tags={"bias"})
-    t.add(
-        Kind.MEMORY,
-        f"moved_{name}",
-        (x_in + weights + b + y) * e,
-        tags={"moved", "convolutions"},
-        note="reads x, W, b; writes y" if bias else "reads x, W; writes y",
-    )
-
-
-def cost_model(side: str, bias: bool) -> CostModel:
-    """The symbolic cost of one side: FLOPs forward and backward, parameters, saved activations,
-    bytes moved."""
-    t, S = Terms(), out_side()
-    x = B * C_in * R**2  # the block's input, (B, C_in, R, R)
-    t.add(Kind.ACTIVATION, "input", x * e, note="x, kept by the first convolution for dW")
-    if side == "standard":
-        _convolution(t, "conv", C_in, C_out, k, bias, x)
-    else:
-        _convolution(t, "depthwise", C_in, C_in, k, bias, x, groups=C_in)
-        mid = B * C_in * S**2  # the depthwise output, (B, C_in, S, S)
-        t.add(Kind.ACTIVATION, "depthwise_output", mid * e, note="kept by the pointwise conv")
-        _convolution(t, "pointwise", C_in, C_out, 1, bias, mid)
-    return t.model()
-
-
-def mobilenet_ratio() -> sympy.Expr:
-    """separable / standard for the convolutions' FLOPs and their weights, from the two pure
-    formulas, simplified: the output side S cancels, and so do B and C_in.
-
-    >>> mobilenet_ratio() == 1 / C_out + 1 / k**2, sympy.factor(mobilenet_ratio())
-    (True, (C_out + k**2)/(C_out*k**2))
-    """
-    S = out_side()
-    standard, separable = conv(B, C_in, C_out, k, S), depthwise_separable(B, C_in, C_out, k, S)
-    flops = sympy.simplify(separable[0] / standard[0])
-    weights = sympy.simplify(separable[1] / standard[1])
-    if sympy.simplify(flops - weights) != 0:
-        raise AssertionError(f"FLOPs ratio {flops} is not the weights' ratio {weights}")
-    return flops
-
-
-QUANTITIES = (
-    QuantitySpec("forward_flops", "forward FLOPs", Kind.FORWARD),
-    QuantitySpec("forward_matmul_flops", "  of which convolutions", Kind.FORWARD, matmul_only=True),
-    QuantitySpec("backward_flops", "backward FLOPs (dX, dW, bias gradients)", Kind.BACKWARD),
-    QuantitySpec(
-        "backward_matmul_flops",
-        "  of which convolutions (dX, dW)",
-        Kind.BACKWARD,
-        matmul_only=True,
-    ),
-    QuantitySpec("params", "parameters", Kind.PARAMS),
-    QuantitySpec("activation_bytes", "activations saved for backward", Kind.ACTIVATION),
-    QuantitySpec(
-        "forward_moved_bytes", "bytes moved by a forward (fewest)", Kind.MEMORY, tag="moved"
-    ),
-)
+    def model(self, side: str) -> CostModel:
+        return cost_model(side, self.bias, self.dims, self.causal, self.impl)
 
 
 def build(cfg: Config, side: str, device: str = "meta"):
-    """The reference block of one side in ``cfg.dtype`` and a (B, C_in, R, R) input that needs
-    its gradient, on ``device``."""
+    """The reference block of one side in ``cfg.dtype`` and a (B, C_in, [T,] R, R) input that
+    needs its gradient, on ``device``."""
     import torch
 
-    from complexo.blocks.conv import DepthwiseSeparableConv, StandardConv
+    from complexo.blocks.conv import DepthwiseSeparableConv, StandardConv, UnfoldConv
 
-    block = StandardConv if side == "standard" else DepthwiseSeparableConv
     dtype = torch_dtype(cfg.dtype)
+    args = (cfg.cin, cfg.cout, cfg.kernel, cfg.stride, cfg.bias)
     with torch.device(device):
-        module = block(cfg.cin, cfg.cout, cfg.kernel, cfg.stride, cfg.bias).to(dtype)
-        x = torch.randn(cfg.batch, cfg.cin, cfg.res, cfg.res, dtype=dtype, requires_grad=True)
-    return module, x
+        if side == "standard" and cfg.impl == "unfold":
+            module = UnfoldConv(*args)
+        else:
+            block = StandardConv if side == "standard" else DepthwiseSeparableConv
+            module = block(*args, dims=cfg.dims, causal=cfg.causal)
+        frames = () if cfg.frames is None else (cfg.frames,)
+        shape = (cfg.batch, cfg.cin, *frames, cfg.res, cfg.res)
+        x = torch.randn(*shape, dtype=dtype, requires_grad=True)
+    return module.to(dtype), x
+
+
+TRAFFIC = {"Conv2d": "convolutions", "Conv3d": "convolutions", "UnfoldConv": "convolutions"}
 
 
 def measure(cfg: Config, side: str) -> dict:
     """Every reading of one side, by quantity and counter: FlopCounterMode and autograd's saved
-    tensors from one forward and backward on meta tensors, fvcore's count of the forward, the
-    module's parameters, and the bytes each Conv2d call reads and writes (forward hooks)."""
+    tensors from one forward and backward on meta tensors, fvcore's count of the forward (2D: it
+    cannot trace a 3D convolution on meta), the module's parameters, and the bytes each
+    convolution call reads and writes (forward hooks; an unfolded one also writes and reads
+    back the columns im2col made, read off that op's output)."""
     from complexo.measure import (
         GROUPED_CONV_FORMULAS,
         count_fvcore,
@@ -206,9 +172,11 @@ def measure(cfg: Config, side: str) -> dict:
         attention="math",
         custom_mapping=GROUPED_CONV_FORMULAS,
     )
-    forward = {"fvcore": count_fvcore(module, (x.detach(),)), "torch": run.forward}
+    fvcore = count_fvcore(module, (x.detach(),)) if cfg.dims == 2 else None
+    forward = {"fvcore": fvcore, "torch": run.forward}
     backward = {"fvcore": None, "torch": run.backward}
-    traffic = module_traffic(module, (x.detach(),), {"Conv2d": "convolutions"})
+    unfolded = sum(b for op, _, b in run.outputs if op == UNFOLD[1])
+    traffic = module_traffic(module, (x.detach(),), TRAFFIC)["convolutions"] + 2 * unfolded
     return {
         "forward_flops": forward,
         "forward_matmul_flops": forward,
@@ -216,17 +184,20 @@ def measure(cfg: Config, side: str) -> dict:
         "backward_matmul_flops": backward,
         "params": param_counts(module),
         "activation_bytes": {"fvcore": None, "torch": run.saved_bytes},
-        "forward_moved_bytes": {"fvcore": None, "torch": traffic["convolutions"]},
+        "forward_moved_bytes": {"fvcore": None, "torch": traffic},
+        "unfolded_bytes": {"fvcore": None, "torch": unfolded},
     }
 
 
 def _side(cfg: Config, side: str) -> Result:
     from complexo.measure import CONV_NOTE, GROUPED_CONV_NOTE
 
-    model, values = cost_model(side, cfg.bias), cfg.values
+    model, values = cfg.model(side), cfg.values
     readings = measure(cfg, side)
-    quantities = [build_quantity(q, model, values, readings[q.name]) for q in QUANTITIES]
-    crossovers, notes = [], [CONV_NOTE]
+    specs = (*QUANTITIES, UNFOLDED) if cfg.impl == "unfold" else QUANTITIES
+    quantities = [build_quantity(q, model, values, readings[q.name]) for q in specs]
+    crossovers: list[Crossover] = []
+    notes = [CONV_NOTE] if cfg.dims == 2 else [FVCORE_3D]
     if side == "separable":
         notes.append(GROUPED_CONV_NOTE)
         crossovers.append(
@@ -243,13 +214,29 @@ def _side(cfg: Config, side: str) -> Result:
             "biases: 1 FLOP per output element forward and 1 for their gradient (Σ dY); the "
             "counters count convolutions only, so their gap is exactly these terms."
         )
-    summary = summarise(model, values, (B, C_in, C_out, R, k), {}, crossovers)
+    if side == "standard" and cfg.impl == "unfold":
+        notes.append(
+            "im2col: the product's operands are the columns (B·S², C_in·k²) and the weight "
+            "(C_in·k², C_out); the backward folds dcols back into dX (col2im: 1 add per column "
+            "element, which no counter counts). F.linear on the transposed columns copies them "
+            "once more (aten.clone) before the product; that copy is what autograd keeps."
+        )
+    growing = (B, C_in, C_out, R, k) + ((T,) if cfg.dims == 3 else ())
+    summary = summarise(model, values, growing, {}, crossovers)
     S = evaluate(out_side(), values)
     channels = cfg.cin if side == "standard" else f"{cfg.cin} → {cfg.cin}"
+    time = "" if cfg.frames is None else f"{cfg.frames}×"
+    time_out = "" if cfg.frames is None else f"{evaluate(out_side(T), values)}×"
     facts = {
-        "shapes": f"({cfg.batch}, {channels} → {cfg.cout}, {cfg.res}² → {S}²); "
+        "shapes": f"({cfg.batch}, {channels} → {cfg.cout}, {time}{cfg.res}² → {time_out}{S}²); "
         f"S = ⌈R/s⌉ = ⌈{cfg.res}/{cfg.stride}⌉ = {S}"
+        + ("" if cfg.frames is None else f", T' = ⌈T/s⌉ = ⌈{cfg.frames}/{cfg.stride}⌉")
     }
+    if cfg.causal:
+        facts["causal"] = (
+            f"F.pad: {cfg.kernel - 1} zero frames in front, none behind; {cfg.kernel // 2} "
+            "each side in space"
+        )
     return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)
 
 
@@ -275,7 +262,7 @@ class ConvComparison(Comparison):
 def analyse(cfg: Config) -> ConvComparison:
     sides = {side: _side(cfg, side) for side in SIDES}
     standard, separable = (sides[side].model for side in SIDES)
-    ratio = mobilenet_ratio()
+    ratio, expected = mobilenet_ratio(cfg.dims), mobilenet(cfg.dims)
     # MobileNet's ratio, from the pure formulas and from the cost models' totals: the
     # convolutions forward and backward, and the weights.
     derived = [ratio]
@@ -287,8 +274,8 @@ def analyse(cfg: Config) -> ConvComparison:
         a, b = (side.total(kind, matmul_only=mm, tag=tag) for side in (separable, standard))
         derived.append(sympy.simplify(a / b))
     for of in derived:
-        if sympy.simplify(of - MOBILENET) != 0:
-            raise AssertionError(f"separable/standard is {of}, not {MOBILENET}")
+        if sympy.simplify(of - expected) != 0:
+            raise AssertionError(f"separable/standard is {of}, not {expected}")
     return ConvComparison(
         NAME,
         asdict(cfg),
@@ -298,6 +285,12 @@ def analyse(cfg: Config) -> ConvComparison:
         notes=_notes(cfg, sides, ratio),
         mobilenet_ratio=ratio,
     )
+
+
+FVCORE_3D = (
+    "fvcore: not run on 3D convolutions (torch 2.13 cannot jit-trace a convolution on meta "
+    "tensors, and complexo.measure's stand-in replaces nn.Conv2d only)."
+)
 
 
 def _crossovers(standard: CostModel, separable: CostModel, values: dict) -> list[Crossover]:
@@ -312,7 +305,8 @@ def _crossovers(standard: CostModel, separable: CostModel, values: dict) -> list
         # no positive crossing where one side always costs more: FLOPs and parameters at
         # k = 1, bytes while C_out·(k² − 1) is at most k² (+ 1 with biases)
         with contextlib.suppress(ValueError):
-            a, b = separable.total(kind), standard.total(kind)
+            tag = "moved" if kind == Kind.MEMORY else ""
+            a, b = separable.total(kind, tag=tag), standard.total(kind, tag=tag)
             found.append(crossover(a, b, symbol, values=values, label=label))
     return found
 
@@ -326,10 +320,12 @@ def _notes(cfg: Config, sides: dict[str, Result], ratio: sympy.Expr) -> list[str
 
     r = ratio.subs(values)
     notes = [
-        f"MobileNet's ratio: separable/standard = {plain(sympy.factor(ratio))} = 1/C_out + 1/k² "
+        f"MobileNet's ratio: separable/standard = {plain(sympy.factor(ratio))} = "
+        f"{plain(mobilenet(cfg.dims), factor=False)} "
         f"(sympy simplifies the two formulas' quotient: S, B and C_in cancel) for the "
         f"convolutions' FLOPs, forward and backward, and their weights; here 1/{cfg.cout} + "
-        f"1/{cfg.kernel}² = {float(r):.4g}" + (f", {float(1 / r):.3g}× fewer." if r < 1 else "."),
+        f"1/{cfg.kernel}{'²' if cfg.dims == 2 else '³'} = {float(r):.4g}"
+        + (f", {float(1 / r):.3g}× fewer." if r < 1 else "."),
     ]
     dw = evaluate(sep.model.term(Kind.FORWARD, "depthwise").expr, values)
     pw = evaluate(sep.model.term(Kind.FORWARD, "pointwise").expr, values)
@@ -344,10 +340,12 @@ def _notes(cfg: Config, sides: dict[str, Result], ratio: sympy.Expr) -> list[str
             "separable costs more than standard at every size."
         )
     saved = q(sep, "activation_bytes") / q(std, "activation_bytes")
-    notes.append(
-        f"separable saves more for backward, not less: its depthwise output (B·C_in·S²) besides "
-        f"the input x: 1 + S²/R² times standard's, here {saved:.3g}×."
-    )
+    if cfg.impl == "direct":
+        notes.append(
+            f"separable saves more for backward, not less: its depthwise output besides the "
+            f"input x (1 + S²/R² times standard's in 2D), here {saved:.3g}×."
+        )
+    notes += _variant_notes(cfg, std)
     intensity = [q(side, "forward_flops") / q(side, "forward_moved_bytes") for side in (std, sep)]
     work = q(sep, "forward_flops") / q(std, "forward_flops")
     moved = q(sep, "forward_moved_bytes") / q(std, "forward_moved_bytes")
@@ -360,6 +358,32 @@ def _notes(cfg: Config, sides: dict[str, Result], ratio: sympy.Expr) -> list[str
         "(2·B·C_in·S²), and its own weights; so at small images, few of them, many channels "
         "(the crossover in B)."
     )
+    return notes
+
+
+def _variant_notes(cfg: Config, std: Result) -> list[str]:
+    """What --causal and --impl unfold cost, in numbers."""
+    from complexo.render import human
+
+    notes, values = [], cfg.values
+    x = evaluate(B * C_in * R**2 * (T if cfg.frames else 1) * e, values)
+    if cfg.causal:
+        pad = evaluate(std.model.total(Kind.MEMORY, tag="padded"), values)
+        notes.append(
+            f"causal: the same output (⌈T/s⌉ frames) and FLOPs as centred padding, but F.pad "
+            f"copies the input, B·C_in·(T + k − 1)·(R + k − 1)²·e = {human(pad, 'byte')} for x's "
+            f"{human(x, 'byte')} ({pad / x:.3g}×), and the first convolution keeps that copy for "
+            "dW; a convolution with built-in padding pads inside its kernel, but only "
+            "symmetrically."
+        )
+    if cfg.impl == "unfold":
+        cols = std.quantity("unfolded_bytes").value
+        notes.append(
+            f"unfold: the columns hold B·C_in·k²·S² elements, {human(cols, 'byte')}, "
+            f"k²·S²/R² = {cols / x:.3g}× the input ({human(x, 'byte')}); the product keeps "
+            "them for dW instead of x, and a forward writes and reads them back "
+            f"({human(2 * cols, 'byte')} more traffic than a direct convolution)."
+        )
     return notes
 
 
@@ -380,27 +404,37 @@ def _cout_sweep(cfg: Config, sides: dict[str, Result]) -> list[dict]:
 
 
 def examples():
-    """Tiny convolutions: odd kernels, odd and even sides, strides past the side."""
+    """Tiny convolutions: odd kernels, odd and even sides, strides past the side; 2D direct or
+    unfolded, 3D centred or causal."""
     from hypothesis import strategies as st
 
-    return st.builds(
-        Config,
-        cin=st.integers(1, 6),
-        cout=st.integers(1, 6),
-        kernel=st.sampled_from([1, 3, 5]),
-        res=st.integers(1, 12),
-        stride=st.integers(1, 3),
-        batch=st.integers(1, 2),
-        dtype=st.sampled_from(list(DTYPES)),
-        bias=st.booleans(),
-    )
+    @st.composite
+    def configs(draw):
+        frames = draw(st.sampled_from([None, None, 1, 2, 4]))
+        return Config(
+            cin=draw(st.integers(1, 4)),
+            cout=draw(st.integers(1, 4)),
+            kernel=draw(st.sampled_from([1, 3, 5])),
+            res=draw(st.integers(1, 12 if frames is None else 6)),
+            stride=draw(st.integers(1, 3)),
+            batch=draw(st.integers(1, 2)),
+            dtype=draw(st.sampled_from(list(DTYPES))),
+            bias=draw(st.booleans()),
+            frames=frames,
+            causal=frames is not None and draw(st.booleans()),
+            impl="direct" if frames is not None else draw(st.sampled_from(IMPLS)),
+        )
+
+    return configs()
 
 
 ANALYSIS = register(
     Analysis(
         name=NAME,
         title="A k×k convolution vs its depthwise-separable factorisation (MobileNet).",
-        help="A standard k×k convolution against a depthwise k×k then pointwise 1×1 one: "
+        help="A standard k×k convolution against a depthwise k×k then pointwise 1×1 one (3D "
+        "k×k×k over --frames, causal or centred in time; or the standard one as unfold + "
+        "matmul): "
         "forward and backward FLOPs, parameters, activations saved for backward and bytes "
         "moved, MobileNet's ratio 1/C_out + 1/k² derived with sympy, and where the two cost "
         "the same; checked against fvcore, FlopCounterMode, autograd's saved tensors and the "

@@ -1,8 +1,8 @@
 """A standard convolution and its depthwise-separable factorisation run for real, each side its
-own profile: a profiler range around each convolution (the standard one; the depthwise, then
-the pointwise), each beside its FLOPs (its bias add with it: the kernel adds it in its
-epilogue) and the bytes it must move; in training, the SGD step's phases too.
-:func:`complexo.profile.run` does the rest."""
+own profile: a profiler range around the standard block (direct or unfolded), or around each of
+the depthwise and pointwise convolutions, each beside its FLOPs (a bias add with its product:
+the kernel adds it in its epilogue) and the bytes it must move; in training, the SGD step's
+phases too. :func:`complexo.profile.run` does the rest."""
 
 from __future__ import annotations
 
@@ -11,53 +11,51 @@ from sympy import Integer
 from complexo.cost import Kind, evaluate
 from complexo.profile.step import sgd_rows
 from complexo.registry import Profiling, Row, Setup
-from complexo.symbols import B, C_in, C_out, R, e
+from complexo.symbols import B, C_in, C_out, e
 
 F = Kind.FORWARD
-CONVOLUTIONS = {"standard": ("conv",), "separable": ("depthwise", "pointwise")}
+# the rows of each side: (row, the module it times, the prefix of the forward terms it carries)
+CONVOLUTIONS = {
+    "standard": (("standard", "", ""),),
+    "separable": (("depthwise", "depthwise", "depthwise"), ("pointwise", "pointwise", "pointwise")),
+}
 
 
 def cost_model(cfg, side: str):
-    from complexo.analyses.conv import cost_model as model
-
-    return model(side, cfg.bias)
+    return cfg.model(side)
 
 
 def rows(cfg, mode: str, side: str) -> list[Row]:
-    """One row per convolution: its product and its bias add, and the bytes its call moves
-    (its input, weights and output, each once: the model's ``moved`` terms)."""
+    """One row per timed module: the forward terms it carries (its products, bias adds, an
+    unfold's copies) and the bytes its call moves (its input, weights and output, each once:
+    the model's ``moved`` terms)."""
     model = cost_model(cfg, side)
-    names = {t.name for t in model.terms(F)}
     out = []
-    for conv in CONVOLUTIONS[side]:
-        terms = tuple((F, t) for t in (conv, f"{conv}_bias") if t in names)
-        moved = model.term(Kind.MEMORY, f"moved_{conv}").expr
-        out.append(Row(_label(side, conv), terms, moved, (f"complexo::{conv}",)))
+    for name, module, prefix in CONVOLUTIONS[side]:
+        terms = tuple((F, t.name) for t in model.terms(F) if t.name.startswith(prefix))
+        moved = [t.expr for t in model.terms(Kind.MEMORY, tag="moved") if module in t.name]
+        out.append(Row(name, terms, sum(moved, Integer(0)), (f"complexo::{name}",)))
     if mode == "train":
         out += sgd_rows(model, sum((r.bytes for r in out), Integer(0)))
     return out
 
 
-def _label(side: str, conv: str) -> str:
-    return side if conv == "conv" else conv
-
-
 def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
-    """Inference: the weights, the input and every convolution's output (the separable one's
-    depthwise output is alive while its pointwise output is written); training adds the saved
-    activations and the weights' gradients (SGD keeps no state)."""
-    from complexo.analyses.conv import out_side
+    """Inference: the weights, the input (and its causal copy, and an unfold's columns) and
+    every convolution's output (the separable one's depthwise output is alive while its
+    pointwise output is written); training adds the saved activations and the weights'
+    gradients (SGD keeps no state)."""
+    from complexo.analyses.conv_cost import volumes
 
     values = cfg.values
-    weights = evaluate(model.total(Kind.PARAMS), values) * values[e]
-    side_out = out_side()
-    x = evaluate(B * C_in * R**2 * e, values)
-    outputs = evaluate(B * C_out * side_out**2 * e, values)
+    x_in, out = volumes(cfg.dims)
+    held = model.total(Kind.PARAMS) * e + B * C_in * x_in * e + B * C_out * out * e
+    held += model.total(Kind.MEMORY, tag="padded") + model.total(Kind.MEMORY, tag="unfolded")
     if side == "separable":
-        outputs += evaluate(B * C_in * side_out**2 * e, values)
-    predicted = weights + x + outputs
+        held += B * C_in * out * e
     if mode == "train":
-        predicted += weights + evaluate(model.total(Kind.ACTIVATION), values)
+        held += model.total(Kind.PARAMS) * e + model.total(Kind.ACTIVATION)
+    predicted = evaluate(held, values)
     return predicted, predicted, "a smaller --res, --batch or channels"
 
 
@@ -77,8 +75,10 @@ def setup(cfg, mode: str, side: str, device: str) -> Setup:
             with torch.no_grad():
                 block(x)
 
+    names = {module: name for name, module, _ in CONVOLUTIONS[side]}
+
     def group(path, _module):
-        return path if path in CONVOLUTIONS[side] else None
+        return names.get(path)
 
     return Setup(step, [*block.parameters(), x], ranges=lambda: _module_ranges(block, group))
 
