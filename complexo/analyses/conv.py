@@ -220,11 +220,12 @@ def measure(cfg: Config, side: str) -> dict:
 
 
 def _side(cfg: Config, side: str) -> Result:
+    from complexo.counting import counted
     from complexo.measure import CONV_NOTE, GROUPED_CONV_NOTE
 
     model, values = cost_model(side, cfg.bias), cfg.values
-    readings = measure(cfg, side)
-    quantities = [build_quantity(q, model, values, readings[q.name]) for q in QUANTITIES]
+    readings = counted(lambda: measure(cfg, side), {})
+    quantities = [build_quantity(q, model, values, readings.get(q.name, {})) for q in QUANTITIES]
     crossovers, notes = [], [CONV_NOTE]
     if side == "separable":
         notes.append(GROUPED_CONV_NOTE)
