@@ -70,12 +70,9 @@ def draw_terms(result, ax=None) -> Drawn:
 
 def check_path(path: str) -> str:
     """The format of ``path`` (png or svg), refused otherwise before any work is done."""
-    from complexo.errors import ComplexoError
+    from complexo.paths import check_output
 
-    suffix = path.rsplit(".", 1)[-1].lower()
-    if suffix not in ("png", "svg"):
-        raise ComplexoError(f"--plot writes .png or .svg, not '{path}'")
-    return suffix
+    return check_output(path, "--plot", ("png", "svg")).suffix.lower().lstrip(".")
 
 
 def finish(fig, footer: str) -> None:

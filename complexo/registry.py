@@ -208,12 +208,16 @@ ANALYSES: dict[str, Analysis] = {}
 
 
 def register(analysis: Analysis) -> Analysis:
-    """Add an analysis to :data:`ANALYSES`; a name registered twice is refused."""
+    """Add an analysis to :data:`ANALYSES`, its ``analyse`` guarded against sizes torch cannot
+    represent (:func:`complexo.counting.guarded`); a name registered twice is refused."""
     if analysis.name in ANALYSES:
         raise ValueError(f"analysis {analysis.name!r} is registered twice")
     for f in dataclasses.fields(analysis.config):
         if KEY not in f.metadata and f.init:
             raise ValueError(f"{analysis.name}: config field {f.name} has no option()")
+    from complexo.counting import guarded
+
+    analysis = dataclasses.replace(analysis, analyse=guarded(analysis.analyse))
     ANALYSES[analysis.name] = analysis
     return analysis
 

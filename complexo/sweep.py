@@ -8,11 +8,11 @@ point-by-point calls'. ``--vary seq=256..65536`` with ``--log2`` (doubling from 
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import sympy
 
@@ -48,20 +48,28 @@ def parse_vary(text: str, *, points: int | None, step: int | None, log2: bool) -
         raise ComplexoError(f"--vary {name}: need 0 < START ≤ STOP, got {start}..{stop}")
     if sum(x is not None and x is not False for x in (points, step, log2 or None)) > 1:
         raise ComplexoError("give one of --points, --step, --log2")
+    # Each spacing's count is known before its values are listed: 10**30 values are refused
+    # without building them.
     if log2:
-        values = [start * 2**i for i in range(int(math.log2(stop / start)) + 1)]
+        count = (stop // start).bit_length()  # start·2**i ≤ stop
     elif step is not None:
         if step <= 0:
             raise ComplexoError(f"--step must be positive, got {step}")
-        values = list(range(start, stop + 1, step))
+        count = (stop - start) // step + 1
     else:
-        k = points or 5
-        if k < 1:
-            raise ComplexoError(f"--points must be positive, got {k}")
-        values = [round(start + (stop - start) * i / max(k - 1, 1)) for i in range(k)]
+        count = 5 if points is None else points
+        if count < 1:
+            raise ComplexoError(f"--points must be positive, got {count}")
+    if count > MAX_POINTS:
+        raise ComplexoError(f"--vary {name} gives {count:,} points; at most {MAX_POINTS}")
+    if log2:
+        values = [start * 2**i for i in range(count)]
+    elif step is not None:
+        values = list(range(start, stop + 1, step))
+    else:  # exact fractions: floats lose digits past 2**53
+        gap = max(count - 1, 1)
+        values = [round(start + Fraction((stop - start) * i, gap)) for i in range(count)]
     values = list(dict.fromkeys(values))
-    if len(values) > MAX_POINTS:
-        raise ComplexoError(f"--vary {name} gives {len(values)} points; at most {MAX_POINTS}")
     return Vary(name, tuple(values))
 
 

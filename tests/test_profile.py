@@ -138,6 +138,7 @@ def test_roofline_from_a_calibration_and_saved_profiles(tmp_path):
 
 def test_calibrate_command_says_each_kernels_rate_and_where_it_saved(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPLEXO_HOME", str(tmp_path))  # profiles/ here
     result = runner.invoke(app, ["calibrate", "--device", "cpu", "--size", "128"])
     assert result.exit_code == 0, result.output
     rates, saved = result.output.strip().splitlines()
@@ -387,6 +388,7 @@ def test_kvcache_command_takes_profile():
 
 def test_compare_command_takes_profile(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPLEXO_HOME", str(tmp_path))  # profiles/ here
     models = ["--cnn", "resnet18", "--vit", "vit-ti16", "--res", "64", "96"]
     result = runner.invoke(
         app, ["compare", "cnn", "vit", *models, "--profile", "--device", "cpu", "--save", "--json"]
@@ -461,6 +463,7 @@ def test_device_names_as_cuda_reports_them_find_their_datasheet(name, entry):
 
 def test_profile_lora_takes_the_lora_commands_spelling(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPLEXO_HOME", str(tmp_path))  # profiles/ here
     layer = ["--in", "16", "--out", "8", "--rank", "2", "--seq", "4", "--precision", "fp32"]
     one = runner.invoke(app, ["profile", "lora", *layer, "--device", "cpu", "--repeat", "1"])
     assert one.exit_code == 0, one.output
@@ -475,6 +478,7 @@ def test_profile_lora_takes_the_lora_commands_spelling(tmp_path, monkeypatch):
     shown = runner.invoke(app, ["profiles", "1", "--json"])
     assert shown.exit_code == 0, shown.output
     again = json.loads(shown.stdout)  # the saved profile, its derived figures derived again
+    assert again.pop("schema") == 1  # what the command line printed, not what was saved
     saved = doc["sides"][again["config"]["side"]]
     assert again == saved
     missing = runner.invoke(app, ["profiles", "3"])

@@ -43,6 +43,7 @@ def test_measured_section_shows_the_recorded_profiles_by_device(tmp_path, monkey
     from complexo.analyses.lora_profile import profile_lora
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPLEXO_HOME", str(tmp_path))  # profiles/ here
     cfg = Config(in_features=16, out_features=8, rank=2, seq=4, precision="fp32")
     prof = profile_lora(cfg, device="cpu", warmup=0, repeat=1)
     for path in prof.save():
@@ -80,6 +81,7 @@ def test_naive_against_sdpa_timings_come_from_the_recorded_profiles(tmp_path, mo
     from complexo.analyses.mhsa_profile import profile_mhsa
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPLEXO_HOME", str(tmp_path))  # profiles/ here
     profiling.calibrate("cpu", size=128)
     medians = {}
     for impl in ("naive", "sdpa"):
@@ -110,6 +112,7 @@ def test_cnn_and_vit_at_the_same_resolution_are_paired(tmp_path, monkeypatch):
     from complexo.analyses.vision_profile import profile_image
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPLEXO_HOME", str(tmp_path))  # profiles/ here
     runs = {}
     for analysis, module, model in (("cnn", cnn, "resnet18"), ("vit", vit, "vit-ti16")):
         for res in (64, 96):
@@ -132,6 +135,7 @@ def test_kvcache_decoding_table_from_a_recorded_profile(tmp_path, monkeypatch):
     from complexo.analyses.kvcache_profile import profile_kvcache
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMPLEXO_HOME", str(tmp_path))  # profiles/ here
     cfg = kvcache.Config(arch="llama", layers=2, dim=32, heads=4, vocab=50, ctx=64, context=32)
     prof = profile_kvcache(cfg, device="cpu", warmup=0, repeat=2)
     prof.save()

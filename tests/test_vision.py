@@ -109,7 +109,7 @@ def test_resnet_formulas_equal_the_measurements(case):
         module = ResNet(arch).to(torch_dtype(dtype))
         x = torch.randn(batch, 3, res, res, dtype=torch_dtype(dtype))
     model = cnn.cost_model(arch.block)
-    quantities = vision.measure(module, x, values, model, cnn.QUANTITIES)
+    quantities = vision.measure(lambda: (module, x), values, model, cnn.QUANTITIES)
     readings_agree(quantities)
     matmul = next(q for q in quantities if q.name == "forward_matmul_flops")
     assert matmul.measured["torch"] == matmul.value  # convolutions and the classifier, exactly
@@ -143,7 +143,9 @@ def test_vit_formulas_equal_the_measurements(case):
     with torch.device("meta"):
         module = ViT(arch, res).to(torch_dtype(dtype))
         x = torch.randn(batch, 3, res, res, dtype=torch_dtype(dtype))
-    quantities = vision.measure(module, x, values, vit.cost_model(), vit.QUANTITIES, attention=True)
+    quantities = vision.measure(
+        lambda: (module, x), values, vit.cost_model(), vit.QUANTITIES, attention=True
+    )
     readings_agree(quantities)
 
 

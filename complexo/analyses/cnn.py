@@ -190,8 +190,7 @@ def analyse(cfg: Config) -> Result:
 
     block = PRESETS[cfg.model].block
     model, values = cost_model(block), cfg.values
-    module, x = build(cfg)
-    quantities = measure(module, x, values, model, QUANTITIES)
+    quantities = measure(lambda: build(cfg), values, model, QUANTITIES)
     summary = summarise(model, values, growing=(B, R, w), bounds={}, crossovers=())
     notes = [CONV_NOTE]
     if cfg.model in PUBLISHED:

@@ -190,12 +190,13 @@ def measure(cfg: Config, side: str) -> dict:
 
 
 def _side(cfg: Config, side: str) -> Result:
+    from complexo.counting import counted
     from complexo.measure import CONV_NOTE, GROUPED_CONV_NOTE
 
     model, values = cfg.model(side), cfg.values
-    readings = measure(cfg, side)
+    readings = counted(lambda: measure(cfg, side), {})
     specs = (*QUANTITIES, UNFOLDED) if cfg.impl == "unfold" else QUANTITIES
-    quantities = [build_quantity(q, model, values, readings[q.name]) for q in specs]
+    quantities = [build_quantity(q, model, values, readings.get(q.name, {})) for q in specs]
     crossovers: list[Crossover] = []
     notes = [CONV_NOTE] if cfg.dims == 2 else [FVCORE_3D]
     if side == "separable":

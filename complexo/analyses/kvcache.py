@@ -48,7 +48,10 @@ class Config:
     ctx: int | None = option(None, "The model's context (positions).", min=1)
     mlp: int | None = option(None, "MLP width f.", min=1)
     context: int | None = option(
-        None, "Tokens in the cache n (default: the model's context).", min=1
+        None,
+        "Tokens in the cache n (default: the model's context, less one with learned positions: "
+        "the next token needs its own).",
+        min=1,
     )
     batch: int = option(1, "Sequences decoded together B.", min=1)
     dtype: str = option("bf16", "Cache (and weight) element type.", choices=(*CACHE_DTYPES,))
@@ -70,8 +73,8 @@ class Config:
         object.__setattr__(self, "model", model)
         for name in ("arch", *sizes):
             object.__setattr__(self, name, getattr(spec, name))
-        if self.context is None:
-            object.__setattr__(self, "context", spec.ctx)
+        if self.context is None:  # learned positions: the next token takes the last one
+            object.__setattr__(self, "context", spec.ctx - (1 if spec.learned_positions else 0))
         if spec.learned_positions and self.context + 1 > spec.ctx:
             raise ComplexoError(
                 f"--context {self.context} leaves no learned position for the next token "
@@ -209,6 +212,7 @@ def analyse(cfg: Config) -> Result:
 
     from complexo.blocks.transformer import KVCache
     from complexo.conventions import torch_dtype
+    from complexo.counting import counted
     from complexo.measure import (
         count_forward,
         count_fvcore,
@@ -219,35 +223,40 @@ def analyse(cfg: Config) -> Result:
 
     spec, values, N = cfg.spec, cfg.values, cfg.context
     model, per_token, weight_bytes = cost_model(spec, cfg.dtype)
-    module = build(cfg)
-    cache_dtype = torch.int8 if cfg.dtype == "int8" else torch_dtype(cfg.dtype)
 
-    def cache(batch, capacity):
-        return KVCache(spec, batch, capacity, cache_dtype, device="meta")
+    def count() -> dict:
+        module = build(cfg)
+        cache_dtype = torch.int8 if cfg.dtype == "int8" else torch_dtype(cfg.dtype)
 
-    def tokens(count):
-        return torch.randint(0, spec.vocab, (cfg.batch, count), device="meta")
+        def cache(batch, capacity):
+            return KVCache(spec, batch, capacity, cache_dtype, device="meta")
 
-    mapping = cpu_attention_formulas()
-    step = cache(cfg.batch, N + 1)
-    decode = count_forward(lambda: module(tokens(1), cache=step, pos=N), custom_mapping=mapping)
-    prefix = tokens(N + 1)
-    recompute = count_forward(lambda: module(prefix), custom_mapping=mapping)
-    prefill = count_forward(
-        lambda: module(tokens(N), cache=cache(cfg.batch, N), pos=0), custom_mapping=mapping
-    )
-    readings = {
-        "params": param_counts(module),
-        "weight_bytes": {"torch": storage_bytes(module.parameters())},
-        "kv_cache_bytes": {"torch": storage_bytes(cache(cfg.batch, N).tensors())},
-        "kv_cache_bytes_per_token": {"torch": storage_bytes(cache(1, 1).tensors())},
-        "decode_flops_per_token": {"torch": decode},
-        "decode_flops_per_token_no_cache": {
-            "torch": recompute,
-            "fvcore": count_fvcore(module, (prefix,)),
-        },
-        "prefill_flops": {"torch": prefill},
-    }
+        def tokens(count):
+            return torch.randint(0, spec.vocab, (cfg.batch, count), device="meta")
+
+        mapping = cpu_attention_formulas()
+        step = cache(cfg.batch, N + 1)
+        decode = count_forward(lambda: module(tokens(1), cache=step, pos=N), custom_mapping=mapping)
+        prefix = tokens(N + 1)
+        recompute = count_forward(lambda: module(prefix), custom_mapping=mapping)
+        prefill = count_forward(
+            lambda: module(tokens(N), cache=cache(cfg.batch, N), pos=0), custom_mapping=mapping
+        )
+        readings = {
+            "params": param_counts(module),
+            "weight_bytes": {"torch": storage_bytes(module.parameters())},
+            "kv_cache_bytes": {"torch": storage_bytes(cache(cfg.batch, N).tensors())},
+            "kv_cache_bytes_per_token": {"torch": storage_bytes(cache(1, 1).tensors())},
+            "decode_flops_per_token": {"torch": decode},
+            "decode_flops_per_token_no_cache": {
+                "torch": recompute,
+                "fvcore": count_fvcore(module, (prefix,)),
+            },
+            "prefill_flops": {"torch": prefill},
+        }
+        return readings
+
+    readings = counted(count, {})
     quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
     q = {x.name: x.value for x in quantities}
 
@@ -308,6 +317,12 @@ def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
         "per step and the cache's rows read or written once (activations, which stay on chip or "
         "are small at decode, left out).",
     ]
+    spec = cfg.spec
+    if spec.learned_positions and cfg.context == spec.ctx - 1:
+        notes.append(
+            f"context {cfg.context}: the model's {spec.ctx} learned positions, less the one the "
+            "next token takes"
+        )
     if cfg.dtype == "int8":
         notes.append(
             "int8 cache: 1 byte per element plus one bf16 scale per (token, head) row; "

@@ -225,8 +225,10 @@ QUANTITIES = (
 
 
 def _side(cfg: Config, side: str) -> Result:
+    from complexo.counting import counted
+
     model, values = cost_model(cfg, side), cfg.values
-    readings = measure(cfg, side)
+    readings = counted(lambda: measure(cfg, side), {})
     quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
 
     memory_parts = model.total(Kind.MEMORY)

@@ -165,36 +165,44 @@ def build(cfg: Config, device: str = "meta"):
 
 
 def analyse(cfg: Config) -> Result:
+    from complexo.counting import counted
     from complexo.measure import count_fvcore, cpu_attention_formulas, measure_torch, param_counts
 
     model = cfg.model()
     values = cfg.values
-    block, x = build(cfg)
-    kv_out: list[int] = []  # what k_proj and v_proj produce: a decoder would cache it
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, out: kv_out.append(out.numel() * out.element_size()))
-        for m in (block.k_proj, block.v_proj)
-    ]
-    run = measure_torch(lambda: block(x), list(block.parameters()))
-    for hook in hooks:
-        hook.remove()
-    fv = count_fvcore(block, (x.detach(),))
-    # The attention matrix as materialised: what a softmax op outside a fused kernel produced.
-    probs = [b for op, _, b in run.outputs if op in SOFTMAX_OUT]
-    flops = {"fvcore": fv, "torch": run.forward}
-    readings = {
-        "forward_flops": flops,
-        "forward_matmul_flops": flops,
-        "backward_flops": {"torch": run.backward},
-        "backward_matmul_flops": {"torch": run.backward},
-        "params": param_counts(block),
-        "activation_bytes": {"torch": run.saved_bytes},
-        "attention_matrix_bytes": {"torch": max(probs, default=0)},
-        "kv_bytes": {"torch": sum(kv_out)},
-    }
+
+    def count():
+        block, x = build(cfg)
+        kv_out: list[int] = []  # what k_proj and v_proj produce: a decoder would cache it
+        hooks = [
+            m.register_forward_hook(
+                lambda _m, _i, out: kv_out.append(out.numel() * out.element_size())
+            )
+            for m in (block.k_proj, block.v_proj)
+        ]
+        run = measure_torch(lambda: block(x), list(block.parameters()))
+        for hook in hooks:
+            hook.remove()
+        fv = count_fvcore(block, (x.detach(),))
+        # The attention matrix as materialised: what a softmax op outside a fused kernel made.
+        probs = [b for op, _, b in run.outputs if op in SOFTMAX_OUT]
+        flops = {"fvcore": fv, "torch": run.forward}
+        readings = {
+            "forward_flops": flops,
+            "forward_matmul_flops": flops,
+            "backward_flops": {"torch": run.backward},
+            "backward_matmul_flops": {"torch": run.backward},
+            "params": param_counts(block),
+            "activation_bytes": {"torch": run.saved_bytes},
+            "attention_matrix_bytes": {"torch": max(probs, default=0)},
+            "kv_bytes": {"torch": sum(kv_out)},
+        }
+        return readings, (block, x)
+
+    readings, (block, x) = counted(count, ({}, (None, None)))
     quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
     notes = _variant_notes(cfg, {q.name: q.value for q in quantities}, model, values)
-    if cfg.fused:
+    if cfg.fused and block is not None:
         fwd_mm, bwd_mm = (q.value for q in quantities if q.name.endswith("_matmul_flops"))
         mapped = measure_torch(
             lambda: block(x), list(block.parameters()), custom_mapping=cpu_attention_formulas()

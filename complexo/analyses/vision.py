@@ -121,11 +121,12 @@ def check_common(res: int, batch: int, dtype: str) -> None:
     check_choice("--dtype", dtype, DTYPES)
 
 
-def measure(module, x, values, model, quantities, *, attention: bool = False):
-    """The readings of an image model's quantities: FlopCounterMode and saved tensors from one
-    forward and backward (from the logits' sum) on meta tensors, fvcore's trace of the forward,
-    the module's parameters."""
+def measure(build, values, model, quantities, *, attention: bool = False):
+    """The readings of an image model's quantities (``build()`` gives the model and its
+    input, on meta tensors): FlopCounterMode and saved tensors from one forward and backward
+    (from the logits' sum), fvcore's trace of the forward, the module's parameters."""
     from complexo.cost import Kind
+    from complexo.counting import counted
     from complexo.measure import (
         count_fvcore,
         cpu_attention_formulas,
@@ -134,16 +135,21 @@ def measure(module, x, values, model, quantities, *, attention: bool = False):
     )
     from complexo.result import build_quantity
 
-    # BatchNorm's running statistics are saved for its backward but are buffers, not activations.
-    kept = [*module.parameters(), *module.buffers()]
-    sdpa = "cpu-fused" if attention else "math"
-    mapping = cpu_attention_formulas()  # FlopCounterMode has no formula for SDPA's CPU kernel
-    run = measure_torch(lambda: module(x), kept, attention=sdpa, custom_mapping=mapping)
-    fv = count_fvcore(module, (x.detach(),))
-    readings = {
-        Kind.FORWARD: {"fvcore": fv, "torch": run.forward},
-        Kind.BACKWARD: {"fvcore": None, "torch": run.backward},
-        Kind.PARAMS: param_counts(module),
-        Kind.ACTIVATION: {"fvcore": None, "torch": run.saved_bytes},
-    }
-    return [build_quantity(s, model, values, readings[s.unit_kind]) for s in quantities]
+    def count() -> dict:
+        built, inputs = build()
+        # BatchNorm's running statistics are saved for its backward but are buffers, not
+        # activations.
+        kept = [*built.parameters(), *built.buffers()]
+        sdpa = "cpu-fused" if attention else "math"
+        mapping = cpu_attention_formulas()  # FlopCounterMode has no formula for SDPA's CPU kernel
+        run = measure_torch(lambda: built(inputs), kept, attention=sdpa, custom_mapping=mapping)
+        fv = count_fvcore(built, (inputs.detach(),))
+        return {
+            Kind.FORWARD: {"fvcore": fv, "torch": run.forward},
+            Kind.BACKWARD: {"fvcore": None, "torch": run.backward},
+            Kind.PARAMS: param_counts(built),
+            Kind.ACTIVATION: {"fvcore": None, "torch": run.saved_bytes},
+        }
+
+    readings = counted(count, {})
+    return [build_quantity(s, model, values, readings.get(s.unit_kind, {})) for s in quantities]

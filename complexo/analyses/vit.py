@@ -160,8 +160,7 @@ def analyse(cfg: Config) -> Result:
     from complexo.measure import CONV_NOTE, SDPA_CPU_NOTE
 
     model, values = cost_model(), cfg.values
-    module, x = build(cfg)
-    quantities = measure(module, x, values, model, QUANTITIES, attention=True)
+    quantities = measure(lambda: build(cfg), values, model, QUANTITIES, attention=True)
     attention = model.crossover(
         ["attention"],
         ["attn_proj", "mlp"],

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import typer
 from typer.core import TyperGroup
@@ -53,10 +53,44 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def group(help: str, refused: dict[str, str] | None = None) -> typer.Typer:
-    """A command group whose bare name prints its help."""
+def plain(text: str) -> str:
+    """Help text as written: typer renders help through rich, whose markup would take
+    ``[its options]`` for a style and drop it."""
+    return text.replace("[", "\\[")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from complexo import __version__
+
+        typer.echo(f"complexo {__version__}")
+        raise typer.Exit()
+
+
+def group(help: str, refused: dict[str, str] | None = None, version: bool = False) -> typer.Typer:
+    """A command group whose bare name prints its help (and, with ``version``, whose
+    ``--version`` prints complexo's)."""
     cls = type("Group", (Commands,), {"refused": refused or {}})
-    sub = typer.Typer(cls=cls, help=help, add_completion=False, pretty_exceptions_enable=False)
+    sub = typer.Typer(
+        cls=cls, help=plain(help), add_completion=False, pretty_exceptions_enable=False
+    )
+
+    if version:
+
+        @sub.callback(invoke_without_command=True)
+        def _top(
+            ctx: typer.Context,
+            version: Annotated[
+                bool,
+                typer.Option(
+                    "--version", help="Print the version.", callback=_show_version, is_eager=True
+                ),
+            ] = False,
+        ) -> None:
+            if ctx.invoked_subcommand is None:
+                typer.echo(ctx.get_help())
+
+        return sub
 
     @sub.callback(invoke_without_command=True)
     def _root(ctx: typer.Context) -> None:
@@ -68,12 +102,18 @@ def group(help: str, refused: dict[str, str] | None = None) -> typer.Typer:
 
 app = group(
     "complexo: what does a deep-learning building block cost, and why? Symbolic formulas, "
-    "checked against fvcore, FlopCounterMode and autograd's saved tensors."
+    "checked against fvcore, FlopCounterMode and autograd's saved tensors.",
+    version=True,
 )
 
 
+# The version of the JSON contract: every document the command line prints carries it first, and
+# it grows by one when a key changes meaning or goes away (new keys leave it as it is).
+SCHEMA = 1
+
+
 def emit_json(doc: dict) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.write(json.dumps({"schema": SCHEMA, **doc}, indent=2) + "\n")
 
 
 def print_rich(*renderables) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from complexo.cli import emit_json, generate, print_rich
+from complexo.cli import emit_json, generate, plain, print_rich
 from complexo.errors import ComplexoError
 from complexo.registry import Analysis
 
@@ -45,7 +45,9 @@ def add(app: typer.Typer, a: Analysis) -> None:
     def body(ctx, config, explicit, *, as_json, brief, terms=False, plot=None, **runs):
         run(a, config, as_json=as_json, brief=brief, terms=terms, plot=plot, **runs)
 
-    app.command(a.name, short_help=a.title, help=a.help)(generate.command(a.config, extra, body))
+    app.command(a.name, short_help=plain(a.title), help=plain(a.help))(
+        generate.command(a.config, extra, body)
+    )
 
 
 def run(
@@ -67,12 +69,12 @@ def run(
     if device is not None and not profile:
         raise ComplexoError("--device says where --profile runs: add --profile")
     cfg = a.make(**config)
-    if plot:
+    if plot is not None:
         from complexo.plot import check_path
 
         check_path(plot)
     result = a.analyse(cfg)
-    if plot:
+    if plot is not None:
         draw(a, result, plot)
     prof = None
     if profile:

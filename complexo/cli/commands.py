@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from complexo.cli import emit_json, generate, group, print_rich
+from complexo.cli import emit_json, generate, group, plain, print_rich
 from complexo.cli.analysis import DEVICE, JSON, PLOT
 from complexo.errors import ComplexoError, check_choice
 from complexo.registry import Analysis
@@ -59,7 +59,9 @@ def add(app: typer.Typer, analyses: dict[str, Analysis]) -> None:
     app.command(
         short_help="Measure this device's ceilings (matmul FLOP/s per dtype, copy bandwidth).",
         help="A large matrix product per dtype and a large device-to-device copy, timed; saved "
-        "under profiles/<device>/calibration.json for the roofline of later runs.",
+        "under profiles/<device>/calibration.json for the roofline of later runs (profiles/ is "
+        "$COMPLEXO_HOME's, else the checkout's, else ~/.local/share/complexo's; the command "
+        "says where it wrote).",
     )(calibrate)
     app.command(
         "profiles",
@@ -69,7 +71,7 @@ def add(app: typer.Typer, analyses: dict[str, Analysis]) -> None:
     )(list_profiles)
     app.command(
         short_help="Write the analyses/ pages (or --check that they are up to date).",
-        help="complexo report [TOPIC...]: writes analyses/<topic>.md and its figures, generated "
+        help="complexo report \\[TOPIC...]: writes analyses/<topic>.md and its figures, generated "
         "from the analyses; --check fails when a committed page differs from what complexo "
         "generates now.",
     )(report)
@@ -109,9 +111,11 @@ def _sweep_command(sweeps: typer.Typer, a: Analysis) -> None:
 
     sweeps.command(
         a.name,
-        short_help=f"Sweep {a.name}: {a.title}",
-        help=f"complexo sweep {a.name} --vary NAME=START..STOP [--log2 | --step S | --points K] "
-        f"[{a.name}'s options, fixed]. {a.help}",
+        short_help=plain(f"Sweep {a.name}: {a.title}"),
+        help=plain(
+            f"complexo sweep {a.name} --vary NAME=START..STOP [--log2 | --step S | --points K] "
+            f"[{a.name}'s options, fixed]. {a.help}"
+        ),
     )(generate.command(a.config, extra, body))
 
 
@@ -154,8 +158,8 @@ def _profile_command(profiles: typer.Typer, a: Analysis) -> None:
 
     profiles.command(
         a.name,
-        short_help=f"Profile {a.name}: {a.title}",
-        help=f"complexo profile {a.name} [{a.name}'s options]: {a.help}",
+        short_help=plain(f"Profile {a.name}: {a.title}"),
+        help=plain(f"complexo profile {a.name} [{a.name}'s options]: {a.help}"),
     )(generate.command(a.config, extra, body))
 
 
@@ -188,9 +192,8 @@ def calibrate(
         return f"{dtype} {human(by[best], 'flop')}/s ({best}; {others})"
 
     peaks = ", ".join(peak(dtype) for dtype in doc["peak"])
-    path = profiling.calibration_path(doc["device"])
     typer.echo(f"{doc['device']}: {peaks}; copy {human(doc['bandwidth'], 'byte')}/s")
-    typer.echo(f"saved to {path}")
+    typer.echo(f"saved to {doc['path']}")
 
 
 def list_profiles(
@@ -200,10 +203,20 @@ def list_profiles(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     from complexo import profile as profiling
+    from complexo.home import profiles as folder
     from complexo.render import duration
 
-    docs = profiling.recorded()
+    skipped: list[str] = []
+    docs = profiling.recorded(skipped=skipped)
+    if show is None:  # one line each, on stderr: the listing itself stays clean
+        for why in skipped:
+            typer.echo(f"warning: skipped {why}", err=True)
     if show is not None:
+        if not docs:
+            raise ComplexoError(
+                f"no recorded profile '{show}': nothing is recorded under {folder()} yet "
+                "(complexo profile ... --save records one)"
+            )
         by_number = {str(i): d for i, d in enumerate(docs, 1)}
         by_path = {d["path"]: d for d in docs}
         doc = by_number.get(show) or by_path.get(show)
@@ -212,10 +225,14 @@ def list_profiles(
                 f"no recorded profile '{show}': give a number from 1 to {len(docs)} or a path "
                 "that complexo profiles lists"
             )
-        emit_profile(profiling.Profile.from_json(doc), as_json)
+        try:
+            prof = profiling.Profile.from_json(doc)
+        except TypeError as err:
+            raise ComplexoError(f"{doc['path']} is not a whole profile: {err}") from None
+        emit_profile(prof, as_json)
         return
     if not docs:
-        typer.echo("no profiles recorded yet (complexo profile ... --save writes them)")
+        typer.echo(f"no profiles recorded under {folder()} (complexo profile ... --save)")
         return
     for i, doc in enumerate(docs, 1):
         typer.echo(
@@ -232,12 +249,14 @@ def report(
     check: Annotated[bool, typer.Option("--check", help="Compare instead of writing.")] = False,
 ) -> None:
     from complexo import report as reports
+    from complexo.home import analyses
 
+    root = analyses()
     chosen = topics or list(reports.TOPICS)
     for topic in chosen:
         check_choice("topic", topic, reports.TOPICS)
     if check:
-        stale = reports.check(chosen)
+        stale = reports.check(chosen, root)
         if stale:
             raise ComplexoError(
                 f"analyses/ is stale: {', '.join(stale)} differ from what complexo generates now; "
@@ -245,5 +264,5 @@ def report(
             )
         typer.echo(f"analyses/ up to date ({', '.join(chosen)})")
         return
-    for path in reports.generate(chosen):
+    for path in reports.generate(chosen, root):
         typer.echo(f"wrote {path}")

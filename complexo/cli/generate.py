@@ -51,6 +51,7 @@ def parameters(config_type) -> list[Parameter]:
 
 def _parameter(f: dataclasses.Field, opt: Option, tp, optional: bool, default) -> Parameter:
     name = flag(f)
+    opt = dataclasses.replace(opt, help=opt.help.replace("[", "\\["))  # not rich markup
     if opt.positional:
         kind = Annotated[list[str] | None, typer.Argument(help=opt.help, show_default=False)]
         return Parameter(f.name, Parameter.KEYWORD_ONLY, annotation=kind, default=None)
@@ -121,7 +122,8 @@ def _given(ctx: typer.Context, name: str) -> bool:
 
 def option(name: str, tp, default, help: str, *decls: str) -> Parameter:
     """One of a command's own options (not a config field): ``--json``, ``--repeat`` ..."""
-    annotated = Annotated[tp, typer.Option(*(decls or (f"--{name.replace('_', '-')}",)), help=help)]
+    flags = decls or (f"--{name.replace('_', '-')}",)
+    annotated = Annotated[tp, typer.Option(*flags, help=help.replace("[", "\\["))]
     return Parameter(name, Parameter.KEYWORD_ONLY, annotation=annotated, default=default)
 
 

@@ -33,7 +33,7 @@ def run(
 
     if device is not None and not profile:
         raise ComplexoError("--device needs --profile")
-    if plot:
+    if plot is not None:
         from complexo.plot import check_path
 
         check_path(plot)
@@ -64,7 +64,7 @@ def run(
         flops = [q.name for q in result.points[0].result.quantities if q.unit == "flop"]
         quantity = "forward_flops" if "forward_flops" in flops else (flops or names)[0]
     check_choice("--quantity", quantity, sorted(names))
-    if plot:
+    if plot is not None:
         from complexo import plot as plots
 
         if profile:
@@ -89,7 +89,7 @@ def _emit_variants(lines, as_json: bool, as_csv: bool, plot: str | None) -> None
 
     first = next(iter(lines.sweeps.values())).points[0].result
     check_choice("--quantity", lines.quantity, sorted(q.name for q in first.quantities))
-    if plot:
+    if plot is not None:
         from complexo import plot as plots
 
         fig, (ax,) = plots.figure(width=8.5)

@@ -7,9 +7,9 @@ ceilings come from the datasheet table (:mod:`complexo.devices`) or, on a device
 (a CPU), from ``complexo calibrate``'s measurement, saved under ``profiles/<device>/``.
 
 :mod:`.core`: the device, its ceilings, the clock, what a run records, :func:`run` and
-calibration; :mod:`.trace`: one profiled iteration and the rows read from it. Each analysis's
-own runner lives beside it (``complexo/analyses/<name>_profile.py``), reached through
-:func:`run` and the registry.
+calibration; :mod:`.records`: the saved profiles; :mod:`.trace`: one profiled iteration and the
+rows read from it. Each analysis's own runner lives beside it
+(``complexo/analyses/<name>_profile.py``), reached through :func:`run` and the registry.
 """
 
 from complexo.profile.core import (
@@ -17,7 +17,6 @@ from complexo.profile.core import (
     CONV_SHAPES,
     MODES,
     PROFILES,
-    SHOWN_CONFIG,
     Ceilings,
     Profile,
     SidesProfile,
@@ -27,15 +26,14 @@ from complexo.profile.core import (
     ceilings,
     device_name,
     free_memory,
-    recorded,
     refuse_if_too_big,
     resolve_device,
     run,
-    shown_config,
     slug,
     timed,
     timer,
 )
+from complexo.profile.records import SHOWN_CONFIG, recorded, shown_config
 from complexo.profile.trace import ITERATION, PROFILED_RUNS, TOP_KERNELS, Profiled
 
 __all__ = [

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from complexo.errors import ComplexoError
 
+# The default folder of every ``root`` below: resolved when used (see :func:`folder`) to the
+# checkout's profiles/, $COMPLEXO_HOME/profiles or the user's data folder, never the cwd's.
 PROFILES = Path("profiles")
+
+# Loop counts: more would run for hours, not measure better.
+MAX_WARMUP = 1000
+MAX_REPEAT = 10_000
 
 
 MODES = ("forward", "train")
@@ -48,7 +54,18 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
 
 
+def folder(root: Path) -> Path:
+    """``root``, or where recordings live (:func:`complexo.home.profiles`) for the default."""
+    if root is PROFILES:
+        from complexo import home
+
+        return home.profiles()
+    return root
+
+
 def resolve_device(requested: str | None) -> str:
+    if requested is not None and requested not in ("cuda", "cpu"):
+        raise ComplexoError(f"unknown --device '{requested}'; choose from: cuda, cpu")
     import torch
 
     device = requested or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -74,14 +91,19 @@ def ceilings(device: str, root: Path = PROFILES) -> Ceilings | None:
         )
     path = calibration_path(name, root)
     if path.exists():
-        doc = json.loads(path.read_text())
-        return Ceilings(name, doc["peak"], doc["bandwidth"], f"calibrated {doc['date']}")
+        try:
+            doc = json.loads(path.read_text())
+            return Ceilings(name, doc["peak"], doc["bandwidth"], f"calibrated {doc['date']}")
+        except (ValueError, KeyError, TypeError) as err:
+            raise ComplexoError(
+                f"{path} is not a calibration ({_why(err)}): run complexo calibrate again"
+            ) from None
     return None
 
 
 def calibration_path(name: str, root: Path = PROFILES) -> Path:
     """Where ``complexo calibrate`` keeps a device's ceilings: <root>/<device>/calibration.json."""
-    return root / slug(name) / "calibration.json"
+    return folder(root) / slug(name) / "calibration.json"
 
 
 def _datasheet_match(name: str) -> str | None:
@@ -172,10 +194,10 @@ class Profile:
 
     def save(self, root: Path = PROFILES) -> list[Path]:
         """Write it under ``root/<device>/``; the files written."""
-        folder = root / slug(self.device_name)
-        folder.mkdir(parents=True, exist_ok=True)
+        where = folder(root) / slug(self.device_name)
+        where.mkdir(parents=True, exist_ok=True)
         keys = "-".join(f"{k}{v}" for k, v in self.config.items() if v not in (None, False))
-        path = folder / f"{self.analysis}-{self.mode}-{slug(keys)}.json"
+        path = where / f"{self.analysis}-{self.mode}-{slug(keys)}.json"
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
         return [path]
 
@@ -275,7 +297,15 @@ def run(
     given."""
     how = analysis.profiling
     modes = how.modes
-    mode = mode or modes[0]
+    mode = modes[0] if mode is None else mode
+    check_count("--warmup", warmup, 0, MAX_WARMUP)
+    check_count("--repeat", repeat, 1, MAX_REPEAT)
+    if trace is not None:
+        from complexo.paths import check_output
+
+        check_output(trace, "--trace")
+    if device is not None:
+        resolve_device(device)
     if mode not in MODES:
         raise ComplexoError(f"unknown --mode '{mode}'; choose from: {', '.join(MODES)}")
     if mode not in modes:
@@ -298,6 +328,12 @@ def run(
         return profile_side(analysis, cfg, **runs)
     sides = {side: profile_side(analysis, cfg, side=side, **runs) for side in analysis.sides}
     return SidesProfile(analysis.name, sides)
+
+
+def check_count(name: str, value: int | None, low: int, high: int) -> None:
+    """A loop count within [low, high] (None: the default)."""
+    if value is not None and not low <= value <= high:
+        raise ComplexoError(f"{name} takes {low} to {high:,} runs, got {value}")
 
 
 def refuse_if_too_big(predicted: int, device: str, what: str, hint: str) -> None:
@@ -369,6 +405,9 @@ def _rate(run, flops: int, clock, first: float | None = None, repeat: int = 5) -
     return flops / statistics.median(clock(run) for _ in range(repeat))
 
 
+MAX_SIDE = 65_536  # a side-65536 fp32 product: 16 GiB per operand, minutes on a GPU
+
+
 def calibrate(device: str | None = None, *, size: int | None = None, root: Path = PROFILES) -> dict:
     """Measure the present device's ceilings and save them for later runs: per dtype, the best
     FLOP/s of a large matrix product and of a 3×3 convolution (on a CPU the two go through
@@ -377,9 +416,14 @@ def calibrate(device: str | None = None, *, size: int | None = None, root: Path 
     import torch
     import torch.nn.functional as F
 
+    if size is not None and not 1 <= size <= MAX_SIDE:
+        raise ComplexoError(f"--size is a matrix side from 1 to {MAX_SIDE:,}, got {size}")
     device = resolve_device(device)
     clock = timer(device)
     n = size or (8192 if device == "cuda" else 1024)
+    refuse_if_too_big(
+        2 * n * n * 4, device, f"calibrate --size {n}", f"--size {max(1, n // 4)} or less"
+    )
     measured: dict[str, dict[str, float]] = {"matmul": {}, "convolution": {}}
     conv_shape = {}
     for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
@@ -420,28 +464,11 @@ def calibrate(device: str | None = None, *, size: int | None = None, root: Path 
     path = calibration_path(doc["device"], root)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")
+    doc["path"] = str(path)
     return doc
 
 
-# The options that tell one recorded profile from another in a listing or a report's table.
-SHOWN_CONFIG = ("model", "side", "res", "batch", "seq", "context", "dim", "impl", "rank")
-
-
-def shown_config(doc: dict, sep: str = ", ") -> str:
-    """A saved profile's distinguishing options, ``key=value`` each (a batch of one goes
-    without saying)."""
-    config = doc["config"]
-    shown = [k for k in SHOWN_CONFIG if config.get(k) and not (k == "batch" and config[k] == 1)]
-    return sep.join(f"{k}={config[k]}" for k in shown)
-
-
-def recorded(root: Path = PROFILES) -> list[dict]:
-    """Every saved profile under ``root``, newest first."""
-    docs = []
-    for path in sorted(root.glob("*/*.json")):
-        doc = json.loads(path.read_text())
-        if "times" not in doc:  # a calibration, a sweep: not one profile
-            continue
-        doc["path"] = str(path)
-        docs.append(doc)
-    return sorted(docs, key=lambda d: d.get("date", ""), reverse=True)
+def _why(err: Exception) -> str:
+    if isinstance(err, KeyError):
+        return f"no {err.args[0]!r}"
+    return str(err).split("\n", 1)[0] or type(err).__name__

@@ -17,11 +17,12 @@ from complexo.report.page import TOPICS, Page, Topic, register_topic
 
 __all__ = ["ROOT", "TOPICS", "Page", "Topic", "check", "generate", "register_topic"]
 
-ROOT = Path("analyses")
+ROOT = Path("analyses")  # the default: the checkout's analyses/, wherever the command runs
 
 
 def generate(topics, root: Path = ROOT) -> list[Path]:
     """Write each topic's page and figures (SVG and the data they draw)."""
+    root = _root(root)
     written = []
     (root / "figures").mkdir(parents=True, exist_ok=True)
     for topic in topics:
@@ -45,6 +46,11 @@ def check(topics, root: Path = ROOT) -> list[str]:
     """What differs between the committed pages and what complexo generates now."""
     from complexo.plot import close
 
+    root = _root(root)
+    if not root.is_dir():
+        from complexo.errors import ComplexoError
+
+        raise ComplexoError(f"no {root} folder to check: run complexo report to write it")
     stale = []
     for topic in topics:
         page = TOPICS[topic]()
@@ -59,9 +65,19 @@ def check(topics, root: Path = ROOT) -> list[str]:
                 stale.append(str(data_path))
             if not (root / "figures" / f"{name}.svg").exists():
                 stale.append(str(root / "figures" / f"{name}.svg"))
-    if (root / "README.md").read_text() != _index():
+    index = root / "README.md"
+    if not index.exists() or index.read_text() != _index():
         stale.append(str(root / "README.md"))
     return stale
+
+
+def _root(root: Path) -> Path:
+    """``root``, or the checkout's analyses/ (:func:`complexo.home.analyses`) for the default."""
+    if root is ROOT:
+        from complexo.home import analyses
+
+        return analyses()
+    return root
 
 
 def _index() -> str:
