@@ -73,6 +73,7 @@ def add(app: typer.Typer, analyses: dict[str, Analysis]) -> None:
         "from the analyses; --check fails when a committed page differs from what complexo "
         "generates now.",
     )(report)
+    __import__("complexo.cli.tracing", fromlist=["add"]).add(app)  # derive, count
 
 
 def _sweep_command(sweeps: typer.Typer, a: Analysis) -> None:
