@@ -12,8 +12,9 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from complexo.derive import DTYPES, _one_line, _where, default_dtype
+from complexo.derive import default_dtype
 from complexo.errors import ComplexoError
+from complexo.userblock import DTYPES, _one_line, _where
 
 # The same work under the two counters' names: fvcore names the op a module called (linear,
 # matmul), FlopCounterMode the aten kernel that ran (addmm, bmm).

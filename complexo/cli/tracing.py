@@ -54,13 +54,14 @@ def derive(
     as_json: JSON = False,
 ) -> None:
     from complexo import derive as tracing
+    from complexo import userblock
 
-    cls = tracing.load_class(block)
-    values = tracing.parse_values(at, "--at")
+    cls = userblock.load_class(block)
+    values = userblock.parse_values(at, "--at")
     found = tracing.derive(cls, ctor, input_, dims, dtype)
     unknown = sorted(set(values) - set(found.names))
     if unknown:
-        tracing.raise_unknown("--at", unknown)
+        userblock.raise_unknown("--at", unknown)
     if as_json:
         emit_json(tracing.to_json(found, values))
     else:
@@ -80,11 +81,11 @@ def count(
     as_json: JSON = False,
 ) -> None:
     from complexo import count as counting
-    from complexo import derive as tracing
     from complexo.errors import check_choice
+    from complexo.userblock import load_class
 
     check_choice("--optimizer", optimizer, ["adam", "sgd", "none"])
-    found = counting.count(tracing.load_class(block), ctor, input_, dtype, optimizer)
+    found = counting.count(load_class(block), ctor, input_, dtype, optimizer)
     if as_json:
         emit_json(counting.to_json(found))
     else:
