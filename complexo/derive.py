@@ -32,7 +32,7 @@ from complexo.userblock import (
     DTYPES,
     _one_line,
     _where,
-    parse_exprs,
+    parse_ctor,
     parse_shapes,
     parse_values,
     sample_hints,
@@ -62,18 +62,25 @@ def default_dtype(dtype):
         torch.set_default_dtype(before)
 
 
+def _unchanged(*args, **kwargs):
+    """An nn.init fill that fills nothing: the tensor, given first or as ``tensor=``."""
+    return args[0] if args else kwargs.get("tensor")
+
+
 @contextlib.contextmanager
 def _tracing_patches(torch):
-    """For the trace only: (1) nn.init fills do nothing (each draw on a SymFloat bound such as
-    1/sqrt(fan_in) adds a float guard pinning the size; values change no shape or FLOP);
+    """For the trace only: (1) nn.init fills do nothing, wherever they were imported (each draw
+    on a SymFloat bound such as 1/sqrt(fan_in) pins the size; values change no shape or FLOP);
     (2) nn.LayerNorm/RMSNorm(SymInt) get (d,) (they call tuple(d) on a non-Integral);
     (3) math.sqrt(SymInt) goes to torch._sym_sqrt (math.sqrt pins the size to its hint)."""
     init, saved = torch.nn.init, []
     for name in dir(init):
         fn = getattr(init, name)
         if name.endswith("_") and not name.startswith("_") and callable(fn):
-            saved.append((init, name, fn))
-            setattr(init, name, lambda t, *a, **k: t)
+            # the code itself is swapped, so that names bound by `from torch.nn.init import
+            # xavier_uniform_` (nn.MultiheadAttention) fill nothing either
+            saved.append((fn, "__code__", fn.__code__))
+            fn.__code__ = _unchanged.__code__
     for cls in (torch.nn.LayerNorm, torch.nn.RMSNorm):
 
         def wrapped(self, shape, *a, __init=cls.__init__, **k):
@@ -126,9 +133,9 @@ class Derivation:
 
 def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "float32"):
     """Trace ``cls(*ctor)`` on inputs of the shapes ``inputs`` with symbolic sizes."""
-    ctor_exprs = parse_exprs(ctor, "--ctor")
+    ctor_args, ctor_kwargs, ctor_names = parse_ctor(ctor, symbolic=True)
     shapes = parse_shapes(inputs)
-    names = list(dict.fromkeys(_NAME.findall(f"{ctor};{inputs}")))
+    names = list(dict.fromkeys([*ctor_names, *_NAME.findall(inputs)]))
     hints = sample_hints(names, parse_values(dims, "--dims"))
     if dtype not in DTYPES:
         raise ComplexoError(f"--dtype {dtype}: choose from {', '.join(DTYPES)}")
@@ -157,7 +164,9 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
         ours[s] = symbol(name)
         sym[symbol(name)] = env.create_symintnode(s, hint=hints[name], source=src)
 
-    def size(expr: sympy.Expr):
+    def size(expr):
+        if not isinstance(expr, sympy.Expr):  # a literal: 0.0, True, 'gelu'
+            return expr
         if expr.is_Integer:
             return int(expr)
         num, den = sympy.fraction(sympy.together(expr))
@@ -171,7 +180,10 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
         with fake, torch.device("meta"), _tracing_patches(torch):
             try:
                 with default_dtype(tdtype):
-                    block = cls(*[size(x) for x in ctor_exprs])
+                    block = cls(
+                        *[size(x) for x in ctor_args],
+                        **{k: size(x) for k, x in ctor_kwargs.items()},
+                    )
             except Exception as err:
                 raise ComplexoError(
                     f"{cls.__name__}({ctor}) failed: {_one_line(err)}{_where(err)}{tried}"
@@ -226,7 +238,7 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
         return {k: v for k, v in out.items() if v != 0}
 
     pinned = {
-        str(ours.get(k, k)): int(v)
+        f"{ours.get(k, k)}={int(v)}{_pinned_at(env, k)}": int(v)
         for k, v in env.replacements.items()
         if sympy.sympify(v).is_Integer
     }
@@ -250,6 +262,14 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
         seconds=time.perf_counter() - t0,
         pinned=pinned,
     )
+
+
+def _pinned_at(env, s) -> str:
+    """Where the first guard on ``s`` alone was recorded: the line that pinned it."""
+    for g in env.guards:
+        if g.expr.free_symbols == {s}:
+            return f" (by {g.sloc})"
+    return ""
 
 
 def _tensors(y, torch) -> list:
@@ -400,7 +420,7 @@ def lines(dv: Derivation, at: dict[str, int] | None = None) -> list[str]:
         )
     out.append(f"holds for: {holds}")
     if dv.pinned:
-        pins = ", ".join(f"{k}={v}" for k, v in dv.pinned.items())
+        pins = ", ".join(dv.pinned)
         out.append(f"warning: the trace pinned {pins}: the formulas hold at that value only")
     if dv.uncounted:
         out.append(f"no FLOP formula (not counted): {', '.join(dv.uncounted)}")

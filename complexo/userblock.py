@@ -4,6 +4,7 @@ and the sizes given on the command line (``--ctor 'h*hs,h'``, ``--input B,n,d``,
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import re
@@ -98,6 +99,33 @@ def parse_exprs(text: str, what: str) -> list[sympy.Expr]:
             raise ComplexoError(f"{what}: size '{item.strip()}' must be at least 1")
         out.append(expr)
     return out
+
+
+_KEYWORD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)(.*)")
+
+
+def parse_ctor(text: str, symbolic: bool) -> tuple[list, dict, list[str]]:
+    """--ctor 'd,h,0.0,batch_first=True' -> (args, kwargs, size names in order). A Python
+    literal (0.0, True, 'gelu', 64) is passed as it is; with ``symbolic``, anything else is a
+    size expression over named sizes (h*hs), whose names are returned."""
+    args, kwargs, names = [], {}, []
+    for item in text.split(",") if text.strip() else []:
+        keyword = _KEYWORD.fullmatch(item)
+        key, item = (keyword.group(1), keyword.group(2)) if keyword else (None, item)
+        try:
+            value = ast.literal_eval(item.strip())
+        except (ValueError, SyntaxError):
+            if not symbolic:
+                raise ComplexoError(
+                    f"--ctor: '{item.strip()}' is not a number or literal"
+                ) from None
+            (value,) = parse_exprs(item, "--ctor")
+            names += [str(m) for m in _NAME.findall(item)]
+        if key:
+            kwargs[key] = value
+        else:
+            args.append(value)
+    return args, kwargs, names
 
 
 def parse_shapes(text: str) -> list[list[sympy.Expr]]:

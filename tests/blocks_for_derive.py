@@ -53,3 +53,15 @@ class CachedPositions(nn.Module):
 
 
 NotABlock = dict
+
+
+class FloatScale(nn.Module):
+    """Turns a size into a Python float: a symbolic trace can only pin that size."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+        self.scale = 1.0 / float(d)
+
+    def forward(self, x):
+        return self.proj(x) * self.scale

@@ -146,6 +146,27 @@ def test_a_block_that_cannot_be_traced_symbolically_gets_one_line_and_count_stil
     assert f"{2 * 2 * 5 * 8 * 8:,}" in counted.output  # the projection: 2·B·n·d·d
 
 
+def test_a_size_pinned_by_the_trace_is_reported_with_the_line_that_pinned_it():
+    doc = run_json("derive", f"{FILE}:FloatScale", "--ctor", "d", "--input", "B,n,d")
+    # d's sample value is 2 (the first prime); the formula is then 2·B·n·d² at d = 2 only
+    assert list(doc["pinned"].values()) == [2]
+    assert "blocks_for_derive.py" in next(iter(doc["pinned"]))
+    assert formula(doc, "forward_flops") == 2 * B * n * 2 * 2
+
+
+@pytest.mark.slow
+def test_torchs_own_transformer_layer_traces_with_its_init_and_literal_arguments():
+    doc = run_json(
+        "derive", "torch.nn:TransformerEncoderLayer", "--ctor", "d,h,f,0.0,batch_first=True",
+        "--input", "B,n,d", "--dims", "d=12,h=3,f=20",
+    )  # fmt: skip
+    assert doc["pinned"] == {}  # nn.init's fills skipped even where imported by name
+    # q, k, v and out projections 4·2·B·n·d², the MLP 2·2·B·n·d·f, QKᵀ and AV 2·2·B·n²·d
+    fwd = 8 * B * n * d**2 + 4 * B * n * d * f + 4 * B * n**2 * d
+    assert sympy.expand(formula(doc, "forward_flops") - fwd) == 0
+    assert "Eq(Mod(d, h), 0)" in doc["conditions"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
