@@ -216,9 +216,16 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
     except ComplexoError:
         raise
     except Exception as err:
+        data = "DataDependent" in type(err).__name__ or "data-dependent" in str(err)
+        hint = (
+            "its control flow depends on tensor values, which neither a symbolic trace nor "
+            "a count on meta (no data) can follow"
+            if data
+            else "complexo count measures it at fixed sizes"
+        )
         raise ComplexoError(
             f"cannot trace {cls.__name__} with symbolic sizes: {_one_line(err)}{_where(err)}; "
-            f"complexo count measures it at fixed sizes{tried}"
+            f"{hint}{tried}"
         ) from None
 
     def named(value) -> sympy.Expr:
@@ -352,7 +359,8 @@ def dominant(expr: sympy.Expr, values: dict[str, int]) -> tuple[sympy.Expr, floa
 
 
 def growth(expr: sympy.Expr, symbols: list[sympy.Symbol]) -> str:
-    """O(...) of a polynomial in the sizes; formulas with floor or a divisor: '-'."""
+    """O(...) of a polynomial in the sizes (floor(R/2) grows as R/2); otherwise '-'."""
+    expr = expr.replace(sympy.floor, lambda x: x)
     try:
         used = [s for s in symbols if s in expr.free_symbols]
         return big_o_text(big_o(expr, used)) if used else "O(1)"

@@ -65,3 +65,25 @@ class FloatScale(nn.Module):
 
     def forward(self, x):
         return self.proj(x) * self.scale
+
+
+class BranchOnValues(nn.Module):
+    """Control flow on a tensor's values: no trace without data can follow it."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x):
+        return self.proj(x) if x.sum() > 0 else x
+
+
+class Cross(nn.Module):
+    """Two inputs: a projection of x against every row of y."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x, y):
+        return self.proj(x) @ y.transpose(-1, -2)

@@ -146,6 +146,25 @@ def test_a_block_that_cannot_be_traced_symbolically_gets_one_line_and_count_stil
     assert f"{2 * 2 * 5 * 8 * 8:,}" in counted.output  # the projection: 2·B·n·d·d
 
 
+def test_control_flow_on_tensor_values_is_one_line_for_both_commands():
+    name = f"{FILE}:BranchOnValues"
+    derived = runner.invoke(app, ["derive", name, "--ctor", "d", "--input", "B,n,d"])
+    assert_one_line_error(derived, "its control flow depends on tensor values")
+    assert "if x.sum() > 0" in derived.stderr
+    counted = runner.invoke(app, ["count", name, "--ctor", "8", "--input", "2,5,8"])
+    assert_one_line_error(counted, "cannot be called on meta tensors")
+
+
+def test_several_inputs_are_separated_by_semicolons():
+    m = sympy.Symbol("m", integer=True, positive=True)
+    doc = run_json("derive", f"{FILE}:Cross", "--ctor", "d", "--input", "B,n,d;B,m,d")
+    # the projection 2·B·n·d², then (B, n, d) @ (B, d, m): 2·B·n·d·m
+    expected = 2 * B * n * d**2 + 2 * B * n * d * m
+    assert sympy.sympify(doc["quantities"]["forward_flops"]["formula"], {"m": m, **NAMES}) == (
+        expected
+    )
+
+
 def test_a_size_pinned_by_the_trace_is_reported_with_the_line_that_pinned_it():
     doc = run_json("derive", f"{FILE}:FloatScale", "--ctor", "d", "--input", "B,n,d")
     # d's sample value is 2 (the first prime); the formula is then 2·B·n·d² at d = 2 only
