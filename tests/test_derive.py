@@ -100,6 +100,9 @@ def test_attention_with_d_and_h_independent_records_the_divisibility_guard():
         "--at", "B=2,n=8,d=16,h=4",
     )  # fmt: skip
     assert "Eq(Mod(d, h), 0)" in doc["guards"]
+    # every guard parses back in the user's names, and holds at the sample sizes
+    hints = {NAMES[k]: v for k, v in doc["hints"].items()}
+    assert all(sympy.sympify(g, locals=NAMES).subs(hints) for g in doc["guards"])
     # qkv 2·B·n·d·3d and out 2·B·n·d², QKᵀ and AV 2·B·n²·(d/h) per head, h heads
     fwd = 2 * B * n * d * 3 * d + 2 * B * n * d**2 + 2 * (2 * B * n**2 * (d / h) * h)
     assert sympy.expand(formula(doc, "forward_flops") - fwd) == 0
