@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench report clean
+.PHONY: venv demo test test-fast test-all lint bench report clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,17 @@ lint: venv
 	$(BIN)/ruff check complexo tests scripts
 	$(BIN)/ruff format --check complexo tests scripts
 
+# CI's target: everything but the tests marked slow (the fuzz over every option of every
+# command, the slowest symbolic traces), which test-all adds.
 test: lint
+	$(BIN)/pytest -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/complexo report --check
+
+# The inner loop: stop at the first failure, no lint, no report check.
+test-fast: venv
+	$(BIN)/pytest -m "not slow" -x -p no:cacheprovider
+
+test-all: lint
 	$(BIN)/pytest
 	OMP_NUM_THREADS=1 $(BIN)/complexo report --check
 

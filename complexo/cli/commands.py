@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from complexo.cli import emit_json, generate, group, plain, print_rich
+from complexo.cli import emit_json, generate, group, plain, print_rich, tracing
 from complexo.cli.analysis import DEVICE, JSON, PLOT
 from complexo.errors import ComplexoError, check_choice
 from complexo.registry import Analysis
@@ -75,6 +75,7 @@ def add(app: typer.Typer, analyses: dict[str, Analysis]) -> None:
         "from the analyses; --check fails when a committed page differs from what complexo "
         "generates now.",
     )(report)
+    tracing.add(app)  # derive, count: any module a user brings
 
 
 def _sweep_command(sweeps: typer.Typer, a: Analysis) -> None:

@@ -1,0 +1,89 @@
+"""Example blocks for tests/test_derive.py: written here, loaded by path as a user's file is."""
+
+import math
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """Two linear layers with a GELU between: d -> f -> d."""
+
+    def __init__(self, d, f):
+        super().__init__()
+        self.up = nn.Linear(d, f)
+        self.down = nn.Linear(f, d)
+
+    def forward(self, x):
+        return self.down(nn.functional.gelu(self.up(x)))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention written out: qkv projection, softmax(QKᵀ/√hs)V, output."""
+
+    def __init__(self, d, h):
+        super().__init__()
+        assert d % h == 0, "d must be a multiple of h"
+        self.h = h
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+
+    def forward(self, x):
+        B, n, d = x.shape
+        hs = d // self.h
+        q, k, v = self.qkv(x).view(B, n, 3, self.h, hs).permute(2, 0, 3, 1, 4)
+        att = (q @ k.transpose(-2, -1) / math.sqrt(hs)).softmax(-1)
+        return self.out((att @ v).transpose(1, 2).reshape(B, n, d))
+
+
+class CachedPositions(nn.Module):
+    """Keeps a table per sequence length in a dict: a size used as a key (fine with numbers,
+    impossible with a symbolic size)."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+        self.cache = {}
+
+    def forward(self, x):
+        n = x.shape[1]
+        if n not in self.cache:
+            self.cache[n] = torch.zeros(n, x.shape[2], device=x.device)
+        return self.proj(x + self.cache[n])
+
+
+NotABlock = dict
+
+
+class FloatScale(nn.Module):
+    """Turns a size into a Python float: a symbolic trace can only pin that size."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+        self.scale = 1.0 / float(d)
+
+    def forward(self, x):
+        return self.proj(x) * self.scale
+
+
+class BranchOnValues(nn.Module):
+    """Control flow on a tensor's values: no trace without data can follow it."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x):
+        return self.proj(x) if x.sum() > 0 else x
+
+
+class Cross(nn.Module):
+    """Two inputs: a projection of x against every row of y."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x, y):
+        return self.proj(x) @ y.transpose(-1, -2)
