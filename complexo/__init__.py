@@ -20,18 +20,22 @@ __version__ = "0.1.0"
 __all__ = ["ANALYSES", "ComplexoError", "__version__", "analyse"]
 
 
-def analyse(name: str, **options):
+def analyse(name: str, *, check: bool = True, **options):
     """Analyse one config of the registered analysis ``name``; bad input raises
     :class:`ComplexoError` in the config's own words (``dim 100 is not divisible by heads
-    12``)."""
+    12``). ``check=False``: the formulas alone, no counter run (nor torch imported)."""
+    import contextlib
+
     from complexo.analyses import ANALYSES
+    from complexo.counting import unchecked
     from complexo.errors import check_choice
     from complexo.registry import field_names
 
     check_choice("analysis", name, ANALYSES)
     a = ANALYSES[name]
     try:
-        return a.analyse(a.make(**options))
+        with contextlib.nullcontext() if check else unchecked():
+            return a.analyse(a.make(**options))
     except ComplexoError as err:
         raise ComplexoError(field_names(str(err), a.config)) from None
 

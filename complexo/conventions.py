@@ -102,6 +102,23 @@ GATE_BWD_FLOPS = sympy.Integer(2)
 CONVENTION = "FLOP = 2·MAC (fvcore's MACs doubled); element-wise ops counted per element"
 
 
+# What the counters do that the output says beside their readings.
+CONV_NOTE = (
+    "fvcore: convolutions counted by fvcore's conv_flop_count on the shapes of the meta run "
+    "(torch 2.13 cannot jit-trace a convolution on meta tensors); all other ops by its trace."
+)
+
+SDPA_CPU_NOTE = (
+    "torch: FlopCounterMode has no formula for SDPA's CPU kernel; its own SDPA formulas "
+    "(sdpa_flop_count, sdpa_backward_flop_count) are applied to it; fvcore has none for SDPA."
+)
+
+GROUPED_CONV_NOTE = (
+    "torch: a grouped convolution's weight gradient counted per group (FlopCounterMode counts it "
+    "as if ungrouped, C_in× too many for a depthwise one; a fix: pytorch/pytorch PR 183405)."
+)
+
+
 @dataclass(frozen=True)
 class DType:
     name: str

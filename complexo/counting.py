@@ -38,8 +38,24 @@ NOTE = (
     "on the meta device; the values are the formulas' alone"
 )
 
+UNCHECKED = (
+    "counters not run (--no-check, or check=False): the values are the formulas' alone, unchecked"
+)
+
 _OVERFLOW = re.compile(r"overflow|too large|out of range for", re.IGNORECASE)
 _skipped: ContextVar[list[str] | None] = ContextVar("complexo_skipped", default=None)
+_checking: ContextVar[bool] = ContextVar("complexo_checking", default=True)
+
+
+@contextmanager
+def unchecked() -> Iterator[None]:
+    """Run analyses from their formulas alone: :func:`counted` calls no counter (so neither
+    torch nor fvcore is imported) and :func:`guarded` says so in a note."""
+    token = _checking.set(False)
+    try:
+        yield
+    finally:
+        _checking.reset(token)
 
 
 def overflowed(err: BaseException) -> bool:
@@ -54,7 +70,13 @@ def overflowed(err: BaseException) -> bool:
 
 def counted(count: Callable[[], T], empty: T) -> T:
     """What ``count()`` returns (the counters' readings); ``empty`` where the sizes are past
-    what torch can represent, the reason kept for :func:`guarded`'s note."""
+    what torch can represent, the reason kept for :func:`guarded`'s note; ``empty`` without
+    counting at all inside :func:`unchecked`."""
+    if not _checking.get():
+        found = _skipped.get()
+        if found is not None:
+            found.append(UNCHECKED)
+        return empty
     try:
         return count()
     except Exception as err:
@@ -96,8 +118,9 @@ def guarded(analyse: Callable[[Any], Any]) -> Callable[[Any], Any]:
                     "cannot answer without its counters: choose smaller sizes"
                 ) from None
         notes = getattr(result, "notes", None)
-        if skipped and isinstance(notes, list) and NOTE not in notes:
-            notes.append(NOTE)
+        note = UNCHECKED if UNCHECKED in skipped else NOTE
+        if skipped and isinstance(notes, list) and note not in notes:
+            notes.append(note)
         return result
 
     return run

@@ -21,7 +21,12 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from complexo.conventions import FLOPS_PER_MAC
+from complexo.conventions import (  # noqa: F401  (the counters' notes, here too)
+    CONV_NOTE,
+    FLOPS_PER_MAC,
+    GROUPED_CONV_NOTE,
+    SDPA_CPU_NOTE,
+)
 from complexo.result import Count
 
 
@@ -292,12 +297,6 @@ def cpu_attention_formulas() -> dict:
     }
 
 
-SDPA_CPU_NOTE = (
-    "torch: FlopCounterMode has no formula for SDPA's CPU kernel; its own SDPA formulas "
-    "(sdpa_flop_count, sdpa_backward_flop_count) are applied to it; fvcore has none for SDPA."
-)
-
-
 def _grouped_conv_backward_flops(grad_out_shape, x_shape, w_shape, *args, out_shape, **kw) -> int:
     """torch's ``conv_backward_flop`` with dW counted per group: torch 2.13 counts it as if every
     output channel met every input channel. dX, from the (C_out, C_in/g, k, k) weight, is right."""
@@ -316,10 +315,6 @@ def _grouped_conv_backward_flops(grad_out_shape, x_shape, w_shape, *args, out_sh
 
 # FlopCounterMode's custom_mapping for grouped convolutions; at groups = 1, torch's own numbers
 GROUPED_CONV_FORMULAS = {torch.ops.aten.convolution_backward: _grouped_conv_backward_flops}
-GROUPED_CONV_NOTE = (
-    "torch: a grouped convolution's weight gradient counted per group (FlopCounterMode counts it "
-    "as if ungrouped, C_in× too many for a depthwise one; a fix: pytorch/pytorch PR 183405)."
-)
 
 
 def count_fvcore(module: torch.nn.Module, inputs: tuple) -> Count:
@@ -354,12 +349,6 @@ def count_fvcore(module: torch.nn.Module, inputs: tuple) -> Count:
             for scope in _scopes(name):
                 by_module[scope] = by_module.get(scope, 0) + FLOPS_PER_MAC * macs
     return Count("fvcore", FLOPS_PER_MAC * total, by_op, unsupported, by_module)
-
-
-CONV_NOTE = (
-    "fvcore: convolutions counted by fvcore's conv_flop_count on the shapes of the meta run "
-    "(torch 2.13 cannot jit-trace a convolution on meta tensors); all other ops by its trace."
-)
 
 
 def _scopes(name: str) -> list[str]:

@@ -4,6 +4,7 @@ refused in one line, the JSON contract, its formulas against the counters on tin
 CPU run, and the shared layers that name no analysis."""
 
 import dataclasses
+import json
 import math
 import re
 import subprocess
@@ -156,6 +157,34 @@ def test_profile_rows_partition_the_steps_terms(name):
                 assert sum(f for f in counted if f is not None) == total
 
     check()
+
+
+def test_every_analysis_answers_from_its_formulas_alone_without_torch():
+    """check=False (--no-check): each analysis at its defaults answers with every counter's
+    reading None and a note saying so, and neither torch nor fvcore is imported."""
+    code = (
+        "import json, sys, complexo\n"
+        "out = {}\n"
+        "for name in complexo.ANALYSES:\n"
+        "    doc = complexo.analyse(name, check=False).to_json()\n"
+        "    sides = [doc[s] for s in complexo.ANALYSES[name].sides] or [doc]\n"
+        "    measured = [m for body in sides if 'quantities' in body\n"
+        "                for q in body['quantities'].values() for m in q['measured'].values()]\n"
+        "    notes = json.dumps(doc)\n"
+        "    out[name] = [len(measured), any(m is not None for m in measured),\n"
+        "                 'counters not run' in notes]\n"
+        "heavy = ('torch', 'fvcore')\n"
+        "out['imported'] = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
+        "print(json.dumps(out))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = json.loads(run.stdout)
+    assert out.pop("imported") == []
+    assert set(out) == set(ANALYSES)
+    for name, (count, any_measured, noted) in out.items():
+        # compare's per-resolution documents nest their models: no top-level quantities
+        assert not any_measured and noted, name
+        assert count > 0 or name == "compare", name
 
 
 def test_importing_complexo_and_building_the_cli_leave_torch_out():

@@ -186,7 +186,7 @@ def feature_maps(cfg: Config) -> str:
 
 
 def analyse(cfg: Config) -> Result:
-    from complexo.measure import CONV_NOTE
+    from complexo.conventions import CONV_NOTE
 
     block = PRESETS[cfg.model].block
     model, values = cost_model(block), cfg.values

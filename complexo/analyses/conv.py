@@ -190,8 +190,8 @@ def measure(cfg: Config, side: str) -> dict:
 
 
 def _side(cfg: Config, side: str) -> Result:
+    from complexo.conventions import CONV_NOTE, GROUPED_CONV_NOTE
     from complexo.counting import counted
-    from complexo.measure import CONV_NOTE, GROUPED_CONV_NOTE
 
     model, values = cfg.model(side), cfg.values
     readings = counted(lambda: measure(cfg, side), {})

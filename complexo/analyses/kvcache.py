@@ -208,23 +208,24 @@ def build(cfg: Config, device: str = "meta"):
 
 
 def analyse(cfg: Config) -> Result:
-    import torch
-
-    from complexo.blocks.transformer import KVCache
-    from complexo.conventions import torch_dtype
     from complexo.counting import counted
-    from complexo.measure import (
-        count_forward,
-        count_fvcore,
-        cpu_attention_formulas,
-        param_counts,
-        storage_bytes,
-    )
 
     spec, values, N = cfg.spec, cfg.values, cfg.context
     model, per_token, weight_bytes = cost_model(spec, cfg.dtype)
 
     def count() -> dict:
+        import torch
+
+        from complexo.blocks.transformer import KVCache
+        from complexo.conventions import torch_dtype
+        from complexo.measure import (
+            count_forward,
+            count_fvcore,
+            cpu_attention_formulas,
+            param_counts,
+            storage_bytes,
+        )
+
         module = build(cfg)
         cache_dtype = torch.int8 if cfg.dtype == "int8" else torch_dtype(cfg.dtype)
 

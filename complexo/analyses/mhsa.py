@@ -166,12 +166,13 @@ def build(cfg: Config, device: str = "meta"):
 
 def analyse(cfg: Config) -> Result:
     from complexo.counting import counted
-    from complexo.measure import count_fvcore, cpu_attention_formulas, measure_torch, param_counts
 
     model = cfg.model()
     values = cfg.values
 
     def count():
+        from complexo.measure import count_fvcore, measure_torch, param_counts
+
         block, x = build(cfg)
         kv_out: list[int] = []  # what k_proj and v_proj produce: a decoder would cache it
         hooks = [
@@ -203,6 +204,8 @@ def analyse(cfg: Config) -> Result:
     quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
     notes = _variant_notes(cfg, {q.name: q.value for q in quantities}, model, values)
     if cfg.fused and block is not None:
+        from complexo.measure import cpu_attention_formulas, measure_torch
+
         fwd_mm, bwd_mm = (q.value for q in quantities if q.name.endswith("_matmul_flops"))
         mapped = measure_torch(
             lambda: block(x), list(block.parameters()), custom_mapping=cpu_attention_formulas()

@@ -38,6 +38,7 @@ from complexo.conventions import (
     torch_dtype,
 )
 from complexo.cost import CostModel, Crossover, Kind, Terms, crossover, plain
+from complexo.counting import counted
 from complexo.errors import ComplexoError
 from complexo.registry import Analysis, check_options, option, register
 from complexo.result import Comparison, QuantitySpec, Result, build_quantity, summarise
@@ -251,8 +252,8 @@ def measure(cfg: Config, side: str) -> dict:
 def _side(cfg: Config, side: str) -> Result:
     variant = side if side == "gelu" else cfg.gated
     model, values = cost_model(variant, cfg.bias), cfg.values
-    readings = measure(cfg, side)
-    quantities = [build_quantity(q, model, values, readings[q.name]) for q in QUANTITIES]
+    readings = counted(lambda: measure(cfg, side), {})
+    quantities = [build_quantity(q, model, values, readings.get(q.name, {})) for q in QUANTITIES]
     width = f if side == "gelu" else f_g
     summary = summarise(model, values, (B, n, d, width), {}, [])
     if side == "gelu":
@@ -267,8 +268,9 @@ def _side(cfg: Config, side: str) -> Result:
         )
         facts = {"widths": f"{cfg.gated}: d = {cfg.dim} → 2 × f_g = {cfg.f_g} ({how}) → d"}
     notes = []
-    if readings["forward_flops"]["fvcore"].uncounted_ops:
-        skipped = ", ".join(sorted(readings["forward_flops"]["fvcore"].uncounted_ops))
+    fv = readings.get("forward_flops", {}).get("fvcore")
+    if fv is not None and fv.uncounted_ops:
+        skipped = ", ".join(sorted(fv.uncounted_ops))
         notes.append(f"fvcore lists {skipped} as unsupported: the element-wise terms' gap.")
     return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)
 

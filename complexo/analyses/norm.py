@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from complexo.analyses.norm_cost import KINDS, LAYOUTS, cost_model, sizes
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import Kind, evaluate
+from complexo.counting import counted
 from complexo.devices import DEVICES
 from complexo.errors import ComplexoError
 from complexo.registry import Analysis, check_options, option, register
@@ -212,8 +213,8 @@ def measure(cfg: Config) -> dict:
 def analyse(cfg: Config) -> Result:
     layout = cfg.shape_layout
     model, values = cost_model(cfg.kind, layout, cfg.affine, cfg.train), cfg.values
-    readings = measure(cfg)
-    quantities = [build_quantity(q, model, values, readings[q.name]) for q in QUANTITIES]
+    readings = counted(lambda: measure(cfg), {})
+    quantities = [build_quantity(q, model, values, readings.get(q.name, {})) for q in QUANTITIES]
     growing = (B, n, d) if layout == "tokens" else (B, C, R)
     summary = summarise(model, values, growing, {}, [])
     N, S, _, _ = (evaluate(x, values) for x in sizes(cfg.kind, layout))
@@ -234,7 +235,7 @@ def analyse(cfg: Config) -> Result:
 def _notes(cfg: Config, readings: dict, v: dict[str, int], N: int) -> list[str]:
     from complexo.conventions import BN_EVAL_FLOPS, NORM_FWD_FLOPS
 
-    fv = readings["forward_flops"]["fvcore"]
+    fv = readings.get("forward_flops", {}).get("fvcore")
     notes = [
         "FlopCounterMode has no FLOP formula for any normalisation op (it counts matmuls, "
         "convolutions and attention): its 0 is the whole formula, op by op below."
@@ -245,7 +246,7 @@ def _notes(cfg: Config, readings: dict, v: dict[str, int], N: int) -> list[str]:
             "on the CPU and meta devices as its composite ops (pow, mean, add, rsqrt, mul), in "
             "fp32: autograd keeps an fp32 x, 1/rms and, with γ, an fp32 x̂, whatever the dtype."
         )
-    elif fv.total:
+    elif fv is not None and fv.total:
         per = fv.total / N
         ours = "2 per element (x·a + b)" if cfg.kind == "batchnorm" and not cfg.train else None
         ours = ours or f"{NORM_FWD_FLOPS if cfg.affine else NORM_FWD_FLOPS - 2} per element"

@@ -30,6 +30,7 @@ from complexo.analyses.video_cost import (
 )
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import Crossover, Kind, crossover, evaluate
+from complexo.counting import counted
 from complexo.errors import ComplexoError
 from complexo.registry import Analysis, Figure, check_options, option, register
 from complexo.result import QuantitySpec, Result, build_quantity, summarise
@@ -97,7 +98,7 @@ class Config:
     @property
     def clipped(self) -> tuple[int, int, int]:
         """The window as Video Swin uses it: no larger than the clip."""
-        from complexo.blocks.video import window_size
+        from complexo.analyses.video_cost import window_size
 
         return window_size(self.window_sizes, self.frames, self.side)
 
@@ -169,8 +170,8 @@ def measure(cfg: Config) -> dict:
 
 def analyse(cfg: Config) -> Result:
     model, values = cost_model(cfg.attn, cfg.bias), cfg.values
-    readings = measure(cfg)
-    quantities = [build_quantity(q, model, values, readings[q.name]) for q in QUANTITIES]
+    readings = counted(lambda: measure(cfg), {})
+    quantities = [build_quantity(q, model, values, readings.get(q.name, {})) for q in QUANTITIES]
     found, missing = crossovers(cfg)
     growing = (B, T, S, d, h) + ((w_t, w_h, w_w) if cfg.attn == "window" else ())
     summary = summarise(model, values, growing, {h: d}, found)

@@ -88,3 +88,9 @@ def unpadded(expr: sympy.Expr) -> sympy.Expr:
     S*T
     """
     return sympy.expand(expr.replace(sympy.ceiling, lambda x: x))
+
+
+def window_size(window: tuple[int, int, int], T: int, side: int) -> tuple[int, int, int]:
+    """Video Swin's ``get_window_size``: a window no larger than the clip, (w_t, w_h, w_w) each
+    clipped to (T, √S, √S)."""
+    return tuple(min(w, size) for w, size in zip(window, (T, side, side), strict=True))

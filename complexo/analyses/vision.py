@@ -127,15 +127,16 @@ def measure(build, values, model, quantities, *, attention: bool = False):
     (from the logits' sum), fvcore's trace of the forward, the module's parameters."""
     from complexo.cost import Kind
     from complexo.counting import counted
-    from complexo.measure import (
-        count_fvcore,
-        cpu_attention_formulas,
-        measure_torch,
-        param_counts,
-    )
     from complexo.result import build_quantity
 
     def count() -> dict:
+        from complexo.measure import (
+            count_fvcore,
+            cpu_attention_formulas,
+            measure_torch,
+            param_counts,
+        )
+
         built, inputs = build()
         # BatchNorm's running statistics are saved for its backward but are buffers, not
         # activations.

@@ -157,7 +157,7 @@ def build(cfg: Config, device: str = "meta"):
 
 
 def analyse(cfg: Config) -> Result:
-    from complexo.measure import CONV_NOTE, SDPA_CPU_NOTE
+    from complexo.conventions import CONV_NOTE, SDPA_CPU_NOTE
 
     model, values = cost_model(), cfg.values
     quantities = measure(lambda: build(cfg), values, model, QUANTITIES, attention=True)

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from complexo.analyses.video_cost import window_size
 from complexo.blocks.attention import NaiveMHSA
 
 
@@ -62,12 +63,6 @@ class FactorizedAttention(nn.Module):
         x = x.view(B, S, T, d).transpose(1, 2).contiguous().view(B * T, S, d)  # -> (B·T, S, d)
         x = self.spatial(x)  # (B·T, S, d) -> (B·T, S, d), S² scores a head
         return x.view(B, T, S, d)  # (B·T, S, d) -> (B, T, S, d)
-
-
-def window_size(window: tuple[int, int, int], T: int, side: int) -> tuple[int, int, int]:
-    """Video Swin's ``get_window_size``: a window no larger than the clip, (w_t, w_h, w_w) each
-    clipped to (T, √S, √S)."""
-    return tuple(min(w, size) for w, size in zip(window, (T, side, side), strict=True))
 
 
 class WindowAttention(nn.Module):

@@ -1,6 +1,7 @@
 """The command of one registered analysis: its options (from its config), then what every
 analysis command takes: ``--json``, ``--brief``, ``--terms`` (two-sided), ``--plot PATH`` (where
-it draws a figure) and ``--profile`` with ``--device`` and ``--save`` (where it runs for real)."""
+it draws a figure), ``--profile`` with ``--device`` and ``--save`` (where it runs for real) and
+``--check/--no-check`` (the counters, or the formulas alone without importing torch)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,18 @@ DEVICE = generate.option(
 PLOT = generate.option("plot", str | None, None, "Also draw the figure to PATH (.png or .svg).")
 
 
+CHECK = generate.option(
+    "check",
+    bool,
+    True,
+    "Check the formulas against the counters on the meta device (--no-check: the formulas "
+    "alone, without importing torch or fvcore; a note says they were not checked).",
+    "--check/--no-check",
+)
+
+
 def add(app: typer.Typer, a: Analysis) -> None:
-    extra = [JSON]
+    extra = [JSON, CHECK]
     if a.sides:
         extra += [
             generate.option("brief", bool, False, "Leave out the formulas."),
@@ -42,8 +53,8 @@ def add(app: typer.Typer, a: Analysis) -> None:
             generate.option("save", bool, False, "With --profile: record the run under profiles/."),
         ]
 
-    def body(ctx, config, explicit, *, as_json, brief, terms=False, plot=None, **runs):
-        run(a, config, as_json=as_json, brief=brief, terms=terms, plot=plot, **runs)
+    def body(ctx, config, explicit, *, as_json, brief, check, terms=False, plot=None, **runs):
+        run(a, config, as_json=as_json, brief=brief, check=check, terms=terms, plot=plot, **runs)
 
     app.command(a.name, short_help=plain(a.title), help=plain(a.help))(
         generate.command(a.config, extra, body)
@@ -56,6 +67,7 @@ def run(
     *,
     as_json: bool,
     brief: bool,
+    check: bool = True,
     terms: bool = False,
     plot: str | None = None,
     profile: bool = False,
@@ -73,7 +85,13 @@ def run(
         from complexo.plot import check_path
 
         check_path(plot)
-    result = a.analyse(cfg)
+    if check:
+        result = a.analyse(cfg)
+    else:
+        from complexo.counting import unchecked
+
+        with unchecked():
+            result = a.analyse(cfg)
     if plot is not None:
         draw(a, result, plot)
     prof = None
