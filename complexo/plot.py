@@ -139,13 +139,19 @@ def draw_sweep(ax, sweep: Sweep, quantity: str = "forward_flops") -> Drawn:
         drawn[f"{matmul} (formula)"] = (xs, mm)
     measured_on = matmul if matmul in names else quantity
     for counter, marker in (("torch", "o"), ("fvcore", "x")):
-        ms = [p.result.quantity(measured_on).measured.get(counter) for p in sweep.points]
-        if any(m is None for m in ms) or not all(ms):
+        # the points the counters ran at (a sweep counts where that checks every point)
+        found = [
+            (x, p.result.quantity(measured_on).measured.get(counter))
+            for x, p in zip(xs, sweep.points, strict=True)
+        ]
+        found = [(x, m) for x, m in found if m is not None]
+        if len(found) < 2 or not all(m for _, m in found):
             continue
-        slope = f", slope {fit_exponent(xs, ms):.2f}" if len(xs) > 2 else ""
+        mx, ms = [x for x, _ in found], [m for _, m in found]
+        slope = f", slope {fit_exponent(mx, ms):.2f}" if len(mx) > 2 else ""
         label = f"{counter} count of {measured_on}{slope}"
-        ax.scatter(xs, ms, marker=marker, s=46, zorder=5, label=label)
-        drawn[label] = (xs, ms)
+        ax.scatter(mx, ms, marker=marker, s=46, zorder=5, label=label)
+        drawn[label] = (mx, ms)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     leading = [

@@ -18,7 +18,7 @@ def render_sweep(sweep, quantity: str) -> Group:
         Text.assemble(
             (f"complexo sweep {sweep.analysis}", "bold"),
             "  " + ", ".join(f"{k}={v}" for k, v in sweep.fixed.items()) + "\n",
-            (f"{CONVENTION}; every point a full analysis, counted on the meta device", "dim"),
+            (f"{CONVENTION}; counted on the meta device; {sweep.why}", "dim"),
         )
     ]
     first = sweep.points[0].result
@@ -32,12 +32,14 @@ def render_sweep(sweep, quantity: str) -> Group:
         timed = all(p.profile is not None for p in sweep.points)
         if timed:
             table.add_column("measured", justify="right")
-        for point in sweep.points:
+        for i, point in enumerate(sweep.points):
             qs = point.result.quantities
             exact = all(q.agrees(c) in (None, True) for q in qs for c in COUNTERS)
             verdict = "all exact" if exact else "gaps explained"
             if any(g.reason == "unexplained" for q in qs for g in q.gaps):
                 verdict = "UNEXPLAINED gap"
+            if i not in sweep.counted:
+                verdict = "formulas"
             cells = [str(point.config[name]), *(human(q.value, q.unit) for q in qs), verdict]
             if timed:
                 cells.append(duration(point.profile.median))

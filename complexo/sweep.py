@@ -1,8 +1,10 @@
 """Sweeps: one analysis at many configs, one option (or two, as a grid) varied, the rest fixed.
 
-Every point is a full analysis (formulas and counters), so a sweep's numbers are exactly the
-point-by-point calls'. ``--vary seq=256..65536`` with ``--log2`` (doubling from the start),
-``--step S`` (arithmetic) or ``--points K`` (K evenly spaced integers).
+Every point's formulas are evaluated, and the counters run at enough points to check them at
+all (:func:`_to_count`: the degree of the formulas in the moved size, plus one; every point
+with ``--check-all``), so a sweep's numbers are exactly the point-by-point calls'.
+``--vary seq=256..65536`` with ``--log2`` (doubling from the start), ``--step S``
+(arithmetic) or ``--points K`` (K evenly spaced integers).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fractions import Fraction
 import sympy
 
 from complexo.cost import Kind, evaluate
+from complexo.counting import unchecked
 from complexo.errors import ComplexoError
 from complexo.registry import options
 from complexo.result import Result
@@ -91,6 +94,8 @@ class Sweep:
     fixed: dict
     vary: list[Vary]
     points: list[Point] = field(default_factory=list)
+    counted: list[int] = field(default_factory=list)  # the points the counters ran at
+    why: str = ""  # why those points are enough
 
     @property
     def symbol(self) -> sympy.Symbol | None:
@@ -132,6 +137,8 @@ class Sweep:
             "vary": {v.name: list(v.values) for v in self.vary},
             "symbol": str(self.symbol) if self.symbol is not None else None,
             "exponents": self.exponents(),
+            "counted": [self.points[i].config for i in self.counted],
+            "counted_why": self.why,
             "points": [
                 {
                     "config": p.config,
@@ -173,8 +180,11 @@ def run(
     fixed: dict,
     vary: list[Vary],
     progress: Callable[[int, int], None] | None = None,
+    *,
+    check_all: bool = False,
 ) -> Sweep:
-    """Analyse every point of the grid spanned by ``vary`` (one Vary: a line). ``analysis``: a
+    """Analyse every point of the grid spanned by ``vary`` (one Vary: a line), the counters at
+    enough of them to check the formulas at all of them (:func:`_to_count`). ``analysis``: a
     registered :class:`~complexo.registry.Analysis` (or its module)."""
     a = _analysis(analysis)
     if not 1 <= len(vary) <= 2:
@@ -199,12 +209,54 @@ def run(
     grid = list(itertools.product(*(v.values for v in vary)))
     configs = [a.make(**fixed, **dict(zip(names, g, strict=True))) for g in grid]
     sweep = Sweep(a.name, fixed, vary)
+    counted: set[int] = {0}
     for i, (g, cfg) in enumerate(zip(grid, configs, strict=True)):
-        result = a.analyse(cfg)
+        if i == 1:  # the first point's formulas say where else the counters must run
+            counted, sweep.why = _to_count(sweep.points[0].result.model, configs, check_all)
+        if i in counted:
+            result = a.analyse(cfg)
+        else:
+            with unchecked():
+                result = a.analyse(cfg)
         sweep.points.append(Point(dict(zip(names, g, strict=True)), result))
         if progress:
             progress(i + 1, len(grid))
+    sweep.counted = sorted(i for i in counted if i < len(grid))
     return sweep
+
+
+def _to_count(model, configs, check_all: bool) -> tuple[set[int], str]:
+    """The points where the counters must run for the formulas to be checked at every point:
+    when the sweep moves one symbol s and every term is a polynomial in s of degree at most D,
+    the formulas and the counters (which count executed ops, polynomial in the sizes too) agree
+    everywhere once they agree at D + 1 points; so D + 1 points, the ends among them. Every
+    point otherwise (a grid, a size that moves several symbols, ⌈R/2^k⌉), and with
+    ``check_all``."""
+    everything = set(range(len(configs)))
+    if check_all:
+        return everything, "every point counted (--check-all)"
+    first, last = configs[0].values, configs[-1].values
+    moved = [s for s in first if first[s] != last.get(s)]
+    if len(configs) < 3 or len(moved) != 1 or set(first) != set(last):
+        return everything, "every point counted"
+    (s,) = moved
+    degree = 0
+    for term in model.terms(tuple(Kind)):
+        expr = sympy.expand(term.expr)
+        if not expr.is_polynomial(s):
+            return everything, f"every point counted (not a polynomial in {s})"
+        degree = max(degree, int(sympy.degree(expr, s)))
+    if degree + 1 >= len(configs):
+        return everything, "every point counted"
+    last_index = len(configs) - 1
+    chosen = {round(k * last_index / degree) for k in range(degree + 1)} if degree else {0}
+    chosen.add(last_index)
+    return chosen, (
+        f"counted at {len(chosen)} points: every term is a polynomial of degree at most "
+        f"{degree} in {s}, so agreeing at {degree + 1} points (the ends among them) the formulas "
+        "and the counters agree at every point; the other points are the formulas' alone "
+        "(--check-all counts every one)"
+    )
 
 
 def fit_exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -252,7 +304,14 @@ class Variants:
 
 
 def run_variants(
-    analysis, fixed: dict, vary: list[Vary], variants: Sequence[str], quantity: str, progress=None
+    analysis,
+    fixed: dict,
+    vary: list[Vary],
+    variants: Sequence[str],
+    quantity: str,
+    progress=None,
+    *,
+    check_all: bool = False,
 ) -> Variants:
     """One sweep per variant, each variant's options added to the fixed ones."""
     if len(vary) != 1:
@@ -269,7 +328,9 @@ def run_variants(
         step = (
             None if progress is None else (lambda i, n, k=k: progress(k * n + i, n * len(variants)))
         )
-        out[text or "(no extra options)"] = run(a, {**fixed, **extra}, vary, step)
+        out[text or "(no extra options)"] = run(
+            a, {**fixed, **extra}, vary, step, check_all=check_all
+        )
     return Variants(a.name, quantity, out)
 
 

@@ -17,9 +17,25 @@ from complexo.errors import ComplexoError
 SMALL = {"dim": 32, "heads": 4}
 
 
-def small_sweep():
+def small_sweep(check_all=True):
     vary = sweeps.parse_vary("seq=32..256", points=None, step=None, log2=True)
-    return sweeps.run(mhsa, SMALL, [vary])
+    return sweeps.run(mhsa, SMALL, [vary], check_all=check_all)
+
+
+def test_a_sweep_counts_at_degree_plus_one_points_and_evaluates_the_rest():
+    # every MHSA term is a polynomial of degree ≤ 2 in n: 3 points (the ends among them) check
+    # it everywhere; the 4 points 32, 64, 128, 256 are counted at indices round(k·3/2) = 0, 2, 3
+    sweep = small_sweep(check_all=False)
+    assert sweep.counted == [0, 2, 3] and "degree at most 2 in n" in sweep.why
+    full = small_sweep()
+    for i, (point, checked) in enumerate(zip(sweep.points, full.points, strict=True)):
+        pairs = zip(point.result.quantities, checked.result.quantities, strict=True)
+        for q, c in pairs:
+            assert q.value == c.value
+            assert q.measured == (
+                c.measured if i in sweep.counted else {k: None for k in c.measured}
+            )
+    assert [p["seq"] for p in sweep.to_json()["counted"]] == [32, 128, 256]
 
 
 def test_sweep_points_are_the_point_by_point_analyses():

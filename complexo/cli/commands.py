@@ -22,8 +22,8 @@ def add(app: typer.Typer, analyses: dict[str, Analysis]) -> None:
     sweeps = group(
         f"Sweep an analysis over one option (or a grid of two): complexo sweep "
         f"{'|'.join(a.name for a in swept)} --vary NAME=START..STOP [--log2 | --step S | "
-        "--points K] [its own options, fixed]. Every point is a full analysis (formulas and "
-        "counters).",
+        "--points K] [its own options, fixed]. Every point's formulas, and the counters at enough "
+        "points to check them all.",
         {
             a.name: f"complexo sweep takes analyses with one result; {a.name} compares sides "
             "and has its own sweep (its table and --plot)"
@@ -97,6 +97,14 @@ def _sweep_command(sweeps: typer.Typer, a: Analysis) -> None:
             None,
             'Options of one line, e.g. --variant "" --variant "--causal": the sweep under each, '
             "one figure.",
+        ),
+        option(
+            "check_all",
+            bool,
+            False,
+            "Run the counters at every point (by default at the degree + 1 points that check "
+            "the formulas at all of them).",
+            "--check-all",
         ),
         option("profile", bool, False, "Also time every point.", "--profile"),
         DEVICE,

@@ -23,6 +23,7 @@ def run(
     as_json: bool,
     as_csv: bool,
     plot: str | None,
+    check_all: bool = False,
 ) -> None:
     import sys
 
@@ -50,10 +51,12 @@ def run(
 
         if variant:
             quantity = quantity or "forward_flops"
-            lines = sweeps.run_variants(a, fixed, varies, variant, quantity, progress)
+            lines = sweeps.run_variants(
+                a, fixed, varies, variant, quantity, progress, check_all=check_all
+            )
             _emit_variants(lines, as_json, as_csv, plot)
             return
-        result = sweeps.run(a, fixed, varies, progress)
+        result = sweeps.run(a, fixed, varies, progress, check_all=check_all)
         if profile:
             if len(varies) != 1:
                 raise ComplexoError("--profile draws time against one varied option")

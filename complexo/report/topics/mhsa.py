@@ -90,7 +90,7 @@ def mhsa_page(page: Page) -> None:
         )
     )
     vary = [sweeps.parse_vary("seq=256..65536", points=None, step=None, log2=True)]
-    sweep = sweeps.run(mhsa, {"dim": 1024}, vary)
+    sweep = sweeps.run(mhsa, {"dim": 1024}, vary, check_all=True)  # every point's counts drawn
     fig, (ax,) = plots.figure(width=10.5)
     drawn = plots.draw_sweep(ax, sweep)
     page.figure(
