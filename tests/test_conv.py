@@ -9,6 +9,7 @@ import math
 import pytest
 import sympy
 import torch
+from helpers import assert_exact
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
@@ -238,11 +239,7 @@ def test_every_formula_equals_the_counters_or_its_gap_is_explained(cfg):
                     for name in g.terms
                 )
                 assert sum(g.value for g in gaps) == q.value - reading
-        exact = ("forward_matmul_flops", "backward_matmul_flops", "params", "activation_bytes")
-        for name in (*exact, "forward_moved_bytes"):
-            q = side.quantity(name)
-            assert q.measured["torch"] == q.value, (name, q.measured, q.value)
-            assert q.measured["fvcore"] in (None, q.value), (name, q.measured, q.value)
+        assert_exact(side)
 
 
 # --- 3D, causal, unfold -----------------------------------------------------------------------

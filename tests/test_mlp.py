@@ -9,7 +9,7 @@ import pytest
 import sympy
 import torch
 import torch.nn.functional as F
-from helpers import assert_one_line_error, runner
+from helpers import assert_exact, assert_one_line_error, runner
 from hypothesis import given, settings
 
 from complexo.analyses import mlp
@@ -160,11 +160,7 @@ def test_every_formula_equals_the_counters_or_its_gap_is_explained(cfg):
                 assert gaps and all(g.reason != "unexplained" for g in gaps), q
                 assert all(not side.model.term(q.kind, t).matmul for g in gaps for t in g.terms)
                 assert sum(g.value for g in gaps) == q.value - reading
-        exact = ("forward_matmul_flops", "backward_matmul_flops", "params", "activation_bytes")
-        for name in (*exact, "forward_moved_bytes"):
-            q = side.quantity(name)
-            assert q.measured["torch"] == q.value, (name, q.measured, q.value)
-            assert q.measured["fvcore"] in (None, q.value), (name, q.measured, q.value)
+        assert_exact(side)
 
 
 # --- the reference blocks --------------------------------------------------------------------
