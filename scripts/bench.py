@@ -3,7 +3,10 @@
 1. wall time of a 131072-token, d=8192 MHSA over a 512-token, d=512 one (target ≤ 1.2);
 2. peak resident memory of the large one (target < 1 GB: nothing of that size is allocated);
 3. cold start of `complexo mhsa --seq 4096 --dim 1024` minus that of `python -c "import torch"`
-   (target < 1 s).
+   (target < 1 s);
+4. formula-only answers (`--no-check`: neither torch nor fvcore imported) of mhsa, lora on
+   gpt3-175b and compare cnn vit, cold (target ≤ 0.5 s each);
+5. a 64-point MHSA sweep over n against one point (target ≤ 1.3: it counts at 3 points).
 
 Each figure is the median of --repeat fresh processes.
 """
@@ -22,6 +25,23 @@ LARGE = [*CLI, "mhsa", "--seq", "131072", "--dim", "8192", "--heads", "64", "--j
 SMALL = [*CLI, "mhsa", "--seq", "512", "--dim", "512", "--heads", "8", "--json"]
 DEMO = [*CLI, "mhsa", "--seq", "4096", "--dim", "1024"]
 TORCH = [sys.executable, "-c", "import torch"]
+FORMULAS = {
+    "mhsa --no-check": [*CLI, "mhsa", "--no-check", "--json"],
+    "lora gpt3-175b --no-check": [
+        *CLI,
+        "lora",
+        "--model",
+        "gpt3-175b",
+        "--rank",
+        "4",
+        "--no-check",
+        "--json",
+    ],
+    "compare cnn vit --no-check": [*CLI, "compare", "cnn", "vit", "--no-check", "--json"],
+}
+SWEEP_ONE = [*CLI, "mhsa", "--seq", "64", "--dim", "256", "--heads", "4", "--json"]
+SWEEP = [*CLI, "sweep", "mhsa", "--vary", "seq=64..4096", "--step", "64"]
+SWEEP += ["--dim", "256", "--heads", "4", "--json"]
 
 
 def run(cmd: list[str]) -> tuple[float, int]:
@@ -50,12 +70,18 @@ def main() -> None:
     t_small, m_small = median(SMALL, args.repeat)
     t_large, m_large = median(LARGE, args.repeat)
     t_demo, _ = median(DEMO, args.repeat)
+    t_formulas = {name: median(cmd, args.repeat)[0] for name, cmd in FORMULAS.items()}
+    t_one, _ = median(SWEEP_ONE, args.repeat)
+    t_sweep, _ = median(SWEEP, args.repeat)
 
     rows = [
         ("import torch", f"{t_torch:.2f} s", ""),
         ("mhsa n=512 d=512 h=8 --json", f"{t_small:.2f} s", f"peak {m_small / 2**20:.0f} MiB"),
         ("mhsa n=131072 d=8192 h=64 --json", f"{t_large:.2f} s", f"peak {m_large / 2**20:.0f} MiB"),
         ("mhsa n=4096 d=1024 (table)", f"{t_demo:.2f} s", ""),
+        *((name, f"{s:.2f} s", "") for name, s in t_formulas.items()),
+        ("mhsa n=64 d=256 h=4 --json", f"{t_one:.2f} s", ""),
+        ("sweep mhsa over 64 values of n", f"{t_sweep:.2f} s", ""),
     ]
     print(f"median of {args.repeat} fresh processes each, {os.cpu_count()} CPUs")
     for name, t, extra in rows:
@@ -66,9 +92,11 @@ def main() -> None:
         ("large/small wall time", f"{ratio:.2f}", "≤ 1.2", ratio <= 1.2),
         ("large peak memory", f"{m_large / 1e9:.2f} GB", "< 1 GB", m_large < 1e9),
         ("cold start beyond torch", f"{cold:.2f} s", "< 1 s", cold < 1),
+        *((f"{name}", f"{s:.2f} s", "≤ 0.5 s", s <= 0.5) for name, s in t_formulas.items()),
+        ("64-point sweep/one point", f"{t_sweep / t_one:.2f}", "≤ 1.3", t_sweep / t_one <= 1.3),
     ]
     for name, value, target, ok in checks:
-        print(f"  {name:<24} {value:>9}  (target {target})  {'ok' if ok else 'MISSED'}")
+        print(f"  {name:<28} {value:>9}  (target {target})  {'ok' if ok else 'MISSED'}")
 
 
 if __name__ == "__main__":
