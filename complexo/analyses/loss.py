@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from complexo.analyses.loss_cost import KINDS, cost_model
+from complexo.analyses.loss_profile import PROFILING
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import Kind
 from complexo.devices import DEVICES
@@ -215,6 +216,7 @@ ANALYSIS = register(
         "meta device.",
         config=Config,
         analyse=analyse,
+        profiling=PROFILING,
         examples=examples,
     )
 )
