@@ -96,6 +96,40 @@ SILU_BWD_FLOPS = sympy.Integer(9)
 # A gated unit's product a ⊙ u: 1 per element forward; backward du = dy ⊙ a and da = dy ⊙ u: 2.
 GATE_FWD_FLOPS = sympy.Integer(1)
 GATE_BWD_FLOPS = sympy.Integer(2)
+# Softmax cross-entropy, written out with the log-sum-exp trick, per element of a row of V
+# logits z (complexo.analyses.loss names each pass): the row max m (1 comparison), z − m (1),
+# exp (1, as one op), added to the row sum s (1), and log p = (z − m) − log s (1). Per row, once:
+# log s (1), the target's −log p picked (1: the negation; the gather is a copy) and its share of
+# the mean (1). Forward, per element: 1 + 1 + 1 + 1 + 1 = 5. The max is a constant for the
+# gradient (log-sum-exp does not depend on it), so it is taken without autograd and costs the
+# backward nothing.
+LSE_MAX_FLOPS = sympy.Integer(1)
+LSE_SUBTRACT_FLOPS = sympy.Integer(1)
+LSE_EXP_FLOPS = sympy.Integer(1)
+LSE_SUM_FLOPS = sympy.Integer(1)
+LOG_SOFTMAX_FLOPS = sympy.Integer(1)  # (z − m) − log s
+XENT_FWD_FLOPS = LSE_MAX_FLOPS + LSE_SUBTRACT_FLOPS + LSE_EXP_FLOPS + LSE_SUM_FLOPS
+XENT_FWD_FLOPS += LOG_SOFTMAX_FLOPS
+XENT_ROW_FWD_FLOPS = sympy.Integer(3)  # log s, −log p of the target, its share of the mean
+# Backward of the written-out graph, per element: Σ over the row of d log p (for d log s) (1),
+# d exp = d s ⊙ exp(z − m) (1), the two paths into d(z − m) added (1): 3. Per row: the mean's
+# 1/(B·n) (1), the negation (1), d log s ÷ s (1): 3. (A fused kernel computes softmax − onehot:
+# exp(log p) (1), × the upstream gradient (1), the target's − 1 per row.)
+XENT_BWD_FLOPS = sympy.Integer(3)
+XENT_ROW_BWD_FLOPS = sympy.Integer(3)
+# Focal loss (Lin et al. 2017) on a softmax, −(1 − p_t)^γ·log p_t, adds per row (only the
+# target's log-probability enters it, so its extra work is per token, not per element):
+# p_t = exp(log p_t) (1), 1 − p_t (1), (·)^γ (1, as one op), × log p_t (1): 4. Backward, per row:
+# d log p_t = −g·w (2: the negation, × w), d w = −g·log p_t (1), pow's γ·(1 − p_t)^(γ−1)·d w
+# (3: the power, × γ, × d w), d p_t = −d(1 − p_t) (1), × p_t into d log p_t (1), the two paths
+# added (1): 9.
+FOCAL_FWD_FLOPS = sympy.Integer(4)
+FOCAL_BWD_FLOPS = sympy.Integer(9)
+# A chunked loss that computes its gradient in its forward (Liger's fused linear cross-entropy)
+# goes on from the row sum s, per element: softmax p = exp(z − m)/s (1) and g = p/(B·n) (1),
+# then the target's − 1/(B·n) per row (1); each chunk's dW is added to the running one (1 per
+# weight per chunk).
+CHUNK_GRAD_FLOPS = sympy.Integer(2)
 # Max pooling over a k×k window: k² − 1 comparisons per output element.
 # Average pooling: one add per input element (the division per output is left out).
 

@@ -36,3 +36,4 @@ S = sympy.Symbol("S", integer=True, positive=True)  # patch tokens per frame, (R
 w_t = sympy.Symbol("w_t", integer=True, positive=True)  # 3D attention window: frames
 w_h = sympy.Symbol("w_h", integer=True, positive=True)  # 3D attention window: token rows
 w_w = sympy.Symbol("w_w", integer=True, positive=True)  # 3D attention window: token columns
+c = sympy.Symbol("c", integer=True, positive=True)  # chunks of a chunked loss

@@ -14,6 +14,7 @@ from complexo.analyses import conv
 from complexo.analyses import mlp
 from complexo.analyses import norm
 from complexo.analyses import video
+from complexo.analyses import loss
 from complexo.registry import ANALYSES
 
 __all__ = ["ANALYSES"]
