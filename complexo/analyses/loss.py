@@ -116,13 +116,16 @@ def build(cfg: Config, impl: str = "reference", device: str = "meta"):
 
 def measure(cfg: Config) -> dict:
     from complexo.counting import counted
-    from complexo.measure import count_fvcore, measure_torch, param_counts
 
     def run(impl):
+        from complexo.measure import measure_torch
+
         module, inputs = build(cfg, impl)
         return module, inputs, measure_torch(lambda: module(*inputs), list(module.parameters()))
 
     def count():
+        from complexo.measure import count_fvcore, param_counts
+
         module, inputs, ref = run("reference")
         detached = tuple(t.detach() for t in inputs)
         out = {
