@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import asdict, dataclass, replace
 
+from complexo.analyses import model_flops
 from complexo.analyses.llm import resolve_model
 from complexo.analyses.lora_cost import (  # noqa: F401  (the cost model's names, here too)
     INDEX_BYTES,
@@ -270,7 +271,7 @@ def analyse(cfg: Config) -> Comparison:
     sides = {side: _side(cfg, side) for side in SIDES}
     full, lora = sides["full"], sides["lora"]
     values = cfg.values
-    notes = [_speed_note(full, lora), *_notes(cfg, full)]
+    notes = [_speed_note(full, lora), *_notes(cfg, full), *model_flops.notes(cfg, full)]
     return Comparison(
         NAME,
         _config(cfg),
