@@ -22,6 +22,7 @@ class ModelConfig:
     ctx: int  # context length: the learned positions P of gpt2, the trained context of llama
     mlp: int  # f, hidden width of the MLP
     kv_heads: int | None = None  # G key/value heads (grouped-query attention); None: h
+    window: int | None = None  # W, sliding-window attention: each token sees the last W; None: all
 
     @property
     def groups(self) -> int:
@@ -62,6 +63,17 @@ TRANSFORMERS: dict[str, ModelConfig] = {
     # GPT-3's largest model: GPT-2's blocks at d = 12288, 96 layers and heads, 2048 positions.
     "gpt3-175b": gpt2(96, 12288, 96, ctx=2048),
     "llama-7b": ModelConfig("llama", 32, 4096, 32, 32000, 2048, llama_mlp_width(4096)),
+    # LLaMA 2 (Touvron et al. 2023b, Table 1: 4096 context; GQA for 70B only). The 70B MLP is
+    # not 2/3·4·d rounded (22016): Meta's ffn_dim_multiplier 1.3 makes it 28672.
+    "llama-2-13b": ModelConfig("llama", 40, 5120, 40, 32000, 4096, llama_mlp_width(5120)),
+    "llama-2-70b": ModelConfig("llama", 80, 8192, 64, 32000, 4096, 28672, kv_heads=8),
+    # LLaMA 3: GQA with 8 key/value heads at every size, a 128,256-token vocabulary, 8192
+    # context; MLP widths 14336 and 28672 (multiplier 1.3, multiple of 1024).
+    "llama-3-8b": ModelConfig("llama", 32, 4096, 32, 128256, 8192, 14336, kv_heads=8),
+    "llama-3-70b": ModelConfig("llama", 80, 8192, 64, 128256, 8192, 28672, kv_heads=8),
+    # Mistral 7B v0.1 (Jiang et al. 2023, Table 1): LLaMA's blocks with GQA (8), MLP 14336,
+    # a 4096-token sliding window and an 8192-token context.
+    "mistral-7b": ModelConfig("llama", 32, 4096, 32, 32000, 8192, 14336, kv_heads=8, window=4096),
 }
 
 # What the model cards and papers say, and where.
@@ -72,6 +84,14 @@ TRANSFORMERS_PUBLISHED: dict[str, tuple[int, str]] = {
     "gpt2-xl": (1_557_611_200, "Hugging Face gpt2-xl, num_parameters()"),
     "gpt3-175b": (175_000_000_000, "Brown et al. 2020, Table 2.1: 175.0B, given to 0.1B"),
     "llama-7b": (6_738_415_616, "Hugging Face huggyllama/llama-7b, num_parameters()"),
+    "llama-2-13b": (13_015_864_320, "Hugging Face meta-llama/Llama-2-13b-hf, num_parameters()"),
+    "llama-2-70b": (68_976_648_192, "Hugging Face meta-llama/Llama-2-70b-hf, num_parameters()"),
+    "llama-3-8b": (8_030_261_248, "Hugging Face meta-llama/Meta-Llama-3-8B, num_parameters()"),
+    "llama-3-70b": (
+        70_553_706_496,
+        "Hugging Face meta-llama/Meta-Llama-3-70B, num_parameters()",
+    ),
+    "mistral-7b": (7_241_732_096, "Hugging Face mistralai/Mistral-7B-v0.1, num_parameters()"),
 }
 
 

@@ -377,7 +377,7 @@ def test_kvcache_json_contract(dtype):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "llama-8b"], "unknown --model 'llama-8b'; did you mean 'llama-7b'?"),
+        (["--model", "llama-8b"], "unknown --model 'llama-8b'; did you mean 'llama-3-8b'?"),
         (
             ["--heads", "32", "--kv-heads", "5", "--model", "llama-7b"],
             "--heads 32 is not divisible by --kv-heads 5",

@@ -23,6 +23,7 @@ def decode_incrementally(model, idx, cache, prompt):
         ModelConfig("llama", 2, 8, 2, 11, 16, 12),
         ModelConfig("llama", 2, 16, 4, 11, 16, 12, kv_heads=2),  # grouped-query
         ModelConfig("llama", 2, 16, 4, 11, 16, 12, kv_heads=1),  # multi-query
+        ModelConfig("llama", 2, 16, 4, 11, 16, 12, kv_heads=2, window=3),  # rolling buffer
     ],
 )
 @pytest.mark.parametrize("prompt", [1, 4])
@@ -34,6 +35,32 @@ def test_incremental_decoding_equals_the_full_forward(cfg, prompt):
         full = model(idx)
         step = decode_incrementally(model, idx, KVCache(cfg, 2, 9, torch.float64), prompt)
     torch.testing.assert_close(step, full)
+
+
+@pytest.mark.parametrize("chunk", [2, 5])
+def test_a_rolling_buffer_fed_in_chunks_equals_the_windowed_full_forward(chunk):
+    torch.manual_seed(0)
+    cfg = ModelConfig("gpt2", 2, 8, 2, 11, 16, 12, window=3)
+    model = Transformer(cfg).double().eval()
+    idx = torch.randint(0, cfg.vocab, (2, 11))
+    cache = KVCache(cfg, 2, 11, torch.float64)
+    assert cache.k[0].shape[2] == 3  # min(capacity 11, W 3) rows
+    with torch.no_grad():
+        full = model(idx)
+        steps = [model(idx[:, t : t + chunk], cache=cache, pos=t) for t in range(0, 11, chunk)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full)
+
+
+def test_the_window_hides_keys_older_than_w():
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig("llama", 1, 8, 2, 11, 16, 12, window=3)).double()
+    idx = torch.randint(0, 11, (1, 8))
+    changed = idx.clone()
+    changed[0, 0] = (idx[0, 0] + 1) % 11
+    out, other = model(idx)[0], model(changed)[0]
+    # one layer, W = 3: token 0 reaches positions 0, 1, 2 only
+    assert not torch.allclose(out[2], other[2])
+    torch.testing.assert_close(out[3:], other[3:])
 
 
 def test_int8_cache_decodes_close_to_the_full_forward():
@@ -57,18 +84,21 @@ def test_grouped_query_heads_equal_full_heads_when_g_is_h():
 
 
 models = st.builds(
-    lambda arch, layers, head, heads, share, vocab, mlp, context, batch, dtype: kvcache.Config(
-        arch=arch,
-        layers=layers,
-        dim=2 * head * heads * share,
-        heads=heads * share,
-        kv_heads=heads if share > 1 else None,
-        vocab=vocab,
-        ctx=64,
-        mlp=mlp,
-        context=context,
-        batch=batch,
-        dtype=dtype,
+    lambda arch, layers, head, heads, share, vocab, mlp, context, batch, dtype, window: (
+        kvcache.Config(
+            arch=arch,
+            layers=layers,
+            dim=2 * head * heads * share,
+            heads=heads * share,
+            kv_heads=heads if share > 1 else None,
+            vocab=vocab,
+            ctx=64,
+            mlp=mlp,
+            context=context,
+            batch=batch,
+            dtype=dtype,
+            window=window,
+        )
     ),
     st.sampled_from(["gpt2", "llama"]),
     st.integers(1, 3),
@@ -80,6 +110,7 @@ models = st.builds(
     st.integers(1, 40),
     st.integers(1, 3),
     st.sampled_from(["fp32", "fp16", "bf16", "int8"]),
+    st.one_of(st.none(), st.integers(1, 12)),  # sliding window W: binds when n ≥ W
 )
 
 
@@ -104,3 +135,20 @@ def test_the_cache_trades_quadratic_recompute_for_linear_reads():
     assert "B·L·d·n²" in r.summary.big_o["decode_flops_per_token_no_cache"]
     assert q["decode_flops_per_token_no_cache"] > 1000 * q["decode_flops_per_token"]
     assert "memory-bound" in r.facts["roofline"] and "126,882 tokens" in r.facts["fits"]
+
+
+def test_mistral_rolling_buffer_holds_the_window_not_the_context():
+    # n = 8192 tokens, W = 4096
+    r = kvcache.analyse(kvcache.Config(model="mistral-7b", gpu="h100-sxm"))
+    q = {x.name: x.value for x in r.quantities}
+    # k and v, 32 layers, 8 kv heads of 128, bf16: 2·32·8·128·2 = 131,072 bytes per token
+    assert q["kv_cache_bytes_per_token"] == 131_072
+    # min(8192, 4096) = 4096 tokens: 4096·131,072 = 536,870,912 (not 8192·131,072)
+    assert q["kv_cache_bytes"] == 536_870_912
+    # weights: L·(2·(2d² + 2d·G·d/h) + 6·d·f) + 2·d·V = 32·(2·(33,554,432 + 8,388,608)
+    #   + 352,321,536) + 262,144,000 = 14,220,787,712; attention over min(8193, 4096) keys:
+    #   4·L·W·d = 4·32·4096·4096 = 2,147,483,648
+    assert q["decode_flops_per_token"] == 14_220_787_712 + 2_147_483_648
+    assert "W" in r.summary.big_o["kv_cache_bytes"] and "n" not in r.summary.big_o["kv_cache_bytes"]
+    # (80e9 − 2·7,241,732,096) // (4096·131,072) = 65,516,535,808 // 536,870,912 = 122
+    assert "any context" in r.facts["fits"] and "batch up to 122 " in r.facts["fits"]

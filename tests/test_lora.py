@@ -191,19 +191,22 @@ def test_single_layer_formulas_equal_the_measurements(cfg):
 @st.composite
 def models(draw, depth=(1, 5)):
     arch = draw(st.sampled_from(["gpt2", "llama"]))
-    heads = draw(st.integers(1, 3))
+    groups, share = draw(st.integers(1, 3)), draw(st.integers(1, 2))  # G, h/G
+    heads = groups * share
     head_size = 2 * draw(st.integers(1, 3))  # rotary pairs need an even head size
     dim, mlp, ctx = heads * head_size, draw(st.integers(1, 16)), draw(st.integers(1, 12))
+    kv_heads = groups if share > 1 else draw(st.sampled_from([None, groups]))
     targets = draw(st.sets(st.sampled_from(["q", "k", "v", "o", "mlp"]), min_size=1))
     return Config(
         arch=arch,
         layers=draw(st.integers(*depth)),
         dim=dim,
         heads=heads,
+        kv_heads=kv_heads,
         vocab=draw(st.integers(2, 20)),
         ctx=ctx,
         mlp=mlp,
-        rank=draw(st.integers(1, min(dim, mlp))),
+        rank=draw(st.integers(1, min(groups * head_size, mlp))),  # k and v: d -> G·d/h
         targets=tuple(sorted(targets)),
         batch=draw(st.integers(1, 2)),
         seq=draw(st.integers(1, ctx)),

@@ -3,8 +3,11 @@ is memory-bound.
 
 Symbols: B batch, n tokens already in the cache (the context), L layers, d width, h heads,
 G key/value heads (h without grouped-query attention), f MLP width, V vocabulary, e bytes per
-element. The next token attends to n + 1 keys. FLOPs are matrix products only (the 2·N per token
-and parameter of the usual accounting), attention dense, as in ``complexo lora``. Reference: the
+element, W a sliding window. The next token attends to n + 1 keys; with a window (``--window``,
+or the preset's: mistral-7b's 4096) the cache is a rolling buffer of min(n, W) tokens and the
+next token attends to min(n + 1, W) keys, so once n ≥ W the formulas hold W where n stood.
+FLOPs are matrix products only (the 2·N per token and parameter of the usual accounting),
+attention dense (a window's mask included), as in ``complexo lora``. Reference: the
 incremental decoder of :mod:`complexo.blocks.transformer` (``KVCache``), whose outputs equal a
 full causal forward token by token.
 
@@ -27,7 +30,7 @@ from complexo.errors import ComplexoError
 from complexo.presets import ARCHS, TRANSFORMERS, ModelConfig
 from complexo.registry import Analysis, check_options, option, register
 from complexo.result import QuantitySpec, Result, Summary, build_quantity
-from complexo.symbols import B, G, L, P, V, d, e, f, h, n
+from complexo.symbols import B, G, L, P, V, W, d, e, f, h, n
 
 NAME = "kvcache"
 CACHE_DTYPES = {**{k: v.bytes for k, v in DTYPES.items()}, "int8": 1}
@@ -47,6 +50,12 @@ class Config:
     vocab: int | None = option(None, "Vocabulary V.", min=1)
     ctx: int | None = option(None, "The model's context (positions).", min=1)
     mlp: int | None = option(None, "MLP width f.", min=1)
+    window: int | None = option(
+        None,
+        "Sliding window W: each token attends to the last W, and the cache is a rolling buffer "
+        "of W tokens (default: the preset's, mistral-7b's 4096; otherwise none).",
+        min=1,
+    )
     context: int | None = option(
         None,
         "Tokens in the cache n (default: the model's context, less one with learned positions: "
@@ -68,7 +77,7 @@ class Config:
     def __post_init__(self):
         check_options(self)
         sizes = {k: getattr(self, k) for k in ("layers", "dim", "heads", "vocab", "ctx", "mlp")}
-        sizes["kv_heads"] = self.kv_heads
+        sizes["kv_heads"], sizes["window"] = self.kv_heads, self.window
         model, spec = resolve_model(self.model, self.arch, sizes, default="llama-7b")
         object.__setattr__(self, "model", model)
         for name in ("arch", *sizes):
@@ -94,6 +103,7 @@ class Config:
             self.ctx,
             self.mlp,
             self.kv_heads,
+            self.window,
         )
 
     @property
@@ -114,7 +124,13 @@ class Config:
             f: s.mlp,
             P: s.ctx,
             e: CACHE_DTYPES[self.dtype],
+            **({W: s.window} if s.window is not None else {}),
         }
+
+    @property
+    def windowed(self) -> bool:
+        """Whether the window binds: the cache is full (n ≥ W), so W stands where n did."""
+        return self.window is not None and self.context >= self.window
 
     @property
     def memory(self) -> int | None:
@@ -123,9 +139,12 @@ class Config:
         return None if self.device_memory is None else int(self.device_memory * 10**9)
 
 
-def cost_model(spec: ModelConfig, dtype: str):
-    """Cache bytes, decode FLOPs with and without the cache, prefill FLOPs, bytes moved."""
+def cost_model(spec: ModelConfig, dtype: str, windowed: bool = False):
+    """Cache bytes, decode FLOPs with and without the cache, prefill FLOPs, bytes moved.
+    ``windowed``: the context fills the sliding window (n ≥ W), so the cache holds W tokens
+    (min(n, W)) and the next token attends to W keys (min(n + 1, W)); n < W is the plain case."""
     t = Terms()
+    held, keys = (W, W) if windowed else (n, n + 1)  # tokens cached; keys of the next token
     param_terms(t, spec, tags={"params"})
     params = t.model().total(Kind.PARAMS)
     kv = kv_width(spec)  # G·d/h or d
@@ -133,13 +152,13 @@ def cost_model(spec: ModelConfig, dtype: str):
     per_token = sympy.expand(2 * L * row)  # k and v, every layer
     weight_bytes = params * (2 if dtype == "int8" else e)
     mem = lambda name, expr, tag, note="": t.add(Kind.MEMORY, name, expr, tags={tag}, note=note)  # noqa: E731
-    mem("kv_cache", B * n * per_token, "cache", "k and v of n tokens, every layer")
+    mem("kv_cache", B * held * per_token, "cache", "k and v of min(n, W) tokens, every layer")
     mem("kv_per_token", per_token, "per_token", "2·L·G·(d/h)·e (+ int8 scales)")
     mem("weights", weight_bytes, "weights", "every parameter once")
     mem("decode_weights", weight_bytes, "decode_bytes", "every weight read once per step")
-    mem("decode_cache", B * (n + 1) * per_token, "decode_bytes", "n cached rows read, 1 written")
+    mem("decode_cache", B * keys * per_token, "decode_bytes", "cached rows read, 1 written")
     mem("prefill_weights", weight_bytes, "prefill_bytes", "every weight read once")
-    mem("prefill_cache", B * n * per_token, "prefill_bytes", "n rows written")
+    mem("prefill_cache", B * held * per_token, "prefill_bytes", "min(n, W) rows written")
     mlp = (6 if spec.swiglu else 4) * d * f
     per_token_mm = L * (2 * (2 * d**2 + 2 * d * kv) + mlp) + 2 * d * V  # projections, MLP, head
     linear = ("aten::linear", "aten.addmm", "aten.mm")
@@ -148,8 +167,10 @@ def cost_model(spec: ModelConfig, dtype: str):
         "aten.bmm",
         "aten._scaled_dot_product_flash_attention_for_cpu",
     )
-    for tag, tokens, keys in (
-        ("decode", 1, n + 1),  # one new token against n + 1 keys
+    # Without a cache and at prefill the window is a mask over dense n² products (counted
+    # dense, as FlopCounterMode counts SDPA); only the cache's rolling buffer shrinks the work.
+    for tag, tokens, span in (
+        ("decode", 1, keys),  # one new token against min(n + 1, W) keys
         ("no_cache", n + 1, n + 1),  # the whole prefix again, and the new token
         ("prefill", n, n),
     ):
@@ -165,7 +186,7 @@ def cost_model(spec: ModelConfig, dtype: str):
         t.add(
             Kind.FORWARD,
             f"{tag}.attention",
-            L * 4 * B * tokens * keys * d,
+            L * 4 * B * tokens * span * d,
             mm=True,
             ops=sdpa,
             tags={tag},
@@ -211,7 +232,7 @@ def analyse(cfg: Config) -> Result:
     from complexo.counting import counted
 
     spec, values, N = cfg.spec, cfg.values, cfg.context
-    model, per_token, weight_bytes = cost_model(spec, cfg.dtype)
+    model, per_token, weight_bytes = cost_model(spec, cfg.dtype, cfg.windowed)
 
     def count() -> dict:
         import torch
@@ -262,22 +283,25 @@ def analyse(cfg: Config) -> Result:
     q = {x.name: x.value for x in quantities}
 
     orders = {
-        name: big_o_text(big_o(model.total(Kind.FORWARD, tag=tag), (B, n, d, L, V, f), {}))
+        name: big_o_text(big_o(model.total(Kind.FORWARD, tag=tag), (B, n, d, L, V, f, W), {}))
         for name, tag in (
             ("decode_flops_per_token", "decode"),
             ("decode_flops_per_token_no_cache", "no_cache"),
         )
     }
-    orders["kv_cache_bytes"] = big_o_text(big_o(B * n * per_token, (B, n, d, L), {}))
-    crossovers = [
-        crossover(
-            B * n * per_token,
-            weight_bytes,
-            n,
-            values=values,
-            label="the KV cache outgrows the weights",
+    held = W if cfg.windowed else n
+    orders["kv_cache_bytes"] = big_o_text(big_o(B * held * per_token, (B, n, d, L, W), {}))
+    crossovers = []
+    if not cfg.windowed:  # a full rolling buffer no longer grows with n
+        crossovers.append(
+            crossover(
+                B * n * per_token,
+                weight_bytes,
+                n,
+                values=values,
+                label="the KV cache outgrows the weights",
+            )
         )
-    ]
     term = max(model.terms(Kind.FORWARD, tag="decode"), key=lambda t: t.expr.subs(values))
     summary = Summary(
         orders,
@@ -324,6 +348,15 @@ def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
             f"context {cfg.context}: the model's {spec.ctx} learned positions, less the one the "
             "next token takes"
         )
+    if spec.window is not None:
+        held = min(cfg.context, spec.window)
+        notes.append(
+            f"sliding window W = {spec.window}: a rolling buffer of min(n, W) = {held:,} tokens, "
+            f"and the next token attends to min(n + 1, W) = {min(cfg.context + 1, spec.window):,} "
+            "keys. Without a cache and at prefill the window is a mask, counted dense (n² "
+            "products) as FlopCounterMode counts SDPA; a kernel that skips masked blocks does "
+            "about n·W."
+        )
     if cfg.dtype == "int8":
         notes.append(
             "int8 cache: 1 byte per element plus one bf16 scale per (token, head) row; "
@@ -339,10 +372,15 @@ def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
             )
         else:
             per_token = q["kv_cache_bytes_per_token"]
+            longest = free // (cfg.batch * per_token)
+            context = f"context up to {longest:,} tokens"
+            if spec.window is not None and longest >= spec.window:  # the buffer stops at W
+                context = f"any context (the rolling buffer stops at W = {spec.window:,})"
+            held = min(cfg.context, spec.window or cfg.context)
             facts["fits"] = (
-                f"on {where}: context up to {free // (cfg.batch * per_token):,} tokens at batch "
-                f"{cfg.batch}; batch up to {free // (cfg.context * per_token):,} at context "
-                f"{cfg.context} (weights + cache; activations left out)"
+                f"on {where}: {context} at batch {cfg.batch}; batch up to "
+                f"{free // (held * per_token):,} at context {cfg.context} (weights + cache; "
+                "activations left out)"
             )
     if cfg.gpu is not None:
         dev = DEVICES[cfg.gpu]

@@ -44,7 +44,7 @@ def _logits(cfg) -> int:
 def cost_model(cfg, side: str = ""):
     from complexo.analyses.kvcache import cost_model as model
 
-    return model(cfg.spec, cfg.dtype)[0]
+    return model(cfg.spec, cfg.dtype, cfg.windowed)[0]
 
 
 def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:

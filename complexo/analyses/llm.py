@@ -10,7 +10,7 @@ from complexo.presets import ARCHS, ModelConfig, llama_mlp_width
 from complexo.presets import TRANSFORMERS as PRESETS
 from complexo.symbols import G, L, P, V, d, f, h
 
-SIZES = ("layers", "dim", "heads", "vocab", "ctx", "mlp", "kv_heads")
+SIZES = ("layers", "dim", "heads", "vocab", "ctx", "mlp", "kv_heads", "window")
 
 
 def arch_defaults(arch: str, dim: int) -> ModelConfig:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import asdict, dataclass, replace
 
+from complexo.analyses import model_flops
 from complexo.analyses.llm import resolve_model
 from complexo.analyses.lora_cost import (  # noqa: F401  (the cost model's names, here too)
     INDEX_BYTES,
@@ -51,7 +52,7 @@ from complexo.result import (
     ratio_key,
     summarise,
 )
-from complexo.symbols import B, L, P, V, d, d_in, d_out, e, f, h, n, r
+from complexo.symbols import B, G, L, P, V, d, d_in, d_out, e, f, h, n, r
 
 NAME = "lora"
 SIDES = ("full", "lora")
@@ -69,8 +70,7 @@ class Config:
 
     model: str | None = option(
         None,
-        "Preset: gpt2, gpt2-medium, gpt2-large, gpt2-xl, gpt3-175b, llama-7b (default gpt2 "
-        "unless a layer or a raw model is given).",
+        f"Preset: {', '.join(PRESETS)} (default gpt2 unless a layer or a raw model is given).",
         choices=(*PRESETS,),
         sweep=False,
     )
@@ -84,6 +84,9 @@ class Config:
     layers: int | None = option(None, "Layers L (overrides the preset).", min=1)
     dim: int | None = option(None, "Width d (overrides the preset).", min=1)
     heads: int | None = option(None, "Heads h (overrides the preset).", min=1)
+    kv_heads: int | None = option(
+        None, "Key/value heads G, grouped-query attention (overrides the preset).", min=1
+    )
     vocab: int | None = option(None, "Vocabulary V (overrides the preset).", min=1)
     ctx: int | None = option(None, "Context: learned positions P (gpt2), trained context.", min=1)
     mlp: int | None = option(None, "MLP hidden width f (overrides).", min=1)
@@ -123,7 +126,8 @@ class Config:
         if self.in_features is not None or self.out_features is not None:
             if self.in_features is None or self.out_features is None:
                 raise ComplexoError("a single layer needs both --in and --out")
-            if any(x is not None for x in (*model_options, self.ctx, self.mlp, self.targets)):
+            others = (self.ctx, self.mlp, self.kv_heads, self.targets)
+            if any(x is not None for x in (*model_options, *others)):
                 raise ComplexoError(
                     "give either a layer (--in, --out) or a model (with --targets), not both"
                 )
@@ -141,7 +145,8 @@ class Config:
             object.__setattr__(self, "seq", 1024)
 
     def _resolve_model(self):
-        sizes = {k: getattr(self, k) for k in ("layers", "dim", "heads", "vocab", "ctx", "mlp")}
+        names = ("layers", "dim", "heads", "vocab", "ctx", "mlp", "kv_heads")
+        sizes = {k: getattr(self, k) for k in names}
         model, spec = resolve_model(self.model, self.arch, sizes, default="gpt2")
         object.__setattr__(self, "model", model)
         for name in ("arch", *sizes):
@@ -161,8 +166,16 @@ class Config:
 
     @property
     def spec(self) -> ModelConfig:
+        """The model trained: the preset's sliding window, if any, is left out (see the notes)."""
         return ModelConfig(
-            self.arch, self.layers, self.dim, self.heads, self.vocab, self.ctx, self.mlp
+            self.arch,
+            self.layers,
+            self.dim,
+            self.heads,
+            self.vocab,
+            self.ctx,
+            self.mlp,
+            self.kv_heads,
         )
 
     @property
@@ -192,7 +205,8 @@ class Config:
         spec = self.spec
         return {
             **common,
-            **{d: spec.dim, h: spec.heads, L: spec.layers, V: spec.vocab, f: spec.mlp},
+            **{d: spec.dim, h: spec.heads, G: spec.groups, L: spec.layers, V: spec.vocab},
+            f: spec.mlp,
             P: spec.ctx,
         }
 
@@ -257,7 +271,7 @@ def analyse(cfg: Config) -> Comparison:
     sides = {side: _side(cfg, side) for side in SIDES}
     full, lora = sides["full"], sides["lora"]
     values = cfg.values
-    notes = [_speed_note(full, lora), *_notes(cfg, full)]
+    notes = [_speed_note(full, lora), *_notes(cfg, full), *model_flops.notes(cfg, full)]
     return Comparison(
         NAME,
         _config(cfg),
@@ -299,7 +313,19 @@ def _notes(cfg: Config, full: Result) -> list[str]:
             f"{cfg.precision}: {cfg.dtype} weights, gradients and activations; the optimizer "
             "steps fp32 master copies of the trained weights (4 bytes each) with fp32 state."
         )
-    if not cfg.single_layer and cfg.model in PUBLISHED_PARAMS and cfg.spec == PRESETS[cfg.model]:
+    preset = PRESETS.get(cfg.model) if not cfg.single_layer else None
+    if preset is not None and preset.window is not None:
+        notes.append(
+            f"{cfg.model} attends within a {preset.window}-token sliding window; the reference "
+            "trains with plain causal attention, the same FLOPs as counted here (dense), and the "
+            + (
+                "same result at this --seq."
+                if cfg.seq <= preset.window
+                else f"same memory only with a kernel that masks without a stored n×n mask "
+                f"(--seq {cfg.seq} > {preset.window}: outputs differ from the real model's)."
+            )
+        )
+    if preset is not None and cfg.spec == replace(preset, window=None):
         published, source = PUBLISHED_PARAMS[cfg.model]
         count = full.quantity("params").value
         same = "the same" if count == published else f"{(count - published) / published:+.2%}"
@@ -429,6 +455,7 @@ def examples():
         layers=st.integers(1, 3),
         dim=st.sampled_from([4, 8]),
         heads=st.just(2),
+        kv_heads=st.sampled_from([None, 1, 2]),  # 1: multi-query
         vocab=st.integers(5, 30),
         ctx=st.just(8),
         mlp=st.integers(2, 12),

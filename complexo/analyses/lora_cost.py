@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import sympy
 
-from complexo.analyses.llm import param_terms
+from complexo.analyses.llm import kv_width, param_terms
 from complexo.conventions import FP32_BYTES
 from complexo.cost import CostModel, Kind, Terms
 from complexo.presets import TARGETS, ModelConfig
@@ -36,7 +36,9 @@ def _matrices(spec: ModelConfig) -> list[tuple[str, int, int]]:
         if spec.swiglu
         else [("fc_in", dm, ff), ("fc_out", ff, dm)]
     )
-    return [(p, dm, dm) for p in ("q_proj", "k_proj", "v_proj", "out_proj")] + mlp
+    kv = spec.groups * (dm // spec.heads)  # G·d/h: k and v have G heads
+    attn = [("q_proj", dm, dm), ("k_proj", dm, kv), ("v_proj", dm, kv), ("out_proj", dm, dm)]
+    return attn + mlp
 
 
 def _target_of(module_name: str) -> str:
@@ -111,9 +113,13 @@ def _transformer_layer(layer: _Layer, spec: ModelConfig, x_grad: bool) -> tuple[
     """One pre-norm block. Returns (output requires grad, q or k required grad)."""
     rms = spec.arch == "llama"
     h1 = _norm(layer, rms, "x", x_grad, "h1")
-    q, k, v = (layer.linear("attn_proj", p, d, d, "h1", h1) for p in ("q_proj", "k_proj", "v_proj"))
+    kv = kv_width(spec)  # G·d/h with grouped-query attention
+    q = layer.linear("attn_proj", "q_proj", d, d, "h1", h1)
+    k, v = (layer.linear("attn_proj", p, d, kv, "h1", h1) for p in ("k_proj", "v_proj"))
     att = q or k or v
-    if att:  # the fused kernel keeps q, k, v (after rotary), its output and fp32 log-sum-exp
+    # The fused kernel keeps q, k, v (after rotary), its output and fp32 log-sum-exp; with G < h
+    # the k and v it keeps are the h-head copies that repeat_interleave made, B·n·d each.
+    if att:
         layer.keep("qkv", "attention_qkv", 3 * B * n * d * e, "q, k, v, kept by SDPA")
         layer.keep("att", "attention_out", B * n * d * e, "SDPA's output, also out_proj's input")
         layer.keep("lse", "attention_lse", FP32_BYTES * B * h * n, "softmax statistics, fp32")
@@ -189,7 +195,8 @@ def _symbolic_matrices(spec: ModelConfig):
         if spec.swiglu
         else [("fc_in", d, f), ("fc_out", f, d)]
     )
-    return [(p, d, d) for p in ("q_proj", "k_proj", "v_proj", "out_proj")] + mlp
+    kv = kv_width(spec)
+    return [("q_proj", d, d), ("k_proj", d, kv), ("v_proj", d, kv), ("out_proj", d, d), *mlp]
 
 
 def _model_terms(t: Terms, spec: ModelConfig, full: bool, targets) -> None:

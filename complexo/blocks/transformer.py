@@ -54,11 +54,17 @@ class KVCache:
     tokens: 2 tensors of (B, G, capacity, hs) per layer. Decoding appends one token's k and v
     per layer and attends to all of them, instead of recomputing the prefix.
 
+    With a sliding window W (``cfg.window``) it is a rolling buffer of min(capacity, W) rows:
+    position p lives in row p mod W, overwriting p − W, which no later token sees.
+
     In int8 each (token, head) row is stored as int8 values and one bf16 scale (symmetric,
     max |x| / 127), and read back in the compute dtype.
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, capacity: int, dtype, device=None):
+        self.window = cfg.window
+        if self.window is not None:
+            capacity = min(capacity, self.window)
         shape = (batch, cfg.groups, capacity, cfg.dim // cfg.heads)
         self.quantized = dtype == torch.int8
 
@@ -73,41 +79,70 @@ class KVCache:
     def tensors(self) -> list[torch.Tensor]:
         return [*self.k, *self.v, *self.k_scale, *self.v_scale]
 
+    def _rows(self, first: int, end: int, device):
+        """Where positions first .. end − 1 are stored: a slice, or rows p mod W."""
+        if self.window is None:
+            return slice(first, end)
+        return torch.arange(first, end, device=device) % self.window
+
     def write(self, layer: int, pos: int, k: torch.Tensor, v: torch.Tensor) -> None:
         n = k.shape[2]
+        first = pos if self.window is None else max(pos, pos + n - self.window)  # the last W
+        rows = self._rows(first, pos + n, k.device)
         for store, scales, x in ((self.k, self.k_scale, k), (self.v, self.v_scale, v)):
+            x = x[:, :, first - pos :]
             if self.quantized:
                 scale = x.abs().amax(-1, keepdim=True).clamp(min=1e-8) / 127  # (B, G, n, 1)
-                scales[layer][:, :, pos : pos + n] = scale
+                scales[layer][:, :, rows] = scale
                 x = torch.round(x / scale)
-            store[layer][:, :, pos : pos + n] = x
+            store[layer][:, :, rows] = x
 
-    def read(self, layer: int, length: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.k[layer][:, :, :length], self.v[layer][:, :, :length]
+    def read(self, layer: int, first: int, end: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of positions first .. end − 1, in order: (B, G, end − first, hs)."""
+        rows = self._rows(first, end, self.k[layer].device)
+        k, v = self.k[layer][:, :, rows], self.v[layer][:, :, rows]
         if self.quantized:
-            k = k.to(dtype) * self.k_scale[layer][:, :, :length].to(dtype)
-            v = v.to(dtype) * self.v_scale[layer][:, :, :length].to(dtype)
+            k = k.to(dtype) * self.k_scale[layer][:, :, rows].to(dtype)
+            v = v.to(dtype) * self.v_scale[layer][:, :, rows].to(dtype)
         return k, v
 
 
+def attention_mask(pos: int, n: int, first: int, window: int | None, device):
+    """(mask, is_causal) for queries at pos .. pos + n − 1 and keys at first .. pos + n − 1:
+    query i sees key j when j ≤ i, and, with a window W, j > i − W."""
+    if n == 1:  # one query against exactly the keys it sees
+        return None, False
+    if first == pos and (window is None or n <= window):
+        return None, True
+    queries = pos + torch.arange(n, device=device)[:, None]  # (n, 1)
+    keys = torch.arange(first, pos + n, device=device)[None, :]  # (1, pos + n − first)
+    mask = keys <= queries
+    return (mask & (keys > queries - window) if window is not None else mask), False
+
+
 class CausalSelfAttention(MHSA):
-    """MHSA's projections, causal SDPA, rotary positions when given their tables, and, with a
-    KV cache, the keys and values of earlier positions read from it."""
+    """MHSA's projections, causal SDPA (within a sliding window, if the model has one), rotary
+    positions when given their tables, and, with a KV cache, the keys and values of earlier
+    positions read from it."""
 
     def forward(self, x, rope=None, cache: KVCache | None = None, layer: int = 0, pos: int = 0):
         B, n, d = x.shape
+        W = self.window
         q, k, v = self.project(x)  # (B, h, n, hs), (B, G, n, hs), (B, G, n, hs)
         if rope is not None:
             q, k = rotate(q, *rope), rotate(k, *rope)  # positions pos .. pos + n - 1
-        mask, causal = None, True
-        if cache is not None:
+        first = pos  # the first position among the keys
+        if cache is not None and (W is None or n == 1):
+            first = 0 if W is None else max(0, pos + 1 - W)
             cache.write(layer, pos, k, v)  # append this step's keys and values
-            k, v = cache.read(layer, pos + n, q.dtype)  # (B, G, pos + n, hs) each
-            if pos:  # query i (at pos + i) sees keys j ≤ pos + i: all of them when n = 1
-                keys = torch.arange(pos + n, device=x.device)
-                mask = keys[None, :] <= pos + torch.arange(n, device=x.device)[:, None]
-                causal = False
-        # (B, h, n, hs) x (B, h, hs, pos + n) -> (B, h, n, pos + n) -> (B, h, n, hs)
+            k, v = cache.read(layer, first, pos + n, q.dtype)  # (B, G, pos + n − first, hs)
+        elif cache is not None:  # a chunk into a rolling buffer: read what it will overwrite
+            first = max(0, pos + 1 - W)
+            old_k, old_v = cache.read(layer, first, pos, q.dtype)  # (B, G, pos − first, hs)
+            cache.write(layer, pos, k, v)
+            k, v = torch.cat((old_k, k), dim=2), torch.cat((old_v, v), dim=2)
+        mask, causal = attention_mask(pos, n, first, W, x.device)
+        # (B, h, n, hs) x (B, h, hs, keys) -> (B, h, n, keys) -> (B, h, n, hs)
         y = F.scaled_dot_product_attention(
             q, self.share(k), self.share(v), attn_mask=mask, is_causal=causal
         )
@@ -144,7 +179,12 @@ class Block(nn.Module):
         super().__init__()
         self.norm1, self.norm2 = _norm(cfg), _norm(cfg)
         self.attn = CausalSelfAttention(
-            cfg.dim, cfg.heads, bias=cfg.bias, causal=True, kv_heads=cfg.kv_heads
+            cfg.dim,
+            cfg.heads,
+            bias=cfg.bias,
+            causal=True,
+            kv_heads=cfg.kv_heads,
+            window=cfg.window,
         )
         self.mlp = MLP(cfg)
 
