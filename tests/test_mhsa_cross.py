@@ -130,3 +130,29 @@ def test_cross_refusals_are_one_line(args, message):
 def test_kv_dim_needs_kv_seq():
     result = runner.invoke(app, ["mhsa", "--seq", "64", "--dim", "64", "--kv-dim", "32"])
     assert_one_line_error(result, "--kv-dim is the context's width: it needs --kv-seq")
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        Config(batch=2, seq=9, dim=12, heads=3, kv_seq=5, kv_dim=10),  # m < n
+        Config(batch=1, seq=4, dim=8, heads=4, kv_seq=11, kv_heads=2, dtype="bf16"),  # m > n
+        Config(batch=2, seq=9, dim=12, heads=3, kv_seq=5, kv_dim=10, impl="sdpa"),
+    ],
+)
+def test_forward_peak_is_what_the_cross_block_allocates_on_cpu(cfg):
+    """As test_mhsa's property: the stage-by-stage peak, over n×m scores and m keys, within the
+    8-byte fp64 scalar of the explicit scale."""
+    from complexo.analyses.mhsa import forward_peak
+    from complexo.measure import cpu_peak_bytes
+
+    block, inputs = build(cfg, device="cpu")
+    inputs = [t.detach() for t in inputs]
+
+    def forward():
+        with torch.no_grad():
+            block(*inputs)
+
+    forward()
+    measured = cpu_peak_bytes(forward)
+    assert forward_peak(cfg) <= measured <= forward_peak(cfg) + (0 if cfg.fused else 8)
