@@ -70,19 +70,20 @@ def rows(cfg, mode: str, side: str = "") -> list[Row]:
 
 def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
     """Inference: what the block is given and its high-water mark above that
-    (:func:`forward_peak`); training: x, its output, saved activations,
+    (:func:`forward_peak`); training: x (and the context), the output, saved activations,
     weights and their gradients (SGD keeps no state)."""
     from complexo.render import human
 
     values = cfg.values
     weights = evaluate(model.total(Kind.PARAMS), values) * values[e]
-    x_bytes = cfg.batch * cfg.seq * cfg.dim * values[e]
-    if cfg.cross:  # the context, given too
-        x_bytes += cfg.batch * cfg.kv_seq * (cfg.kv_dim or cfg.dim) * values[e]
+    x_bytes = cfg.batch * cfg.seq * cfg.dim * values[e]  # x, and the output: (B, n, d) each
+    given = x_bytes  # what the block is given: x, and in cross-attention the context
+    if cfg.cross:
+        given += cfg.batch * cfg.kv_seq * (cfg.kv_dim or cfg.dim) * values[e]
     if mode == "train":
-        predicted = 2 * weights + 2 * x_bytes + evaluate(model.total(Kind.ACTIVATION), values)
+        predicted = 2 * weights + given + x_bytes + evaluate(model.total(Kind.ACTIVATION), values)
     else:
-        predicted = weights + x_bytes + forward_peak(cfg)
+        predicted = weights + given + forward_peak(cfg)
     # n×n matrices: two coexist in the forward (each element-wise pass is out of place); the
     # probabilities are saved for the backward
     matrix = evaluate(model.total(Kind.MEMORY, tag="matrix"), values)
