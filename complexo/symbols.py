@@ -25,6 +25,8 @@ D = tuple(sympy.Symbol(f"D{i}", integer=True, positive=True) for i in (1, 2, 3, 
 G = sympy.Symbol("G", integer=True, positive=True)  # key/value heads (grouped-query attention)
 W = sympy.Symbol("W", integer=True, positive=True)  # sliding-window width (keys per query)
 M = sympy.Symbol("M", integer=True, positive=True)  # on-chip memory (bytes) of a tiled kernel
+m = sympy.Symbol("m", integer=True, positive=True)  # context tokens of cross-attention (M is SRAM)
+d_c = sympy.Symbol("d_c", integer=True, positive=True)  # context width of cross-attention
 C_in = sympy.Symbol("C_in", integer=True, positive=True)  # a convolution's input channels
 C_out = sympy.Symbol("C_out", integer=True, positive=True)  # a convolution's output channels
 k = sympy.Symbol("k", integer=True, positive=True)  # convolution kernel side (K is classes)

@@ -215,7 +215,7 @@ def models(draw, depth=(1, 5)):
     )
 
 
-@settings(max_examples=25)
+@settings(max_examples=12)  # CI's budget; derandomised, so the same 12 every run
 @given(models())
 def test_whole_model_formulas_equal_the_measurements(cfg):
     for side in ("full", "lora"):
@@ -230,7 +230,7 @@ LAST_LAYER_DIFFERS = Config(
 )
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=5, deadline=None)  # and the @example below
 @given(models(depth=(4, 6)))
 @example(LAST_LAYER_DIFFERS)
 def test_a_deep_model_measured_on_three_layers_reads_as_if_every_layer_were_measured(cfg):

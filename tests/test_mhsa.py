@@ -15,11 +15,12 @@ from complexo.measure import count_fvcore, cpu_attention_formulas, measure_torch
 
 @st.composite
 def configs(draw):
-    """Random blocks across every variant: grouped-query heads on either implementation; the
-    sliding window and ALiBi on the explicit one."""
+    """Random blocks across every variant: grouped-query heads and cross-attention on either
+    implementation; the sliding window and ALiBi on the explicit self-attention."""
     heads, impl = draw(st.integers(1, 4)), draw(st.sampled_from(["naive", "sdpa", "flash"]))
     seq = draw(st.integers(1, 48))
-    naive = impl == "naive"
+    cross = draw(st.one_of(st.none(), st.integers(1, 24)))  # m context tokens
+    naive = impl == "naive" and cross is None
     return Config(
         batch=draw(st.integers(1, 3)),
         seq=seq,
@@ -27,11 +28,13 @@ def configs(draw):
         heads=heads,
         dtype=draw(st.sampled_from(["fp32", "fp16", "bf16"])),
         impl=impl,
-        causal=draw(st.booleans()),
+        causal=draw(st.booleans()) if cross is None else False,
         bias=draw(st.booleans()),
         kv_heads=draw(st.sampled_from([None, *(g for g in range(1, heads + 1) if heads % g == 0)])),
         window=draw(st.one_of(st.none(), st.integers(1, seq + 3))) if naive else None,
         alibi=draw(st.booleans()) if naive else False,
+        kv_seq=cross,
+        kv_dim=draw(st.one_of(st.none(), st.integers(1, 9))) if cross else None,
     )
 
 
@@ -44,20 +47,22 @@ def formula(cfg: Config, kind: Kind, matmul_only: bool = False) -> int:
 
 @given(configs)
 def test_matmul_flops_equal_flopcountermode(cfg):
-    block, x = build(cfg)
+    block, inputs = build(cfg)
     # On SDPA's math path (the meta device's own dispatch) FlopCounterMode sees every matmul.
-    run = measure_torch(lambda: block(x), list(block.parameters()), attention="math")
+    run = measure_torch(lambda: block(*inputs), list(block.parameters()), attention="math")
     assert run.forward.total == formula(cfg, Kind.FORWARD, matmul_only=True)
-    # Backward: the math path stores P, the fused kernel recomputes Q·Kᵀ (2·B·n²·d more).
-    recompute = 0 if cfg.impl == "naive" else 2 * cfg.batch * cfg.seq**2 * cfg.dim
+    # Backward: the math path stores P, the fused kernel recomputes Q·Kᵀ (2·B·n·m·d more, m = n
+    # in self-attention).
+    keys = cfg.kv_seq or cfg.seq
+    recompute = 0 if cfg.impl == "naive" else 2 * cfg.batch * cfg.seq * keys * cfg.dim
     assert run.backward.total == formula(cfg, Kind.BACKWARD, matmul_only=True) - recompute
 
 
 @given(configs)
 def test_fused_kernel_flops_equal_torch_own_sdpa_formulas(cfg):
-    block, x = build(cfg)
+    block, inputs = build(cfg)
     run = measure_torch(
-        lambda: block(x), list(block.parameters()), custom_mapping=cpu_attention_formulas()
+        lambda: block(*inputs), list(block.parameters()), custom_mapping=cpu_attention_formulas()
     )
     assert run.forward.total == formula(cfg, Kind.FORWARD, matmul_only=True)
     assert run.backward.total == formula(cfg, Kind.BACKWARD, matmul_only=True)
@@ -65,13 +70,13 @@ def test_fused_kernel_flops_equal_torch_own_sdpa_formulas(cfg):
 
 @given(configs)
 def test_matmul_flops_equal_fvcore_where_it_counts(cfg):
-    block, x = build(cfg)
-    fv = count_fvcore(block, (x.detach(),))
+    block, inputs = build(cfg)
+    fv = count_fvcore(block, tuple(t.detach() for t in inputs))
     expected = formula(cfg, Kind.FORWARD, matmul_only=True)
     if cfg.fused:
-        # fvcore skips aten::scaled_dot_product_attention: Q·Kᵀ and A·V, 2·2·B·n²·d
+        # fvcore skips aten::scaled_dot_product_attention: Q·Kᵀ and A·V, 2·2·B·n·m·d
         assert "aten::scaled_dot_product_attention" in fv.uncounted_ops
-        expected -= 4 * cfg.batch * cfg.seq**2 * cfg.dim
+        expected -= 4 * cfg.batch * cfg.seq * (cfg.kv_seq or cfg.seq) * cfg.dim
     else:
         assert {"aten::softmax", "aten::mul"} <= fv.uncounted_ops
     assert fv.total == expected
@@ -79,8 +84,8 @@ def test_matmul_flops_equal_fvcore_where_it_counts(cfg):
 
 @given(configs)
 def test_activation_bytes_equal_saved_tensors(cfg):
-    block, x = build(cfg)
-    run = measure_torch(lambda: block(x), list(block.parameters()))
+    block, inputs = build(cfg)
+    run = measure_torch(lambda: block(*inputs), list(block.parameters()))
     assert run.saved_bytes == formula(cfg, Kind.ACTIVATION)
 
 
@@ -89,8 +94,11 @@ def test_params_equal_module_and_fvcore_counts(cfg):
     block, _ = build(cfg)
     expected = formula(cfg, Kind.PARAMS)
     assert param_counts(block) == {"torch": expected, "fvcore": expected}
-    if cfg.kv_heads is None:
-        mha = torch.nn.MultiheadAttention(cfg.dim, cfg.heads, bias=cfg.bias, device="meta")
+    if cfg.kv_heads is None:  # k and v of width d from the context's d_c: kdim = vdim = d_c
+        width = cfg.kv_dim or cfg.dim
+        mha = torch.nn.MultiheadAttention(
+            cfg.dim, cfg.heads, bias=cfg.bias, kdim=width, vdim=width, device="meta"
+        )
         assert sum(p.numel() for p in mha.parameters()) == expected
 
 
@@ -110,7 +118,7 @@ def test_fused_dispatch_on_meta_saves_what_a_real_cpu_run_saves():
     """The meta-device emulation of SDPA's CPU kernel against the real kernel on small tensors."""
     cfg = Config(batch=2, seq=24, dim=32, heads=4, impl="sdpa", causal=True)
     for device in ("meta", "cpu"):
-        block, x = build(cfg, device=device)
+        block, (x,) = build(cfg, device=device)
         run = measure_torch(lambda: block(x), list(block.parameters()))  # noqa: B023
         shapes = sorted((s, dt) for s, dt, _ in run.saved)
         if device == "meta":
@@ -121,7 +129,7 @@ def test_fused_dispatch_on_meta_saves_what_a_real_cpu_run_saves():
 def test_flopcountermode_misses_sdpa_on_real_cpu():
     """The blind spot the output reports exists on real CPU tensors, not only on meta."""
     cfg = Config(batch=1, seq=16, dim=16, heads=2, impl="sdpa")
-    block, x = build(cfg, device="cpu")
+    block, (x,) = build(cfg, device="cpu")
     run = measure_torch(lambda: block(x), list(block.parameters()), attention="math")
     assert "aten._scaled_dot_product_flash_attention_for_cpu" in run.forward.uncounted_ops
     # only the four projections: 4 · 2·B·n·d²
@@ -133,7 +141,7 @@ def test_flopcountermode_misses_sdpa_on_real_cpu():
 def test_reference_blocks_match_nn_multiheadattention(causal, bias):
     torch.manual_seed(0)
     cfg = Config(batch=2, seq=7, dim=12, heads=3, causal=causal, bias=bias)
-    naive, x = build(Config(**{**cfg.__dict__, "impl": "naive"}), device="cpu")
+    naive, (x,) = build(Config(**{**cfg.__dict__, "impl": "naive"}), device="cpu")
     sdpa, _ = build(Config(**{**cfg.__dict__, "impl": "sdpa"}), device="cpu")
     naive, sdpa, x = naive.double(), sdpa.double(), x.detach().double()
     sdpa.load_state_dict(naive.state_dict())
@@ -167,7 +175,7 @@ def test_sdpa_scale_matches_explicit_scale():
 
 def _block(cfg: Config, seed: int = 0):
     torch.manual_seed(seed)
-    block, x = build(cfg, device="cpu")
+    block, (x,) = build(cfg, device="cpu")
     return block.double(), x.detach().double()
 
 
@@ -268,12 +276,12 @@ def test_forward_peak_is_what_the_block_allocates_on_cpu(
         impl="sdpa" if variant == "sdpa" else "naive",
         dtype=dtype,
     )
-    block, x = build(cfg, device="cpu")
-    x = x.detach()
+    block, inputs = build(cfg, device="cpu")
+    inputs = [t.detach() for t in inputs]
 
     def forward():
         with torch.no_grad():
-            block(x)
+            block(*inputs)
 
     forward()  # the first call may build caches the next one reuses
     measured = cpu_peak_bytes(forward)

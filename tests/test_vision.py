@@ -97,7 +97,7 @@ resnets = st.builds(
 )
 
 
-@settings(max_examples=25)
+@settings(max_examples=12)  # CI's budget; derandomised
 @given(resnets)
 def test_resnet_formulas_equal_the_measurements(case):
     arch, res, batch, dtype = case

@@ -1,6 +1,7 @@
 """Multi-head self-attention: what it costs, and why.
 
-Symbols: B batch, n tokens, d width, h heads (head size d/h), e bytes per element.
+Symbols: B batch, n tokens, d width, h heads (head size d/h), e bytes per element; with
+--kv-seq (cross-attention) m context tokens of width d_c, which k and v are projected from.
 Conventions: :mod:`complexo.conventions`. Reference implementations:
 :mod:`complexo.blocks.attention`.
 """
@@ -29,17 +30,13 @@ from complexo.analyses.mhsa_cost import (  # noqa: F401  (the cost model's names
     _traffic,
     cost_model,
 )
-from complexo.analyses.mhsa_profile import PROFILING
-from complexo.conventions import (
-    BOOL_BYTES,
-    DTYPES,
-    torch_dtype,
-)
+from complexo.analyses.mhsa_profile import PROFILING, forward_peak  # noqa: F401
+from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import CostModel, Kind
 from complexo.errors import ComplexoError
 from complexo.registry import Analysis, check_options, option, register
 from complexo.result import QuantitySpec, Result, build_quantity, summarise
-from complexo.symbols import B, G, M, W, d, e, h, n
+from complexo.symbols import B, G, M, W, d, d_c, e, h, m, n
 
 NAME = "mhsa"
 IMPLS = ("naive", "sdpa", "flash")  # flash: the fused kernel, with the tiled algorithm's traffic
@@ -69,6 +66,12 @@ class Config:
         None, "Sliding window W: each query sees its last W keys.", min=1
     )  # sliding window W (implies causal)
     alibi: bool = option(False, "ALiBi distance bias on the scores.")
+    kv_seq: int | None = option(
+        None, "Cross-attention: keys and values from m context tokens (queries from the n).", min=1
+    )  # m: text tokens into image latents, a camera's tokens, an encoder's output
+    kv_dim: int | None = option(
+        None, "Width d_c of the context tokens (default --dim); needs --kv-seq.", min=1
+    )
     sram: int = option(
         192, "On-chip memory per SM in KiB, for the tiled kernel's traffic.", min=1
     )  # KiB of on-chip memory per SM, for the tiled algorithm's traffic
@@ -84,6 +87,10 @@ class Config:
             raise ComplexoError(
                 f"--heads {self.heads} is not divisible by --kv-heads {self.kv_heads}"
             )
+        if self.kv_dim is not None and self.kv_seq is None:
+            raise ComplexoError("--kv-dim is the context's width: it needs --kv-seq")
+        if self.kv_seq is not None:
+            _refuse_in_cross(self)
         if (self.window is not None or self.alibi) and self.impl != "naive":
             raise ComplexoError(
                 "--window and --alibi run on the explicit (naive) implementation: a dense masked "
@@ -107,7 +114,15 @@ class Config:
             values[W] = min(self.window, self.seq)  # a window beyond n is the causal mask
         if self.fused:
             values[M] = self.sram * 1024
+        if self.kv_seq is not None:
+            values[m] = self.kv_seq
+        if self.kv_dim is not None:
+            values[d_c] = self.kv_dim
         return values
+
+    @property
+    def cross(self) -> bool:
+        return self.kv_seq is not None
 
     def model(self) -> CostModel:
         return cost_model(
@@ -117,7 +132,20 @@ class Config:
             gqa=self.kv_heads is not None,
             window=self.window is not None,
             alibi=self.alibi,
+            cross=self.cross,
+            context_width=self.kv_dim is not None,
         )
+
+
+def _refuse_in_cross(cfg: Config) -> None:
+    """The variants that order keys after queries have no meaning against a context."""
+    why = "the context tokens have no position relative to the queries"
+    if cfg.causal:
+        raise ComplexoError(f"--causal does not apply to cross-attention (--kv-seq): {why}")
+    if cfg.window is not None:
+        raise ComplexoError(f"--window does not apply to cross-attention (--kv-seq): {why}")
+    if cfg.alibi:
+        raise ComplexoError(f"--alibi does not apply to cross-attention (--kv-seq): {why}")
 
 
 def _divisor_near(dim: int, heads: int) -> int:
@@ -143,7 +171,8 @@ QUANTITIES = (
 
 
 def build(cfg: Config, device: str = "meta"):
-    """The reference block and an input that needs its gradient, on ``device``."""
+    """The reference block and its inputs, which need their gradients, on ``device``: (x,), or
+    with --kv-seq (x, context), the context (B, m, d_c)."""
     import torch
 
     from complexo.blocks.attention import IMPLEMENTATIONS
@@ -158,10 +187,15 @@ def build(cfg: Config, device: str = "meta"):
             kv_heads=cfg.kv_heads,
             window=cfg.window,
             alibi=cfg.alibi,
+            context_dim=(cfg.kv_dim or cfg.dim) if cfg.cross else None,
         )
         block = block.to(dtype)
         x = torch.randn(cfg.batch, cfg.seq, cfg.dim, dtype=dtype, requires_grad=True)
-    return block, x
+        if not cfg.cross:
+            return block, (x,)
+        width = cfg.kv_dim or cfg.dim
+        context = torch.randn(cfg.batch, cfg.kv_seq, width, dtype=dtype, requires_grad=True)
+    return block, (x, context)
 
 
 def analyse(cfg: Config) -> Result:
@@ -173,7 +207,7 @@ def analyse(cfg: Config) -> Result:
     def count():
         from complexo.measure import count_fvcore, measure_torch, param_counts
 
-        block, x = build(cfg)
+        block, inputs = build(cfg)  # (x,), or (x, context)
         kv_out: list[int] = []  # what k_proj and v_proj produce: a decoder would cache it
         hooks = [
             m.register_forward_hook(
@@ -181,10 +215,10 @@ def analyse(cfg: Config) -> Result:
             )
             for m in (block.k_proj, block.v_proj)
         ]
-        run = measure_torch(lambda: block(x), list(block.parameters()))
+        run = measure_torch(lambda: block(*inputs), list(block.parameters()))
         for hook in hooks:
             hook.remove()
-        fv = count_fvcore(block, (x.detach(),))
+        fv = count_fvcore(block, tuple(t.detach() for t in inputs))
         # The attention matrix as materialised: what a softmax op outside a fused kernel made.
         probs = [b for op, _, b in run.outputs if op in SOFTMAX_OUT]
         flops = {"fvcore": fv, "torch": run.forward}
@@ -198,9 +232,9 @@ def analyse(cfg: Config) -> Result:
             "attention_matrix_bytes": {"torch": max(probs, default=0)},
             "kv_bytes": {"torch": sum(kv_out)},
         }
-        return readings, (block, x)
+        return readings, (block, inputs)
 
-    readings, (block, x) = counted(count, ({}, (None, None)))
+    readings, (block, inputs) = counted(count, ({}, (None, None)))
     quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
     notes = _variant_notes(cfg, {q.name: q.value for q in quantities}, model, values)
     if cfg.fused and block is not None:
@@ -208,7 +242,9 @@ def analyse(cfg: Config) -> Result:
 
         fwd_mm, bwd_mm = (q.value for q in quantities if q.name.endswith("_matmul_flops"))
         mapped = measure_torch(
-            lambda: block(x), list(block.parameters()), custom_mapping=cpu_attention_formulas()
+            lambda: block(*inputs),
+            list(block.parameters()),
+            custom_mapping=cpu_attention_formulas(),
         )
         same = (mapped.forward.total, mapped.backward.total) == (fwd_mm, bwd_mm)
         notes.append(
@@ -221,39 +257,65 @@ def analyse(cfg: Config) -> Result:
                 else f"the formula's matmul terms are {fwd_mm:,} and {bwd_mm:,}."
             )
         )
-    projections = ["q_proj", "k_proj", "v_proj", "out_proj"]
-    elementwise = ["scale", *(["causal_mask"] if cfg.causal else []), "softmax"]
-    crossovers = [
-        model.crossover(
-            ["scores", "attn_v"],
-            projections,
-            n,
-            values=values,
-            label="attention matmuls overtake the projections",
-        ),
-        model.crossover(
-            ["scores", "attn_v", *elementwise],
-            projections + (["bias_add"] if cfg.bias else []),
-            n,
-            values=values,
-            label="all attention work overtakes the projections",
-        ),
-    ]
-    if cfg.impl == "naive":
-        crossovers.append(
-            model.crossover(
-                ["probs", *(["causal_mask"] if cfg.causal else [])],
-                ["x", "q", "k", "v", "heads_out"],
-                n,
-                kind=Kind.ACTIVATION,
-                values=values,
-                label="saved probabilities overtake the other saved activations",
-            )
+    crossovers, missing = _crossovers(cfg, model, values)
+    if cfg.cross:
+        notes.append(
+            "crossovers in m, the context's length: scores and A·V (4·B·n·m·d) grow with n as the "
+            "q and out projections (4·B·n·d²) do, and the k, v projections (4·B·m·d_c·G·d/h) not "
+            "at all, so no n tips the balance; scores and A·V overtake the projections at "
+            "m = n·d²/(n·d − d_c·G·d/h), which tends to m = d as n grows"
+            + (f"; no positive m at these sizes for: {'; '.join(missing)}." if missing else ".")
         )
     # with G k/v heads, G·d/h is no polynomial in h: h stays a constant there
     growing, bounds = ((B, n, d), {}) if cfg.kv_heads else ((B, n, d, h), {h: d})
+    growing = (*growing, m, *([d_c] if cfg.kv_dim else [])) if cfg.cross else growing
     summary = summarise(model, values, growing=growing, bounds=bounds, crossovers=crossovers)
     return Result(NAME, asdict(cfg), values, model, quantities, summary, notes)
+
+
+def _crossovers(cfg: Config, model: CostModel, values: dict) -> tuple[list, list[str]]:
+    """Where attention overtakes the projections, in n; in cross-attention, in m (the context's
+    length): there scores and A·V, 4·B·n·m·d, grow with n as the q and out projections do, so
+    only m moves the balance, and a crossover that has no positive m at these sizes is left out
+    (its label returned beside them)."""
+    over = m if cfg.cross else n
+    projections = ["q_proj", "k_proj", "v_proj", "out_proj"]
+    elementwise = ["scale", *(["causal_mask"] if cfg.causal else []), "softmax"]
+    specs = [
+        (
+            ["scores", "attn_v"],
+            projections,
+            Kind.FORWARD,
+            "attention matmuls overtake the projections",
+        ),
+        (
+            ["scores", "attn_v", *elementwise],
+            projections + (["bias_add"] if cfg.bias else []),
+            Kind.FORWARD,
+            "all attention work overtakes the projections",
+        ),
+    ]
+    if cfg.impl == "naive":
+        saved = ["x", *(["context"] if cfg.cross else []), "q", "k", "v", "heads_out"]
+        specs.append(
+            (
+                ["probs", *(["causal_mask"] if cfg.causal else [])],
+                saved,
+                Kind.ACTIVATION,
+                "saved probabilities overtake the other saved activations",
+            )
+        )
+    found, missing = [], []
+    for grows, against, kind, label in specs:
+        try:
+            found.append(
+                model.crossover(grows, against, over, kind=kind, values=values, label=label)
+            )
+        except ValueError:  # no positive m at these n, d, d_c: the context never tips it
+            if not cfg.cross:
+                raise
+            missing.append(label)
+    return found, missing
 
 
 def _variant_notes(cfg: Config, q: dict, model: CostModel, values: dict) -> list[str]:
@@ -293,45 +355,28 @@ def _variant_notes(cfg: Config, q: dict, model: CostModel, values: dict) -> list
             f"decoder's cache are {g}/{heads} of MHSA's ({human(q['kv_bytes'], 'byte')} here); "
             "scores and A·V are unchanged (each k/v head serves h/G query heads)."
         )
+    if cfg.cross:
+        width = cfg.kv_dim or cfg.dim
+        kv_flops = sum(
+            evaluate(model.term(Kind.FORWARD, t).expr, values) for t in ("k_proj", "v_proj")
+        )
+        notes.append(
+            f"cross-attention: k and v come from the context alone ({cfg.kv_seq} tokens of width "
+            f"{width}), so a decoder or a diffusion UNet computes them once per sample and reuses "
+            f"them at every generated token or denoising step: a cache of "
+            f"{human(q['kv_bytes'], 'byte')} per layer, its k and v projections "
+            f"({human(kv_flops, 'flop')}) run once; q, the scores, A·V and out_proj every step."
+        )
     if cfg.fused:
-        standard = evaluate(_traffic(False), values)
+        keys = m if cfg.cross else n
+        standard = evaluate(_traffic(False, keys), values)
+        tiled, dense = ("n·m·d²/M", "n·d + m·d + n·m") if cfg.cross else ("n²·d²/M", "n·d + n²")
         notes.append(
             f"device-memory traffic of the attention core: the tiled kernel (on-chip "
-            f"{cfg.sram} KiB) moves {human(q['attention_hbm_bytes'], 'byte')}, Θ(n²·d²/M); "
-            f"standard attention would move {human(standard, 'byte')}, Θ(n·d + n²); same FLOPs."
+            f"{cfg.sram} KiB) moves {human(q['attention_hbm_bytes'], 'byte')}, Θ({tiled}); "
+            f"standard attention would move {human(standard, 'byte')}, Θ({dense}); same FLOPs."
         )
     return notes
-
-
-def forward_peak(cfg: Config) -> int:
-    """Bytes the reference block allocates at its high-water mark in one inference forward
-    (no autograd), beyond its weights and input: what a run needs on top of what it was given.
-    Stage by stage in ``blocks/attention.py``: q, k, v stay alive to the end of ``forward``;
-    with grouped heads, k and v repeated to h heads live through ``attend``; every element-wise
-    pass over the scores is out of place, so two B·h·n² matrices coexist (the scores and their
-    scaled copy, then the softmax's input and output); the causal mask holds three n×n bools
-    (all-ones, tril, its negation) as masked_fill runs; ALiBi builds an int64 n×n distance and
-    an fp32 h×n×n bias, then casts it; after ``attend`` the heads are merged by a copy. The
-    fused kernel keeps no matrix (its own work buffers are internal to the op)."""
-    B, n, d, h, e = cfg.batch, cfg.seq, cfg.dim, cfg.heads, DTYPES[cfg.dtype].bytes
-    kv = d // h * (cfg.kv_heads or cfg.heads)
-    qkv = (B * n * d + 2 * B * n * kv) * e
-    shared = 2 * B * n * d * e if cfg.kv_heads not in (None, cfg.heads) else 0
-    y, S = B * n * d * e, B * h * n**2 * e
-    merge = 2 * y  # the heads and their merged copy, then the merged copy and the output
-    if cfg.fused:
-        return qkv + max(shared + y, merge)
-    stages = [2 * S, S + y]  # scale / softmax: input and output; A·V: probabilities and y
-    if cfg.causal or cfg.window is not None:
-        masks = 3 * n**2 * BOOL_BYTES  # ones, tril (and the window's band), ~keep
-        stages += [2 * S + masks, S + 2 * n**2 * BOOL_BYTES + y]
-        if cfg.window is not None:  # tril, triu and their & beside the ones
-            stages.append(S + 4 * n**2 * BOOL_BYTES)
-    if cfg.alibi:
-        built = 4 * h + 8 * n + 8 * n**2 + 4 * h * n**2  # slopes, positions, distance, fp32 bias
-        cast = h * n**2 * e if e != 4 else 0  # the bias in the block's dtype
-        stages += [S + built + cast, 2 * S + h * n**2 * e]
-    return qkv + max(shared + max(stages), merge)
 
 
 def examples():
@@ -343,7 +388,8 @@ def examples():
         heads = draw(st.sampled_from([1, 2, 4]))
         kv = draw(st.sampled_from([None, *(g for g in (1, 2) if heads % g == 0)]))
         impl = draw(st.sampled_from(IMPLS))
-        naive = impl == "naive"
+        cross = draw(st.sampled_from([None, 3, 5]))  # context tokens m: cross-attention
+        naive = impl == "naive" and cross is None
         return Config(
             batch=draw(st.integers(1, 2)),
             seq=draw(st.integers(2, 9)),
@@ -351,11 +397,13 @@ def examples():
             heads=heads,
             dtype=draw(st.sampled_from(list(DTYPES))),
             impl=impl,
-            causal=draw(st.booleans()),
+            causal=draw(st.booleans()) if cross is None else False,
             bias=draw(st.booleans()),
             kv_heads=kv,
             window=draw(st.sampled_from([None, 1, 3])) if naive else None,
             alibi=draw(st.booleans()) if naive else False,
+            kv_seq=cross,
+            kv_dim=draw(st.sampled_from([None, 6])) if cross else None,
         )
 
     return configs()

@@ -2,6 +2,10 @@
 saved activations, the n×n matrix, the decoder's k and v, device-memory traffic, and what other
 implementations would execute), with the operators that carry each term. See
 :mod:`complexo.analyses.mhsa` for the symbols, the conventions and the analysis.
+
+Cross-attention (``cross``): q from the n tokens, k and v from m context tokens of width d_c
+(``context_width``; d otherwise). The n×n matrix becomes n×m; every term that reads keys or
+values reads m of them, and the projections of k and v are m·d_c·(G·d/h) products.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from complexo.conventions import (
     SOFTMAX_RECOMPUTE_FLOPS,
 )
 from complexo.cost import CostModel, Kind, Term
-from complexo.symbols import B, G, M, W, d, e, h, n
+from complexo.symbols import B, G, M, W, d, d_c, e, h, m, n
 
 BLOCK = 128  # tile of a block-skipping fused kernel (FlashAttention's 128 × 128 blocks)
 
@@ -49,6 +53,8 @@ def cost_model(
     gqa: bool = False,
     window: bool = False,
     alibi: bool = False,
+    cross: bool = False,
+    context_width: bool = False,
 ) -> CostModel:
     """The symbolic cost of one MHSA block: one term per line, then sums.
 
@@ -60,7 +66,9 @@ def cost_model(
     causal = causal or window
     hs = d / h  # head size
     kv = G * hs if gqa else d  # width of k and v: G heads of d/h
-    S = B * h * n**2  # elements of the (B, h, n, n) score matrix
+    keys = m if cross else n  # keys and values per sequence: the context's m, or the n tokens
+    width = d_c if context_width else d  # width of what k and v are projected from
+    S = B * h * n * keys  # elements of the (B, h, n, m) score matrix (n × n in self-attention)
     EW = ELEMENTWISE_FLOPS
 
     def ops(eager: tuple[str, ...], kernel: tuple[str, ...]) -> tuple[str, ...]:
@@ -79,45 +87,49 @@ def cost_model(
         return list(terms) if condition else []
 
     att, att_bwd = ops(MATMUL, SDPA), ops(("aten.bmm",), SDPA_BWD)
+    # elements the four projections' biases are added to: q and out over n tokens, k, v over m
+    biased = B * (2 * n * d + 2 * m * kv) if cross else B * n * (2 * d + 2 * kv)
     recompute = EW * (2 if causal else 1) + SOFTMAX_RECOMPUTE_FLOPS  # scale, mask, exp(S − L)
     t = [
         # Forward. Projections: (B·n, d) x (d, d). Scores: B·h products (n, d/h) x (d/h, n).
         fwd("q_proj", 2 * B * n * d**2, LINEAR, "x·W_q: 2·(B·n)·d·d", mm=True),
-        fwd("k_proj", 2 * B * n * d * kv, LINEAR, "x·W_k", mm=True),
-        fwd("v_proj", 2 * B * n * d * kv, LINEAR, "x·W_v", mm=True),
-        *when(bias, fwd("bias_add", EW * B * n * (2 * d + 2 * kv), LINEAR, "1 per element")),
-        fwd("scores", 2 * B * h * n**2 * hs, att, "Q·Kᵀ, per head", mm=True),
+        fwd("k_proj", 2 * B * keys * width * kv, LINEAR, "c·W_k" if cross else "x·W_k", mm=True),
+        fwd("v_proj", 2 * B * keys * width * kv, LINEAR, "c·W_v" if cross else "x·W_v", mm=True),
+        *when(bias, fwd("bias_add", EW * biased, LINEAR, "1 per element")),
+        fwd("scores", 2 * B * h * n * keys * hs, att, "Q·Kᵀ, per head", mm=True),
         fwd("scale", EW * S, ops(("aten::mul", "aten.mul"), SDPA), "× 1/√(d/h)"),
         *when(alibi, fwd("alibi_bias", EW * (h + 2) * n**2, ALIBI_BUILD, "−m·|i − j|, once")),
         *when(alibi, fwd("alibi_add", EW * S, ("aten::add", "aten.add"), "added to the scores")),
         *when(causal, fwd("causal_mask", EW * S, ops(MASK, SDPA), "one select")),
         fwd("softmax", SOFTMAX_FWD_FLOPS * S, ops(SOFTMAX, SDPA), "5 per element"),
-        fwd("attn_v", 2 * B * h * n**2 * hs, att, "A·V, per head", mm=True),
+        fwd("attn_v", 2 * B * h * n * keys * hs, att, "A·V, per head", mm=True),
         fwd("out_proj", 2 * B * n * d**2, LINEAR, "y·W_o", mm=True),
         # Backward: dX = dY·Wᵀ and dW = Xᵀ·dY for every product, twice its forward.
         bwd("q_proj", 4 * B * n * d**2, ("aten.mm",), "dX and dW", mm=True),
-        bwd("k_proj", 4 * B * n * d * kv, ("aten.mm",), "dX and dW", mm=True),
-        bwd("v_proj", 4 * B * n * d * kv, ("aten.mm",), "dX and dW", mm=True),
+        bwd("k_proj", 4 * B * keys * width * kv, ("aten.mm",), "dX and dW", mm=True),
+        bwd("v_proj", 4 * B * keys * width * kv, ("aten.mm",), "dX and dW", mm=True),
         bwd("out_proj", 4 * B * n * d**2, ("aten.mm",), "dX and dW", mm=True),
-        *when(bias, bwd("bias_grad", EW * B * n * (2 * d + 2 * kv), ("aten.sum",), "Σ dY")),
-        *when(gqa, bwd("kv_share_grad", 2 * EW * B * n * (d - kv), ("aten.sum",), "Σ over h/G")),
-        bwd("x_grad_sum", 2 * EW * B * n * d, ("aten.add",), "dX sums the q, k, v branches"),
+        *when(bias, bwd("bias_grad", EW * biased, ("aten.sum",), "Σ dY")),
+        *when(gqa, bwd("kv_share_grad", 2 * EW * B * keys * (d - kv), ("aten.sum",), "Σ h/G")),
+        *when(not cross, bwd("x_grad_sum", 2 * EW * B * n * d, ("aten.add",), "q, k, v branches")),
+        *when(cross, bwd("context_grad_sum", EW * B * m * width, ("aten.add",), "k, v branches")),
         # The fused kernel keeps no n×n matrix: it recomputes S = Q·Kᵀ and P = exp(S − L).
-        *when(fused, bwd("scores_recompute", 2 * B * h * n**2 * hs, att_bwd, "Q·Kᵀ", mm=True)),
+        *when(fused, bwd("scores_recompute", 2 * B * h * n * keys * hs, att_bwd, "Q·Kᵀ", mm=True)),
         *when(fused, bwd("probs_recompute", recompute * S, att_bwd, "scale, mask, exp(S − L)")),
-        bwd("scores", 4 * B * h * n**2 * hs, att_bwd, "dQ and dK", mm=True),
+        bwd("scores", 4 * B * h * n * keys * hs, att_bwd, "dQ and dK", mm=True),
         bwd("scale", EW * S, ops(("aten.mul",), SDPA_BWD)),
         *when(causal and not fused, bwd("causal_mask", EW * S, ("aten.masked_fill",))),
         bwd("softmax", SOFTMAX_BWD_FLOPS * S, ops(SOFTMAX_BWD, SDPA_BWD), "4 per element"),
-        bwd("attn_v", 4 * B * h * n**2 * hs, att_bwd, "dA and dV", mm=True),
-        # Parameters, as nn.Linear and nn.MultiheadAttention have them.
-        Term("weights", Kind.PARAMS, 2 * d**2 + 2 * d * kv),
+        bwd("attn_v", 4 * B * h * n * keys * hs, att_bwd, "dA and dV", mm=True),
+        # Parameters, as nn.Linear and nn.MultiheadAttention have them (W_k, W_v: d_c × G·d/h).
+        Term("weights", Kind.PARAMS, 2 * d**2 + 2 * width * kv),
         *when(bias, Term("biases", Kind.PARAMS, 2 * d + 2 * kv)),
         # Saved for the backward: unique storages, parameters excluded.
-        act("x", B * n * d * e, "input of the q, k, v projections"),
+        act("x", B * n * d * e, "input of the q projection" if cross else "input of q, k, v"),
+        *when(cross, act("context", B * m * width * e, "input of the k and v projections")),
         act("q", B * n * d * e, "saved by SDPA" if fused else "saved by Q·Kᵀ"),
-        act("k", B * n * d * e, "saved by SDPA" if fused else "saved by Q·Kᵀ"),
-        act("v", B * n * d * e, "saved by SDPA" if fused else "saved by A·V"),
+        act("k", B * keys * d * e, "saved by SDPA" if fused else "saved by Q·Kᵀ"),
+        act("v", B * keys * d * e, "saved by SDPA" if fused else "saved by A·V"),
     ]
     if fused:
         t += [
@@ -132,13 +144,14 @@ def cost_model(
         ]
     # The n×n matrix the implementation materialises: the probabilities, or nothing.
     matrix = Integer(0) if fused else S * e
-    note = "never materialised" if fused else "B·h·n² probabilities"
+    note = "never materialised" if fused else "B·h·n·m probabilities" if cross else "B·h·n²"
     t.append(Term("attention_matrix", Kind.MEMORY, matrix, ops=SOFTMAX_OUT, note=note, tags=MATRIX))
-    t.append(Term("kv", Kind.MEMORY, 2 * B * n * kv * e, note="what a decoder caches", tags=KV))
-    t.append(Term("hbm", Kind.MEMORY, _traffic(fused), note=TRAFFIC[fused], tags=HBM))
+    kv_note = "the context's, once per sample" if cross else "what a decoder caches"
+    t.append(Term("kv", Kind.MEMORY, 2 * B * keys * kv * e, note=kv_note, tags=KV))
+    t.append(Term("hbm", Kind.MEMORY, _traffic(fused, keys), note=TRAFFIC[fused], tags=HBM))
     # What other implementations of the same attention would execute: only the pairs the mask
     # keeps (a banded kernel), or whole 128×128 tiles on and below the diagonal.
-    pairs = n * W - W * (W - 1) / 2 if window else n * (n + 1) / 2 if causal else n**2
+    pairs = n * W - W * (W - 1) / 2 if window else n * (n + 1) / 2 if causal else n * keys
     t.append(
         Term(
             "useful",
@@ -171,15 +184,16 @@ TRAFFIC = {
 }
 
 
-def _traffic(fused: bool):
+def _traffic(fused: bool, keys=n):
     """Device-memory bytes of the attention core (Q, K, V in, O out), per the FlashAttention
-    paper's analysis: standard attention moves 4·n·(d/h) + 4·n² elements per head, Θ(n·d + n²);
-    the tiled algorithm with on-chip memory M loads K and V once and Q, O (and fp32 l, m) once
-    per outer block of B_c = ⌈M/(4·(d/h)·e)⌉ keys: Θ(n²·d²/M)."""
+    paper's analysis, for n queries and ``keys`` keys (m in cross-attention): standard attention
+    moves 2·n·(d/h) + 2·m·(d/h) + 4·n·m elements per head (Q, O; K, V; S and P written and read),
+    Θ(n·d + n·m); the tiled algorithm with on-chip memory M loads K and V once and Q, O (and
+    fp32 l, m) once per outer block of B_c = ⌈M/(4·(d/h)·e)⌉ keys: Θ(n·m·d²/M)."""
     hs = d / h
     if not fused:
-        return B * h * (4 * n * hs + 4 * n**2) * e
-    passes = sympy.ceiling(n / sympy.ceiling(M / (4 * hs * e)))  # T_c outer iterations
-    elements = n * hs + 2 * n * hs + passes * 3 * n * hs  # init O; K, V; Q, O in and O out
+        return B * h * (2 * n * hs + 2 * keys * hs + 4 * n * keys) * e
+    passes = sympy.ceiling(keys / sympy.ceiling(M / (4 * hs * e)))  # T_c outer iterations
+    elements = n * hs + 2 * keys * hs + passes * 3 * n * hs  # init O; K, V; Q, O in and O out
     statistics = FP32_BYTES * (2 * n + passes * 4 * n)  # init l, m; read and write per pass
     return B * h * (elements * e + statistics)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from sympy import Integer
 
-from complexo.conventions import BOOL_BYTES
+from complexo.conventions import BOOL_BYTES, DTYPES
 from complexo.cost import Kind, evaluate
 from complexo.profile.step import sgd_rows
 from complexo.registry import Profiling, Row, Setup
-from complexo.symbols import B, G, d, e, h, n
+from complexo.symbols import B, G, d, d_c, e, h, m, n
 
 F = Kind.FORWARD
 PROJECTIONS = ("aten::addmm", "aten::mm")
@@ -29,14 +29,17 @@ def rows(cfg, mode: str, side: str = "") -> list[Row]:
 
     hs = d / h
     kv = G * hs if cfg.kv_heads is not None else d
-    x, S = B * n * d * e, B * h * n**2 * e  # one (B, n, d) tensor; the score matrix
+    keys = m if cfg.cross else n  # the context's m tokens in cross-attention
+    width = d_c if cfg.kv_dim is not None else d  # what k and v are projected from
+    x, S = B * n * d * e, B * h * n * keys * e  # one (B, n, d) tensor; the score matrix
+    c = B * keys * width * e  # k and v's input: x, or the context
     within = "complexo::forward" if mode == "train" else ""
 
     def row(name, names, moved, ops):
         return Row(name, tuple((F, t) for t in names), moved, ops, within)
 
-    # q and out: x and W in, (B, n, d) out; k and v: x and W in, (B, n, G·hs) out; biases
-    proj_bytes = 2 * (2 * x + d * d * e) + 2 * (x + d * kv * e + B * n * kv * e)
+    # q and out: x and W in, (B, n, d) out; k and v: x (or context) and W in, (B, m, G·hs) out
+    proj_bytes = 2 * (2 * x + d * d * e) + 2 * (c + width * kv * e + B * keys * kv * e)
     projections = ["q_proj", "k_proj", "v_proj", "out_proj"]
     if cfg.bias:
         projections.append("bias_add")
@@ -44,9 +47,13 @@ def rows(cfg, mode: str, side: str = "") -> list[Row]:
     out = [row("projections", projections, proj_bytes, PROJECTIONS)]
     if cfg.fused:
         names = ["scores", "scale", *(["causal_mask"] if cfg.causal else []), "softmax", "attn_v"]
-        out.append(row("attention kernel", names, _traffic(True), SDPA_KERNELS))
+        out.append(row("attention kernel", names, _traffic(True, keys), SDPA_KERNELS))
     else:
-        out.append(row("QKᵀ and A·V", ["scores", "attn_v"], 4 * x + 2 * S, ("aten::bmm",)))
+        # Q·Kᵀ: q, k in, S out; A·V: P, v in, y out (k and v of h heads, over the m keys)
+        kv_heads = 2 * B * keys * d * e
+        out.append(
+            row("QKᵀ and A·V", ["scores", "attn_v"], 2 * x + kv_heads + 2 * S, ("aten::bmm",))
+        )
         out.append(row("scale", ["scale"], 2 * S, ("aten::mul",)))
         if cfg.alibi:
             out.append(
@@ -63,18 +70,20 @@ def rows(cfg, mode: str, side: str = "") -> list[Row]:
 
 def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
     """Inference: what the block is given and its high-water mark above that
-    (:func:`~complexo.analyses.mhsa.forward_peak`); training: x, its output, saved activations,
+    (:func:`forward_peak`); training: x (and the context), the output, saved activations,
     weights and their gradients (SGD keeps no state)."""
-    from complexo.analyses.mhsa import forward_peak
     from complexo.render import human
 
     values = cfg.values
     weights = evaluate(model.total(Kind.PARAMS), values) * values[e]
-    x_bytes = cfg.batch * cfg.seq * cfg.dim * values[e]
+    x_bytes = cfg.batch * cfg.seq * cfg.dim * values[e]  # x, and the output: (B, n, d) each
+    given = x_bytes  # what the block is given: x, and in cross-attention the context
+    if cfg.cross:
+        given += cfg.batch * cfg.kv_seq * (cfg.kv_dim or cfg.dim) * values[e]
     if mode == "train":
-        predicted = 2 * weights + 2 * x_bytes + evaluate(model.total(Kind.ACTIVATION), values)
+        predicted = 2 * weights + given + x_bytes + evaluate(model.total(Kind.ACTIVATION), values)
     else:
-        predicted = weights + x_bytes + forward_peak(cfg)
+        predicted = weights + given + forward_peak(cfg)
     # n×n matrices: two coexist in the forward (each element-wise pass is out of place); the
     # probabilities are saved for the backward
     matrix = evaluate(model.total(Kind.MEMORY, tag="matrix"), values)
@@ -93,21 +102,21 @@ def setup(cfg, mode: str, side: str, device: str) -> Setup:
     from complexo.analyses.mhsa import build
     from complexo.profile.trace import _phased_step
 
-    block, x = build(cfg, device=device)
-    x = x.detach().requires_grad_(mode == "train")
+    block, inputs = build(cfg, device=device)
+    inputs = [t.detach().requires_grad_(mode == "train") for t in inputs]  # x (and the context)
     if mode == "train":
-        step = _phased_step(lambda: block(x), torch.optim.SGD(block.parameters(), lr=1e-6))
+        step = _phased_step(lambda: block(*inputs), torch.optim.SGD(block.parameters(), lr=1e-6))
         notes = [
             "training: the terms' times are their ops' inside the forward's range; the phases "
             "(forward, backward, optimizer) are the whole step, timed by range"
         ]
-        return Setup(step, [*block.parameters(), x], notes=notes)
+        return Setup(step, [*block.parameters(), *inputs], notes=notes)
 
     def forward():
         with torch.no_grad():
-            block(x)
+            block(*inputs)
 
-    return Setup(forward, [*block.parameters(), x])
+    return Setup(forward, [*block.parameters(), *inputs])
 
 
 PROFILING = Profiling(
@@ -126,3 +135,35 @@ def profile_mhsa(cfg, **runs):
     from complexo.profile.step import profile_side
 
     return profile_side(ANALYSIS, cfg, **runs)
+
+
+def forward_peak(cfg) -> int:
+    """Bytes the reference block allocates at its high-water mark in one inference forward
+    (no autograd), beyond its weights and inputs: what a run needs on top of what it was given.
+    Stage by stage in ``blocks/attention.py``: q, k, v stay alive to the end of ``forward``;
+    with grouped heads, k and v repeated to h heads live through ``attend``; every element-wise
+    pass over the scores is out of place, so two B·h·n·m matrices coexist (the scores and their
+    scaled copy, then the softmax's input and output; m = n in self-attention); the causal mask
+    holds three n×n bools (all-ones, tril, its negation) as masked_fill runs; ALiBi builds an
+    int64 n×n distance and an fp32 h×n×n bias, then casts it; after ``attend`` the heads are
+    merged by a copy. The fused kernel keeps no matrix (its own work buffers are internal)."""
+    B, n, d, h, e = cfg.batch, cfg.seq, cfg.dim, cfg.heads, DTYPES[cfg.dtype].bytes
+    m = cfg.kv_seq or n  # keys: the context's, or the n tokens
+    kv = d // h * (cfg.kv_heads or cfg.heads)
+    qkv = (B * n * d + 2 * B * m * kv) * e
+    shared = 2 * B * m * d * e if cfg.kv_heads not in (None, cfg.heads) else 0
+    y, S = B * n * d * e, B * h * n * m * e
+    merge = 2 * y  # the heads and their merged copy, then the merged copy and the output
+    if cfg.fused:
+        return qkv + max(shared + y, merge)
+    stages = [2 * S, S + y]  # scale / softmax: input and output; A·V: probabilities and y
+    if cfg.causal or cfg.window is not None:
+        masks = 3 * n**2 * BOOL_BYTES  # ones, tril (and the window's band), ~keep
+        stages += [2 * S + masks, S + 2 * n**2 * BOOL_BYTES + y]
+        if cfg.window is not None:  # tril, triu and their & beside the ones
+            stages.append(S + 4 * n**2 * BOOL_BYTES)
+    if cfg.alibi:
+        built = 4 * h + 8 * n + 8 * n**2 + 4 * h * n**2  # slopes, positions, distance, fp32 bias
+        cast = h * n**2 * e if e != 4 else 0  # the bias in the block's dtype
+        stages += [S + built + cast, 2 * S + h * n**2 * e]
+    return qkv + max(shared + max(stages), merge)
