@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import sympy
 
 from complexo.analyses.kvcache_profile import PROFILING
-from complexo.analyses.llm import kv_width, param_terms, resolve_model
+from complexo.analyses.llm import kv_width, model_config, param_terms, resolve_model
 from complexo.conventions import DTYPES
 from complexo.cost import Kind, Terms, big_o, big_o_text, crossover
 from complexo.devices import DEVICES
@@ -94,17 +94,7 @@ class Config:
 
     @property
     def spec(self) -> ModelConfig:
-        return ModelConfig(
-            self.arch,
-            self.layers,
-            self.dim,
-            self.heads,
-            self.vocab,
-            self.ctx,
-            self.mlp,
-            self.kv_heads,
-            self.window,
-        )
+        return model_config(self)
 
     @property
     def weight_dtype(self) -> str:

@@ -68,6 +68,12 @@ def resolve_model(
     return model, cfg
 
 
+def model_config(cfg) -> ModelConfig:
+    """The model a resolved config describes: its architecture and sizes (a size the config
+    has no field for, such as a training config's sliding window, left out)."""
+    return ModelConfig(cfg.arch, *(getattr(cfg, size, None) for size in SIZES))
+
+
 def kv_width(spec: ModelConfig):
     """Width of k and v: G·d/h with grouped-query attention, d otherwise."""
     return G * d / h if spec.kv_heads else d

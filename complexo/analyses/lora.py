@@ -22,7 +22,7 @@ import contextlib
 from dataclasses import asdict, dataclass, replace
 
 from complexo.analyses import model_flops
-from complexo.analyses.llm import resolve_model
+from complexo.analyses.llm import model_config, resolve_model
 from complexo.analyses.lora_cost import (  # noqa: F401  (the cost model's names, here too)
     INDEX_BYTES,
     LINEAR,
@@ -167,16 +167,7 @@ class Config:
     @property
     def spec(self) -> ModelConfig:
         """The model trained: the preset's sliding window, if any, is left out (see the notes)."""
-        return ModelConfig(
-            self.arch,
-            self.layers,
-            self.dim,
-            self.heads,
-            self.vocab,
-            self.ctx,
-            self.mlp,
-            self.kv_heads,
-        )
+        return model_config(self)
 
     @property
     def adapted(self) -> list[tuple[int, int]]:

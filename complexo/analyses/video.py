@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from complexo.analyses.mhsa import QUANTITIES as MHSA_QUANTITIES
 from complexo.analyses.mhsa_cost import SOFTMAX_OUT
 from complexo.analyses.video_cost import (
     ATTNS,
@@ -118,13 +119,11 @@ class Config:
         }
 
 
+# mhsa's quantities where they mean the same, the attention matrices summed over the layers
+SHARED = ("forward_flops", "forward_matmul_flops", "backward_flops", "backward_matmul_flops")
+SHARED += ("params", "activation_bytes")
 QUANTITIES = (
-    QuantitySpec("forward_flops", "forward FLOPs", Kind.FORWARD),
-    QuantitySpec("forward_matmul_flops", "  of which matmuls", Kind.FORWARD, matmul_only=True),
-    QuantitySpec("backward_flops", "backward FLOPs", Kind.BACKWARD),
-    QuantitySpec("backward_matmul_flops", "  of which matmuls", Kind.BACKWARD, matmul_only=True),
-    QuantitySpec("params", "parameters", Kind.PARAMS),
-    QuantitySpec("activation_bytes", "activations saved for backward", Kind.ACTIVATION),
+    *(q for q in MHSA_QUANTITIES if q.name in SHARED),
     QuantitySpec(
         "attention_matrix_bytes", "attention matrices (every layer's)", Kind.MEMORY, tag="matrix"
     ),
