@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import sympy
 
-from complexo.conventions import DTYPES
 from complexo.cost import Kind
-from complexo.errors import ComplexoError, check_choice
 from complexo.result import QuantitySpec
 
 CONV = ("aten::conv", "aten::_convolution", "aten.convolution")
@@ -112,13 +110,6 @@ def build_image(make, cfg, channels: int, device: str = "meta"):
         module = make().to(dtype)
         x = torch.randn(cfg.batch, channels, cfg.res, cfg.res, dtype=dtype)
     return module, x
-
-
-def check_common(res: int, batch: int, dtype: str) -> None:
-    for name, value in (("res", res), ("batch", batch)):
-        if value <= 0:
-            raise ComplexoError(f"--{name} must be a positive integer, got {value}")
-    check_choice("--dtype", dtype, DTYPES)
 
 
 def measure(build, values, model, quantities, *, attention: bool = False):
