@@ -25,18 +25,22 @@ lint: venv
 	$(BIN)/ruff check complexo tests scripts
 	$(BIN)/ruff format --check complexo tests scripts
 
+# Test processes: one per core (pytest-xdist), each with one torch thread (tests/conftest.py);
+# on CI's 2 cores this halves the suite. JOBS=0 runs in this process.
+JOBS ?= auto
+
 # CI's target: everything but the tests marked slow (the fuzz over every option of every
 # command, the slowest symbolic traces), which test-all adds.
 test: lint
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n $(JOBS)
 	OMP_NUM_THREADS=1 $(BIN)/complexo report --check
 
 # The inner loop: stop at the first failure, no lint, no report check.
 test-fast: venv
-	$(BIN)/pytest -m "not slow" -x -p no:cacheprovider
+	$(BIN)/pytest -m "not slow" -x -p no:cacheprovider -n $(JOBS)
 
 test-all: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(JOBS)
 	OMP_NUM_THREADS=1 $(BIN)/complexo report --check
 
 bench: venv
