@@ -24,7 +24,7 @@ import sympy
 from complexo.analyses.kvcache_profile import PROFILING
 from complexo.analyses.llm import kv_width, model_config, param_terms, resolve_model
 from complexo.conventions import DTYPES
-from complexo.cost import Kind, Terms, big_o, big_o_text, crossover
+from complexo.cost import Kind, Terms, big_o, big_o_text, crossover, evaluate
 from complexo.devices import DEVICES
 from complexo.errors import ComplexoError
 from complexo.presets import ARCHS, TRANSFORMERS, ModelConfig
@@ -292,10 +292,10 @@ def analyse(cfg: Config) -> Result:
                 label="the KV cache outgrows the weights",
             )
         )
-    term = max(model.terms(Kind.FORWARD, tag="decode"), key=lambda t: t.expr.subs(values))
+    term = max(model.terms(Kind.FORWARD, tag="decode"), key=lambda t: evaluate(t.expr, values))
     summary = Summary(
         orders,
-        (term.name, int(term.expr.subs(values)), _share(term, model, values)),
+        (term.name, evaluate(term.expr, values), _share(term, model, values)),
         tuple(crossovers),
     )
     facts, notes = _facts(cfg, q)
@@ -306,8 +306,8 @@ def analyse(cfg: Config) -> Result:
 def _share(term, model, values):
     from fractions import Fraction
 
-    total = sum(int(t.expr.subs(values)) for t in model.terms(Kind.FORWARD, tag="decode"))
-    return Fraction(int(term.expr.subs(values)), total)
+    total = sum(evaluate(t.expr, values) for t in model.terms(Kind.FORWARD, tag="decode"))
+    return Fraction(evaluate(term.expr, values), total)
 
 
 def _num(x: float) -> str:
