@@ -137,9 +137,11 @@ def crossover(
     >>> crossover(r * 2 * d, d**2, r).expr  # a rank-r adapter of a d×d matrix: r·(d + d) = d²
     d/2
     """
-    candidates = _positive_roots(sympy.sympify(a), sympy.sympify(b), symbol)
-    if values is not None:  # a root whose sign depends on the symbols: positive here?
+    candidates = _roots(sympy.sympify(a), sympy.sympify(b), symbol)
+    if values is not None:  # positive here (a root positive at a config is never known < 0)
         candidates = tuple(x for x in candidates if at(x, values).is_positive)
+    else:  # not known to be negative (asking sympy's assumptions is slow on large roots)
+        candidates = tuple(x for x in candidates if x.is_positive is not False)
     if len(candidates) != 1:
         raise ValueError(f"expected one positive crossover in {symbol}, got {list(candidates)}")
     root = _tidy(candidates[0])
@@ -156,8 +158,8 @@ def crossover(
 
 
 @functools.lru_cache(maxsize=1024)
-def _positive_roots(a: sympy.Expr, b: sympy.Expr, symbol: sympy.Symbol) -> tuple[sympy.Expr, ...]:
-    """The roots of a = b in ``symbol`` not known to be negative, once per process for each pair
+def _roots(a: sympy.Expr, b: sympy.Expr, symbol: sympy.Symbol) -> tuple[sympy.Expr, ...]:
+    """The roots of a = b in ``symbol``, once per process for each pair
     (a sweep asks the same question at every point). Costs are polynomials in ``symbol``: a
     linear one's root is −c₀/c₁ (sympy.roots would factor it twice), others go to sympy.roots,
     faster than sympy.solve's search."""
@@ -168,7 +170,7 @@ def _positive_roots(a: sympy.Expr, b: sympy.Expr, symbol: sympy.Symbol) -> tuple
         found = [-c0 / c1]
     else:
         found = list(sympy.roots(poly))
-    return tuple(x for x in found if x.is_positive is not False)
+    return tuple(found)
 
 
 class Terms:

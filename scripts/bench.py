@@ -6,7 +6,10 @@
    (target < 1 s);
 4. formula-only answers (`--no-check`: neither torch nor fvcore imported) of mhsa, lora on
    gpt3-175b and compare cnn vit, cold (target ≤ 0.5 s each);
-5. a 64-point MHSA sweep over n against one point (target ≤ 1.3: it counts at 3 points).
+5. a 64-point MHSA sweep over n against one point (target ≤ 1.3: it counts at 3 points);
+6. checked answers against the counters' floor: `complexo mhsa --seq 4096 --dim 1024 --json`
+   over scripts/bare_counters.py, which imports torch and fvcore and runs the same two counters
+   on the same meta block and nothing else (target ≤ 1.1).
 
 Each figure is the median of --repeat fresh processes.
 """
@@ -25,6 +28,8 @@ LARGE = [*CLI, "mhsa", "--seq", "131072", "--dim", "8192", "--heads", "64", "--j
 SMALL = [*CLI, "mhsa", "--seq", "512", "--dim", "512", "--heads", "8", "--json"]
 DEMO = [*CLI, "mhsa", "--seq", "4096", "--dim", "1024"]
 TORCH = [sys.executable, "-c", "import torch"]
+BARE = [sys.executable, os.path.join(os.path.dirname(__file__), "bare_counters.py")]
+CHECKED = [*DEMO, "--json"]
 FORMULAS = {
     "mhsa --no-check": [*CLI, "mhsa", "--no-check", "--json"],
     "lora gpt3-175b --no-check": [
@@ -71,6 +76,8 @@ def main() -> None:
     t_large, m_large = median(LARGE, args.repeat)
     t_demo, _ = median(DEMO, args.repeat)
     t_formulas = {name: median(cmd, args.repeat)[0] for name, cmd in FORMULAS.items()}
+    t_bare, _ = median(BARE, args.repeat)
+    t_checked, _ = median(CHECKED, args.repeat)
     t_one, _ = median(SWEEP_ONE, args.repeat)
     t_sweep, _ = median(SWEEP, args.repeat)
 
@@ -80,6 +87,8 @@ def main() -> None:
         ("mhsa n=131072 d=8192 h=64 --json", f"{t_large:.2f} s", f"peak {m_large / 2**20:.0f} MiB"),
         ("mhsa n=4096 d=1024 (table)", f"{t_demo:.2f} s", ""),
         *((name, f"{s:.2f} s", "") for name, s in t_formulas.items()),
+        ("bare counters, same block", f"{t_bare:.2f} s", ""),
+        ("mhsa n=4096 d=1024 --json", f"{t_checked:.2f} s", ""),
         ("mhsa n=64 d=256 h=4 --json", f"{t_one:.2f} s", ""),
         ("sweep mhsa over 64 values of n", f"{t_sweep:.2f} s", ""),
     ]
@@ -94,6 +103,7 @@ def main() -> None:
         ("cold start beyond torch", f"{cold:.2f} s", "< 1 s", cold < 1),
         *((f"{name}", f"{s:.2f} s", "≤ 0.5 s", s <= 0.5) for name, s in t_formulas.items()),
         ("64-point sweep/one point", f"{t_sweep / t_one:.2f}", "≤ 1.3", t_sweep / t_one <= 1.3),
+        ("checked/bare counters", f"{t_checked / t_bare:.2f}", "≤ 1.1", t_checked / t_bare <= 1.1),
     ]
     for name, value, target, ok in checks:
         print(f"  {name:<28} {value:>9}  (target {target})  {'ok' if ok else 'MISSED'}")
