@@ -30,18 +30,17 @@ lint: venv
 JOBS ?= auto
 
 # CI's target: everything but the tests marked slow (the fuzz over every option of every
-# command, the slowest symbolic traces), which test-all adds.
+# command, the slowest symbolic traces), which test-all adds. The written pages under analyses/
+# are checked by tests/test_report.py, one test per page (complexo report --check).
 test: lint
 	$(BIN)/pytest -m "not slow" -n $(JOBS)
-	OMP_NUM_THREADS=1 $(BIN)/complexo report --check
 
-# The inner loop: stop at the first failure, no lint, no report check.
+# The inner loop: stop at the first failure, no lint.
 test-fast: venv
 	$(BIN)/pytest -m "not slow" -x -p no:cacheprovider -n $(JOBS)
 
 test-all: lint
 	$(BIN)/pytest -n $(JOBS)
-	OMP_NUM_THREADS=1 $(BIN)/complexo report --check
 
 bench: venv
 	$(BIN)/python scripts/bench.py

@@ -1,5 +1,8 @@
-"""The report mechanism: pages and figure data written, and --check catching any drift. (The
-real pages are checked by `complexo report --check` in `make test`.)"""
+"""The report mechanism: pages and figure data written, and --check catching any drift; and the
+committed pages under analyses/ checked against what complexo generates now, one test per page
+(so that the test processes share the pages out)."""
+
+import pytest
 
 from complexo import plot as plots
 from complexo import report
@@ -163,3 +166,10 @@ def test_the_shared_toolkit_names_no_analysis():
         for n, line in enumerate(path.read_text().splitlines(), 1):
             where = f"{path.relative_to(root)}:{n}: {line}"
             assert not analyses.search(line) and not sides.search(line), where
+
+
+@pytest.mark.parametrize("topic", list(report.TOPICS))
+def test_the_committed_page_is_what_complexo_generates_now(topic):
+    """`complexo report --check TOPIC`: the Markdown byte for byte, the figures' data."""
+    stale = report.check([topic])
+    assert not stale, f"stale: {stale}; run complexo report (make report) and commit"
