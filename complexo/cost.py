@@ -269,7 +269,12 @@ _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
 def plain(expr: sympy.Expr, *, factor: bool = True) -> str:
-    """Readable one-line text: 2·B·d²·n. Factored when that is shorter."""
+    """Readable one-line text: 2·B·d²·n. Factored when that is shorter.
+
+    >>> from complexo.symbols import C_out, k
+    >>> plain(1 / C_out + 1 / k**3, factor=False)
+    '1/C_out + k⁻³'
+    """
     return _plain(sympy.sympify(expr), factor)
 
 
@@ -280,7 +285,9 @@ def _plain(expr: sympy.Expr, factor: bool) -> str:
         if len(sympy.sstr(f)) < len(sympy.sstr(expr)):
             expr = f
     text = sympy.sstr(expr, order="grlex")
-    text = re.sub(r"\*\*(-?\d+)", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
+    # sympy writes k**2 and k**(-3): both as superscripts, k² and k⁻³
+    power = r"\*\*(?:(\d+)|\((-\d+)\))"
+    text = re.sub(power, lambda m: (m.group(1) or m.group(2)).translate(_SUPERSCRIPT), text)
     return text.replace("*", "·")
 
 

@@ -324,6 +324,8 @@ def count_fvcore(module: torch.nn.Module, inputs: tuple) -> Count:
     traced sizes: "cond must be a bool, but got a Tensor"). So on meta each ``nn.Conv2d`` steps
     out of the trace: it returns an empty tensor of its output's shape, and the shapes it saw
     are counted with fvcore's own convolution formula (``conv_flop_count``), as its trace would.
+    The same for ``nn.Conv1d`` and ``nn.Conv3d``: fvcore's formula takes any number of spatial
+    dims (traced on the CPU it counts a Conv3d as B·C_out·C_in/g·k_t·k_h·k_w·T'·H'·W' MACs).
     Every other op goes through fvcore's trace as usual. :data:`CONV_NOTE` says so in the output.
     """
     from fvcore.nn import FlopCountAnalysis
@@ -356,22 +358,25 @@ def _scopes(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
+CONVOLUTIONS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)  # stepped out of fvcore's trace
+
+
 @contextlib.contextmanager
 def _convolutions_beside_the_trace(module: torch.nn.Module, inputs: tuple):
-    """On meta tensors, let each Conv2d return an empty tensor of its output shape and record
-    (its name, fvcore's count of its MACs); elsewhere change nothing."""
+    """On meta tensors, let each Conv1d, Conv2d and Conv3d return an empty tensor of its output
+    shape and record (its name, fvcore's count of its MACs); elsewhere change nothing."""
     found: list[tuple[str, int]] = []
     convs = [
         (name, m)
         for name, m in module.named_modules()
-        if isinstance(m, torch.nn.Conv2d) and m.weight.device.type == "meta"
+        if isinstance(m, CONVOLUTIONS) and m.weight.device.type == "meta"
     ]
     if not convs:
         yield found
         return
     from fvcore.nn.jit_handles import conv_flop_count
 
-    def stub(name: str, conv: torch.nn.Conv2d):
+    def stub(name: str, conv: torch.nn.Conv2d | torch.nn.Conv3d):
         def forward(x: torch.Tensor) -> torch.Tensor:
             shape = [int(s) for s in x.shape]
             out = [shape[0], conv.out_channels] + [

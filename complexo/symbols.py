@@ -38,4 +38,5 @@ S = sympy.Symbol("S", integer=True, positive=True)  # patch tokens per frame, (R
 w_t = sympy.Symbol("w_t", integer=True, positive=True)  # 3D attention window: frames
 w_h = sympy.Symbol("w_h", integer=True, positive=True)  # 3D attention window: token rows
 w_w = sympy.Symbol("w_w", integer=True, positive=True)  # 3D attention window: token columns
+p_t = sympy.Symbol("p_t", integer=True, positive=True)  # tubelet frames: a video patch's depth
 c = sympy.Symbol("c", integer=True, positive=True)  # chunks of a chunked loss

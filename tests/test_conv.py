@@ -266,7 +266,8 @@ def test_a_3d_convolution_over_4_frames():
     assert values(cmp, "separable")["forward_flops"] == 63504 + 9408 == 72912
     assert sympy.Rational(72912, 254016) == sympy.Rational(31, 108)
     fwd = cmp.baseline.quantity("forward_flops")
-    assert fwd.measured == {"fvcore": None, "torch": 254016}  # fvcore cannot trace it on meta
+    # fvcore's conv formula on the meta run's shapes (its trace cannot take a conv on meta)
+    assert fwd.measured == {"fvcore": 254016, "torch": 254016}
 
 
 def test_a_causal_3d_convolution_pads_a_copy_in_front():
@@ -376,6 +377,17 @@ def test_fvcore_counts_a_depthwise_conv_per_group_on_meta_as_on_cpu():
     # S = 5; 2·B·C_in·S²·k² + 2·B·C_in·C_out·S² = 2·2·4·25·25 + 2·2·4·6·25 = 10000 + 2400
     assert on_cpu.total == on_meta.total == 12400
     assert on_meta.by_module["depthwise"] == 10000
+
+
+def test_fvcore_counts_a_conv3d_on_meta_as_its_trace_does_on_cpu():
+    torch.manual_seed(0)
+    real, x = StandardConv(3, 4, 3, stride=2, dims=3), torch.randn(2, 3, 5, 7, 7)
+    with torch.device("meta"):
+        meta = StandardConv(3, 4, 3, stride=2, dims=3)
+    on_cpu, on_meta = count_fvcore(real, (x,)), count_fvcore(meta, (x.to("meta"),))
+    # T' = ⌈5/2⌉ = 3, S = ⌈7/2⌉ = 4; 2·B·C_out·T'·S²·C_in·k³ = 2·2·4·3·16·3·27 = 62208
+    assert on_cpu.total == on_meta.total == 62208
+    assert on_meta.by_op == {"aten::conv": 62208}
 
 
 # --- the reference blocks --------------------------------------------------------------------

@@ -15,6 +15,7 @@ from complexo.analyses import mlp
 from complexo.analyses import norm
 from complexo.analyses import video
 from complexo.analyses import loss
+from complexo.analyses import patch
 from complexo.registry import ANALYSES
 
 __all__ = ["ANALYSES"]

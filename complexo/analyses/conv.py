@@ -153,8 +153,8 @@ TRAFFIC = {"Conv2d": "convolutions", "Conv3d": "convolutions", "UnfoldConv": "co
 
 def measure(cfg: Config, side: str) -> dict:
     """Every reading of one side, by quantity and counter: FlopCounterMode and autograd's saved
-    tensors from one forward and backward on meta tensors, fvcore's count of the forward (2D: it
-    cannot trace a 3D convolution on meta), the module's parameters, and the bytes each
+    tensors from one forward and backward on meta tensors, fvcore's count of the forward (2D and
+    3D), the module's parameters, and the bytes each
     convolution call reads and writes (forward hooks; an unfolded one also writes and reads
     back the columns im2col made, read off that op's output)."""
     from complexo.measure import (
@@ -172,7 +172,7 @@ def measure(cfg: Config, side: str) -> dict:
         attention="math",
         custom_mapping=GROUPED_CONV_FORMULAS,
     )
-    fvcore = count_fvcore(module, (x.detach(),)) if cfg.dims == 2 else None
+    fvcore = count_fvcore(module, (x.detach(),))
     forward = {"fvcore": fvcore, "torch": run.forward}
     backward = {"fvcore": None, "torch": run.backward}
     unfolded = sum(b for op, _, b in run.outputs if op == UNFOLD[1])
@@ -198,7 +198,7 @@ def _side(cfg: Config, side: str) -> Result:
     specs = (*QUANTITIES, UNFOLDED) if cfg.impl == "unfold" else QUANTITIES
     quantities = [build_quantity(q, model, values, readings.get(q.name, {})) for q in specs]
     crossovers: list[Crossover] = []
-    notes = [CONV_NOTE] if cfg.dims == 2 else [FVCORE_3D]
+    notes = [CONV_NOTE]
     if side == "separable":
         notes.append(GROUPED_CONV_NOTE)
         crossovers.append(
@@ -286,12 +286,6 @@ def analyse(cfg: Config) -> ConvComparison:
         notes=_notes(cfg, sides, ratio),
         mobilenet_ratio=ratio,
     )
-
-
-FVCORE_3D = (
-    "fvcore: not run on 3D convolutions (torch 2.13 cannot jit-trace a convolution on meta "
-    "tensors, and complexo.measure's stand-in replaces nn.Conv2d only)."
-)
 
 
 def _crossovers(standard: CostModel, separable: CostModel, values: dict) -> list[Crossover]:
