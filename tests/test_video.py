@@ -263,3 +263,34 @@ def test_bad_values_are_refused_in_one_line_naming_the_flag(given, message):
 
 def test_the_api_takes_the_window_as_a_tuple_too():
     assert video.Config(window=(4, 2, 2)).window == "4,2,2"
+
+
+def test_compare_sets_the_three_attentions_side_by_side(tmp_path):
+    """--compare at T = 2, S = (4/2)² = 4 tokens a frame, d = 4, h = 2, B = 1: n = T·S = 8.
+    Forward matmuls: joint 4·B·T·S·d·(T·S + 2·d) = 4·8·4·(8 + 8) = 2048;
+    factorized 4·B·S·T·d·(S + T + 4·d) = 4·8·4·(4 + 2 + 16) = 2816 (ratio 2816/2048 = 1.375);
+    window: 8,7,7 clipped to the clip's 2×2×2 = all 8 tokens, so joint's 2048 (ratio 1)."""
+    from helpers import runner
+
+    from complexo.cli import app
+
+    args = ["video", "--frames", "2", "--res", "4", "--patch", "2", "--dim", "4", "--heads", "2"]
+    out = runner.invoke(app, [*args, "--compare", "--json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    mm = {a: doc[a]["quantities"]["forward_matmul_flops"] for a in video.ATTNS}
+    assert {a: q["value"] for a, q in mm.items()} == {
+        "joint": 2048,
+        "factorized": 2816,
+        "window": 2048,
+    }
+    assert all(q["measured"]["torch"] == q["value"] for q in mm.values())  # counted, not derived
+    assert doc["ratio"]["factorized"]["forward_matmul_flops"] == 1.375
+    assert doc["ratio"]["window"]["forward_matmul_flops"] == 1.0
+    shown = runner.invoke(app, [*args, "--compare"])
+    assert shown.exit_code == 0, shown.output
+    assert "The three attentions" in shown.output
+    assert all(a in shown.output for a in ("joint", "factorized", "window"))
+    plot = tmp_path / "three.png"
+    assert runner.invoke(app, [*args, "--compare", "--plot", str(plot)]).exit_code == 0
+    assert plot.stat().st_size > 0

@@ -64,6 +64,12 @@ class Config:
         sweep=False,
     )
     bias: bool = option(True, "Projections with biases.")
+    compare: bool = option(
+        False,
+        "Joint, factorized and window side by side at these sizes (each checked against the "
+        "counters, each one's ratio to joint); --attn is then ignored.",
+        sweep=False,
+    )
 
     def __post_init__(self):
         check_options(self)
@@ -167,7 +173,16 @@ def measure(cfg: Config) -> dict:
     }
 
 
-def analyse(cfg: Config) -> Result:
+def analyse(cfg: Config):
+    """The attention --attn names, or with --compare all three side by side."""
+    if cfg.compare:
+        from complexo.analyses.video_compare import compare
+
+        return compare(cfg, _analyse, crossovers)
+    return _analyse(cfg)
+
+
+def _analyse(cfg: Config) -> Result:
     model, values = cost_model(cfg.attn, cfg.bias), cfg.values
     readings = counted(lambda: measure(cfg), {})
     quantities = [build_quantity(q, model, values, readings.get(q.name, {})) for q in QUANTITIES]
