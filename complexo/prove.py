@@ -54,13 +54,17 @@ class Symbolic:
     of the config's structural variant; ``cases(cfg)``: what to trace; ``variants``: the suite's
     variants, name -> config fields; ``untraced``: quantity -> why no trace measures it (the
     attention matrix's bytes are in the saved bytes; HBM traffic is no count of a run);
-    ``slow``: variants whose proof takes long (marked slow in the suite)."""
+    ``slow``: variants whose proof takes long (marked slow in the suite); ``unproved``: the
+    variants that have no case to trace, and why; ``where``: the sizes a variant's proof holds
+    for, as its trace's guards read (the suite checks them: a claim says no more than it)."""
 
     variant: Callable[[Any], str]
     cases: Callable[[Any], list[Case]]
     variants: Mapping[str, Mapping[str, Any]]
     untraced: Mapping[str, str] = field(default_factory=dict)
     slow: frozenset[str] = frozenset()
+    unproved: Mapping[str, str] = field(default_factory=dict)  # variant -> why it has no proof
+    where: Mapping[str, str] = field(default_factory=dict)  # variant -> its trace's guards
 
 
 def hand_from(specs, model, names=None) -> dict[str, sympy.Expr]:
@@ -105,13 +109,17 @@ class ProofReport:
     variant: str
     checks: list[Check]
     untraced: Mapping[str, str]
-    guards: list[str]
+    guards: list[str]  # each traced case's conditions, "(a, b)": the proof holds where one does
     pinned: dict[str, int]
     seconds: float
 
     @property
     def proved(self) -> bool:
         return all(c.proved for c in self.checks) and not self.pinned
+
+    @property
+    def where(self) -> str:
+        return " or ".join(self.guards)
 
     def lines(self) -> list[str]:
         out = [f"proof of {self.analysis} ({self.variant}): {HOW}"]
@@ -120,7 +128,7 @@ class ProofReport:
         if self.pinned:
             out.append(f"  the trace pinned {self.pinned}: nothing holds beyond that value")
         if self.guards:
-            out.append(f"  under the trace's guards: {', '.join(self.guards)}")
+            out.append(f"  where (the trace's guards): {self.where}")
         out.append(f"  traced and proved in {self.seconds:.1f} s")
         return out
 
@@ -180,9 +188,16 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
     sym: Symbolic = analysis.symbolic
     t0 = time.perf_counter()
     checks: list[Check] = []
-    guards: list[str] = []
+    groups: list[str] = []
     pinned: dict[str, int] = {}
-    for case in sym.cases(cfg):
+    cases = sym.cases(cfg)
+    if not cases:
+        from complexo.errors import ComplexoError
+
+        name = sym.variant(cfg)
+        why = sym.unproved.get(name, "no symbolic trace is declared for it")
+        raise ComplexoError(f"no proof of {analysis.name}'s {name} variant: {why}")
+    for case in cases:
         extra = case.formulas() if case.formulas else None
         tr = trace(case.build, case.dims, formulas=extra)
         formulas = {**case.hand, **((hand or {}).get(case.side, {}))}
@@ -192,26 +207,31 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
             checks.append(
                 Check(quantity, traced_as, formulas[quantity], traced, diff, method, case.side)
             )
-        guards += [str(g) for g in tr.guards if str(g) not in guards]
+        group = ", ".join(_main_guards(tr.guards))
+        if group and f"({group})" not in groups:
+            groups.append(f"({group})")
         pinned.update(tr.pinned)
     return ProofReport(
         analysis.name,
         sym.variant(cfg),
         checks,
         sym.untraced,
-        _main_guards(guards),
+        groups,
         pinned,
         time.perf_counter() - t0,
     )
 
 
-def _main_guards(guards: list[str]) -> list[str]:
+def _main_guards(guards: list[sympy.Expr]) -> list[str]:
     """The guards that say for which sizes the formulas hold (the ≠ ones only record that two
     sizes differed at the sample values)."""
     from complexo.derive import conditions
+    from complexo.symtrace import ceilings
 
-    main, _ = conditions([sympy.sympify(g) for g in guards])
-    return [str(g) for g in main]
+    main, _ = conditions([ceilings(g) for g in guards])
+    # torch's int64 bounds (k < 2⁶³) hold for every size a tensor can have
+    big = [g for g in main if any(abs(a) >= 2**62 for a in g.atoms(sympy.Number))]
+    return [str(g) for g in main if g not in big]
 
 
 # ---------------------------------------------------------------- what the output claims
@@ -223,7 +243,10 @@ def noted(symbolic: Symbolic, analyse: Callable) -> Callable:
 
     def run(cfg):
         result = analyse(cfg)
-        mark(result, symbolic, cfg, f"{PROVED} ({SUITE}, variant {symbolic.variant(cfg)!r})")
+        name = symbolic.variant(cfg)
+        where = symbolic.where.get(name)
+        proof = f"{PROVED}{f' where {where}' if where else ''} ({SUITE}, variant {name!r})"
+        mark(result, symbolic, cfg, proof)
         return result
 
     run.__wrapped__ = analyse

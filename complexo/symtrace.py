@@ -29,9 +29,37 @@ from complexo.symbols import e
 TRACED = (
     "forward_matmul_flops",  # FlopCounterMode's registry: mm, addmm, bmm, convolution, SDPA
     "backward_matmul_flops",
+    "step_matmul_flops",  # the two together: a training step's
     "params",
+    "trainable_params",  # those that require grad
     "activation_bytes",  # unique storages autograd saved, parameters and buffers excluded
 )
+
+
+def ceilings(expr: sympy.Expr) -> sympy.Expr:
+    """Floors that are ceilings, shown as the ceilings they are: ⌊(x − 1)/q⌋ = ⌈x/q⌉ − 1 for
+    integers x and q ≥ 1 (x = q·a + b, 1 ≤ b ≤ q: both sides are a), so a strided
+    convolution's output side ⌊(R + 2·p − k)/s⌋ + 1 with p = (k − 1)/2 reads ⌈R/s⌉, and
+    ``floor(R/2 − 1/2) + 1`` reads ``ceiling(R/2)``. Inner floors first (a ResNet's sides
+    nest). Floors of any other form are left as they are.
+
+    >>> from complexo.symbols import R, s
+    >>> ceilings(sympy.floor(R / s - 1 / s) + 1)
+    ceiling(R/s)
+    >>> ceilings(sympy.floor(R / 2))
+    floor(R/2)
+    """
+
+    def rewrite(arg):
+        num, den = sympy.fraction(sympy.together(arg))
+        if den == 1 or not (num.is_integer and den.is_integer and den.is_positive):
+            return sympy.floor(arg)
+        constant, _ = sympy.expand(num).as_coeff_Add()
+        if constant != -1:  # only ⌊(x − 1)/q⌋
+            return sympy.floor(arg)
+        return sympy.ceiling(sympy.expand(num + 1) / den) - 1
+
+    return expr.replace(lambda x: isinstance(x, sympy.floor), lambda x: rewrite(x.args[0]))
 
 
 @dataclass(frozen=True)
@@ -120,11 +148,12 @@ def trace(
             sum(t.sum() for t in outs).backward()
             total = dict(counter.get_flop_counts().get("Global", {}))
         params = sum(p.numel() for p in block.parameters())
+        trainable = sum(p.numel() for p in block.parameters() if p.requires_grad)
         registry = {str(k) for k in counter.flop_registry}
 
     def named(value) -> sympy.Expr:
         expr = value.node.expr if isinstance(value, torch.SymInt) else sympy.sympify(value)
-        return sympy.expand(_plain(env.replace(expr)).xreplace(ours))
+        return sympy.expand(ceilings(_plain(env.replace(expr)).xreplace(ours)))
 
     def by_op(counts) -> dict[str, sympy.Expr]:
         out = {str(k): named(v) for k, v in counts.items()}
@@ -144,7 +173,9 @@ def trace(
     quantities = {
         "forward_matmul_flops": total_of(forward),
         "backward_matmul_flops": total_of(backward),
+        "step_matmul_flops": total_of({**forward, **{f"bwd {k}": v for k, v in backward.items()}}),
         "params": named(params),
+        "trainable_params": named(trainable),
         "activation_bytes": sympy.expand(sum((b for *_, b in items), sympy.Integer(0))),
     }
     pinned = {

@@ -33,6 +33,8 @@ def test_every_hand_formula_equals_the_trace(name, variant):
     report = prove(a, cfg)
     assert report.checks, "a proof that checks nothing"
     assert report.proved, "\n".join(report.lines())
+    # the sizes it holds for, as the output claims them: the trace's own guards
+    assert report.where == a.symbolic.where.get(variant, ""), report.where
     traced = {c.quantity for c in report.checks}
     assert not traced & set(a.symbolic.untraced), "a quantity both proved and not traced"
 

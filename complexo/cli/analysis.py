@@ -96,6 +96,11 @@ def run(
         from complexo.plot import check_path
 
         check_path(plot)
+    proof = None
+    if prove:  # first: a variant with no proof is refused before anything runs
+        from complexo import prove as proving
+
+        proof = proving.prove(a, cfg)
     if check:
         result = a.analyse(cfg)
     else:
@@ -105,11 +110,7 @@ def run(
             result = a.analyse(cfg)
     if plot is not None:
         draw(a, result, plot)
-    proof = None
-    if prove:
-        from complexo import prove as proving
-
-        proof = proving.prove(a, cfg)
+    if proof is not None:
         proving.mark(result, a.symbolic, cfg, f"{proving.PROVED} (--prove)", proof)
     prof = None
     if profile:

@@ -1,0 +1,103 @@
+"""conv's proofs (:mod:`complexo.prove`): each side (standard, depthwise-separable) built with
+symbolic B, C_in, C_out, R, stride s and k = 2·j + 1 (odd by construction), 2D or 3D (T), traced
+and its hand formulas proved equal for all shapes. The trace's output side
+⌊(R + 2·(k − 1)/2 − k)/s⌋ + 1 reads ⌈R/s⌉ (:func:`complexo.symtrace.ceilings`), the hand
+formulas' S. Depthwise weight gradients are counted per group, as the analysis counts them
+(torch's own formula counts them ungrouped: :data:`complexo.conventions.GROUPED_CONV_NOTE`)."""
+
+from __future__ import annotations
+
+from complexo.prove import Case, Dim, Symbolic, hand_from
+from complexo.symbols import k
+
+TRACED = {
+    "forward_matmul_flops": "forward_matmul_flops",
+    "backward_matmul_flops": "backward_matmul_flops",
+    "params": "params",
+    "activation_bytes": "activation_bytes",
+}
+
+UNTRACED = {
+    "forward_flops": "the bias adds are complexo's per-element convention; the convolutions' "
+    "part is proved",
+    "backward_flops": "as forward_flops (the bias gradients' sums)",
+    "forward_moved_bytes": "the fewest bytes a forward moves, read by hooks at fixed sizes, "
+    "not a count of the trace",
+    "unfolded_bytes": "with --impl unfold only, which has no symbolic trace",
+}
+
+
+def variant(cfg) -> str:
+    parts = ["3d" if cfg.frames is not None else "2d"]
+    parts += [name for name, on in (("causal", cfg.causal), ("unfold", cfg.impl == "unfold")) if on]
+    parts += [] if cfg.bias else ["no bias"]
+    return " ".join(parts)
+
+
+def cases(cfg) -> list[Case]:
+    from complexo.analyses.conv_cost import QUANTITIES, SIDES
+
+    if cfg.causal or cfg.impl == "unfold":
+        return []
+    dims = [Dim("B", 3), Dim("C_in", 5), Dim("C_out", 7), Dim("j", 2, means=(k - 1) / 2)]
+    dims += [Dim("s", 2), Dim("R", 11)] + ([Dim("T", 13)] if cfg.frames is not None else [])
+    return [
+        Case(
+            tuple(dims),
+            _build(side, cfg.bias),
+            hand_from(QUANTITIES, cfg.model(side), TRACED),
+            TRACED,
+            side=side,
+            formulas=_grouped,
+        )
+        for side in SIDES
+    ]
+
+
+def _grouped():
+    from complexo.measure import GROUPED_CONV_FORMULAS
+
+    return GROUPED_CONV_FORMULAS
+
+
+def _build(side: str, bias: bool):
+    def build(size):
+        import torch
+
+        from complexo.blocks.conv import DepthwiseSeparableConv, StandardConv
+
+        block = StandardConv if side == "standard" else DepthwiseSeparableConv
+        frames = (size["T"],) if "T" in size else ()
+        args = (size["C_in"], size["C_out"], 2 * size["j"] + 1, size["s"], bias)
+        module = block(*args, dims=3 if frames else 2)
+        x = torch.empty(size["B"], size["C_in"], *frames, size["R"], size["R"], requires_grad=True)
+        return module, (x,)
+
+    return build
+
+
+_W2 = "(ceiling(R/s) < ceiling(R/s)**2, ceiling(R/s) > 1)"
+
+SYMBOLIC = Symbolic(
+    variant=variant,
+    cases=cases,
+    variants={
+        "2d": {},
+        "2d no bias": {"bias": False},
+        "3d": {"frames": 8},
+    },
+    untraced=UNTRACED,
+    # the traces ran at an output side of 6 (R 11, s 2): sizes of 1 are specialised apart
+    where={
+        "2d": _W2,
+        "2d no bias": _W2,
+        "3d": "(ceiling(R/s)**2 < ceiling(R/s)**2*ceiling(T/s), " + _W2[1:],
+    },
+    unproved={
+        "3d causal": "F.pad takes no symbolic pad amounts on meta tensors (torch 2.13: "
+        "constant_pad_nd wants concrete integers)",
+        "3d causal no bias": "as 3d causal",
+        "2d unfold": "F.unfold pins every size to its sample value in the trace",
+        "2d unfold no bias": "as 2d unfold",
+    },
+)

@@ -1,0 +1,64 @@
+"""mlp's proofs (:mod:`complexo.prove`): each side (the GELU MLP, the gated one) built with
+symbolic B, n, d, f and f_g, traced, and its hand formulas proved equal for all shapes."""
+
+from __future__ import annotations
+
+from complexo.prove import Case, Dim, Symbolic, hand_from
+
+TRACED = {
+    "forward_matmul_flops": "forward_matmul_flops",
+    "backward_matmul_flops": "backward_matmul_flops",
+    "params": "params",
+    "activation_bytes": "activation_bytes",
+}
+
+UNTRACED = {
+    "forward_flops": "the activations', gate's and biases' work is complexo's per-element "
+    "convention (GELU 5, SiLU 4, the gate's product 1); the matmul part is proved",
+    "backward_flops": "as forward_flops (GELU 11, SiLU 9, the gate 2 per element)",
+    "forward_moved_bytes": "the bytes each op reads and writes, read by hooks at fixed sizes, "
+    "not a count of the trace",
+}
+
+
+def variant(cfg) -> str:
+    return cfg.gated + (" bias" if cfg.bias else "")
+
+
+def cases(cfg) -> list[Case]:
+    from complexo.analyses.mlp import QUANTITIES, SIDES, cost_model
+
+    dims = (Dim("B", 3), Dim("n", 5), Dim("d", 7), Dim("f", 11), Dim("f_g", 13))
+    out = []
+    for side in SIDES:
+        model = cost_model(side if side == "gelu" else cfg.gated, cfg.bias)
+        hand = hand_from(QUANTITIES, model, TRACED)
+        out.append(Case(dims, _build(side, cfg.gated, cfg.bias), hand, TRACED, side=side))
+    return out
+
+
+def _build(side: str, gated: str, bias: bool):
+    def build(size):
+        import torch
+
+        from complexo.blocks.mlp import GatedMLP, GeluMLP
+
+        if side == "gelu":
+            module = GeluMLP(size["d"], size["f"], bias)
+        else:
+            module = GatedMLP(size["d"], size["f_g"], gated, bias)
+        return module, (torch.empty(size["B"], size["n"], size["d"], requires_grad=True),)
+
+    return build
+
+
+SYMBOLIC = Symbolic(
+    variant=variant,
+    cases=cases,
+    variants={
+        "swiglu": {},
+        "geglu": {"gated": "geglu"},
+        "swiglu bias": {"bias": True},
+    },
+    untraced=UNTRACED,
+)
