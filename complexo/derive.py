@@ -27,6 +27,7 @@ import sympy
 
 from complexo.cost import big_o, big_o_text, plain
 from complexo.errors import ComplexoError
+from complexo.symtrace import ceilings
 from complexo.userblock import (
     _NAME,
     DTYPES,
@@ -228,11 +229,11 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
             f"{hint}{tried}"
         ) from None
 
-    def named(value) -> sympy.Expr:
+    def named(value) -> sympy.Expr:  # ⌊(R − 1)/2⌋ + 1 read as the ⌈R/2⌉ it is
         expr = value.node.expr if isinstance(value, torch.SymInt) else sympy.sympify(value)
-        return sympy.expand(_plain(env.replace(expr)).xreplace(ours))
+        return sympy.expand(ceilings(_plain(env.replace(expr)).xreplace(ours)))
 
-    guards = list(dict.fromkeys(_plain(g.expr).xreplace(ours) for g in env.guards))
+    guards = list(dict.fromkeys(ceilings(_plain(g.expr).xreplace(ours)) for g in env.guards))
     divides = _divides(guards)
 
     def exact(expr):  # floor(d/h) is d/h where a guard says h divides d
@@ -359,8 +360,9 @@ def dominant(expr: sympy.Expr, values: dict[str, int]) -> tuple[sympy.Expr, floa
 
 
 def growth(expr: sympy.Expr, symbols: list[sympy.Symbol]) -> str:
-    """O(...) of a polynomial in the sizes (floor(R/2) grows as R/2); otherwise '-'."""
-    expr = expr.replace(sympy.floor, lambda x: x)
+    """O(...) of a polynomial in the sizes (floor(R/2) and ceiling(R/2) grow as R/2);
+    otherwise '-'."""
+    expr = expr.replace(sympy.floor, lambda x: x).replace(sympy.ceiling, lambda x: x)
     try:
         used = [s for s in symbols if s in expr.free_symbols]
         return big_o_text(big_o(expr, used)) if used else "O(1)"

@@ -210,3 +210,16 @@ def test_torchs_own_transformer_layer_traces_with_its_init_and_literal_arguments
 )
 def test_bad_input_is_one_line(args, message):
     assert_one_line_error(runner.invoke(app, args), message)
+
+
+def test_a_floor_that_is_a_ceiling_reads_as_one():
+    """A strided convolution's output side ⌊(R + 2·1 − 3)/2⌋ + 1 = ⌊R/2 − 1/2⌋ + 1 is ⌈R/2⌉
+    for every integer R: derive shows the ceiling."""
+    doc = run_json("derive", f"{FILE}:StridedConv", "--ctor", "C,K", "--input", "B,C,R,R")
+    C, K, R = (sympy.Symbol(x, integer=True, positive=True) for x in "CKR")
+    got = sympy.sympify(
+        doc["quantities"]["forward_flops"]["formula"], locals={"C": C, "K": K, "R": R, "B": B}
+    )
+    # (B·K·⌈R/2⌉², each output a 3·3·C dot product): 2·9·B·C·K·⌈R/2⌉² FLOPs
+    assert sympy.expand(got - 18 * B * C * K * sympy.ceiling(R / 2) ** 2) == 0
+    assert "floor" not in doc["quantities"]["forward_flops"]["formula"]
