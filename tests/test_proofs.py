@@ -75,3 +75,15 @@ def test_the_output_claims_only_what_the_suite_proves():
     assert not any(q.proof for q in other.quantities)
     assert not any(PROVED in note for note in other.notes)
     assert proved.to_json()["quantities"]["params"]["proof"].startswith(PROVED)
+
+
+def test_floors_sympy_cannot_cancel_are_proved_by_residues():
+    from complexo.prove import difference
+    from complexo.symbols import R
+
+    # ⌊R/2⌋ + ⌈R/2⌉ = R for every integer R: simplify leaves it, R = 2·k + j settles it
+    diff, method = difference(sympy.floor(R / 2) + sympy.ceiling(R / 2), R, (R, 2))
+    assert diff == 0 and method.startswith("R = 2·k + j")
+    # 2·⌊R/2⌋ = R for even R only: the odd residue is named, with its difference −1
+    diff, _ = difference(2 * sympy.floor(R / 2), R, (R, 2))
+    assert diff == sympy.Tuple(sympy.Eq(sympy.Symbol("[R=2k+1]"), -1))
