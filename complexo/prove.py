@@ -195,7 +195,11 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
         from complexo.errors import ComplexoError
 
         name = sym.variant(cfg)
-        why = sym.unproved.get(name, "no symbolic trace is declared for it")
+        words = set(name.split())  # a key names the variant, or words every such one has
+        why = next(
+            (why for key, why in sym.unproved.items() if set(key.split()) <= words),
+            "no symbolic trace is declared for it",
+        )
         raise ComplexoError(f"no proof of {analysis.name}'s {name} variant: {why}")
     for case in cases:
         extra = case.formulas() if case.formulas else None

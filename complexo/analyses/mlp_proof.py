@@ -61,4 +61,6 @@ SYMBOLIC = Symbolic(
         "swiglu bias": {"bias": True},
     },
     untraced=UNTRACED,
+    # one flag apart from another variant's trace: the full suite (make test-all) runs it
+    slow=frozenset({"swiglu bias"}),
 )
