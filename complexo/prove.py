@@ -46,6 +46,8 @@ class Case:
     side: str = ""
     residues: tuple[sympy.Symbol, int] | None = None
     formulas: Callable[[], Mapping] | None = None
+    dtype: str = "bfloat16"  # 2 bytes: fp32 statistics told apart from e
+    at: Mapping[sympy.Symbol, int] = field(default_factory=dict)  # fixed on both sides: e = 4
 
 
 @dataclass(frozen=True)
@@ -203,13 +205,16 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
         raise ComplexoError(f"no proof of {analysis.name}'s {name} variant: {why}")
     for case in cases:
         extra = case.formulas() if case.formulas else None
-        tr = trace(case.build, case.dims, formulas=extra)
+        tr = trace(case.build, case.dims, case.dtype, formulas=extra)
         formulas = {**case.hand, **((hand or {}).get(case.side, {}))}
+        at = dict(case.at)
+        fixed = ", at " + ", ".join(f"{k} = {v}" for k, v in at.items()) if at else ""
         for quantity, traced_as in case.traced.items():
-            traced = tr.quantities[traced_as]
-            diff, method = difference(formulas[quantity], traced, case.residues)
+            traced = sympy.expand(tr.quantities[traced_as].subs(at))
+            hand_expr = sympy.sympify(formulas[quantity]).subs(at)
+            diff, method = difference(hand_expr, traced, case.residues)
             checks.append(
-                Check(quantity, traced_as, formulas[quantity], traced, diff, method, case.side)
+                Check(quantity, traced_as, hand_expr, traced, diff, method + fixed, case.side)
             )
         group = ", ".join(_main_guards(tr.guards))
         if group and f"({group})" not in groups:
