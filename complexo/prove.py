@@ -54,8 +54,8 @@ class Case:
 class Symbolic:
     """How an analysis's hand formulas are proved (module docstring). ``variant(cfg)``: the name
     of the config's structural variant; ``cases(cfg)``: what to trace; ``variants``: the suite's
-    variants, name -> config fields; ``untraced``: quantity -> why no trace measures it (the
-    attention matrix's bytes are in the saved bytes; HBM traffic is no count of a run);
+    variants, name -> config fields; ``untraced``: quantity -> why no trace measures it, in
+    every variant or in those it names (HBM traffic is no count of a run);
     ``slow``: variants whose proof takes long (marked slow in the suite); ``unproved``: the
     variants that have no case to trace, and why; ``where``: the sizes a variant's proof holds
     for, as its trace's guards read (the suite checks them: a claim says no more than it)."""
@@ -114,6 +114,7 @@ class ProofReport:
     guards: list[str]  # each traced case's conditions, "(a, b)": the proof holds where one does
     pinned: dict[str, int]
     seconds: float
+    no_convention: list[str] = field(default_factory=list)  # ops whose work goes uncounted
 
     @property
     def proved(self) -> bool:
@@ -127,6 +128,9 @@ class ProofReport:
         out = [f"proof of {self.analysis} ({self.variant}): {HOW}"]
         out += ["  " + c.line() for c in self.checks]
         out += [f"  {q}: not traced: {why}" for q, why in self.untraced.items()]
+        if self.no_convention:
+            ops = ", ".join(self.no_convention)
+            out.append(f"  ran with no element-wise convention (their work not counted): {ops}")
         if self.pinned:
             out.append(f"  the trace pinned {self.pinned}: nothing holds beyond that value")
         if self.guards:
@@ -153,6 +157,7 @@ class ProofReport:
             "not_traced": dict(self.untraced),
             "guards": self.guards,
             "pinned": self.pinned,
+            "no_convention": self.no_convention,
             "seconds": round(self.seconds, 2),
         }
 
@@ -192,6 +197,7 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
     checks: list[Check] = []
     groups: list[str] = []
     pinned: dict[str, int] = {}
+    no_convention: list[str] = []
     cases = sym.cases(cfg)
     if not cases:
         from complexo.errors import ComplexoError
@@ -220,6 +226,8 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
         if group and f"({group})" not in groups:
             groups.append(f"({group})")
         pinned.update(tr.pinned)
+        if {"forward_flops", "backward_flops"} & set(case.traced.values()):
+            no_convention += [op for op in tr.no_convention if op not in no_convention]
     return ProofReport(
         analysis.name,
         sym.variant(cfg),
@@ -228,6 +236,7 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
         groups,
         pinned,
         time.perf_counter() - t0,
+        no_convention,
     )
 
 

@@ -29,6 +29,8 @@ from complexo.symbols import e
 TRACED = (
     "forward_matmul_flops",  # FlopCounterMode's registry: mm, addmm, bmm, convolution, SDPA
     "backward_matmul_flops",
+    "forward_flops",  # the matmuls, and element-wise ops by complexo's conventions
+    "backward_flops",  # (complexo.elementwise); ops with no convention: Traced.no_convention
     "step_matmul_flops",  # the two together: a training step's
     "params",
     "trainable_params",  # those that require grad
@@ -84,6 +86,9 @@ class Traced:
     quantities: dict[str, sympy.Expr]
     forward: dict[str, sympy.Expr]  # matmul FLOPs by op
     backward: dict[str, sympy.Expr]
+    forward_elementwise: dict[str, sympy.Expr]  # by complexo's conventions, by op
+    backward_elementwise: dict[str, sympy.Expr]
+    no_convention: list[str]  # ops that did arithmetic with no element-wise convention
     guards: list[sympy.Expr]
     pinned: dict[str, int]
     uncounted: list[str]  # ops that ran with no FLOP formula (element-wise, norms ...)
@@ -106,6 +111,7 @@ def trace(
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
 
+    from complexo import elementwise
     from complexo.derive import _plain, _tensors, _tracing_patches, default_dtype
     from complexo.measure import (
         CPUAttentionDispatch,
@@ -140,16 +146,21 @@ def trace(
 
         counter = _RecordingFlopCounter({**cpu_attention_formulas(), **(formulas or {})})
         counter.record_outputs = False
-        with CPUAttentionDispatch(), counter:
+        ew = elementwise.counter()
+        with CPUAttentionDispatch(), counter, ew:
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 y = block(*inputs)
             fwd = dict(counter.get_flop_counts().get("Global", {}))
+            fwd_ew = dict(ew.get_flop_counts().get("Global", {}))
             outs = [t for t in _tensors(y, torch) if t.requires_grad]
-            sum(t.sum() for t in outs).backward()
+            # from ones, as the output's sum would give, without counting a sum: no loss op
+            torch.autograd.backward(outs, [torch.ones_like(t) for t in outs])
             total = dict(counter.get_flop_counts().get("Global", {}))
+            total_ew = dict(ew.get_flop_counts().get("Global", {}))
         params = sum(p.numel() for p in block.parameters())
         trainable = sum(p.numel() for p in block.parameters() if p.requires_grad)
         registry = {str(k) for k in counter.flop_registry}
+        no_convention = elementwise.uncounted(ew)
 
     def named(value) -> sympy.Expr:
         expr = value.node.expr if isinstance(value, torch.SymInt) else sympy.sympify(value)
@@ -165,6 +176,8 @@ def trace(
 
     forward = by_op(fwd)
     backward = by_op({k: v - fwd.get(k, 0) for k, v in total.items()})
+    forward_ew = by_op(fwd_ew)
+    backward_ew = by_op({k: v - fwd_ew.get(k, 0) for k, v in total_ew.items()})
     items = [
         (tuple(named(s) for s in shape), str(dt).removeprefix("torch."), nbytes(dt, nb))
         for shape, dt, nb in saved.values()
@@ -173,6 +186,8 @@ def trace(
     quantities = {
         "forward_matmul_flops": total_of(forward),
         "backward_matmul_flops": total_of(backward),
+        "forward_flops": total_of(forward) + total_of(forward_ew),
+        "backward_flops": total_of(backward) + total_of(backward_ew),
         "step_matmul_flops": total_of({**forward, **{f"bwd {k}": v for k, v in backward.items()}}),
         "params": named(params),
         "trainable_params": named(trainable),
@@ -187,6 +202,9 @@ def trace(
         quantities=quantities,
         forward=forward,
         backward=backward,
+        forward_elementwise=forward_ew,
+        backward_elementwise=backward_ew,
+        no_convention=no_convention,
         guards=list(dict.fromkeys(_plain(g.expr).xreplace(ours) for g in env.guards)),
         pinned=pinned,
         uncounted=sorted(counter.seen - registry),

@@ -11,6 +11,8 @@ from complexo.prove import Case, Dim, Symbolic, hand_from
 from complexo.symbols import k
 
 TRACED = {
+    "forward_flops": "forward_flops",  # the biases' adds and Σ dY by complexo's conventions
+    "backward_flops": "backward_flops",
     "forward_matmul_flops": "forward_matmul_flops",
     "backward_matmul_flops": "backward_matmul_flops",
     "params": "params",
@@ -18,9 +20,6 @@ TRACED = {
 }
 
 UNTRACED = {
-    "forward_flops": "the bias adds are complexo's per-element convention; the convolutions' "
-    "part is proved",
-    "backward_flops": "as forward_flops (the bias gradients' sums)",
     "forward_moved_bytes": "the fewest bytes a forward moves, read by hooks at fixed sizes, "
     "not a count of the trace",
     "unfolded_bytes": "with --impl unfold only, which has no symbolic trace",
@@ -76,8 +75,6 @@ def _build(side: str, bias: bool):
     return build
 
 
-_W2 = "(ceiling(R/s) < ceiling(R/s)**2, ceiling(R/s) > 1)"
-
 SYMBOLIC = Symbolic(
     variant=variant,
     cases=cases,
@@ -89,12 +86,6 @@ SYMBOLIC = Symbolic(
     untraced=UNTRACED,
     # one flag apart from another variant's trace: the full suite (make test-all) runs it
     slow=frozenset({"2d no bias"}),
-    # the traces ran at an output side of 6 (R 11, s 2): sizes of 1 are specialised apart
-    where={
-        "2d": _W2,
-        "2d no bias": _W2,
-        "3d": "(ceiling(R/s)**2 < ceiling(R/s)**2*ceiling(T/s), " + _W2[1:],
-    },
     unproved={
         "causal": "F.pad takes no symbolic pad amounts on meta tensors (torch 2.13: "
         "constant_pad_nd wants concrete integers)",
