@@ -8,8 +8,10 @@ allocated. What the run decided on the way (a view that needs d divisible by h, 
 size) is a guard of the ShapeEnv: the formulas hold for every size that satisfies the guards,
 which are reported with them.
 
-Conventions: FLOP = 2·MAC, matrix products only (FlopCounterMode's registry: mm, addmm, bmm,
-convolution, SDPA); the backward starts from the output's sum (no loss op), the input requires
+Conventions: FLOP = 2·MAC, matrix products (FlopCounterMode's registry: mm, addmm, bmm,
+convolution, SDPA); element-wise FLOPs beside them, by complexo's per-element conventions
+(:mod:`complexo.elementwise`: softmax 5, GELU 5, an add 1, ...); the backward starts from ones
+(the output's sum's gradient; no loss op, no sum counted), the input requires
 a gradient (the block sits inside a network); saved bytes are the unique storages autograd keeps,
 parameters and buffers excluded, at the dtype asked for.
 
@@ -41,8 +43,9 @@ from complexo.userblock import (
 )
 
 CONVENTION = (
-    "FLOP = 2·MAC, matrix products only (FlopCounterMode's formulas); backward from the "
-    "output's sum, input requires grad; saved bytes: unique storages autograd keeps for the "
+    "FLOP = 2·MAC, matrix products (FlopCounterMode's formulas); element-wise FLOPs apart, by "
+    "complexo's per-element conventions (complexo.elementwise); backward from ones (the "
+    "output's sum), input requires grad; saved bytes: unique storages autograd keeps for the "
     "backward, parameters excluded"
 )
 
@@ -115,15 +118,22 @@ class Derivation:
     uncounted: list[str]  # ops that ran with no FLOP formula (element-wise, norms ...)
     seconds: float
     pinned: dict[str, int] = field(default_factory=dict)
+    # element-wise FLOPs by complexo's conventions (complexo.elementwise), by op; the ops that
+    # did arithmetic with no convention
+    forward_elementwise: dict[str, sympy.Expr] = field(default_factory=dict)
+    backward_elementwise: dict[str, sympy.Expr] = field(default_factory=dict)
+    no_convention: list[str] = field(default_factory=list)
 
     def quantities(self) -> dict[str, sympy.Expr]:
-        fwd = sympy.expand(sum(self.forward.values(), sympy.Integer(0)))
-        bwd = sympy.expand(sum(self.backward.values(), sympy.Integer(0)))
+        total = lambda ops: sympy.expand(sum(ops.values(), sympy.Integer(0)))  # noqa: E731
+        fwd, bwd = total(self.forward), total(self.backward)
         saved = sympy.expand(sum((b for *_, b in self.saved), sympy.Integer(0)))
         return {
             "forward_flops": fwd,
             "backward_flops": bwd,
             "training_flops": sympy.expand(fwd + bwd),
+            "forward_elementwise_flops": total(self.forward_elementwise),
+            "backward_elementwise_flops": total(self.backward_elementwise),
             "params": self.params,
             "saved_bytes": saved,
         }
@@ -147,6 +157,7 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
 
+    from complexo import elementwise
     from complexo.measure import (
         CPUAttentionDispatch,
         _RecordingFlopCounter,
@@ -203,17 +214,22 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
 
             counter = _RecordingFlopCounter(cpu_attention_formulas())
             counter.record_outputs = False
-            with CPUAttentionDispatch(), counter:
+            ew = elementwise.counter()
+            with CPUAttentionDispatch(), counter, ew:
                 with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                     y = block(*args)
                 fwd = dict(counter.get_flop_counts().get("Global", {}))
+                fwd_ew = dict(ew.get_flop_counts().get("Global", {}))
                 outs = [t for t in _tensors(y, torch) if t.requires_grad]
                 if not outs:
                     raise ComplexoError(f"{cls.__name__}'s output needs no gradient")
-                sum(t.sum() for t in outs).backward()
+                # from ones, as the outputs' sum would give, without counting a sum
+                torch.autograd.backward(outs, [torch.ones_like(t) for t in outs])
                 total = dict(counter.get_flop_counts().get("Global", {}))
+                total_ew = dict(ew.get_flop_counts().get("Global", {}))
             params = sum(p.numel() for p in block.parameters())
             registry = {str(k) for k in counter.flop_registry}
+            no_convention = elementwise.uncounted(ew)
     except ComplexoError:
         raise
     except Exception as err:
@@ -269,6 +285,9 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
         uncounted=sorted(counter.seen - registry),
         seconds=time.perf_counter() - t0,
         pinned=pinned,
+        forward_elementwise=by_op(fwd_ew),
+        backward_elementwise=by_op({k: v - fwd_ew.get(k, 0) for k, v in total_ew.items()}),
+        no_convention=no_convention,
     )
 
 
@@ -389,7 +408,10 @@ def to_json(dv: Derivation, at: dict[str, int] | None = None) -> dict:
         "by_op": {
             "forward": {op: str(x) for op, x in dv.forward.items()},
             "backward": {op: str(x) for op, x in dv.backward.items()},
+            "forward_elementwise": {op: str(x) for op, x in dv.forward_elementwise.items()},
+            "backward_elementwise": {op: str(x) for op, x in dv.backward_elementwise.items()},
         },
+        "no_elementwise_convention": dv.no_convention,
         "saved": [
             {"shape": [str(s) for s in shape], "dtype": dt, "bytes": str(b)}
             for shape, dt, b in dv.saved
@@ -409,8 +431,13 @@ def lines(dv: Derivation, at: dict[str, int] | None = None) -> list[str]:
     where = ", ".join(f"{k}={v}" for k, v in values.items())
     out = [f"convention: {CONVENTION}; dtype {dv.dtype}", f"values at {where}"]
     for name, expr in q.items():
-        out.append(f"{name:15} {plain(expr)}   = {evaluate(expr, values):,}")
-    for label, ops in (("forward", dv.forward), ("backward", dv.backward)):
+        out.append(f"{name:26} {plain(expr)}   = {evaluate(expr, values):,}")
+    for label, ops in (
+        ("forward", dv.forward),
+        ("backward", dv.backward),
+        ("forward element-wise", dv.forward_elementwise),
+        ("backward element-wise", dv.backward_elementwise),
+    ):
         for op, x in ops.items():
             out.append(f"  {label} {op}: {plain(x)}")
     for shape, dt, b in dv.saved:
@@ -433,6 +460,8 @@ def lines(dv: Derivation, at: dict[str, int] | None = None) -> list[str]:
         pins = ", ".join(dv.pinned)
         out.append(f"warning: the trace pinned {pins}: the formulas hold at that value only")
     if dv.uncounted:
-        out.append(f"no FLOP formula (not counted): {', '.join(dv.uncounted)}")
+        out.append(f"no matmul FLOP formula: {', '.join(dv.uncounted)}")
+    if dv.no_convention:
+        out.append(f"no element-wise convention (not counted): {', '.join(dv.no_convention)}")
     out.append(f"traced in {dv.seconds:.2f} s")
     return out
