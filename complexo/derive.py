@@ -155,7 +155,7 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
     import torch._dynamo.config  # seconds to import: only derive pays it
     from torch._dynamo.source import ConstantSource
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, uninteresting_files
 
     from complexo import elementwise
     from complexo.measure import (
@@ -164,6 +164,7 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
         cpu_attention_formulas,
     )
 
+    uninteresting_files()  # imports torch.export and AOTAutograd (0.4 s): an import, not the trace
     t0 = time.perf_counter()
     env = ShapeEnv(duck_shape=False)  # equal hints must not merge two names into one symbol
     with torch._dynamo.config.patch(fake_tensor_cache_enabled=False):  # 3x faster on one pass

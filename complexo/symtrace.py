@@ -109,7 +109,7 @@ def trace(
     import torch._dynamo.config  # seconds to import: only a trace pays it
     from torch._dynamo.source import ConstantSource
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, uninteresting_files
 
     from complexo import elementwise
     from complexo.derive import _plain, _tensors, _tracing_patches, default_dtype
@@ -119,6 +119,7 @@ def trace(
         cpu_attention_formulas,
     )
 
+    uninteresting_files()  # imports torch.export and AOTAutograd once: not the trace's time
     t0 = time.perf_counter()
     env = ShapeEnv(duck_shape=False)
     with torch._dynamo.config.patch(fake_tensor_cache_enabled=False):  # 3x faster on one pass

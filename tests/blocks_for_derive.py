@@ -98,3 +98,16 @@ class StridedConv(nn.Module):
 
     def forward(self, x):
         return self.conv(x)
+
+
+class LoRALayer(nn.Module):
+    """complexo's LoRA on one linear layer, d_in -> d_out at rank r (for make bench)."""
+
+    def __init__(self, d_in, d_out, r):
+        super().__init__()
+        from complexo.blocks.lora import LoRALinear
+
+        self.layer = LoRALinear(nn.Linear(d_in, d_out), r, 16.0)
+
+    def forward(self, x):
+        return self.layer(x)
