@@ -98,3 +98,29 @@ def test_floors_sympy_cannot_cancel_are_proved_by_residues():
     # 2·⌊R/2⌋ = R for even R only: the odd residue is named, with its difference −1
     diff, _ = difference(2 * sympy.floor(R / 2), R, (R, 2))
     assert diff == sympy.Tuple(sympy.Eq(sympy.Symbol("[R=2k+1]"), -1))
+
+
+def test_prove_on_the_command_line():
+    """--prove runs the proof for the config given and puts it in the output; a variant with no
+    symbolic trace is refused in one line before anything runs."""
+    import json
+
+    from helpers import assert_one_line_error, runner
+
+    from complexo.cli import app
+
+    args = ["conv", "--cin", "4", "--cout", "6", "--res", "9", "--stride", "2", "--no-check"]
+    result = runner.invoke(app, [*args, "--prove", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["proof"]["proved"] and doc["proof"]["variant"] == "2d"
+    # each side's six quantities, e.g. the standard side's forward: 2·B·C_in·C_out·k²·⌈R/s⌉²
+    # (the bias add beside it, 1 per output element: B·C_out·⌈R/s⌉²)
+    fwd = doc["proof"]["quantities"]["standard.forward_matmul_flops"]
+    assert fwd["traced"] == "2*B*C_in*C_out*k**2*ceiling(R/s)**2" and fwd["difference"] == "0"
+    assert len(doc["proof"]["quantities"]) == 12
+    assert doc["standard"]["quantities"]["params"]["proof"] == f"{PROVED} (--prove)"
+    text = runner.invoke(app, [*args, "--prove"])
+    assert "standard: forward_flops: proved for all shapes (simplify)" in text.output
+    refused = runner.invoke(app, ["conv", "--frames", "4", "--causal", "--prove"])
+    assert_one_line_error(refused, "no proof of conv's 3d causal variant: F.pad takes no")

@@ -57,7 +57,7 @@ def proofs_page(page: Page) -> None:
             rows.append([name, what, where, "slow" if name in sym.slow else ""])
         page.add(_table(["variant", "proved for all shapes", "where", ""], rows))
         if sym.untraced:
-            page.add("Not traced:", "")
+            page.add("Not traced (in any variant, or in those named):", "")
             page.add(*(f"- {q}: {why}" for q, why in sym.untraced.items()), "")
         if sym.unproved:
             page.add("Variants without a symbolic proof (the counters still check them):", "")
