@@ -17,6 +17,7 @@ Nothing here imports torch until a proof runs.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -259,6 +260,7 @@ def noted(symbolic: Symbolic, analyse: Callable) -> Callable:
     """``analyse`` whose result says, per quantity and in a note, what the suite proves of the
     config's variant (nothing when the suite does not prove that variant)."""
 
+    @functools.wraps(analyse)  # the analysis's own module and name, as the registry lists it
     def run(cfg):
         result = analyse(cfg)
         name = symbolic.variant(cfg)
@@ -267,8 +269,6 @@ def noted(symbolic: Symbolic, analyse: Callable) -> Callable:
         mark(result, symbolic, cfg, proof)
         return result
 
-    run.__wrapped__ = analyse
-    run.__doc__ = analyse.__doc__
     return run
 
 

@@ -154,7 +154,7 @@ def trace(
             fwd = dict(counter.get_flop_counts().get("Global", {}))
             fwd_ew = dict(ew.get_flop_counts().get("Global", {}))
             outs = [t for t in _tensors(y, torch) if t.requires_grad]
-            # from ones, as the output's sum would give, without counting a sum: no loss op
+            # from ones, as the output's sum would give, without counting a sum: the block alone
             torch.autograd.backward(outs, [torch.ones_like(t) for t in outs])
             total = dict(counter.get_flop_counts().get("Global", {}))
             total_ew = dict(ew.get_flop_counts().get("Global", {}))
