@@ -8,8 +8,10 @@ allocated. What the run decided on the way (a view that needs d divisible by h, 
 size) is a guard of the ShapeEnv: the formulas hold for every size that satisfies the guards,
 which are reported with them.
 
-Conventions: FLOP = 2·MAC, matrix products only (FlopCounterMode's registry: mm, addmm, bmm,
-convolution, SDPA); the backward starts from the output's sum (no loss op), the input requires
+Conventions: FLOP = 2·MAC, matrix products (FlopCounterMode's registry: mm, addmm, bmm,
+convolution, SDPA); element-wise FLOPs beside them, by complexo's per-element conventions
+(:mod:`complexo.elementwise`: softmax 5, GELU 5, an add 1, ...); the backward starts from ones
+(the output's sum's gradient; no loss op, no sum counted), the input requires
 a gradient (the block sits inside a network); saved bytes are the unique storages autograd keeps,
 parameters and buffers excluded, at the dtype asked for.
 
@@ -27,6 +29,7 @@ import sympy
 
 from complexo.cost import big_o, big_o_text, plain
 from complexo.errors import ComplexoError
+from complexo.symtrace import ceilings
 from complexo.userblock import (
     _NAME,
     DTYPES,
@@ -40,8 +43,9 @@ from complexo.userblock import (
 )
 
 CONVENTION = (
-    "FLOP = 2·MAC, matrix products only (FlopCounterMode's formulas); backward from the "
-    "output's sum, input requires grad; saved bytes: unique storages autograd keeps for the "
+    "FLOP = 2·MAC, matrix products (FlopCounterMode's formulas); element-wise FLOPs apart, by "
+    "complexo's per-element conventions (complexo.elementwise); backward from ones (the "
+    "output's sum), input requires grad; saved bytes: unique storages autograd keeps for the "
     "backward, parameters excluded"
 )
 
@@ -114,15 +118,22 @@ class Derivation:
     uncounted: list[str]  # ops that ran with no FLOP formula (element-wise, norms ...)
     seconds: float
     pinned: dict[str, int] = field(default_factory=dict)
+    # element-wise FLOPs by complexo's conventions (complexo.elementwise), by op; the ops that
+    # did arithmetic with no convention
+    forward_elementwise: dict[str, sympy.Expr] = field(default_factory=dict)
+    backward_elementwise: dict[str, sympy.Expr] = field(default_factory=dict)
+    no_convention: list[str] = field(default_factory=list)
 
     def quantities(self) -> dict[str, sympy.Expr]:
-        fwd = sympy.expand(sum(self.forward.values(), sympy.Integer(0)))
-        bwd = sympy.expand(sum(self.backward.values(), sympy.Integer(0)))
+        total = lambda ops: sympy.expand(sum(ops.values(), sympy.Integer(0)))  # noqa: E731
+        fwd, bwd = total(self.forward), total(self.backward)
         saved = sympy.expand(sum((b for *_, b in self.saved), sympy.Integer(0)))
         return {
             "forward_flops": fwd,
             "backward_flops": bwd,
             "training_flops": sympy.expand(fwd + bwd),
+            "forward_elementwise_flops": total(self.forward_elementwise),
+            "backward_elementwise_flops": total(self.backward_elementwise),
             "params": self.params,
             "saved_bytes": saved,
         }
@@ -144,14 +155,16 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
     import torch._dynamo.config  # seconds to import: only derive pays it
     from torch._dynamo.source import ConstantSource
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+    from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, uninteresting_files
 
+    from complexo import elementwise
     from complexo.measure import (
         CPUAttentionDispatch,
         _RecordingFlopCounter,
         cpu_attention_formulas,
     )
 
+    uninteresting_files()  # imports torch.export and AOTAutograd (0.4 s): an import, not the trace
     t0 = time.perf_counter()
     env = ShapeEnv(duck_shape=False)  # equal hints must not merge two names into one symbol
     with torch._dynamo.config.patch(fake_tensor_cache_enabled=False):  # 3x faster on one pass
@@ -202,17 +215,22 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
 
             counter = _RecordingFlopCounter(cpu_attention_formulas())
             counter.record_outputs = False
-            with CPUAttentionDispatch(), counter:
+            ew = elementwise.counter()
+            with CPUAttentionDispatch(), counter, ew:
                 with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                     y = block(*args)
                 fwd = dict(counter.get_flop_counts().get("Global", {}))
+                fwd_ew = dict(ew.get_flop_counts().get("Global", {}))
                 outs = [t for t in _tensors(y, torch) if t.requires_grad]
                 if not outs:
                     raise ComplexoError(f"{cls.__name__}'s output needs no gradient")
-                sum(t.sum() for t in outs).backward()
+                # from ones, as the outputs' sum would give, without counting a sum
+                torch.autograd.backward(outs, [torch.ones_like(t) for t in outs])
                 total = dict(counter.get_flop_counts().get("Global", {}))
+                total_ew = dict(ew.get_flop_counts().get("Global", {}))
             params = sum(p.numel() for p in block.parameters())
             registry = {str(k) for k in counter.flop_registry}
+            no_convention = elementwise.uncounted(ew)
     except ComplexoError:
         raise
     except Exception as err:
@@ -228,11 +246,11 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
             f"{hint}{tried}"
         ) from None
 
-    def named(value) -> sympy.Expr:
+    def named(value) -> sympy.Expr:  # ⌊(R − 1)/2⌋ + 1 read as the ⌈R/2⌉ it is
         expr = value.node.expr if isinstance(value, torch.SymInt) else sympy.sympify(value)
-        return sympy.expand(_plain(env.replace(expr)).xreplace(ours))
+        return sympy.expand(ceilings(_plain(env.replace(expr)).xreplace(ours)))
 
-    guards = list(dict.fromkeys(_plain(g.expr).xreplace(ours) for g in env.guards))
+    guards = list(dict.fromkeys(ceilings(_plain(g.expr).xreplace(ours)) for g in env.guards))
     divides = _divides(guards)
 
     def exact(expr):  # floor(d/h) is d/h where a guard says h divides d
@@ -268,6 +286,9 @@ def derive(cls, ctor: str, inputs: str, dims: str | None = None, dtype: str = "f
         uncounted=sorted(counter.seen - registry),
         seconds=time.perf_counter() - t0,
         pinned=pinned,
+        forward_elementwise=by_op(fwd_ew),
+        backward_elementwise=by_op({k: v - fwd_ew.get(k, 0) for k, v in total_ew.items()}),
+        no_convention=no_convention,
     )
 
 
@@ -359,8 +380,9 @@ def dominant(expr: sympy.Expr, values: dict[str, int]) -> tuple[sympy.Expr, floa
 
 
 def growth(expr: sympy.Expr, symbols: list[sympy.Symbol]) -> str:
-    """O(...) of a polynomial in the sizes (floor(R/2) grows as R/2); otherwise '-'."""
-    expr = expr.replace(sympy.floor, lambda x: x)
+    """O(...) of a polynomial in the sizes (floor(R/2) and ceiling(R/2) grow as R/2);
+    otherwise '-'."""
+    expr = expr.replace(sympy.floor, lambda x: x).replace(sympy.ceiling, lambda x: x)
     try:
         used = [s for s in symbols if s in expr.free_symbols]
         return big_o_text(big_o(expr, used)) if used else "O(1)"
@@ -387,7 +409,10 @@ def to_json(dv: Derivation, at: dict[str, int] | None = None) -> dict:
         "by_op": {
             "forward": {op: str(x) for op, x in dv.forward.items()},
             "backward": {op: str(x) for op, x in dv.backward.items()},
+            "forward_elementwise": {op: str(x) for op, x in dv.forward_elementwise.items()},
+            "backward_elementwise": {op: str(x) for op, x in dv.backward_elementwise.items()},
         },
+        "no_elementwise_convention": dv.no_convention,
         "saved": [
             {"shape": [str(s) for s in shape], "dtype": dt, "bytes": str(b)}
             for shape, dt, b in dv.saved
@@ -407,8 +432,13 @@ def lines(dv: Derivation, at: dict[str, int] | None = None) -> list[str]:
     where = ", ".join(f"{k}={v}" for k, v in values.items())
     out = [f"convention: {CONVENTION}; dtype {dv.dtype}", f"values at {where}"]
     for name, expr in q.items():
-        out.append(f"{name:15} {plain(expr)}   = {evaluate(expr, values):,}")
-    for label, ops in (("forward", dv.forward), ("backward", dv.backward)):
+        out.append(f"{name:26} {plain(expr)}   = {evaluate(expr, values):,}")
+    for label, ops in (
+        ("forward", dv.forward),
+        ("backward", dv.backward),
+        ("forward element-wise", dv.forward_elementwise),
+        ("backward element-wise", dv.backward_elementwise),
+    ):
         for op, x in ops.items():
             out.append(f"  {label} {op}: {plain(x)}")
     for shape, dt, b in dv.saved:
@@ -431,6 +461,8 @@ def lines(dv: Derivation, at: dict[str, int] | None = None) -> list[str]:
         pins = ", ".join(dv.pinned)
         out.append(f"warning: the trace pinned {pins}: the formulas hold at that value only")
     if dv.uncounted:
-        out.append(f"no FLOP formula (not counted): {', '.join(dv.uncounted)}")
+        out.append(f"no matmul FLOP formula: {', '.join(dv.uncounted)}")
+    if dv.no_convention:
+        out.append(f"no element-wise convention (not counted): {', '.join(dv.no_convention)}")
     out.append(f"traced in {dv.seconds:.2f} s")
     return out

@@ -182,7 +182,8 @@ class Analysis:
     (:class:`~complexo.result.Result` or :class:`~complexo.result.Comparison`, or a type of the
     analysis's own); ``sides`` names the two sides of a comparison; ``sweep``: whether
     ``complexo sweep`` takes it (one result per config); ``examples()``: a hypothesis strategy
-    of tiny configs, for the registry-wide tests."""
+    of tiny configs, for the registry-wide tests; ``symbolic``: how its reference block is
+    traced with symbolic sizes to prove its hand formulas (:mod:`complexo.prove`)."""
 
     name: str
     title: str  # one line: the command's short help
@@ -194,6 +195,7 @@ class Analysis:
     profiling: Profiling | None = None
     figure: Figure | None = None
     examples: Callable[[], Any] | None = None
+    symbolic: Any = None  # a complexo.prove.Symbolic: how its hand formulas are proved
 
     def make(self, **values) -> Any:
         """A config from field values (the API's keywords), unknown names refused."""
@@ -209,7 +211,9 @@ ANALYSES: dict[str, Analysis] = {}
 
 def register(analysis: Analysis) -> Analysis:
     """Add an analysis to :data:`ANALYSES`, its ``analyse`` guarded against sizes torch cannot
-    represent (:func:`complexo.counting.guarded`); a name registered twice is refused."""
+    represent (:func:`complexo.counting.guarded`) and, with a ``symbolic`` declaration, its
+    result marked with what the suite proves (:func:`complexo.prove.noted`); a name registered
+    twice is refused."""
     if analysis.name in ANALYSES:
         raise ValueError(f"analysis {analysis.name!r} is registered twice")
     for f in dataclasses.fields(analysis.config):
@@ -217,7 +221,12 @@ def register(analysis: Analysis) -> Analysis:
             raise ValueError(f"{analysis.name}: config field {f.name} has no option()")
     from complexo.counting import guarded
 
-    analysis = dataclasses.replace(analysis, analyse=guarded(analysis.analyse))
+    analyse = analysis.analyse
+    if analysis.symbolic is not None:
+        from complexo.prove import noted
+
+        analyse = noted(analysis.symbolic, analyse)
+    analysis = dataclasses.replace(analysis, analyse=guarded(analyse))
     ANALYSES[analysis.name] = analysis
     return analysis
 

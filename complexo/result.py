@@ -54,6 +54,7 @@ class Quantity:
     value: int
     measured: dict[str, int | None]
     gaps: tuple[Gap, ...] = ()
+    proof: str = ""  # "proved for all shapes (how)", where a proof covers it (complexo.prove)
 
     @property
     def unit(self) -> str:
@@ -168,6 +169,7 @@ class Result(Shown):
                     "unit": q.unit,
                     "measured": q.measured,
                     "gaps": [asdict(g) for g in q.gaps],
+                    "proof": q.proof or None,
                 }
                 for q in self.quantities
             },

@@ -10,6 +10,8 @@
 6. checked answers against the counters' floor: `complexo mhsa --seq 4096 --dim 1024 --json`
    over scripts/bare_counters.py, which imports torch and fvcore and runs the same two counters
    on the same meta block and nothing else (target ≤ 1.1).
+7. `complexo derive` of an MHSA block (target ≤ 2 s) and of a LoRA layer (target ≤ 0.5 s),
+   the trace's own seconds (its --json "seconds": after the imports, torch._dynamo's included).
 
 Each figure is the median of --repeat fresh processes.
 """
@@ -47,6 +49,21 @@ FORMULAS = {
 SWEEP_ONE = [*CLI, "mhsa", "--seq", "64", "--dim", "256", "--heads", "4", "--json"]
 SWEEP = [*CLI, "sweep", "mhsa", "--vary", "seq=64..4096", "--step", "64"]
 SWEEP += ["--dim", "256", "--heads", "4", "--json"]
+MHSA_DERIVE = ["complexo.blocks.attention:NaiveMHSA", "--ctor", "h*hs,h", "--input", "B,n,h*hs"]
+LORA_DERIVE = ["tests/blocks_for_derive.py:LoRALayer", "--ctor", "d_in,d_out,r"]
+LORA_DERIVE += ["--input", "B,n,d_in", "--dims", "B=3,n=5,d_in=11,d_out=13,r=2"]
+DERIVE = {  # name: (command, target seconds)
+    "derive NaiveMHSA": ([*CLI, "derive", *MHSA_DERIVE, "--json"], 2.0),
+    "derive LoRA layer": ([*CLI, "derive", *LORA_DERIVE, "--json"], 0.5),
+}
+
+
+def traced_seconds(cmd: list[str]) -> float:
+    """The trace's own time, as derive reports it (after its imports)."""
+    import json
+
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)["seconds"]
 
 
 def run(cmd: list[str]) -> tuple[float, int]:
@@ -80,6 +97,10 @@ def main() -> None:
     t_checked, _ = median(CHECKED, args.repeat)
     t_one, _ = median(SWEEP_ONE, args.repeat)
     t_sweep, _ = median(SWEEP, args.repeat)
+    t_derive = {
+        name: statistics.median(traced_seconds(cmd) for _ in range(args.repeat))
+        for name, (cmd, _) in DERIVE.items()
+    }
 
     rows = [
         ("import torch", f"{t_torch:.2f} s", ""),
@@ -91,6 +112,7 @@ def main() -> None:
         ("mhsa n=4096 d=1024 --json", f"{t_checked:.2f} s", ""),
         ("mhsa n=64 d=256 h=4 --json", f"{t_one:.2f} s", ""),
         ("sweep mhsa over 64 values of n", f"{t_sweep:.2f} s", ""),
+        *((f"{name} (trace)", f"{s:.2f} s", "") for name, s in t_derive.items()),
     ]
     print(f"median of {args.repeat} fresh processes each, {os.cpu_count()} CPUs")
     for name, t, extra in rows:
@@ -104,6 +126,10 @@ def main() -> None:
         *((f"{name}", f"{s:.2f} s", "≤ 0.5 s", s <= 0.5) for name, s in t_formulas.items()),
         ("64-point sweep/one point", f"{t_sweep / t_one:.2f}", "≤ 1.3", t_sweep / t_one <= 1.3),
         ("checked/bare counters", f"{t_checked / t_bare:.2f}", "≤ 1.1", t_checked / t_bare <= 1.1),
+        *(
+            (name, f"{t_derive[name]:.2f} s", f"≤ {limit} s", t_derive[name] <= limit)
+            for name, (_, limit) in DERIVE.items()
+        ),
     ]
     for name, value, target, ok in checks:
         print(f"  {name:<28} {value:>9}  (target {target})  {'ok' if ok else 'MISSED'}")

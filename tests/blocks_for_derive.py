@@ -87,3 +87,27 @@ class Cross(nn.Module):
 
     def forward(self, x, y):
         return self.proj(x) @ y.transpose(-1, -2)
+
+
+class StridedConv(nn.Module):
+    """A 3×3 convolution with stride 2 and padding 1: output side ⌊(R + 2 − 3)/2⌋ + 1 = ⌈R/2⌉."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class LoRALayer(nn.Module):
+    """complexo's LoRA on one linear layer, d_in -> d_out at rank r (for make bench)."""
+
+    def __init__(self, d_in, d_out, r):
+        super().__init__()
+        from complexo.blocks.lora import LoRALinear
+
+        self.layer = LoRALinear(nn.Linear(d_in, d_out), r, 16.0)
+
+    def forward(self, x):
+        return self.layer(x)

@@ -62,7 +62,7 @@ def test_mlp_text_output_names_convention_and_dominant_term():
     result = runner.invoke(app, ["derive", MLP, "--ctor", "d,f", "--input", "B,n,d"])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "FLOP = 2·MAC" in out and "forward_flops   4·B·d·f·n" in out
+    assert "FLOP = 2·MAC" in out and "forward_flops              4·B·d·f·n" in out
     assert "dominant term at these values: 12·B·d·f·n (100% of training FLOPs)" in out
     assert "holds for: every positive size" in out
 
@@ -210,3 +210,32 @@ def test_torchs_own_transformer_layer_traces_with_its_init_and_literal_arguments
 )
 def test_bad_input_is_one_line(args, message):
     assert_one_line_error(runner.invoke(app, args), message)
+
+
+def test_a_floor_that_is_a_ceiling_reads_as_one():
+    """A strided convolution's output side ⌊(R + 2·1 − 3)/2⌋ + 1 = ⌊R/2 − 1/2⌋ + 1 is ⌈R/2⌉
+    for every integer R: derive shows the ceiling."""
+    doc = run_json("derive", f"{FILE}:StridedConv", "--ctor", "C,K", "--input", "B,C,R,R")
+    C, K, R = (sympy.Symbol(x, integer=True, positive=True) for x in "CKR")
+    got = sympy.sympify(
+        doc["quantities"]["forward_flops"]["formula"], locals={"C": C, "K": K, "R": R, "B": B}
+    )
+    # (B·K·⌈R/2⌉², each output a 3·3·C dot product): 2·9·B·C·K·⌈R/2⌉² FLOPs
+    assert sympy.expand(got - 18 * B * C * K * sympy.ceiling(R / 2) ** 2) == 0
+    assert "floor" not in doc["quantities"]["forward_flops"]["formula"]
+
+
+def test_elementwise_flops_by_complexos_conventions_beside_the_matmuls(mlp):
+    """The MLP's element-wise work, counted op by op with complexo's per-element costs: the two
+    bias adds (1 per output element: B·n·f and B·n·d), GELU 5 per element; backward, the bias
+    gradients Σ dY (1 per element of dY: B·n·f + B·n·d) and GELU's backward 11 per element."""
+    assert formula(mlp, "forward_elementwise_flops") == sympy.expand(
+        B * n * f + B * n * d + 5 * B * n * f
+    )
+    assert formula(mlp, "backward_elementwise_flops") == sympy.expand(
+        B * n * f + B * n * d + 11 * B * n * f
+    )
+    assert mlp["by_op"]["forward_elementwise"]["aten.gelu"] == str(5 * B * f * n)
+    assert mlp["no_elementwise_convention"] == []
+    # the matmul totals are unchanged by it: 2 products, 2·B·n·d·f each
+    assert formula(mlp, "forward_flops") == 4 * B * n * d * f

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
+from complexo.analyses.cnn_proof import SYMBOLIC
 from complexo.analyses.vision import (
     BATCH_NORM,
     CONV,
@@ -225,5 +226,6 @@ ANALYSIS = register(
         analyse=analyse,
         profiling=PROFILING,
         examples=examples,
+        symbolic=SYMBOLIC,
     )
 )

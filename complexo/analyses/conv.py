@@ -50,6 +50,7 @@ from complexo.analyses.conv_cost import (
     out_side,
 )
 from complexo.analyses.conv_profile import PROFILING
+from complexo.analyses.conv_proof import SYMBOLIC
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import CostModel, Crossover, Kind, crossover, evaluate, plain
 from complexo.errors import ComplexoError
@@ -440,5 +441,6 @@ ANALYSIS = register(
         sweep=False,
         profiling=PROFILING,
         examples=examples,
+        symbolic=SYMBOLIC,
     )
 )

@@ -37,6 +37,7 @@ from complexo.analyses.lora_cost import (  # noqa: F401  (the cost model's names
 )
 from complexo.analyses.lora_measure import build, extrapolated, measure  # noqa: F401
 from complexo.analyses.lora_profile import PROFILING
+from complexo.analyses.lora_proof import SYMBOLIC
 from complexo.conventions import DTYPES
 from complexo.cost import CostModel, Kind, crossover, evaluate
 from complexo.errors import ComplexoError
@@ -481,5 +482,6 @@ ANALYSIS = register(
             footer=lambda cmp: f"{cmp.config['precision']}, {cmp.config['optimizer']}",
         ),
         examples=examples,
+        symbolic=SYMBOLIC,
     )
 )

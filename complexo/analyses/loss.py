@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 from complexo.analyses.loss_cost import KINDS, cost_model
 from complexo.analyses.loss_profile import PROFILING
+from complexo.analyses.loss_proof import SYMBOLIC
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import Kind
 from complexo.devices import DEVICES
@@ -221,5 +222,6 @@ ANALYSIS = register(
         analyse=analyse,
         profiling=PROFILING,
         examples=examples,
+        symbolic=SYMBOLIC,
     )
 )

@@ -31,6 +31,7 @@ from complexo.analyses.mhsa_cost import (  # noqa: F401  (the cost model's names
     cost_model,
 )
 from complexo.analyses.mhsa_profile import PROFILING, forward_peak  # noqa: F401
+from complexo.analyses.mhsa_proof import SYMBOLIC
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import CostModel, Kind
 from complexo.errors import ComplexoError
@@ -420,5 +421,6 @@ ANALYSIS = register(
         analyse=analyse,
         profiling=PROFILING,
         examples=examples,
+        symbolic=SYMBOLIC,
     )
 )

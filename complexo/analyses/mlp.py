@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
+from complexo.analyses.mlp_proof import SYMBOLIC
 from complexo.conventions import (
     DTYPES,
     ELEMENTWISE_FLOPS,
@@ -396,5 +397,6 @@ ANALYSIS = register(
         sides=SIDES,
         sweep=False,
         examples=examples,
+        symbolic=SYMBOLIC,
     )
 )

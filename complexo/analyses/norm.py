@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from complexo.analyses.norm_cost import KINDS, LAYOUTS, cost_model, sizes
+from complexo.analyses.norm_proof import SYMBOLIC
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import Kind, evaluate
 from complexo.counting import counted
@@ -343,5 +344,6 @@ ANALYSIS = register(
         config=Config,
         analyse=analyse,
         examples=examples,
+        symbolic=SYMBOLIC,
     )
 )

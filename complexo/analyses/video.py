@@ -29,6 +29,7 @@ from complexo.analyses.video_cost import (
     cost_model,
     unpadded,
 )
+from complexo.analyses.video_proof import SYMBOLIC
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import Crossover, Kind, crossover, evaluate
 from complexo.counting import counted
@@ -376,5 +377,6 @@ ANALYSIS = register(
         analyse=analyse,
         figure=Figure(draw, panels=2, width=6.5, footer=_footer),
         examples=examples,
+        symbolic=SYMBOLIC,
     )
 )

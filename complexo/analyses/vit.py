@@ -26,6 +26,7 @@ from complexo.analyses.vision import (
     patch_embedding,
 )
 from complexo.analyses.vision_profile import PROFILING
+from complexo.analyses.vit_proof import SYMBOLIC
 from complexo.conventions import (
     DTYPES,
     ELEMENTWISE_FLOPS,
@@ -210,5 +211,6 @@ ANALYSIS = register(
         analyse=analyse,
         profiling=PROFILING,
         examples=examples,
+        symbolic=SYMBOLIC,
     )
 )

@@ -29,6 +29,14 @@ CHECK = generate.option(
     "--check/--no-check",
 )
 
+PROVE = generate.option(
+    "prove",
+    bool,
+    False,
+    "Prove the hand formulas for all shapes here: trace the reference block with symbolic "
+    "sizes and check sympy.simplify(hand − traced) = 0 per quantity (exit 1 if one differs).",
+)
+
 
 def add(app: typer.Typer, a: Analysis) -> None:
     extra = [JSON, CHECK]
@@ -41,6 +49,8 @@ def add(app: typer.Typer, a: Analysis) -> None:
         extra.append(generate.option("brief", bool, False, "Leave out the per-term table."))
     if a.figure is not None:
         extra.append(PLOT)
+    if a.symbolic is not None:
+        extra.append(PROVE)
     if a.profiling is not None:
         extra += [
             generate.option(
@@ -73,6 +83,7 @@ def run(
     profile: bool = False,
     device: str | None = None,
     save: bool = False,
+    prove: bool = False,
 ) -> None:
     """Check every option first (the config, the figure's path, the profiling flags), then
     analyse, draw, run for real, print."""
@@ -85,6 +96,11 @@ def run(
         from complexo.plot import check_path
 
         check_path(plot)
+    proof = None
+    if prove:  # first: a variant with no proof is refused before anything runs
+        from complexo import prove as proving
+
+        proof = proving.prove(a, cfg)
     if check:
         result = a.analyse(cfg)
     else:
@@ -94,6 +110,8 @@ def run(
             result = a.analyse(cfg)
     if plot is not None:
         draw(a, result, plot)
+    if proof is not None:
+        proving.mark(result, a.symbolic, cfg, f"{proving.PROVED} (--prove)", proof)
     prof = None
     if profile:
         from complexo import profile as profiling
@@ -102,12 +120,23 @@ def run(
         if save:
             prof.notes.append(f"saved to {', '.join(map(str, prof.save()))}")
     if as_json:
-        emit_json(result.to_json() | ({"profile": prof.to_json()} if prof is not None else {}))
+        extra = {"profile": prof.to_json()} if prof is not None else {}
+        emit_json(result.to_json() | extra | ({"proof": proof.to_json()} if proof else {}))
+        _proved(proof)
         return
     from complexo.render_runs import render_profile
 
     shown = result.render(brief=brief, terms=terms)
     print_rich(shown, *([render_profile(prof)] if prof is not None else []))
+    if proof is not None:
+        print("\n".join(proof.lines()))
+    _proved(proof)
+
+
+def _proved(proof) -> None:
+    """Exit 1 after the output when a live proof failed (the differing terms are printed)."""
+    if proof is not None and not proof.proved:
+        raise typer.Exit(1)
 
 
 def draw(a: Analysis, result, path: str) -> None:

@@ -1,5 +1,6 @@
 """One module per page of ``analyses/``. Importing one registers its topic, so the order here is
-the order of ``complexo report``'s topics and of the index: mhsa, lora, cnn-vs-vit, video, conv."""
+the order of ``complexo report``'s topics and of the index: mhsa, lora, cnn-vs-vit, video, conv,
+proofs."""
 
 from complexo.report.topics import mhsa
 
@@ -15,4 +16,7 @@ from complexo.report.topics import video
 # isort: split
 from complexo.report.topics import conv
 
-__all__ = ["cnn_vs_vit", "conv", "lora", "mhsa", "video"]
+# isort: split
+from complexo.report.topics import proofs
+
+__all__ = ["cnn_vs_vit", "conv", "lora", "mhsa", "proofs", "video"]

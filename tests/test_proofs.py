@@ -1,0 +1,126 @@
+"""Every hand-written formula that the counters measure, proved for all shapes: for each
+registered analysis with a ``symbolic`` declaration and each of its variants, the reference
+block traced with symbolic sizes and ``sympy.simplify(hand − traced) == 0`` per quantity
+(:mod:`complexo.prove`). What the output claims is what these tests run."""
+
+from __future__ import annotations
+
+import pytest
+import sympy
+
+from complexo.analyses import ANALYSES
+from complexo.prove import PROVED, prove
+from complexo.symbols import B, d, e, h, n
+
+CASES = [
+    pytest.param(
+        a.name,
+        variant,
+        id=f"{a.name}[{variant}]",
+        marks=[pytest.mark.slow] if variant in a.symbolic.slow else [],
+    )
+    for a in ANALYSES.values()
+    if a.symbolic is not None
+    for variant in a.symbolic.variants
+]
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_every_hand_formula_equals_the_trace(name, variant):
+    a = ANALYSES[name]
+    cfg = a.make(**a.symbolic.variants[variant])
+    assert a.symbolic.variant(cfg) == variant  # the config is of the variant it is listed as
+    report = prove(a, cfg)
+    assert report.checks, "a proof that checks nothing"
+    assert report.proved, "\n".join(report.lines())
+    # the sizes it holds for, as the output claims them: the trace's own guards
+    assert report.where == a.symbolic.where.get(variant, ""), report.where
+    # every quantity of the analysis is proved here or said why not (in this variant or all)
+    cases = a.symbolic.cases(cfg)
+    said = {q for case in cases for q in case.traced} | set(a.symbolic.untraced)
+    assert {c.quantity for c in report.checks} <= said
+
+
+def test_a_wrong_formula_is_named_by_its_differing_terms():
+    """A hand formula with the scores' 2·B·n²·d forgotten (passed in, the source untouched):
+    the proof fails and says hand − traced = −2·B·d·n², and the exact FLOPs it traced."""
+    a = ANALYSES["mhsa"]
+    cfg = a.make(impl="sdpa")
+    # the forward's matmuls, hand-written: 4 projections 2·B·n·d² each = 8·B·n·d²,
+    # scores 2·B·n²·d and A·V 2·B·n²·d; the wrong one leaves out the scores
+    wrong = 8 * B * n * d**2 + 2 * B * n**2 * d
+    report = prove(a, cfg, hand={"": {"forward_matmul_flops": wrong}})
+    assert not report.proved
+    check = next(c for c in report.checks if c.quantity == "forward_matmul_flops")
+    assert check.difference == -2 * B * d * n**2
+    assert sympy.expand(check.traced - (8 * B * n * d**2 + 4 * B * n**2 * d)) == 0
+    text = "\n".join(report.lines())
+    assert "forward_matmul_flops: NOT PROVED: hand − traced = -2*B*d*n**2" in text
+    # the others still proved: e.g. activations, 5 (B, n, d) tensors and fp32 log-sum-exp
+    # 4·B·h·n bytes (x, q, k, v, the attention output before out_proj)
+    saved = next(c for c in report.checks if c.quantity == "activation_bytes")
+    assert saved.proved and sympy.expand(saved.traced - (5 * B * n * d * e + 4 * B * h * n)) == 0
+
+
+def test_the_output_claims_only_what_the_suite_proves():
+    a = ANALYSES["mhsa"]
+    from complexo.counting import unchecked
+
+    with unchecked():
+        proved = a.analyse(a.make(impl="naive", causal=True, seq=64, dim=32, heads=4))
+        # a variant the suite does not list: no claim (--prove proves it live)
+        other = a.analyse(a.make(impl="flash", causal=True, kv_heads=2, seq=64, dim=32, heads=4))
+    marked = {q.name for q in proved.quantities if q.proof}
+    # all six FLOP, parameter and byte quantities the counters measure (the naive causal
+    # variant's element-wise work by complexo's conventions)
+    assert marked == {
+        "forward_flops",
+        "forward_matmul_flops",
+        "backward_flops",
+        "backward_matmul_flops",
+        "params",
+        "activation_bytes",
+    }
+    assert all(q.proof.startswith(PROVED) for q in proved.quantities if q.proof)
+    assert any(PROVED in note for note in proved.notes)
+    assert not any(q.proof for q in other.quantities)
+    assert not any(PROVED in note for note in other.notes)
+    assert proved.to_json()["quantities"]["params"]["proof"].startswith(PROVED)
+
+
+def test_floors_sympy_cannot_cancel_are_proved_by_residues():
+    from complexo.prove import difference
+    from complexo.symbols import R
+
+    # ⌊R/2⌋ + ⌈R/2⌉ = R for every integer R: simplify leaves it, R = 2·k + j settles it
+    diff, method = difference(sympy.floor(R / 2) + sympy.ceiling(R / 2), R, (R, 2))
+    assert diff == 0 and method.startswith("R = 2·k + j")
+    # 2·⌊R/2⌋ = R for even R only: the odd residue is named, with its difference −1
+    diff, _ = difference(2 * sympy.floor(R / 2), R, (R, 2))
+    assert diff == sympy.Tuple(sympy.Eq(sympy.Symbol("[R=2k+1]"), -1))
+
+
+def test_prove_on_the_command_line():
+    """--prove runs the proof for the config given and puts it in the output; a variant with no
+    symbolic trace is refused in one line before anything runs."""
+    import json
+
+    from helpers import assert_one_line_error, runner
+
+    from complexo.cli import app
+
+    args = ["conv", "--cin", "4", "--cout", "6", "--res", "9", "--stride", "2", "--no-check"]
+    result = runner.invoke(app, [*args, "--prove", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["proof"]["proved"] and doc["proof"]["variant"] == "2d"
+    # each side's six quantities, e.g. the standard side's forward: 2·B·C_in·C_out·k²·⌈R/s⌉²
+    # (the bias add beside it, 1 per output element: B·C_out·⌈R/s⌉²)
+    fwd = doc["proof"]["quantities"]["standard.forward_matmul_flops"]
+    assert fwd["traced"] == "2*B*C_in*C_out*k**2*ceiling(R/s)**2" and fwd["difference"] == "0"
+    assert len(doc["proof"]["quantities"]) == 12
+    assert doc["standard"]["quantities"]["params"]["proof"] == f"{PROVED} (--prove)"
+    text = runner.invoke(app, [*args, "--prove"])
+    assert "standard: forward_flops: proved for all shapes (simplify)" in text.output
+    refused = runner.invoke(app, ["conv", "--frames", "4", "--causal", "--prove"])
+    assert_one_line_error(refused, "no proof of conv's 3d causal variant: F.pad takes no")
