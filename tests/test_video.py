@@ -287,6 +287,13 @@ def test_compare_sets_the_three_attentions_side_by_side(tmp_path):
     assert all(q["measured"]["torch"] == q["value"] for q in mm.values())  # counted, not derived
     assert doc["ratio"]["factorized"]["forward_matmul_flops"] == 1.375
     assert doc["ratio"]["window"]["forward_matmul_flops"] == 1.0
+    # each side says what the suite proves of its own attention: not of window's
+    assert "variant 'joint'" in mm["joint"]["proof"]
+    assert "variant 'factorized'" in mm["factorized"]["proof"]
+    assert mm["window"].get("proof") is None
+    refused = runner.invoke(app, [*args, "--compare", "--prove"])
+    assert refused.exit_code != 0
+    assert "prove each with --attn X --prove" in refused.stderr
     shown = runner.invoke(app, [*args, "--compare"])
     assert shown.exit_code == 0, shown.output
     assert "The three attentions" in shown.output

@@ -179,7 +179,8 @@ def analyse(cfg: Config):
     if cfg.compare:
         from complexo.analyses.video_compare import compare
 
-        return compare(cfg, _analyse, crossovers)
+        # each attention as the registry runs it, so each says what the suite proves of it
+        return compare(cfg, lambda one: ANALYSIS.analyse(one), crossovers)
     return _analyse(cfg)
 
 

@@ -22,6 +22,8 @@ UNTRACED = {
 
 
 def variant(cfg) -> str:
+    if getattr(cfg, "compare", False):  # three results, each marked by its own variant
+        return "compare"
     return cfg.attn + ("" if cfg.bias else " no bias")
 
 
@@ -29,7 +31,7 @@ def cases(cfg) -> list[Case]:
     from complexo.analyses.video import QUANTITIES
     from complexo.analyses.video_cost import cost_model
 
-    if cfg.attn == "window":
+    if cfg.attn == "window" or getattr(cfg, "compare", False):
         return []
     dims = (Dim("B", 2), Dim("T", 3), Dim("S", 5), Dim("h", 7), Dim("hs", 11, means=d / h))
 
@@ -53,6 +55,7 @@ SYMBOLIC = Symbolic(
     variants={"joint": {"attn": "joint"}, "factorized": {"attn": "factorized"}},
     untraced=UNTRACED,
     unproved={
-        "window": "the window's grid side is math.isqrt(S), which pins S to its sample value"
+        "window": "the window's grid side is math.isqrt(S), which pins S to its sample value",
+        "compare": "--compare sets three attentions side by side: prove each with --attn X --prove",
     },
 )
