@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
+from complexo.analyses.mlp_profile import PROFILING
 from complexo.conventions import (
     DTYPES,
     ELEMENTWISE_FLOPS,
@@ -395,6 +396,7 @@ ANALYSIS = register(
         analyse=analyse,
         sides=SIDES,
         sweep=False,
+        profiling=PROFILING,
         examples=examples,
     )
 )
