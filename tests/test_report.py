@@ -1,6 +1,8 @@
 """The report mechanism: pages and figure data written, and --check catching any drift. (The
 real pages are checked by `complexo report --check` in `make test`.)"""
 
+import pytest
+
 from complexo import plot as plots
 from complexo import report
 from complexo.render import duration
@@ -163,3 +165,20 @@ def test_the_shared_toolkit_names_no_analysis():
         for n, line in enumerate(path.read_text().splitlines(), 1):
             where = f"{path.relative_to(root)}:{n}: {line}"
             assert not analyses.search(line) and not sides.search(line), where
+
+
+@pytest.mark.slow
+def test_the_internals_page_answers_each_question_with_counted_numbers():
+    """Each section of transformer-internals.md: the question, the derivation, a table of
+    complexo's numbers, the short answer; no counter disagreement left unexplained."""
+    from complexo.report.page import TOPICS
+
+    text = TOPICS["transformer-internals"].page().text
+    sections = text.split("\n## ")[1:]
+    assert len(sections) == 6
+    for section in sections:
+        for part in ("**The question.**", "**Derivation.**", "|---|", "**The short answer.**"):
+            assert part in section, (section[:40], part)
+    assert "UNEXPLAINED" not in text and "exact" in text
+    # RoPE: 3 FLOPs per element of q and k, B·n·(d + d) = 4096·2048 elements: 25.2 MFLOP
+    assert "| rope | 0 | 25.2 MFLOP | 25.2 MFLOP |" in text
