@@ -266,3 +266,17 @@ def test_profile_times_the_layer_as_one_memory_bound_row(kind):
         # x, y, γ, β and μ̂, σ̂²: (64 + 64 + 16 + 16)·4 = 640 bytes
         assert (row["flops"], row["bytes"]) == (536, 640)
     assert row["measured_s"] > 0 and row["intensity"] < 1  # memory-bound
+
+
+def test_profile_command_keeps_the_configs_own_mode():
+    """norm's --mode (train|eval statistics) is the config's; the profile runs a forward with
+    them (profile's own --mode is not offered, so the two cannot collide)."""
+    result = runner.invoke(app, ["profile", "norm", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "train: batch statistics" in " ".join(result.output.split())
+    sizes = ["--batch", "2", "--channels", "4", "--res", "4", "--warmup", "0", "--repeat", "1"]
+    command = ["profile", "norm", "--kind", "batchnorm", "--mode", "eval", *sizes, "--json"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["mode"] == "forward" and doc["config"]["mode"] == "eval"

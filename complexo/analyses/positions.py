@@ -3,7 +3,8 @@ block (reference modules: :mod:`complexo.blocks.positions`). ALiBi's terms are i
 :mod:`complexo.analyses.mhsa_cost` (a bias on the scores, B·h·n² adds).
 
 Symbols: B, n, d, h, G, e as in :mod:`complexo.analyses.mhsa`; P = n_max, the positions a table
-holds (``--max-seq``, default n). Conventions (FLOP = 2·MAC does not arise: no products here):
+holds (``--max-seq``, default n). Conventions (no matrix products here: each multiply or add
+is 1 FLOP, as :mod:`complexo.conventions` counts element-wise work):
 
 - learned, sinusoidal: x + table[:n], 1 FLOP per element of x (B·n·d). A learned table's
   gradient is dY summed over the batch, 1 per element (B·n·d); a sinusoidal table takes none.
