@@ -68,6 +68,8 @@ def test_json_contract():
         "kv_heads": None,
         "window": None,
         "alibi": False,
+        "pos": "none",
+        "max_seq": None,
         "kv_seq": None,
         "kv_dim": None,
         "sram": 192,

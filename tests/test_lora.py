@@ -327,3 +327,17 @@ def test_the_comparison_says_why_a_lora_step_is_not_much_cheaper():
     sweep = {row["rank"]: row for row in result.sweep}
     assert list(sweep) == [1, 2, 4, 8, 16]  # ranks up to min(d, d) = 16
     assert sweep[2]["trainable_params"] == result.variant.quantity("trainable_params").value
+
+
+@pytest.mark.parametrize(("seq", "same"), [(4096, "same result at this --seq"), (8192, "differ")])
+def test_a_windowed_preset_says_its_window_is_not_applied(seq, same):
+    """mistral-7b attends within 4096 tokens; lora counts its attention dense (causal, all n
+    keys) and says so, and whether the result is the real model's at this --seq."""
+    import json
+
+    import complexo
+
+    doc = complexo.analyse("lora", check=False, model="mistral-7b", seq=seq).to_json()
+    notes = json.dumps(doc, ensure_ascii=False)
+    assert "4096-token sliding window" in notes and "plain causal attention" in notes
+    assert same in notes

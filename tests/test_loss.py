@@ -164,3 +164,36 @@ def test_bad_combinations_are_one_line(config, args, message):
     assert_one_line_error(runner.invoke(app, ["loss", *args]), message)
     with pytest.raises(ComplexoError, match=message.split()[0]):
         loss.Config(**config)
+
+
+def test_focal_gamma_sets_the_weight_not_the_cost():
+    """γ = 0 is cross-entropy's value; γ = 3 at p_t = 1/2 weighs −log p_t by (1/2)³; the FLOPs
+    and what autograd keeps do not move with γ (the power is one op per token)."""
+    import math
+
+    from complexo.analyses.loss import Config, build
+    from complexo.blocks.loss import focal, log_softmax, nll
+    from complexo.measure import measure_torch
+
+    z = torch.tensor([[[0.0, 0.0], [2.0, -1.0]]])  # (B, n, V) = (1, 2, 2)
+    y = torch.tensor([[0, 1]])
+    logp = log_softmax(z)
+    assert torch.allclose(focal(logp, y, 0.0), nll(logp, y))
+    # token 0: p_t = 1/2: (1 − 1/2)³·ln 2 = ln 2 / 8 = 0.0866
+    assert focal(logp, y, 3.0)[0, 0].item() == pytest.approx(math.log(2) / 8)
+    saved, flops = set(), set()
+    for gamma in (None, 0.0, 1.0, 3.0):  # None: the default, 2
+        cfg = Config(kind="focal", batch=1, seq=4, vocab=32, dim=8, gamma=gamma)
+        module, inputs = build(cfg)
+        run = measure_torch(lambda m=module, i=inputs: m(*i), list(module.parameters()))
+        saved.add(run.saved_bytes)
+        flops.add(loss.analyse(cfg).quantity("forward_flops").value)
+    assert len(saved) == 1 and len(flops) == 1
+    # the focal terms: 4 forward FLOPs per row, B·n = 4 rows: 16, at any γ
+    cfg = Config(kind="focal", batch=1, seq=4, vocab=32, dim=8, gamma=3.0)
+    assert loss.analyse(cfg).model.term(Kind.FORWARD, "focal").expr.subs(cfg.values) == 16
+
+
+def test_gamma_needs_focal_loss():
+    result = runner.invoke(app, ["loss", "--gamma", "2"])
+    assert_one_line_error(result, "--gamma is focal loss's exponent: it needs --kind focal")

@@ -21,10 +21,15 @@ def configs(draw):
     seq = draw(st.integers(1, 48))
     cross = draw(st.one_of(st.none(), st.integers(1, 24)))  # m context tokens
     naive = impl == "naive" and cross is None
+    dim = draw(st.integers(1, 8)) * heads
+    # positions: none in cross-attention; ALiBi on the explicit block; RoPE on even head sizes
+    kinds = ["none", "learned", "sinusoidal", *(["rope"] if dim // heads % 2 == 0 else [])]
+    pos = draw(st.sampled_from(kinds + (["alibi"] if naive else []))) if cross is None else "none"
+    tables = pos in ("learned", "sinusoidal", "rope")  # n_max: the positions a table holds
     return Config(
         batch=draw(st.integers(1, 3)),
         seq=seq,
-        dim=draw(st.integers(1, 8)) * heads,
+        dim=dim,
         heads=heads,
         dtype=draw(st.sampled_from(["fp32", "fp16", "bf16"])),
         impl=impl,
@@ -32,7 +37,9 @@ def configs(draw):
         bias=draw(st.booleans()),
         kv_heads=draw(st.sampled_from([None, *(g for g in range(1, heads + 1) if heads % g == 0)])),
         window=draw(st.one_of(st.none(), st.integers(1, seq + 3))) if naive else None,
-        alibi=draw(st.booleans()) if naive else False,
+        alibi=draw(st.booleans()) if naive and pos in ("none", "alibi") else False,
+        pos=pos,
+        max_seq=draw(st.one_of(st.none(), st.integers(seq, seq + 5))) if tables else None,
         kv_seq=cross,
         kv_dim=draw(st.one_of(st.none(), st.integers(1, 9))) if cross else None,
     )
@@ -99,7 +106,8 @@ def test_params_equal_module_and_fvcore_counts(cfg):
         mha = torch.nn.MultiheadAttention(
             cfg.dim, cfg.heads, bias=cfg.bias, kdim=width, vdim=width, device="meta"
         )
-        assert sum(p.numel() for p in mha.parameters()) == expected
+        table = cfg.dim * (cfg.max_seq or cfg.seq) if cfg.pos == "learned" else 0  # P·d
+        assert sum(p.numel() for p in mha.parameters()) + table == expected
 
 
 @given(configs)
@@ -253,7 +261,9 @@ def test_variant_numbers_in_the_output():
     head=st.sampled_from([2, 4, 8]),
     heads=st.sampled_from([1, 2, 4]),
     group=st.sampled_from([1, 2]),
-    variant=st.sampled_from(["plain", "causal", "window", "alibi", "alibi causal", "sdpa"]),
+    variant=st.sampled_from(
+        ["plain", "causal", "window", "alibi", "alibi causal", "sdpa", "rope", "rope sdpa"]
+    ),
     dtype=st.sampled_from(["fp32", "bf16"]),
 )
 def test_forward_peak_is_what_the_block_allocates_on_cpu(
@@ -273,7 +283,8 @@ def test_forward_peak_is_what_the_block_allocates_on_cpu(
         causal="causal" in variant,
         window=max(seq // 2, 1) if variant == "window" else None,
         alibi="alibi" in variant,
-        impl="sdpa" if variant == "sdpa" else "naive",
+        impl="sdpa" if "sdpa" in variant else "naive",
+        pos="rope" if "rope" in variant else "none",
         dtype=dtype,
     )
     block, inputs = build(cfg, device="cpu")

@@ -219,3 +219,29 @@ def test_bad_values_are_refused_in_one_line(values, message):
 def test_the_command_refuses_both_width_options_in_one_line():
     result = runner.invoke(app, ["mlp", "--match-params", "--gated-hidden", "8"])
     assert_one_line_error(result, "--match-params chooses f_g itself")
+
+
+@pytest.mark.parametrize("mode", ["forward", "train"])
+def test_profile_rows_time_each_layer_and_show_the_elementwise_ops_memory_bound(mode):
+    """A real CPU run of both sides: a row per linear layer (its range) and per element-wise op,
+    their FLOPs and fewest bytes derived by hand; the forward's peak is the formula's."""
+    from complexo import profile as profiling
+    from complexo.analyses.mlp import ANALYSIS
+
+    cfg = mlp.Config(batch=1, seq=4, dim=8, hidden=32, gated_hidden=16)
+    prof = profiling.run(ANALYSIS, cfg, device="cpu", mode=mode, warmup=0, repeat=1)
+    gelu, gated = prof.sides["gelu"].by_term, prof.sides["gated"].by_term
+    # fc_in: 2·B·n·d·f = 2·1·4·8·32 = 2048 FLOPs; x, W, h: (4·8 + 8·32 + 4·32)·4 = 1664 bytes
+    assert (gelu["fc_in"]["flops"], gelu["fc_in"]["bytes"]) == (2048, 1664)
+    # GELU: 5 per element of h, 5·128 = 640 FLOPs; h read, a written: 2·128·4 = 1024 bytes
+    assert (gelu["gelu"]["flops"], gelu["gelu"]["bytes"]) == (640, 1024)
+    # SiLU: 4 per element of g, 4·(4·16) = 256 FLOPs, 2·64·4 = 512 bytes; the product: 64 FLOPs
+    # against a, u read and written 3·64·4 = 768 bytes
+    assert (gated["silu"]["flops"], gated["silu"]["bytes"]) == (256, 512)
+    assert (gated["gate product"]["flops"], gated["gate product"]["bytes"]) == (64, 768)
+    for rows in (gelu, gated):
+        assert all(r["measured_s"] > 0 for name, r in rows.items() if not name.endswith("(step)"))
+    assert gelu["gelu"]["intensity"] == 0.625 and gated["gate product"]["intensity"] < 0.1
+    if mode == "forward":
+        # weights 2·8·32·4 = 2048 and x 32·4 = 128, given; h, GELU(h), y: (2·128 + 32)·4 = 1152
+        assert prof.sides["gelu"].memory_peak == prof.sides["gelu"].memory_predicted == 3328

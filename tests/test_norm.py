@@ -245,3 +245,38 @@ def test_bad_values_are_refused_in_one_line(values, message):
 def test_the_command_refuses_a_tokens_groupnorm_in_one_line():
     result = runner.invoke(app, ["norm", "--kind", "groupnorm", "--layout", "tokens"])
     assert_one_line_error(result, "use --layout image")
+
+
+@pytest.mark.parametrize("kind", ["layernorm", "batchnorm"])
+def test_profile_times_the_layer_as_one_memory_bound_row(kind):
+    """A real CPU run: one row (torch's fused kernel), its FLOPs and fewest bytes by hand."""
+    from complexo import profile as profiling
+    from complexo.analyses.norm import ANALYSIS
+
+    cfg = norm.Config(kind=kind, layout="tokens", batch=2, seq=4, dim=8)
+    prof = profiling.run(ANALYSIS, cfg, device="cpu", warmup=0, repeat=1)
+    row = prof.by_term["norm"]
+    if kind == "layernorm":
+        # 7 per element, 4 per token: 7·64 + 4·8 = 480; x, y, γ, β: (64 + 64 + 16)·4 = 576 bytes
+        assert (row["flops"], row["bytes"]) == (480, 576)
+        # γ, β 16·4 and x 256, given; y 256
+        assert prof.memory_peak == prof.memory_predicted == 576
+    else:
+        # per element 7, per channel 4 (statistics) + 7 (running update): 7·64 + 11·8 = 536;
+        # x, y, γ, β and μ̂, σ̂²: (64 + 64 + 16 + 16)·4 = 640 bytes
+        assert (row["flops"], row["bytes"]) == (536, 640)
+    assert row["measured_s"] > 0 and row["intensity"] < 1  # memory-bound
+
+
+def test_profile_command_keeps_the_configs_own_mode():
+    """norm's --mode (train|eval statistics) is the config's; the profile runs a forward with
+    them (profile's own --mode is not offered, so the two cannot collide)."""
+    result = runner.invoke(app, ["profile", "norm", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "train: batch statistics" in " ".join(result.output.split())
+    sizes = ["--batch", "2", "--channels", "4", "--res", "4", "--warmup", "0", "--repeat", "1"]
+    command = ["profile", "norm", "--kind", "batchnorm", "--mode", "eval", *sizes, "--json"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["mode"] == "forward" and doc["config"]["mode"] == "eval"

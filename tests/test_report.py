@@ -173,3 +173,20 @@ def test_the_committed_page_is_what_complexo_generates_now(topic):
     """`complexo report --check TOPIC`: the Markdown byte for byte, the figures' data."""
     stale = report.check([topic])
     assert not stale, f"stale: {stale}; run complexo report (make report) and commit"
+
+
+@pytest.mark.slow
+def test_the_internals_page_answers_each_question_with_counted_numbers():
+    """Each section of transformer-internals.md: the question, the derivation, a table of
+    complexo's numbers, the short answer; no counter disagreement left unexplained."""
+    from complexo.report.page import TOPICS
+
+    text = TOPICS["transformer-internals"].page().text
+    sections = text.split("\n## ")[1:]
+    assert len(sections) == 6
+    for section in sections:
+        for part in ("**The question.**", "**Derivation.**", "|---|", "**The short answer.**"):
+            assert part in section, (section[:40], part)
+    assert "UNEXPLAINED" not in text and "exact" in text
+    # RoPE: 3 FLOPs per element of q and k, B·n·(d + d) = 4096·2048 elements: 25.2 MFLOP
+    assert "| rope | 0 | 25.2 MFLOP | 25.2 MFLOP |" in text

@@ -32,6 +32,7 @@ from complexo.result import QuantitySpec, Result, build_quantity, summarise
 from complexo.symbols import B, V, c, d, e, n
 
 NAME = "loss"
+FOCAL_GAMMA = 2.0  # Lin et al. 2017's choice, the default of --gamma
 RIDGE_DEVICE = "h100-sxm"
 DEFAULTS = {"seq": 1024, "vocab": 50257}
 
@@ -45,9 +46,18 @@ class Config:
     dim: int = option(768, "The head's input width d (InfoNCE: the embeddings' width).", min=1)
     chunks: int = option(1, "Chunks c of the B·n rows for the chunked loss; divides B·n.", min=1)
     dtype: str = option("fp32", "Compute dtype; logits upcast to fp32.", choices=(*DTYPES,))
+    gamma: float | None = option(
+        None,
+        "Focal loss's γ (--kind focal; default 2): (1 − p_t)^γ down-weights well-classified "
+        "tokens; γ = 0 is cross-entropy. Its FLOPs do not depend on it.",
+        min=0,
+        sweep=False,
+    )
 
     def __post_init__(self):
         check_options(self)
+        if self.gamma is not None and self.kind != "focal":
+            raise ComplexoError("--gamma is focal loss's exponent: it needs --kind focal")
         if self.kind == "infonce":
             for name in ("seq", "vocab"):
                 if getattr(self, name) is not None:
@@ -62,6 +72,10 @@ class Config:
     def size(self, name: str) -> int:
         value = getattr(self, name)
         return DEFAULTS[name] if value is None else value
+
+    @property
+    def focal_gamma(self) -> float:
+        return FOCAL_GAMMA if self.gamma is None else self.gamma
 
     @property
     def values(self) -> dict:
@@ -108,7 +122,7 @@ def build(cfg: Config, impl: str = "reference", device: str = "meta"):
         if impl == "chunked":
             module = ref.ChunkedLMHeadLoss(cfg.dim, V_, cfg.chunks)
         else:
-            module = ref.LMHeadLoss(cfg.dim, V_, cfg.kind, fused=impl == "fused")
+            module = ref.LMHeadLoss(cfg.dim, V_, cfg.kind, cfg.focal_gamma, fused=impl == "fused")
         module = module.to(dtype)
         x = torch.randn(cfg.batch, n_, cfg.dim, dtype=dtype, requires_grad=True)
         y = torch.randint(0, V_, (cfg.batch, n_))
@@ -181,7 +195,19 @@ def _notes(cfg: Config, v: dict) -> list[str]:
             f"{v['chunked_saved_bytes']:,} bytes (dx, dW) instead of {v['activation_bytes']:,}."
         )
     if cfg.kind == "focal":
-        notes.append("focal loss (γ = 2) adds per-token work only: it reads the target's log p.")
+        notes.append(
+            f"focal loss (γ = {cfg.focal_gamma:g}) adds per-token work only, from the target's "
+            "log p_t: forward p_t = exp(log p_t), 1 − p_t, (1 − p_t)^γ, × log p_t, 4 FLOPs per "
+            "token, backward 9 (conventions.FOCAL_*), whatever γ: the power is one op (a kernel's "
+            "exp(γ·log x)); "
+            + (
+                "γ = 0 weighs every token 1, cross-entropy's value at the same cost (the pow "
+                "still runs). "
+                if cfg.focal_gamma == 0
+                else ""
+            )
+            + "Against the 5·B·n·V of the log-sum-exp passes that is 1/V of the loss's work."
+        )
     return notes
 
 
@@ -198,6 +224,16 @@ def examples():
         chunks=st.just(1),
         dtype=st.sampled_from(list(DTYPES)),
     )
+    focal = st.builds(
+        Config,
+        kind=st.just("focal"),
+        batch=st.integers(1, 2),
+        seq=st.integers(1, 3),
+        vocab=st.integers(1, 6),
+        dim=st.integers(1, 4),
+        dtype=st.sampled_from(list(DTYPES)),
+        gamma=st.sampled_from([0.0, 0.5, 1.0, 3.0]),
+    )
     nce = st.builds(
         Config,
         kind=st.just("infonce"),
@@ -205,7 +241,7 @@ def examples():
         dim=st.integers(1, 4),
         dtype=st.sampled_from(list(DTYPES)),
     )
-    return vocab | nce
+    return vocab | focal | nce
 
 
 ANALYSIS = register(

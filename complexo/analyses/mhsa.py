@@ -32,12 +32,13 @@ from complexo.analyses.mhsa_cost import (  # noqa: F401  (the cost model's names
 )
 from complexo.analyses.mhsa_profile import PROFILING, forward_peak  # noqa: F401
 from complexo.analyses.mhsa_proof import SYMBOLIC
+from complexo.analyses.positions import POSITIONS, position_note
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import CostModel, Kind
 from complexo.errors import ComplexoError
 from complexo.registry import Analysis, check_options, option, register
 from complexo.result import QuantitySpec, Result, build_quantity, summarise
-from complexo.symbols import B, G, M, W, d, d_c, e, h, m, n
+from complexo.symbols import B, G, M, P, W, d, d_c, e, h, m, n
 
 NAME = "mhsa"
 IMPLS = ("naive", "sdpa", "flash")  # flash: the fused kernel, with the tiled algorithm's traffic
@@ -66,7 +67,16 @@ class Config:
     window: int | None = option(
         None, "Sliding window W: each query sees its last W keys.", min=1
     )  # sliding window W (implies causal)
-    alibi: bool = option(False, "ALiBi distance bias on the scores.")
+    alibi: bool = option(False, "ALiBi distance bias on the scores (the same as --pos alibi).")
+    pos: str = option(
+        "none",
+        "Positional encoding: learned or sinusoidal (added to x), rope (q and k rotated), alibi "
+        "(a bias on the scores).",
+        choices=POSITIONS,
+    )
+    max_seq: int | None = option(
+        None, "n_max: positions a learned table or a sin/cos cache holds (default --seq).", min=1
+    )
     kv_seq: int | None = option(
         None, "Cross-attention: keys and values from m context tokens (queries from the n).", min=1
     )  # m: text tokens into image latents, a camera's tokens, an encoder's output
@@ -88,6 +98,7 @@ class Config:
             raise ComplexoError(
                 f"--heads {self.heads} is not divisible by --kv-heads {self.kv_heads}"
             )
+        _check_positions(self)
         if self.kv_dim is not None and self.kv_seq is None:
             raise ComplexoError("--kv-dim is the context's width: it needs --kv-seq")
         if self.kv_seq is not None:
@@ -119,6 +130,8 @@ class Config:
             values[m] = self.kv_seq
         if self.kv_dim is not None:
             values[d_c] = self.kv_dim
+        if self.pos in ("learned", "sinusoidal", "rope"):
+            values[P] = self.max_seq or self.seq
         return values
 
     @property
@@ -135,6 +148,32 @@ class Config:
             alibi=self.alibi,
             cross=self.cross,
             context_width=self.kv_dim is not None,
+            pos=self.pos,
+        )
+
+
+def _check_positions(cfg: Config) -> None:
+    """--alibi is --pos alibi (the older spelling): either sets both; n_max holds the n tokens;
+    RoPE rotates pairs, so the head size must be even."""
+    if cfg.alibi and cfg.pos not in ("none", "alibi"):
+        raise ComplexoError(f"--alibi is --pos alibi: it cannot go with --pos {cfg.pos}")
+    if cfg.alibi or cfg.pos == "alibi":
+        object.__setattr__(cfg, "alibi", True)
+        object.__setattr__(cfg, "pos", "alibi")
+    if cfg.max_seq is not None:
+        if cfg.pos not in ("learned", "sinusoidal", "rope"):
+            raise ComplexoError(
+                "--max-seq sizes a position table: it needs --pos learned, sinusoidal or rope"
+            )
+        if cfg.max_seq < cfg.seq:
+            raise ComplexoError(
+                f"--max-seq {cfg.max_seq} is below --seq {cfg.seq}: a table of n_max positions "
+                "cannot encode more tokens"
+            )
+    if cfg.pos == "rope" and (cfg.dim // cfg.heads) % 2:
+        raise ComplexoError(
+            f"--pos rope rotates pairs of features: head size {cfg.dim // cfg.heads} "
+            f"(--dim {cfg.dim} / --heads {cfg.heads}) must be even"
         )
 
 
@@ -145,8 +184,10 @@ def _refuse_in_cross(cfg: Config) -> None:
         raise ComplexoError(f"--causal does not apply to cross-attention (--kv-seq): {why}")
     if cfg.window is not None:
         raise ComplexoError(f"--window does not apply to cross-attention (--kv-seq): {why}")
-    if cfg.alibi:
+    if cfg.pos == "alibi":
         raise ComplexoError(f"--alibi does not apply to cross-attention (--kv-seq): {why}")
+    if cfg.pos != "none":
+        raise ComplexoError(f"--pos does not apply to cross-attention (--kv-seq): {why}")
 
 
 def _divisor_near(dim: int, heads: int) -> int:
@@ -189,6 +230,8 @@ def build(cfg: Config, device: str = "meta"):
             window=cfg.window,
             alibi=cfg.alibi,
             context_dim=(cfg.kv_dim or cfg.dim) if cfg.cross else None,
+            pos=cfg.pos,
+            max_seq=cfg.max_seq or cfg.seq,
         )
         block = block.to(dtype)
         x = torch.randn(cfg.batch, cfg.seq, cfg.dim, dtype=dtype, requires_grad=True)
@@ -268,7 +311,9 @@ def analyse(cfg: Config) -> Result:
             + (f"; no positive m at these sizes for: {'; '.join(missing)}." if missing else ".")
         )
     # with G k/v heads, G·d/h is no polynomial in h: h stays a constant there
-    growing, bounds = ((B, n, d), {}) if cfg.kv_heads else ((B, n, d, h), {h: d})
+    # (RoPE's cos and sin tables, P·d/h elements, too)
+    per_head = cfg.kv_heads or cfg.pos == "rope"
+    growing, bounds = ((B, n, d), {}) if per_head else ((B, n, d, h), {h: d})
     growing = (*growing, m, *([d_c] if cfg.kv_dim else [])) if cfg.cross else growing
     summary = summarise(model, values, growing=growing, bounds=bounds, crossovers=crossovers)
     return Result(NAME, asdict(cfg), values, model, quantities, summary, notes)
@@ -348,6 +393,8 @@ def _variant_notes(cfg: Config, q: dict, model: CostModel, values: dict) -> list
             f"positions would hold n·d = {cfg.seq * cfg.dim:,}. It costs one add per score "
             f"({human(cfg.batch * cfg.heads * cfg.seq**2, 'flop')}) and building the bias once."
         )
+    if cfg.pos in ("learned", "sinusoidal", "rope"):
+        notes.append(position_note(cfg.pos, cfg, values, model))
     if cfg.kv_heads is not None:
         g, heads = cfg.kv_heads, cfg.heads
         kind = "multi-query" if g == 1 else "grouped-query"
@@ -391,6 +438,7 @@ def examples():
         impl = draw(st.sampled_from(IMPLS))
         cross = draw(st.sampled_from([None, 3, 5]))  # context tokens m: cross-attention
         naive = impl == "naive" and cross is None
+        pos = draw(st.sampled_from(POSITIONS if naive else POSITIONS[:4])) if not cross else "none"
         return Config(
             batch=draw(st.integers(1, 2)),
             seq=draw(st.integers(2, 9)),
@@ -402,7 +450,8 @@ def examples():
             bias=draw(st.booleans()),
             kv_heads=kv,
             window=draw(st.sampled_from([None, 1, 3])) if naive else None,
-            alibi=draw(st.booleans()) if naive else False,
+            alibi=draw(st.booleans()) if naive and pos in ("none", "alibi") else False,
+            pos=pos,
             kv_seq=cross,
             kv_dim=draw(st.sampled_from([None, 6])) if cross else None,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sympy
 from sympy import Integer
 
+from complexo.analyses.positions import position_terms
 from complexo.conventions import (
     BOOL_BYTES,
     ELEMENTWISE_FLOPS,
@@ -55,6 +56,7 @@ def cost_model(
     alibi: bool = False,
     cross: bool = False,
     context_width: bool = False,
+    pos: str = "none",
 ) -> CostModel:
     """The symbolic cost of one MHSA block: one term per line, then sums.
 
@@ -173,6 +175,7 @@ def cost_model(
                 tags=frozenset({"block_skip"}),
             )
         )
+    t += position_terms(pos, gqa)  # learned, sinusoidal, RoPE (ALiBi's terms are above)
     return CostModel(t)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sympy import Integer
 
+from complexo.analyses.positions import PROFILED
 from complexo.conventions import BOOL_BYTES, DTYPES
 from complexo.cost import Kind, evaluate
 from complexo.profile.step import sgd_rows
@@ -19,6 +20,8 @@ from complexo.symbols import B, G, d, d_c, e, h, m, n
 
 F = Kind.FORWARD
 PROJECTIONS = ("aten::addmm", "aten::mm")
+RANGED = ("learned", "sinusoidal", "rope")  # encodings with a module of their own
+POSITION_TERMS = ("pos_add", "rope_q", "rope_k")
 
 
 def rows(cfg, mode: str, side: str = "") -> list[Row]:
@@ -33,7 +36,9 @@ def rows(cfg, mode: str, side: str = "") -> list[Row]:
     width = d_c if cfg.kv_dim is not None else d  # what k and v are projected from
     x, S = B * n * d * e, B * h * n * keys * e  # one (B, n, d) tensor; the score matrix
     c = B * keys * width * e  # k and v's input: x, or the context
-    within = "complexo::forward" if mode == "train" else ""
+    # with positions, a forward's ops are read inside its range too: RoPE's multiplies are
+    # aten::mul as the scale's are, told apart by the range they run in
+    within = "complexo::forward" if mode == "train" or cfg.pos in RANGED else ""
 
     def row(name, names, moved, ops):
         return Row(name, tuple((F, t) for t in names), moved, ops, within)
@@ -45,6 +50,8 @@ def rows(cfg, mode: str, side: str = "") -> list[Row]:
         projections.append("bias_add")
         proj_bytes += (2 * d + 2 * kv) * e
     out = [row("projections", projections, proj_bytes, PROJECTIONS)]
+    if cfg.pos in RANGED:
+        out.append(_positions_row(cfg))
     if cfg.fused:
         names = ["scores", "scale", *(["causal_mask"] if cfg.causal else []), "softmax", "attn_v"]
         out.append(row("attention kernel", names, _traffic(True, keys), SDPA_KERNELS))
@@ -68,6 +75,21 @@ def rows(cfg, mode: str, side: str = "") -> list[Row]:
     return out
 
 
+def _positions_row(cfg) -> Row:
+    """The encoding's forward ops, inside their own range (its module's calls). Fewest bytes:
+    learned, sinusoidal: x and table[:n] read, x + table written; RoPE: q and k read and written,
+    the n rows of cos and sin read. 1 FLOP per 8 fp32 bytes (the add), 3 per 8 (RoPE): far below
+    any device's ridge, memory-bound."""
+    model = cfg.model()
+    names = tuple((F, t.name) for t in model.terms(F) if t.name in POSITION_TERMS)
+    if cfg.pos == "rope":
+        kv = G * d / h if cfg.kv_heads is not None else d
+        moved = 2 * B * n * (d + kv) * e + n * d / h * e
+    else:
+        moved = 2 * B * n * d * e + n * d * e
+    return Row("positions", names, moved, PROFILED, "complexo::positions")
+
+
 def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
     """Inference: what the block is given and its high-water mark above that
     (:func:`forward_peak`); training: x (and the context), the output, saved activations,
@@ -80,6 +102,8 @@ def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
     given = x_bytes  # what the block is given: x, and in cross-attention the context
     if cfg.cross:
         given += cfg.batch * cfg.kv_seq * (cfg.kv_dim or cfg.dim) * values[e]
+    if cfg.pos in ("sinusoidal", "rope"):  # a fixed table: a buffer beside the weights
+        given += evaluate(model.total(Kind.MEMORY, tag="positions"), values)
     if mode == "train":
         predicted = 2 * weights + given + x_bytes + evaluate(model.total(Kind.ACTIVATION), values)
     else:
@@ -100,23 +124,39 @@ def setup(cfg, mode: str, side: str, device: str) -> Setup:
     import torch
 
     from complexo.analyses.mhsa import build
-    from complexo.profile.trace import _phased_step
+    from complexo.profile.trace import _module_ranges, _phased_step
 
     block, inputs = build(cfg, device=device)
     inputs = [t.detach().requires_grad_(mode == "train") for t in inputs]  # x (and the context)
+    ranges = None
+    if cfg.pos in RANGED:
+        # while profiled: the encoding's module calls in complexo::positions, the block's in
+        # complexo::forward (RoPE's aten::mul told from the scale's by the range it runs in)
+        names = {"": "forward", "positions": "positions", "rope": "positions"}
+
+        def ranges():
+            return _module_ranges(block, lambda path, _m: names.get(path))
+
     if mode == "train":
         step = _phased_step(lambda: block(*inputs), torch.optim.SGD(block.parameters(), lr=1e-6))
         notes = [
             "training: the terms' times are their ops' inside the forward's range; the phases "
             "(forward, backward, optimizer) are the whole step, timed by range"
         ]
-        return Setup(step, [*block.parameters(), *inputs], notes=notes)
+        given = [*block.parameters(), *inputs, *block.buffers()]
+        return Setup(step, given, ranges=ranges, notes=notes)
 
     def forward():
         with torch.no_grad():
             block(*inputs)
 
-    return Setup(forward, [*block.parameters(), *inputs])
+    notes = []
+    if ranges:
+        notes.append(
+            "with --pos, the block's ops run inside profiler ranges (complexo::forward, "
+            "::positions): the time no row covers is not named op by op"
+        )
+    return Setup(forward, [*block.parameters(), *inputs, *block.buffers()], ranges, notes=notes)
 
 
 PROFILING = Profiling(
@@ -154,6 +194,9 @@ def forward_peak(cfg) -> int:
     shared = 2 * B * m * d * e if cfg.kv_heads not in (None, cfg.heads) else 0
     y, S = B * n * d * e, B * h * n * m * e
     merge = 2 * y  # the heads and their merged copy, then the merged copy and the output
+    # RoPE turns q, then k, out of place before v exists: at its cat q, k, the two rotated
+    # halves and the whole, |q| + |k| + 2·max(|q|, |k|) ≤ q, k, v and the merge's 2·|y|: never
+    # the peak; nor is an added table's x + table[:n] beside q, k, v (|y| ≤ 2·|y|)
     if cfg.fused:
         return qkv + max(shared + y, merge)
     stages = [2 * S, S + y]  # scale / softmax: input and output; A·V: probabilities and y
@@ -165,5 +208,8 @@ def forward_peak(cfg) -> int:
     if cfg.alibi:
         built = 4 * h + 8 * n + 8 * n**2 + 4 * h * n**2  # slopes, positions, distance, fp32 bias
         cast = h * n**2 * e if e != 4 else 0  # the bias in the block's dtype
+        # before it: |i − j| as a difference and its abs (two int64 n×n); the product with
+        # the negated slopes (a temporary h floats beside the slopes)
+        stages += [S + 4 * h + 8 * n + 16 * n**2, S + built + 4 * h]
         stages += [S + built + cast, 2 * S + h * n**2 * e]
     return qkv + max(shared + max(stages), merge)

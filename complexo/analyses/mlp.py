@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
+from complexo.analyses.mlp_profile import PROFILING
 from complexo.analyses.mlp_proof import SYMBOLIC
 from complexo.conventions import (
     DTYPES,
@@ -396,6 +397,7 @@ ANALYSIS = register(
         analyse=analyse,
         sides=SIDES,
         sweep=False,
+        profiling=PROFILING,
         examples=examples,
         symbolic=SYMBOLIC,
     )

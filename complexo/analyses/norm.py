@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from complexo.analyses.norm_cost import KINDS, LAYOUTS, cost_model, sizes
+from complexo.analyses.norm_profile import PROFILING
 from complexo.analyses.norm_proof import SYMBOLIC
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import Kind, evaluate
@@ -343,6 +344,7 @@ ANALYSIS = register(
         "module calls, on the meta device.",
         config=Config,
         analyse=analyse,
+        profiling=PROFILING,
         examples=examples,
         symbolic=SYMBOLIC,
     )

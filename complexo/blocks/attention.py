@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from complexo.blocks.positions import ADDED, RotaryPositions
+
 
 class MHSA(nn.Module):
     """The four projections that both implementations share (as ``nn.MultiheadAttention`` has:
@@ -32,6 +34,8 @@ class MHSA(nn.Module):
         window: int | None = None,
         alibi: bool = False,
         context_dim: int | None = None,
+        pos: str = "none",
+        max_seq: int | None = None,
     ):
         super().__init__()
         g = kv_heads or h
@@ -40,13 +44,20 @@ class MHSA(nn.Module):
         self.h, self.g, self.causal = h, g, causal or window is not None
         self.window, self.alibi = window, alibi  # naive attention only
         self.cross = context_dim is not None
-        if self.cross and (self.causal or alibi):
+        if self.cross and (self.causal or alibi or pos != "none"):
             raise ValueError("cross-attention has no causal order between queries and context")
         d_c = context_dim or d
         self.q_proj = nn.Linear(d, d, bias=bias)
         self.k_proj = nn.Linear(d_c, d // h * g, bias=bias)
         self.v_proj = nn.Linear(d_c, d // h * g, bias=bias)
         self.out_proj = nn.Linear(d, d, bias=bias)
+        # positions (blocks/positions.py): an add at the input (learned, sinusoidal), q and k
+        # rotated (rope), or ALiBi's bias on the scores (``alibi``); none in cross-attention
+        self.pos = "alibi" if alibi else pos
+        if self.pos in ADDED:
+            self.positions = ADDED[self.pos](max_seq, d)
+        elif self.pos == "rope":
+            self.rope = RotaryPositions(max_seq, d // h)
 
     def split_heads(self, x: torch.Tensor, heads: int | None = None) -> torch.Tensor:
         B, n, width = x.shape
@@ -54,9 +65,15 @@ class MHSA(nn.Module):
         return x.view(B, n, heads, width // heads).transpose(1, 2)  # (B, n, d) -> (B, h, n, hs)
 
     def project(self, x: torch.Tensor, context: torch.Tensor | None = None):
+        if self.pos in ADDED:
+            x = self.positions(x)  # (B, n, d) + (n, d): token i gets position i's row
         c = x if context is None else context  # self-attention: m = n, d_c = d
-        q = self.split_heads(self.q_proj(x))  # (B, n, d) x (d, d) -> (B, h, n, hs)
-        k = self.split_heads(self.k_proj(c), self.g)  # (B, m, d_c) x (d_c, G·hs) -> (B, G, m, hs)
+        q, k = self.q_proj(x), self.k_proj(c)  # (B, n, d) x (d, d); (B, m, d_c) x (d_c, G·hs)
+        if self.pos == "rope":  # q and k turned by their positions' angles, per head; v is not
+            q = self.rope(q.unflatten(-1, (self.h, -1))).flatten(-2)  # (B, n, h, hs) rotated
+            k = self.rope(k.unflatten(-1, (self.g, -1))).flatten(-2)  # G heads, before sharing
+        q = self.split_heads(q)  # (B, n, d) -> (B, h, n, hs)
+        k = self.split_heads(k, self.g)  # (B, m, G·hs) -> (B, G, m, hs)
         v = self.split_heads(self.v_proj(c), self.g)  # (B, m, d_c) x (d_c, G·hs) -> (B, G, m, hs)
         return q, k, v
 

@@ -4,6 +4,7 @@ per registered analysis that takes them, each with that analysis's own options),
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -130,14 +131,20 @@ def _sweep_command(sweeps: typer.Typer, a: Analysis) -> None:
 
 def _profile_command(profiles: typer.Typer, a: Analysis) -> None:
     modes = a.profiling.modes
-    extra = [
-        DEVICE,
-        option(
-            "mode",
-            str | None,
-            None,
-            f"{' or '.join(modes)} (default {modes[0]}); train: forward, backward, optimizer step.",
-        ),
+    extra = [DEVICE]
+    # a config with a field named mode keeps --mode for itself: its profile runs in the first
+    # of its profiling's modes
+    if "mode" not in {f.name for f in dataclasses.fields(a.config)}:
+        extra.append(
+            option(
+                "mode",
+                str | None,
+                None,
+                f"{' or '.join(modes)} (default {modes[0]}); train: forward, backward, "
+                "optimizer step.",
+            )
+        )
+    extra += [
         option("warmup", int | None, None, "Untimed runs first (default 3; 2 for whole models)."),
         option("repeat", int | None, None, "Timed runs (default 10; 5 for whole models)."),
         option("trace", str | None, None, "Write the Chrome/Perfetto trace to PATH."),

@@ -1,6 +1,6 @@
 """One module per page of ``analyses/``. Importing one registers its topic, so the order here is
-the order of ``complexo report``'s topics and of the index: mhsa, lora, cnn-vs-vit, video, conv,
-proofs."""
+the order of ``complexo report``'s topics and of the index: mhsa, lora, cnn-vs-vit,
+transformer-internals, video, conv, proofs."""
 
 from complexo.report.topics import mhsa
 
@@ -11,6 +11,9 @@ from complexo.report.topics import lora
 from complexo.report.topics import cnn_vs_vit
 
 # isort: split
+from complexo.report.topics import internals
+
+# isort: split
 from complexo.report.topics import video
 
 # isort: split
@@ -19,4 +22,4 @@ from complexo.report.topics import conv
 # isort: split
 from complexo.report.topics import proofs
 
-__all__ = ["cnn_vs_vit", "conv", "lora", "mhsa", "proofs", "video"]
+__all__ = ["cnn_vs_vit", "conv", "internals", "lora", "mhsa", "proofs", "video"]
