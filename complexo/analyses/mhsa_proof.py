@@ -127,7 +127,7 @@ SYMBOLIC = Symbolic(
     # one flag apart from another variant's trace: the full suite (make test-all) runs it
     slow=frozenset({"naive causal no bias"}),
     unproved={
-        "pos": "positions (learned, sinusoidal, rope) have their own tests (tests/test_positions.py),"
-        " not yet a symbolic trace",
+        "pos": "positions (learned, sinusoidal, rope) have their own tests "
+        "(tests/test_positions.py), not yet a symbolic trace",
     },
 )
