@@ -200,7 +200,7 @@ def test_importing_complexo_and_building_the_cli_leave_torch_out():
 
 
 # The shared layers: what every analysis goes through. They may name no analysis (as a word,
-# anywhere) and no side (as a string). NOT_YET: files the migration has still to clear; the
+# anywhere but after a dot: torch's config.patch is an attribute) and no side (as a string). NOT_YET: files the migration has still to clear; the
 # test also fails when one of them is clean, so the list only shrinks.
 SHARED = ["complexo/cli", "complexo/sweep.py", "complexo/profile", "complexo/render.py"]
 SHARED += ["complexo/render_runs.py", "complexo/plot.py", "complexo/registry.py"]
@@ -212,7 +212,7 @@ def _names_in(path: Path) -> list[str]:
     text = path.read_text()
     found = []
     for a in ANALYSES.values():
-        found += [a.name for _ in re.finditer(rf"\b{re.escape(a.name)}\b", text)]
+        found += [a.name for _ in re.finditer(rf"(?<!\.)\b{re.escape(a.name)}\b", text)]
         for side in a.sides:
             found += [f'"{side}"' for _ in re.finditer(rf"[\"']{re.escape(side)}[\"']", text)]
     return sorted(set(found))
