@@ -193,17 +193,19 @@ def test_profile_times_the_encoding_in_its_own_row(pos, mode):
         assert 0 <= prof.memory_peak - prof.memory_predicted <= 8
 
 
-@pytest.mark.parametrize("pos", ["learned", "sinusoidal", "rope"])
-def test_a_position_encoding_claims_no_proof_the_suite_does_not_run(pos):
-    """The symbolic proofs trace blocks without positions: a --pos config's quantities carry no
-    "proved for all shapes", and --prove refuses it in one line instead of proving another block."""
+def test_rope_claims_no_proof_and_prove_names_why():
+    """learned and sinusoidal tables are proved for all shapes (tests/test_proofs.py); RoPE is
+    not: its quantities carry no "proved for all shapes", and --prove refuses it in one line
+    naming the two terms its trace and its hand formula differ by."""
     from complexo import analyse
     from complexo.errors import ComplexoError
     from complexo.prove import prove
     from complexo.registry import ANALYSES
 
-    r = analyse("mhsa", seq=4, dim=4, heads=2, pos=pos)
+    r = analyse("mhsa", seq=4, dim=4, heads=2, pos="rope")
     assert not any(q.proof for q in r.quantities)
-    cfg = ANALYSES["mhsa"].make(seq=4, dim=4, heads=2, pos=pos)
-    with pytest.raises(ComplexoError, match="not yet a symbolic trace"):
+    learned = analyse("mhsa", seq=4, dim=4, heads=2, pos="learned")
+    assert learned.quantity("params").proof  # P·d + 4·d² + 4·d, proved by the suite
+    cfg = ANALYSES["mhsa"].make(seq=4, dim=4, heads=2, pos="rope")
+    with pytest.raises(ComplexoError, match=r"P·d·e/h .* 2·B·n·d"):
         prove(ANALYSES["mhsa"], cfg)

@@ -200,8 +200,9 @@ def test_importing_complexo_and_building_the_cli_leave_torch_out():
 
 
 # The shared layers: what every analysis goes through. They may name no analysis (as a word,
-# anywhere but after a dot: torch's config.patch is an attribute) and no side (as a string). NOT_YET: files the migration has still to clear; the
-# test also fails when one of them is clean, so the list only shrinks.
+# anywhere but after a dot: torch's config.patch is an attribute) and no side (as a string).
+# NOT_YET: files the migration has still to clear; the test also fails when one of them is
+# clean, so the list only shrinks.
 SHARED = ["complexo/cli", "complexo/sweep.py", "complexo/profile", "complexo/render.py"]
 SHARED += ["complexo/render_runs.py", "complexo/plot.py", "complexo/registry.py"]
 SHARED += ["complexo/result.py", "complexo/prove.py", "complexo/symtrace.py"]

@@ -53,7 +53,7 @@ def variant(cfg) -> str:
         if on
     ]
     pos = getattr(cfg, "pos", "none")
-    if pos not in ("none", "alibi"):  # learned, sinusoidal, rope: no trace declared for them
+    if pos not in ("none", "alibi"):  # ALiBi is the alibi variant already
         parts.append(f"pos {pos}")
     return " ".join(parts)
 
@@ -61,10 +61,12 @@ def variant(cfg) -> str:
 def cases(cfg) -> list[Case]:
     from complexo.analyses.mhsa import QUANTITIES
 
-    if getattr(cfg, "pos", "none") not in ("none", "alibi"):
-        return []  # the reference built here has no position encoding: it would prove another
-
+    pos = getattr(cfg, "pos", "none")
+    if pos == "rope":
+        return []  # unproved: the trace and the hand formula differ (SYMBOLIC.unproved)
     dims = [Dim("B", 3), Dim("n", 11), Dim("hs", 7, means=d / h)]
+    if pos in ("learned", "sinusoidal"):
+        dims.append(Dim("P", 19))  # the table's positions n_max
     if cfg.kv_heads is not None:  # h = G·(h/G): G divides h by construction
         dims += [Dim("G", 2), Dim("q", 5, means=h / G)]
     else:
@@ -93,6 +95,8 @@ def cases(cfg) -> list[Case]:
             window=size.get("W"),
             alibi=cfg.alibi,
             context_dim=context,
+            pos=pos,
+            max_seq=size.get("P"),
         )
         x = torch.empty(size["B"], size["n"], width, requires_grad=True)
         if context is None:
@@ -122,12 +126,22 @@ SYMBOLIC = Symbolic(
         "naive causal no bias": {"impl": "naive", "causal": True, "bias": False},
         "naive cross d_c": {"impl": "naive", "kv_seq": 77, "kv_dim": 768},
         "sdpa cross": {"impl": "sdpa", "kv_seq": 77},
+        "naive pos learned": {"impl": "naive", "pos": "learned"},
+        "naive pos sinusoidal": {"impl": "naive", "pos": "sinusoidal"},
     },
     untraced=UNTRACED,
     # one flag apart from another variant's trace: the full suite (make test-all) runs it
     slow=frozenset({"naive causal no bias"}),
+    where={
+        "naive pos learned": "(P >= n)",
+        # the sinusoidal table's sin columns ⌈d/2⌉ and cos columns ⌊d/2⌋, as the trace guards
+        "naive pos sinusoidal": "(floor(d/2) <= floor(d/2 + 1/2), P >= n)",
+    },
     unproved={
-        "pos": "positions (learned, sinusoidal, rope) have their own tests "
-        "(tests/test_positions.py), not yet a symbolic trace",
+        "rope": "its trace differs from the hand formula by two named terms: activation bytes "
+        "P·d·e/h (the cos and sin tables, buffers that the hand formula counts as saved and the "
+        "trace does not) and backward FLOPs 2·B·n·d (autograd adds the gradients of each head's "
+        "two halves into q's and k's with one full-size add each, which the hand formula leaves "
+        "out); checked at sampled sizes in tests/test_positions.py",
     },
 )

@@ -68,8 +68,9 @@ class RotaryPositions(nn.Module):
             raise ValueError(f"RoPE rotates pairs of features: head size {head_size} is odd")
         angles = torch.arange(max_seq, dtype=torch.float32)[:, None]
         angles = angles * frequencies(head_size // 2, head_size)  # (P, hs/2): i·θ_j
-        self.register_buffer("cos", torch.cos(angles))
-        self.register_buffer("sin", torch.sin(angles))
+        dtype = torch.get_default_dtype()  # the block's element type (.to() casts them too)
+        self.register_buffer("cos", torch.cos(angles).to(dtype))
+        self.register_buffer("sin", torch.sin(angles).to(dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, half = x.shape[1], x.shape[-1] // 2
