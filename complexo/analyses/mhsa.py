@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from complexo.analyses import mhsa_peak
 from complexo.analyses.mhsa_cost import (  # noqa: F401  (the cost model's names, here too)
     ALIBI_BUILD,
     BLOCK,
@@ -237,6 +238,9 @@ def analyse(cfg: Config) -> Result:
     readings, (block, inputs) = counted(count, ({}, (None, None)))
     quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
     notes = _variant_notes(cfg, {q.name: q.value for q in quantities}, model, values)
+    peak, peak_note = mhsa_peak.quantity(cfg, model)  # the training step's high-water mark
+    quantities.append(peak)
+    notes.append(peak_note)
     if cfg.fused and block is not None:
         from complexo.measure import cpu_attention_formulas, measure_torch
 
