@@ -155,8 +155,9 @@ def _alibi(book: Ledger, cfg, S) -> None:
 
 
 def _projections(book: Ledger, cfg, gqa, X, KV, C, kv, width, bias) -> None:
-    """The three input projections' backward, in autograd's order (v's and k's repeats summed
-    first with grouped heads), and x's (and the context's) gradient accumulated."""
+    """The three input projections' backward, in autograd's order (the latest-made node first:
+    v, k, q; with grouped heads v's and k's repeats summed before), and x's (and the
+    context's) gradient accumulated."""
     e_ = e
     if gqa:
         for name in ("dvh", "dkh"):
@@ -166,9 +167,11 @@ def _projections(book: Ledger, cfg, gqa, X, KV, C, kv, width, bias) -> None:
     else:
         book.live["dk"] = book.live.pop("dkh")
         book.live["dv"] = book.live.pop("dvh")
-        naive = not cfg.fused
-        # naive: dQ's and dV's heads need a contiguous copy, dKᵀ's layout is already (B, n, d)
-        paths = [("dq", X, d, d, naive), ("dk", C, width, kv, False), ("dv", C, width, kv, naive)]
+        # naive: dV's and dQ's heads need a contiguous copy (the batched products give them
+        # as (B, h, n, d/h)), unless one head makes that layout (B, n, d) already; dKᵀ's
+        # layout is (B, n, d) as it comes; SDPA's kernel gives all three as (B, n, h, d/h)
+        copy = not cfg.fused and cfg.heads > 1
+        paths = [("dv", C, width, kv, copy), ("dk", C, width, kv, False), ("dq", X, d, d, copy)]
     acc = {"x": [], "context": []}
     for grad, rows_bytes, w_in, w_out, copy in paths:
         src = "context" if cfg.cross and grad != "dq" else "x"
@@ -190,6 +193,10 @@ def _projections(book: Ledger, cfg, gqa, X, KV, C, kv, width, bias) -> None:
             )
             book.free(*acc[src])
             acc[src] = [f"sum_{src}_{grad}"]
+            # AccumulateGrad copies the sum under FakeTensorMode (the sum kept to the step's
+            # end); on real tensors it takes the sum itself: C bytes fewer, in the tail only
+            if src == "context":
+                book.alloc("the context's gradient copied into its .grad", g_context=rows_bytes)
     book.free("loss")
     book.phase = "optimizer"
 
