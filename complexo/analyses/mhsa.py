@@ -165,6 +165,7 @@ QUANTITIES = (
     QuantitySpec("attention_matrix_bytes", "attention matrix", Kind.MEMORY, tag="matrix"),
     QuantitySpec("kv_bytes", "k and v (a decoder's cache)", Kind.MEMORY, tag="kv"),
     QuantitySpec("attention_hbm_bytes", "attention HBM traffic", Kind.MEMORY, tag="hbm"),
+    QuantitySpec("attention_hbm_backward_bytes", "  its backward", Kind.MEMORY, tag="hbm_bwd"),
     QuantitySpec(
         "useful_score_flops", "scores + A·V on kept pairs", Kind.ALTERNATIVE, tag="useful"
     ),
