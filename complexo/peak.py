@@ -49,6 +49,7 @@ class Moment:
     phase: str
     what: str
     expr: Any  # a sympy expression over the config's symbols
+    size: Any = 0  # what this allocation added
 
 
 class Ledger:
@@ -66,7 +67,8 @@ class Ledger:
                 raise ValueError(f"{name} is already live")
         self.live.update(tensors)
         total = sympy.Add(*(sympy.sympify(v) for v in self.live.values()))
-        self.moments.append(Moment(self.phase, what, total))
+        size = sympy.Add(*(sympy.sympify(v) for v in tensors.values()))
+        self.moments.append(Moment(self.phase, what, total, size))
 
     def free(self, *names: str) -> None:
         for name in names:
@@ -239,10 +241,12 @@ def tracked_step(build: Callable[[], tuple], optimizer: str = "sgd") -> Tracked:
     return Tracked(best, phase, by_kind, timeline)
 
 
-def cpu_step_peak(module, inputs, optimizer: str = "sgd") -> int:
+def cpu_step_peak(module, inputs, optimizer: str = "sgd", *, curve: int = 0):
     """The same step run for real on the CPU, its peak from the profiler's record of every
     allocation and free (:func:`cpu_live_peak`): the storages it is given (weights, inputs)
-    and the most it holds beyond them. A fresh step: no gradient from an earlier one."""
+    and the most it holds beyond them. A fresh step: no gradient from an earlier one. With
+    ``curve``: the live bytes after each allocation of at least that many bytes instead
+    (:func:`cpu_live_curve`)."""
     import torch
 
     from complexo.measure import storage_bytes
@@ -258,6 +262,8 @@ def cpu_step_peak(module, inputs, optimizer: str = "sgd") -> int:
         if opt:
             opt.step()
 
+    if curve:
+        return [storage_bytes(given) + b for b in cpu_live_curve(step, curve)]
     return storage_bytes(given) + cpu_live_peak(step)
 
 
@@ -267,6 +273,14 @@ def cpu_live_peak(fn: Callable[[], object]) -> int:
     with its time) summed in time order. Unlike the per-op sums of
     :func:`complexo.measure.cpu_peak_bytes`, a free inside an autograd node (a saved tensor let
     go) counts when it happens, not at the node's start. An op's scratch space is seen too."""
+
+    return max(cpu_live_curve(fn), default=0)
+
+
+def cpu_live_curve(fn: Callable[[], object], min_bytes: int = 1) -> list[int]:
+    """The bytes ``fn`` holds beyond what was live before it, after each allocation of at least
+    ``min_bytes`` (every free and smaller allocation counted in between), in time order: the
+    profiler's raw allocation records."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -280,11 +294,12 @@ def cpu_live_peak(fn: Callable[[], object]) -> int:
         for evt in prof.profiler.kineto_results.events()
         if evt.name() == "[memory]" and evt.device_type() in cpu
     ]
-    live = best = 0
+    live, curve = 0, []
     for _, nbytes in sorted(records, key=lambda r: r[0]):
         live += nbytes
-        best = max(best, live)
-    return best
+        if nbytes >= min_bytes:
+            curve.append(live)
+    return curve
 
 
 def cast_parameters(module, dtype) -> None:
