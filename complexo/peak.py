@@ -48,8 +48,13 @@ class Moment:
 
     phase: str
     what: str
-    expr: Any  # a sympy expression over the config's symbols
+    parts: tuple  # the live tensors' bytes, sympy expressions over the config's symbols
     size: Any = 0  # what this allocation added
+
+    @property
+    def expr(self):
+        """The bytes live: the parts' sum."""
+        return sympy.Add(*self.parts)
 
 
 class Ledger:
@@ -66,9 +71,9 @@ class Ledger:
             if name in self.live:
                 raise ValueError(f"{name} is already live")
         self.live.update(tensors)
-        total = sympy.Add(*(sympy.sympify(v) for v in self.live.values()))
+        parts = tuple(sympy.sympify(v) for v in self.live.values())
         size = sympy.Add(*(sympy.sympify(v) for v in tensors.values()))
-        self.moments.append(Moment(self.phase, what, total, size))
+        self.moments.append(Moment(self.phase, what, parts, size))
 
     def free(self, *names: str) -> None:
         for name in names:
@@ -104,7 +109,14 @@ def peak(moments: Iterable[Moment], values: Mapping) -> Peak:
     moments = list(moments)
     if not moments:
         raise ValueError("a ledger with no allocation has no peak")
-    timeline = tuple((mo.phase, mo.what, evaluate(mo.expr, values)) for mo in moments)
+    known: dict = {}  # each tensor's bytes evaluated once: a deep model's ledger repeats them
+
+    def bytes_of(part) -> int:
+        if part not in known:
+            known[part] = evaluate(part, values)
+        return known[part]
+
+    timeline = tuple((mo.phase, mo.what, sum(map(bytes_of, mo.parts))) for mo in moments)
     i = max(range(len(timeline)), key=lambda k: (timeline[k][2], -k))
     best = moments[i]
     return Peak(timeline[i][2], best.phase, best.what, best.expr, timeline)
@@ -215,6 +227,14 @@ def tracked_step(build: Callable[[], tuple], optimizer: str = "sgd") -> Tracked:
 
         def _total(self) -> int:
             return sum(snap[_TOTAL_KEY] for snap in self._curr_mem_snap.values())
+
+        def _update_peak_stats(self, peak_state) -> None:
+            # the step's peak only: MemTracker's per-module peaks walk every module at every
+            # op (minutes for a deep model), and nothing here reads them
+            for dev, snap in self._curr_mem_snap.items():
+                if self._peak_mem.get(dev, 0) < snap[_TOTAL_KEY]:
+                    self._peak_mem[dev] = snap[_TOTAL_KEY]
+                    self._peak_mem_snap[dev] = dict(snap)
 
     make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     with FakeTensorMode(allow_non_fake_inputs=True):

@@ -189,3 +189,50 @@ def test_the_analyses_show_the_peak_with_memtrackers_reading_and_the_phase():
     result = loss.analyse(LossConfig(kind="xent", batch=2, seq=3, dim=4, vocab=10))
     q = result.quantity("training_peak_bytes")
     assert (q.value, q.measured["torch"]) == (1336, 1336)
+
+
+@pytest.mark.slow  # a real ViT-Ti step on the CPU: about 9 s here
+def test_vit_ti16_peaks_in_the_last_blocks_mlp_backward():
+    """ViT-Ti/16 at 224, B=1, fp32: n = 197, d = 192, f = 768, 12 blocks. X = 197·192·4 =
+    151,296, F = 197·768·4 = 605,184, LayerNorm statistics 2·4·197 = 1,576, SDPA's log-sum-exp
+    4·3·197 = 2,364. Saved per block: its norms' outputs, q, k, v, SDPA's output, the residual
+    and its output 8·X, fc1's and GELU's outputs 2·F, two norms' statistics and the
+    log-sum-exp: 2,426,252; twelve blocks 29,115,024, less the last output (freed by the final
+    norm's backward) 28,963,728. At fc2's backward in block 12: weights 5,717,416·4 =
+    22,869,664 + image 3·224²·4 = 602,112 + the embedded tokens X + 28,963,728 + logits 4,000
+    + the loss and its seed 8 + the head's dW, db (1000·192 + 1000)·4 = 772,000 + the final
+    norm's dX and dγ, dβ 151,296 + 1,536 + fc2's dX F and dW, db (768·192 + 192)·4 = 590,592:
+    54,711,416, to the byte by MemTracker and by the CPU profiler on a real step."""
+    from complexo.analyses import vit, vit_peak
+
+    cfg = vit.Config(model="vit-ti16", res=224, batch=1)
+    best = _peak(cfg, vit_peak)
+    assert (best.bytes, best.phase) == (54_711_416, "backward")
+    assert best.what == "block 12: fc2's backward: dW, db"
+    assert vit_peak.tracked(cfg).bytes == 54_711_416
+    net, x = vit.build(cfg, "cpu")
+    assert cpu_step_peak(net, (x,)) == 54_711_416
+
+
+@pytest.mark.slow  # MemTracker over ViT-B's twelve blocks: about 4 s here
+def test_vit_b16_batch_4_where_the_issue_measured_791_mib():
+    """The issue's ViT-B/16, B=4: the all-live sum said 1.09 GiB, the old per-op reading of the
+    CPU profiler 791 MiB; the ledger and MemTracker say 838,707,656 bytes (800 MiB), in block
+    12's MLP backward."""
+    from complexo.analyses import vit, vit_peak
+
+    cfg = vit.Config(model="vit-b16", res=224, batch=4)
+    best = _peak(cfg, vit_peak)
+    assert best.bytes == vit_peak.tracked(cfg).bytes == 838_707_656
+    assert round(vit_peak.all_live(cfg) / 2**30, 2) == 1.09
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_a_small_vit_peaks_where_memtracker_says(dtype):
+    """ViT-S/32 at 64 (n = 5 tokens), B=2: every phase's high-water mark as MemTracker's."""
+    from complexo.analyses import vit, vit_peak
+
+    cfg = vit.Config(model="vit-s32", res=64, batch=2, dtype=dtype)
+    best, tracked = _peak(cfg, vit_peak), vit_peak.tracked(cfg)
+    assert (best.bytes, best.phase) == (tracked.bytes, tracked.phase)
+    assert best.phase_peaks() == tracked.phase_peaks()
