@@ -323,11 +323,15 @@ def cpu_live_curve(fn: Callable[[], object], min_bytes: int = 1) -> list[int]:
 
 
 def cast_parameters(module, dtype) -> None:
-    """``module.to(dtype)`` for parameters made under FakeTensorMode (which cannot be swapped in
-    place, as ``to`` does for tensor subclasses): each replaced by its cast copy."""
+    """``module.to(dtype)`` for a module made under FakeTensorMode (whose parameters cannot be
+    swapped in place, as ``to`` does for tensor subclasses): each parameter and floating
+    buffer replaced by its cast copy."""
     import torch
 
     for mod in module.modules():
         for name, param in list(mod._parameters.items()):
             if param is not None:
                 mod._parameters[name] = torch.nn.Parameter(param.detach().to(dtype))
+        for name, buffer in list(mod._buffers.items()):  # floating buffers too, as ``to`` does
+            if buffer is not None and buffer.is_floating_point():
+                mod._buffers[name] = buffer.to(dtype)

@@ -236,3 +236,38 @@ def test_a_small_vit_peaks_where_memtracker_says(dtype):
     best, tracked = _peak(cfg, vit_peak), vit_peak.tracked(cfg)
     assert (best.bytes, best.phase) == (tracked.bytes, tracked.phase)
     assert best.phase_peaks() == tracked.phase_peaks()
+
+
+def test_resnet18_peaks_at_the_stems_relu_backward_at_small_images():
+    """ResNet-18 at 32, B=2, fp32: the maps are small, the weights' gradients are not, so the
+    step peaks at the end of the backward, in the stem. Weights 11,689,512·4 = 46,758,048;
+    BatchNorm buffers (running mean and variance of 4,800 channels, a batch count each)
+    2·4,800·4 + 20·8 = 38,560; image 2·3·32²·4 = 24,576; every gradient but the stem's
+    convolution's and BatchNorm's (11,689,512 − 64·3·49 − 2·64)·4 = 46,719,904; logits
+    2·1000·4 = 8,000; the loss and its seed 8; the stem's convolution and BatchNorm outputs
+    2·(2·64·16²·4) = 262,144 and the BatchNorm's statistics 2·64·4 = 512; the max pool's
+    gradient and the ReLU's 2·131,072 = 262,144: 94,073,896."""
+    from complexo.analyses import cnn, cnn_peak
+
+    cfg = cnn.Config(model="resnet18", res=32, batch=2)
+    best = _peak(cfg, cnn_peak)
+    assert (best.bytes, best.phase, best.what) == (94_073_896, "backward", "stem: ReLU's backward")
+    assert cnn_peak.tracked(cfg).bytes == 94_073_896
+
+
+@pytest.mark.slow  # MemTracker over ResNet-50's 53 convolutions, and a real CPU step
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_resnet50_peaks_where_memtracker_says_and_the_cpu_adds_its_convolutions_scratch(dtype):
+    """ResNet-50 at 64, B=2: every phase's high-water mark as MemTracker's; the CPU's real
+    step (fp32) holds at most 1% more, the scratch its convolution kernels allocate inside
+    an op (no storage an op returns)."""
+    from complexo.analyses import cnn, cnn_peak
+
+    cfg = cnn.Config(model="resnet50", res=64, batch=2, dtype=dtype)
+    best, tracked = _peak(cfg, cnn_peak), cnn_peak.tracked(cfg)
+    assert (best.bytes, best.phase) == (tracked.bytes, tracked.phase)
+    assert best.phase_peaks() == tracked.phase_peaks()
+    if dtype == "fp32":
+        net, x = cnn.build(cfg, "cpu")
+        net.train(True)
+        assert 0 <= cpu_step_peak(net, (x,)) - best.bytes < best.bytes / 100

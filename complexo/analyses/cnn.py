@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
+from complexo.analyses import cnn_peak
 from complexo.analyses.vision import (
     BATCH_NORM,
     CONV,
@@ -197,7 +198,9 @@ def analyse(cfg: Config) -> Result:
         params, gmacs, source = PUBLISHED[cfg.model]
         notes.append(f"published ({source}): {params:,} parameters, {gmacs} GMAC at 224 per image")
     facts = {"feature maps": f"{feature_maps(cfg)} (stem, stages 1-4)"}
-    return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)
+    peak, peak_note = cnn_peak.quantity(cfg)  # the training step's high-water mark
+    notes.append(peak_note)
+    return Result(NAME, asdict(cfg), values, model, [*quantities, peak], summary, notes, facts)
 
 
 def examples():

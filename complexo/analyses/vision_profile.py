@@ -75,19 +75,18 @@ def cost_model(cfg, side: str = ""):
 
 def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
     """An upper bound: weights and every activation saved for a backward (+ gradients in
-    training; SGD keeps no state); a ViT's training step: its high-water mark with lifetimes
-    (:mod:`complexo.analyses.vit_peak`)."""
+    training; SGD keeps no state); a training step: its high-water mark with lifetimes
+    (:mod:`complexo.analyses.cnn_peak`, :mod:`complexo.analyses.vit_peak`)."""
     values = cfg.values
     weights = evaluate(model.total(Kind.PARAMS), values) * values[e]
     saved = evaluate(model.total(Kind.ACTIVATION), values)
     predicted = weights + saved + (weights if mode == "train" else 0)
-    from complexo.analyses import vit
-
-    if mode == "train" and isinstance(cfg, vit.Config):
-        from complexo.analyses.vit_peak import ledger
+    if mode == "train":
+        from complexo.analyses import cnn, cnn_peak, vit_peak
         from complexo.peak import peak
 
-        predicted = peak(ledger(cfg).moments, values).bytes
+        ledgers = cnn_peak if isinstance(cfg, cnn.Config) else vit_peak
+        predicted = peak(ledgers.ledger(cfg).moments, values).bytes
     return predicted, predicted, "a smaller --res or --batch"
 
 
