@@ -58,6 +58,9 @@ def test_tiny_lm_head_bf16_in_three_chunks():
         "chunked_saved_bytes": 88,
         # a chunk of 10 logits × (2 + 2 + 3·4) = 160; dx 48; fp32 dW 80
         "chunked_peak_bytes": 288,
+        # a training step at log p: W 40, x 48, y 48; z, z − m, exp, log p 4·30·4 = 480;
+        # m, s, log s 3·6·4 = 72 (the backward's most: 676)
+        "training_peak_bytes": 688,
     }
     for name in ("activation_bytes", "fused_saved_bytes", "chunked_saved_bytes", "params"):
         assert r.quantity(name).measured["torch"] == r.quantity(name).value, name

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
+from complexo.analyses import cnn_peak
 from complexo.analyses.cnn_proof import SYMBOLIC
 from complexo.analyses.vision import (
     BATCH_NORM,
@@ -198,7 +199,9 @@ def analyse(cfg: Config) -> Result:
         params, gmacs, source = PUBLISHED[cfg.model]
         notes.append(f"published ({source}): {params:,} parameters, {gmacs} GMAC at 224 per image")
     facts = {"feature maps": f"{feature_maps(cfg)} (stem, stages 1-4)"}
-    return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)
+    peak, peak_note = cnn_peak.quantity(cfg)  # the training step's high-water mark
+    notes.append(peak_note)
+    return Result(NAME, asdict(cfg), values, model, [*quantities, peak], summary, notes, facts)
 
 
 def examples():

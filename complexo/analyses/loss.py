@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from complexo.analyses import loss_peak
 from complexo.analyses.loss_cost import KINDS, cost_model
 from complexo.analyses.loss_profile import PROFILING
 from complexo.analyses.loss_proof import SYMBOLIC
@@ -169,7 +170,9 @@ def analyse(cfg: Config) -> Result:
     summary = summarise(model, values, growing, {}, [])
     v = {q.name: q.value for q in qs}
     facts = {"logits": f"{v['logits_bytes']:,} bytes ({cfg.dtype}, with any fp32 copy)"}
-    return Result(NAME, asdict(cfg), values, model, qs, summary, _notes(cfg, v), facts)
+    peak, peak_note = loss_peak.quantity(cfg)  # the training step's high-water mark
+    notes = [*_notes(cfg, v), peak_note]
+    return Result(NAME, asdict(cfg), values, model, [*qs, peak], summary, notes, facts)
 
 
 def _notes(cfg: Config, v: dict) -> list[str]:

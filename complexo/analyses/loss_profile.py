@@ -65,12 +65,16 @@ def rows(cfg, mode: str, side: str = "") -> list[Row]:
 
 def memory(cfg, mode: str, side: str, m) -> tuple[int, int, str]:
     """The weights and inputs, the logits (and their fp32 copy), two fp32 passes over them alive
-    at once; training adds what is saved, the logits' gradient and the weights' gradient."""
+    at once; training: the step's high-water mark with lifetimes
+    (:mod:`complexo.analyses.loss_peak`)."""
     rows_, width, inputs = _sizes(cfg)
     held = inputs + m.total(Kind.MEMORY, tag="logits") + 2 * rows_ * width * FP32_BYTES
-    if mode == "train":
-        held += m.total(Kind.ACTIVATION) + m.total(Kind.MEMORY, tag="grad") + inputs
     predicted = evaluate(held, cfg.values)
+    if mode == "train":
+        from complexo.analyses.loss_peak import ledger
+        from complexo.peak import peak
+
+        predicted = peak(ledger(cfg).moments, cfg.values).bytes
     hint = "--chunks is formula-only here; a smaller --batch, --seq or --vocab"
     return predicted, predicted, hint
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from complexo.analyses import mhsa_peak
 from complexo.analyses.mhsa_cost import (  # noqa: F401  (the cost model's names, here too)
     ALIBI_BUILD,
     BLOCK,
@@ -206,6 +207,7 @@ QUANTITIES = (
     QuantitySpec("attention_matrix_bytes", "attention matrix", Kind.MEMORY, tag="matrix"),
     QuantitySpec("kv_bytes", "k and v (a decoder's cache)", Kind.MEMORY, tag="kv"),
     QuantitySpec("attention_hbm_bytes", "attention HBM traffic", Kind.MEMORY, tag="hbm"),
+    QuantitySpec("attention_hbm_backward_bytes", "  its backward", Kind.MEMORY, tag="hbm_bwd"),
     QuantitySpec(
         "useful_score_flops", "scores + A·V on kept pairs", Kind.ALTERNATIVE, tag="useful"
     ),
@@ -281,6 +283,9 @@ def analyse(cfg: Config) -> Result:
     readings, (block, inputs) = counted(count, ({}, (None, None)))
     quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
     notes = _variant_notes(cfg, {q.name: q.value for q in quantities}, model, values)
+    peak, peak_note = mhsa_peak.quantity(cfg, model)  # the training step's high-water mark
+    quantities.append(peak)
+    notes.append(peak_note)
     if cfg.fused and block is not None:
         from complexo.measure import cpu_attention_formulas, measure_torch
 

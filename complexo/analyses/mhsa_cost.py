@@ -151,6 +151,15 @@ def cost_model(
     kv_note = "the context's, once per sample" if cross else "what a decoder caches"
     t.append(Term("kv", Kind.MEMORY, 2 * B * keys * kv * e, note=kv_note, tags=KV))
     t.append(Term("hbm", Kind.MEMORY, _traffic(fused, keys), note=TRAFFIC[fused], tags=HBM))
+    t.append(
+        Term(
+            "hbm_backward",
+            Kind.MEMORY,
+            _traffic_backward(fused, keys),
+            note=TRAFFIC_BWD[fused],
+            tags=HBM_BWD,
+        )
+    )
     # What other implementations of the same attention would execute: only the pairs the mask
     # keeps (a banded kernel), or whole 128×128 tiles on and below the diagonal.
     pairs = n * W - W * (W - 1) / 2 if window else n * (n + 1) / 2 if causal else n * keys
@@ -180,6 +189,7 @@ def cost_model(
 
 
 MATRIX, KV, HBM = frozenset({"matrix"}), frozenset({"kv"}), frozenset({"hbm"})
+HBM_BWD = frozenset({"hbm_bwd"})
 ALIBI_BUILD = ("aten::mul", "aten.mul")
 TRAFFIC = {
     False: "standard attention: read Q, K; write, read S; write, read P; read V; write O",
@@ -199,4 +209,28 @@ def _traffic(fused: bool, keys=n):
     passes = sympy.ceiling(keys / sympy.ceiling(M / (4 * hs * e)))  # T_c outer iterations
     elements = n * hs + 2 * keys * hs + passes * 3 * n * hs  # init O; K, V; Q, O in and O out
     statistics = FP32_BYTES * (2 * n + passes * 4 * n)  # init l, m; read and write per pass
+    return B * h * (elements * e + statistics)
+
+
+TRAFFIC_BWD = {
+    False: "standard backward: read P, dO; write dV, dP; read P, dP; write dS; read dS twice",
+    True: "FlashAttention's backward: K, V once; Q, O, dO, dQ (and l, m) once per K/V block",
+}
+
+
+def _traffic_backward(fused: bool, keys=n):
+    """Device-memory bytes of the attention core's backward (dO in; dQ, dK, dV out), per the
+    FlashAttention paper's Algorithms 3 and 4. Standard attention re-reads the n×m matrices it
+    wrote: P and dO for dV = Pᵀ·dO (dV written), dO and V for dP = dO·Vᵀ (dP written), P and dP
+    for dS (dS written), dS and K for dQ, dS and Q for dK: 7·n·m + 4·(n + m)·(d/h) elements per
+    head. The tiled kernel keeps no matrix: it writes dQ = 0, then per outer block of B_c keys
+    loads K_j, V_j once (dK_j, dV_j written once at its end) and, for every query block, Q_i,
+    O_i, dO_i, dQ_i and fp32 l_i, m_i, writing dQ_i back; P is recomputed on chip from Q, K and
+    the statistics: Θ(n·m·d²/M) again."""
+    hs = d / h
+    if not fused:
+        return B * h * (7 * n * keys + 4 * (n + keys) * hs) * e
+    passes = sympy.ceiling(keys / sympy.ceiling(M / (4 * hs * e)))  # T_c outer iterations
+    elements = n * hs + 4 * keys * hs + passes * 5 * n * hs  # dQ = 0; K, V, dK, dV; per pass
+    statistics = FP32_BYTES * passes * 2 * n  # l and m read per pass
     return B * h * (elements * e + statistics)

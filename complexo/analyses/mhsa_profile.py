@@ -92,8 +92,8 @@ def _positions_row(cfg) -> Row:
 
 def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
     """Inference: what the block is given and its high-water mark above that
-    (:func:`forward_peak`); training: x (and the context), the output, saved activations,
-    weights and their gradients (SGD keeps no state)."""
+    (:func:`forward_peak`); training: the step's high-water mark with lifetimes
+    (:mod:`complexo.analyses.mhsa_peak`: weights, x, what is live at the moment it peaks)."""
     from complexo.render import human
 
     values = cfg.values
@@ -105,7 +105,10 @@ def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
     if cfg.pos in ("sinusoidal", "rope"):  # a fixed table: a buffer beside the weights
         given += evaluate(model.total(Kind.MEMORY, tag="positions"), values)
     if mode == "train":
-        predicted = 2 * weights + given + x_bytes + evaluate(model.total(Kind.ACTIVATION), values)
+        from complexo.analyses.mhsa_peak import ledger
+        from complexo.peak import peak
+
+        predicted = peak(ledger(cfg).moments, values).bytes
     else:
         predicted = weights + given + forward_peak(cfg)
     # n×n matrices: two coexist in the forward (each element-wise pass is out of place); the
@@ -185,7 +188,8 @@ def forward_peak(cfg) -> int:
     pass over the scores is out of place, so two B·h·n·m matrices coexist (the scores and their
     scaled copy, then the softmax's input and output; m = n in self-attention); the causal mask
     holds three n×n bools (all-ones, tril, its negation) as masked_fill runs; ALiBi builds an
-    int64 n×n distance and an fp32 h×n×n bias, then casts it; after ``attend`` the heads are
+    int64 n×n distance (two while abs runs) and an fp32 h×n×n bias, then casts it (at tiny
+    sizes the int64 pair is its largest stage); after ``attend`` the heads are
     merged by a copy. The fused kernel keeps no matrix (its own work buffers are internal)."""
     B, n, d, h, e = cfg.batch, cfg.seq, cfg.dim, cfg.heads, DTYPES[cfg.dtype].bytes
     m = cfg.kv_seq or n  # keys: the context's, or the n tokens
@@ -206,10 +210,15 @@ def forward_peak(cfg) -> int:
         if cfg.window is not None:  # tril, triu and their & beside the ones
             stages.append(S + 4 * n**2 * BOOL_BYTES)
     if cfg.alibi:
-        built = 4 * h + 8 * n + 8 * n**2 + 4 * h * n**2  # slopes, positions, distance, fp32 bias
-        cast = h * n**2 * e if e != 4 else 0  # the bias in the block's dtype
-        # before it: |i − j| as a difference and its abs (two int64 n×n); the product with
-        # the negated slopes (a temporary h floats beside the slopes)
-        stages += [S + 4 * h + 8 * n + 16 * n**2, S + built + 4 * h]
-        stages += [S + built + cast, 2 * S + h * n**2 * e]
+        # fp32 slopes (4h) and int64 positions (8n) throughout; i − j and its |·| (int64 n×n
+        # each) while abs runs; then the distance, the negated slopes and the fp32 h×n×n
+        # product; then that product and its cast to the block's dtype (the negation freed)
+        kept = 4 * h + 8 * n
+        cast = h * n**2 * e if e != 4 else 0
+        stages += [
+            S + kept + 16 * n**2,
+            S + kept + 4 * h + 8 * n**2 + 4 * h * n**2,
+            S + kept + 8 * n**2 + 4 * h * n**2 + cast,
+            2 * S + h * n**2 * e,
+        ]
     return qkv + max(shared + max(stages), merge)

@@ -75,11 +75,18 @@ def cost_model(cfg, side: str = ""):
 
 def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
     """An upper bound: weights and every activation saved for a backward (+ gradients in
-    training; SGD keeps no state)."""
+    training; SGD keeps no state); a training step: its high-water mark with lifetimes
+    (:mod:`complexo.analyses.cnn_peak`, :mod:`complexo.analyses.vit_peak`)."""
     values = cfg.values
     weights = evaluate(model.total(Kind.PARAMS), values) * values[e]
     saved = evaluate(model.total(Kind.ACTIVATION), values)
     predicted = weights + saved + (weights if mode == "train" else 0)
+    if mode == "train":
+        from complexo.analyses import cnn, cnn_peak, vit_peak
+        from complexo.peak import peak
+
+        ledgers = cnn_peak if isinstance(cfg, cnn.Config) else vit_peak
+        predicted = peak(ledgers.ledger(cfg).moments, values).bytes
     return predicted, predicted, "a smaller --res or --batch"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from complexo.analyses import vit_peak
 from complexo.analyses.vision import (
     CONV,
     CONV_BWD,
@@ -182,7 +183,9 @@ def analyse(cfg: Config) -> Result:
         params, res, gmacs, source = PUBLISHED[cfg.model]
         flops = f", {gmacs} GMAC" if gmacs else ""
         notes.append(f"published ({source}): {params:,} parameters{flops} at {res} per image")
-    return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)
+    peak, peak_note = vit_peak.quantity(cfg)  # the training step's high-water mark
+    notes.append(peak_note)
+    return Result(NAME, asdict(cfg), values, model, [*quantities, peak], summary, notes, facts)
 
 
 def examples():

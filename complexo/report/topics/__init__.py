@@ -1,6 +1,6 @@
 """One module per page of ``analyses/``. Importing one registers its topic, so the order here is
 the order of ``complexo report``'s topics and of the index: mhsa, lora, cnn-vs-vit,
-transformer-internals, video, conv, proofs."""
+transformer-internals, training-memory, video, conv, proofs."""
 
 from complexo.report.topics import mhsa
 
@@ -14,6 +14,9 @@ from complexo.report.topics import cnn_vs_vit
 from complexo.report.topics import internals
 
 # isort: split
+from complexo.report.topics import training_memory
+
+# isort: split
 from complexo.report.topics import video
 
 # isort: split
@@ -22,4 +25,13 @@ from complexo.report.topics import conv
 # isort: split
 from complexo.report.topics import proofs
 
-__all__ = ["cnn_vs_vit", "conv", "internals", "lora", "mhsa", "proofs", "video"]
+__all__ = [
+    "cnn_vs_vit",
+    "conv",
+    "internals",
+    "lora",
+    "mhsa",
+    "proofs",
+    "training_memory",
+    "video",
+]
