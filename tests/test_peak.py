@@ -271,3 +271,32 @@ def test_resnet50_peaks_where_memtracker_says_and_the_cpu_adds_its_convolutions_
         net, x = cnn.build(cfg, "cpu")
         net.train(True)
         assert 0 <= cpu_step_peak(net, (x,)) - best.bytes < best.bytes / 100
+
+
+@pytest.mark.parametrize(
+    ("pos", "extra"),
+    [
+        # x + table[:n], the projections' saved input: B·n·d·e = 2·32·16·4 = 4096; the (P, d)
+        # table, P = n = 32: 32·16·4 = 2048 (a parameter, or a buffer for sinusoidal)
+        ("learned", 4096 + 2048),
+        ("sinusoidal", 4096 + 2048),
+        # cos and sin, (P, hs/2) each: P·hs·e = 32·4·4 = 512; the rotated q and k replace the
+        # projections' outputs (mul saves the buffers, not q), so nothing else is live at the peak
+        ("rope", 512),
+    ],
+)
+def test_positions_in_the_training_peak(pos, extra):
+    """mhsa --pos at B 2, n 32, d 16, h 4, fp32, naive: the ledger's peak is MemTracker's, and
+    it is the same step's without positions plus what the encoding keeps live."""
+    from complexo.analyses import mhsa
+    from complexo.analyses.mhsa_peak import ledger, tracked
+
+    def both(cfg):
+        return peak(ledger(cfg).moments, cfg.values).bytes, tracked(cfg).bytes
+
+    sizes = dict(batch=2, seq=32, dim=16, heads=4)
+    plain_formula, plain_tracked = both(mhsa.Config(**sizes))
+    formula, measured = both(mhsa.Config(**sizes, pos=pos))
+    assert formula == measured
+    assert plain_formula == plain_tracked
+    assert formula - plain_formula == extra
