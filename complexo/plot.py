@@ -16,14 +16,26 @@ Drawn = dict[str, tuple[list[float], list[float]]]
 UNIT_LABEL = {"flop": "FLOPs (FLOP = 2·MAC)", "byte": "bytes", "param": "parameters"}
 
 
-def figure(panels: int = 1, width: float = 7.5, height: float = 5.2):
+# complexo's own look, applied only inside :func:`style` (a local rc context): the user's
+# rcParams and backend are never changed, so a notebook's inline plots keep working.
+STYLE = {"svg.hashsalt": "complexo", "font.family": "DejaVu Sans", "font.size": 10}
+
+
+def style():
+    """A context in which complexo draws and saves its own figures."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return matplotlib.rc_context(STYLE)
 
-    plt.rcParams.update({"svg.hashsalt": "complexo", "font.family": "DejaVu Sans", "font.size": 10})
-    fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
+
+def figure(panels: int = 1, width: float = 7.5, height: float = 5.2):
+    """A figure of its own, outside pyplot (no backend chosen, nothing registered with pyplot's
+    figure manager): ``save`` writes it through the Agg or SVG canvas that the format needs."""
+    from matplotlib.figure import Figure
+
+    with style():
+        fig = Figure(figsize=(width * panels, height))
+        axes = fig.subplots(1, panels, squeeze=False)
     return fig, list(axes[0])
 
 
@@ -90,7 +102,8 @@ def save(fig, path: str, footer: str | None) -> None:
         finish(fig, footer)
     metadata = {"Date": None} if suffix == "svg" else {"Software": "complexo"}
     try:
-        fig.savefig(path, dpi=110, metadata=metadata)
+        with style():
+            fig.savefig(path, dpi=110, metadata=metadata)
     except OSError as err:
         raise ComplexoError(f"cannot write {path}: {err.strerror}") from None
     finally:
@@ -102,9 +115,13 @@ def save_svg(fig, path) -> None:
 
 
 def close(fig) -> None:
-    import matplotlib.pyplot as plt
+    """Let go of a figure: one made by :func:`figure` is not pyplot's; one a caller made with
+    pyplot is closed there."""
+    import sys
 
-    plt.close(fig)
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close(fig)
 
 
 def _positive(ys):

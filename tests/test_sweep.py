@@ -250,3 +250,24 @@ def test_profiled_kvcache_sweep_times_one_decoded_token_per_context():
     with pytest.raises(ComplexoError, match="--profile times mhsa, cnn, vit, kvcache"):
         sweep.analysis = "lora"
         sweeps.profile_points(sweep, device="cpu")
+
+
+def test_figures_leave_the_users_backend_and_style_alone(tmp_path):
+    # a notebook's inline backend and its rcParams must survive complexo drawing and saving:
+    # figure() is outside pyplot, and complexo's style is a local rc context
+    import matplotlib
+
+    before_backend = matplotlib.get_backend()
+    with matplotlib.rc_context({"font.size": 13.0, "svg.hashsalt": None}):
+        fig, (ax,) = plots.figure()
+        with plots.style():
+            plots.draw_sweep(ax, small_sweep(check_all=False))
+        plots.save(fig, str(tmp_path / "s.svg"), plots.footer())
+        assert matplotlib.rcParams["font.size"] == 13.0
+        assert matplotlib.rcParams["svg.hashsalt"] is None
+    assert matplotlib.get_backend() == before_backend
+    assert b"complexo" in (tmp_path / "s.svg").read_bytes()  # saved in complexo's style
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:  # nothing left in pyplot's figure manager
+        assert not sys.modules["matplotlib.pyplot"].get_fignums()

@@ -70,13 +70,14 @@ def run(
     if plot is not None:
         from complexo import plot as plots
 
-        if profile:
-            fig, (ax, right) = plots.figure(2, width=8.5)
-            plots.draw_times(right, result)
-        else:
-            fig, (ax,) = plots.figure(width=10.5)
-        plots.draw_sweep(ax, result, quantity)
-        plots.save(fig, plot, plots.footer(_fixed_text(result.points[0].result.config)))
+        with plots.style():
+            if profile:
+                fig, (ax, right) = plots.figure(2, width=8.5)
+                plots.draw_times(right, result)
+            else:
+                fig, (ax,) = plots.figure(width=10.5)
+            plots.draw_sweep(ax, result, quantity)
+            plots.save(fig, plot, plots.footer(_fixed_text(result.points[0].result.config)))
     if as_json:
         emit_json(result.to_json())
     elif as_csv:
@@ -95,9 +96,10 @@ def _emit_variants(lines, as_json: bool, as_csv: bool, plot: str | None) -> None
     if plot is not None:
         from complexo import plot as plots
 
-        fig, (ax,) = plots.figure(width=8.5)
-        plots.draw_variants(ax, lines)
-        plots.save(fig, plot, plots.footer(_fixed_text(first.config)))
+        with plots.style():
+            fig, (ax,) = plots.figure(width=8.5)
+            plots.draw_variants(ax, lines)
+            plots.save(fig, plot, plots.footer(_fixed_text(first.config)))
     if as_json:
         emit_json(lines.to_json())
     elif as_csv:
