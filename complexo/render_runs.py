@@ -102,10 +102,11 @@ def render_profile(prof) -> Group:
         )
     doc = prof.to_json()
     cfg = ", ".join(f"{k}={v}" for k, v in prof.config.items() if v not in (None, False))
+    ran = f"{prof.device_name} ({prof.device}){machine(prof)}, torch {prof.torch}, {prof.date}"
     head = Text.assemble(
         (f"complexo profile {prof.analysis}", "bold"),
         f"  {cfg}, mode={prof.mode}\n",
-        (f"{prof.device_name} ({prof.device}), torch {prof.torch}, {prof.date}", "dim"),
+        (ran, "dim"),
     )
     table = new_table("Per term: measured vs roofline floor, max(FLOPs / peak, bytes / bandwidth)")
     for name, justify in (
@@ -140,7 +141,7 @@ def render_profile(prof) -> Group:
         Text(
             f"time: median {duration(prof.median)} over {len(prof.times)} "
             f"{'CUDA graph replays' if prof.timing == 'cuda-graph' else 'runs'} "
-            f"(IQR {doc['iqr_s'] * 1e3:.2g} ms); formula {human(prof.flops, 'flop')} per "
+            f"(IQR {duration(doc['iqr_s'])}); formula {human(prof.flops, 'flop')} per "
             f"iteration → {human(prof.achieved, 'flop')}/s achieved"
             + (f", {doc['fraction_of_peak']:.1%} of peak" if "fraction_of_peak" in doc else "")
         ),
@@ -180,6 +181,16 @@ def render_profile(prof) -> Group:
     for name, seconds in prof.kernels:
         kernels.add_row(name, duration(seconds))
     return Group(head, table, *([kernels] if prof.kernels else []), *lines)
+
+
+def machine(prof) -> str:
+    """The threads and load a profile ran with, where it recorded them (older ones did not)."""
+    said = []
+    if getattr(prof, "threads", None):
+        said.append(f"{prof.threads} thread{'s' * (prof.threads != 1)}")
+    if getattr(prof, "load", None) is not None:
+        said.append(f"load {prof.load:g}")
+    return "".join(f", {s}" for s in said)
 
 
 def outside_note(out: dict, shown: int = 4) -> str:

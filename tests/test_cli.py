@@ -405,3 +405,34 @@ def test_durations_keep_three_figures_in_a_readable_unit():
         "373 µs",
         "4.91 µs",
     ]
+
+
+def test_progress_shows_on_a_terminal_only_and_never_with_json(monkeypatch):
+    # the library says what it is doing; the bar appears only under shown(), on a terminal's
+    # stderr, and the command line turns it off for --json and --csv
+    import io
+    import sys
+
+    from complexo import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("TERM", "xterm")  # conftest's dumb terminal shows no live display
+    for enabled, tty in ((True, True), (False, True), (True, False)):
+        err = Terminal() if tty else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        with progress.shown(enabled), progress.task("timing", total=3) as advance:
+            for _ in range(3):
+                advance()
+        assert ("timing" in err.getvalue()) == (enabled and tty), (enabled, tty)
+    with progress.task("nothing shown") as advance:  # no bar up: a no-op
+        advance(completed=5)
+    seen = []
+    real = progress.shown
+    monkeypatch.setattr(progress, "shown", lambda enabled=True: seen.append(enabled) or real(False))
+    for args in (["mhsa", "--seq", "8", "--dim", "8", "--heads", "2", "--no-check"], ["--version"]):
+        assert runner.invoke(app, args).exit_code == 0
+        assert runner.invoke(app, [*args, "--json"]).exit_code in (0, 2)
+    assert seen == [True, False, True, False]

@@ -36,9 +36,15 @@ class Commands(TyperGroup):
         return super().resolve_command(ctx, args)
 
     def main(self, *args, **kwargs):
+        from complexo import progress
+
         kwargs["standalone_mode"] = False
+        words = kwargs.get("args", args[0] if args else None)
+        words = sys.argv[1:] if words is None else list(words)
+        quiet = "--json" in words or "--csv" in words  # a document on stdout: nothing else
         try:
-            code = super().main(*args, **kwargs)
+            with progress.shown(not quiet):
+                code = super().main(*args, **kwargs)
         except _UsageError as err:  # typer's usage errors: bad values, unknown options
             fail(err.format_message(), getattr(err, "exit_code", 2))
         except ComplexoError as err:

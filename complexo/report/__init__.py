@@ -72,10 +72,12 @@ def check(topics, root: Path = ROOT) -> list[str]:
 
 
 def _page(topic: str):
-    """A topic's page, its figures drawn in complexo's style (a local rc context)."""
+    """A topic's page, its figures drawn in complexo's style (a local rc context), shown in
+    progress while it is generated (seconds each: their sweeps and comparisons run here)."""
+    from complexo import progress
     from complexo.plot import style
 
-    with style():
+    with style(), progress.task(f"generating analyses/{topic}.md"):
         return TOPICS[topic]()
 
 
