@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.text import Text
 
 from complexo.conventions import CONVENTION
-from complexo.render import duration, human, new_table
+from complexo.render import Split, duration, human, new_table
 from complexo.result import COUNTERS
 
 
@@ -24,14 +24,12 @@ def render_sweep(sweep, quantity: str) -> Group:
     first = sweep.points[0].result
     if len(sweep.vary) == 1:
         name = sweep.vary[0].name
-        table = new_table(f"{sweep.analysis} against {name}")
-        table.add_column(name, justify="right")
-        for q in first.quantities:
-            table.add_column(q.label.strip(), justify="right")
-        table.add_column("counters")
+        columns = [(name, "right"), *((q.label.strip(), "right") for q in first.quantities)]
+        columns.append(("counters", "left"))
         timed = all(p.profile is not None for p in sweep.points)
         if timed:
-            table.add_column("measured", justify="right")
+            columns.append(("measured", "right"))
+        rows = []
         for i, point in enumerate(sweep.points):
             qs = point.result.quantities
             exact = all(q.agrees(c) in (None, True) for q in qs for c in COUNTERS)
@@ -43,8 +41,9 @@ def render_sweep(sweep, quantity: str) -> Group:
             cells = [str(point.config[name]), *(human(q.value, q.unit) for q in qs), verdict]
             if timed:
                 cells.append(duration(point.profile.median))
-            table.add_row(*cells)
-        parts.append(table)
+            rows.append(cells)
+        # as many tables as the terminal's width needs, the swept option first in each
+        parts.append(Split(f"{sweep.analysis} against {name}", columns, rows))
         exps = sweep.exponents()
         if exps and sweep.symbol is not None:
             slopes = ", ".join(f"{t} ∝ {sweep.symbol}^{k}" for t, k in exps.items())
@@ -52,17 +51,13 @@ def render_sweep(sweep, quantity: str) -> Group:
     else:
         (a, b), unit = sweep.vary, first.quantity(quantity).unit
         title = f"{quantity}: {a.name} (rows) × {b.name} (columns)"
-        table = new_table(title)
-        table.add_column(f"{a.name} \\ {b.name}", justify="right")
-        for v in b.values:
-            table.add_column(str(v), justify="right")
+        columns = [(f"{a.name} \\ {b.name}", "right"), *((str(v), "right") for v in b.values)]
         cells = {
             (pt.config[a.name], pt.config[b.name]): pt.result.quantity(quantity)
             for pt in sweep.points
         }
-        for u in a.values:
-            table.add_row(str(u), *(human(cells[u, v].value, unit) for v in b.values))
-        parts.append(table)
+        rows = [[str(u), *(human(cells[u, v].value, unit) for v in b.values)] for u in a.values]
+        parts.append(Split(title, columns, rows))
     return Group(*parts)
 
 
@@ -70,16 +65,18 @@ def render_variants(variants) -> Group:
     first = next(iter(variants.sweeps.values()))
     name = first.vary[0].name
     unit = first.points[0].result.quantity(variants.quantity).unit
-    table = new_table(f"{variants.quantity} against {name}, by variant")
-    table.add_column(name, justify="right")
-    for label in variants.sweeps:
-        table.add_column(label, justify="right")
-    for i, point in enumerate(first.points):
-        cells = [
-            human(s.points[i].result.quantity(variants.quantity).value, unit)
-            for s in variants.sweeps.values()
+    columns = [(name, "right"), *((label, "right") for label in variants.sweeps)]
+    rows = [
+        [
+            str(point.config[name]),
+            *(
+                human(s.points[i].result.quantity(variants.quantity).value, unit)
+                for s in variants.sweeps.values()
+            ),
         ]
-        table.add_row(str(point.config[name]), *cells)
+        for i, point in enumerate(first.points)
+    ]
+    table = Split(f"{variants.quantity} against {name}, by variant", columns, rows)
     return Group(
         Text.assemble((f"complexo sweep {variants.analysis}", "bold"), "\n", (CONVENTION, "dim")),
         table,
