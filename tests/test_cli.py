@@ -493,3 +493,33 @@ def test_sweep_tables_split_at_the_terminals_width_without_truncating_headers(wi
     parts = text.count("mhsa against seq")
     assert parts == (2 if width == 80 else 1), text
     assert sum(line.split()[:1] == ["seq"] for line in text.splitlines()) == parts
+
+
+@pytest.mark.parametrize(
+    ("words", "offered"),
+    [
+        ("complexo sw", ["sweep"]),  # the generated groups
+        ("complexo sweep mh", ["mhsa"]),  # their generated subcommands
+        ("complexo mhsa --impl ", ["naive", "sdpa", "flash"]),  # an option's choices
+        ("complexo lora --model gpt2-", ["gpt2-medium", "gpt2-large", "gpt2-xl"]),
+        ("complexo profile mhsa --thr", ["--threads"]),
+    ],
+)
+def test_shell_completion_knows_the_generated_commands(words, offered):
+    env = {
+        "_COMPLEXO_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - (not words.endswith(" "))),
+    }
+    result = runner.invoke(app, [], env=env, prog_name="complexo")
+    assert result.exit_code == 0 and result.stdout.split() == offered, result.output
+
+
+def test_completion_of_an_unknown_command_refuses_nothing():
+    env = {
+        "_COMPLEXO_COMPLETE": "complete_bash",
+        "COMP_WORDS": "complexo bogus ",
+        "COMP_CWORD": "2",
+    }
+    result = runner.invoke(app, [], env=env, prog_name="complexo")
+    assert result.exit_code == 0 and "error" not in result.output
