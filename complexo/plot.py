@@ -156,8 +156,12 @@ def draw_terms(result, ax=None) -> Drawn:
     for i, v in enumerate(values):
         ax.annotate(f" {v / total:.1%}", (v, i), va="center", fontsize=8)
     ax.invert_yaxis()
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: tick(x, kind.unit)))
     ax.set_xlabel(UNIT_LABEL[kind.unit])
-    ax.set_title(f"complexo {result.analysis}: {kind.value.replace('_', ' ')} by term")
+    what = kind.value.replace("_", " ").replace("flops", "FLOPs")
+    ax.set_title(f"{block_name(result.analysis)}: {what} by term")
     return {name: ([i], [v]) for i, (name, v) in enumerate(zip(names, values, strict=True))}
 
 
