@@ -181,9 +181,10 @@ def term_groups(terms) -> dict[str, list]:
 def terms_table(model: CostModel, values: dict) -> Table:
     """Each kind's terms under a heading row (the kind, its total), so that no column is spent
     on the kind: term, formula, value, share and the note fit 80 columns. Terms with a dotted
-    prefix (kvcache's decode., prefill.; video's temporal., spatial.) go under a heading of
-    their prefix, their shares of its subtotal: the prefixes are different steps, or parts
-    whose own totals are the point. A kind of separate quantities (memory) has no shares."""
+    prefix (a decoder's decode., prefill.; a factorised block's temporal., spatial.) go under
+    a heading of their prefix, their shares of its subtotal: the prefixes are different steps,
+    or parts whose own totals are the point. A kind of separate quantities (memory) has no
+    shares."""
     table = new_table("Why: the terms")
     kinds = [k for k in Kind if model.terms(k)]
     names = [
