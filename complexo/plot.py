@@ -303,10 +303,15 @@ def draw_times(ax, sweep: Sweep) -> Drawn:
         drawn["predicted"] = (xs, predicted)
     prof = sweep.points[0].profile
     log_axes(ax)
+    from matplotlib.ticker import FuncFormatter
+
+    from complexo.render import duration
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: duration(y)))  # 10 ms, 373 µs
     ax.set_xlabel(axis_name(sweep.analysis, name))
     from complexo.registry import ANALYSES
 
-    ax.set_ylabel(f"seconds per {ANALYSES[sweep.analysis].profiling.iteration}")
+    ax.set_ylabel(f"time per {ANALYSES[sweep.analysis].profiling.iteration}")
     ax.set_title(f"measured on {prof.device_name} ({prof.device}), {prof.dtype}")
     ax.legend(fontsize=8, loc="upper left")
     return drawn
