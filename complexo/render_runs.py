@@ -88,11 +88,15 @@ def render_profile(prof) -> Group:
     if hasattr(prof, "render"):
         return prof.render()
     if hasattr(prof, "sides"):
+        from complexo.profile.machine import NOISY, iqr
+
+        noisy = [n for n, p in prof.sides.items() if iqr(p.times) > NOISY * p.median]
+        caveat = f" (NOISY: {', '.join(noisy)}'s runs spread widely; see its note)" if noisy else ""
         return Group(
             *(render_profile(side) for side in prof.sides.values()),
             Text(
                 f"{'/'.join(reversed(list(prof.sides)[:2]))}: step time {prof.time_ratio:.1%}, "
-                f"FLOPs {prof.flops_ratio:.1%}",
+                f"FLOPs {prof.flops_ratio:.1%}{caveat}",
                 style="bold",
             ),
             *(Text(f"note: {note}", style="dim") for note in prof.notes),

@@ -615,3 +615,21 @@ def test_the_iqr_is_written_as_a_duration():
     with shown.capture() as out:
         shown.print(render_profile(prof))
     assert "(IQR 7 ms)" in out.get()
+
+
+def test_a_two_sided_ratio_is_flagged_when_a_side_is_noisy():
+    import dataclasses
+
+    from complexo.render import console
+    from complexo.render_runs import render_profile
+
+    base = profile_mhsa(SMALL, device="cpu", warmup=0, repeat=3)
+    steady = dataclasses.replace(base, times=[1e-3, 1e-3, 1e-3], notes=[])
+    # quartiles of 1, 1, 3 ms (exclusive): 1 ms and 3 ms, IQR 2 ms against a 1 ms median: NOISY
+    noisy = dataclasses.replace(base, times=[1e-3, 1e-3, 3e-3], notes=[])
+    shown = console()
+    for other, flagged in ((steady, False), (noisy, True)):
+        both = profiling.SidesProfile("mhsa", {"full": steady, "lora": other})
+        with shown.capture() as out:
+            shown.print(render_profile(both))
+        assert ("(NOISY: lora's runs spread widely" in out.get()) == flagged
