@@ -336,8 +336,9 @@ def comparison_table(cmp: Comparison, width: int = 160) -> Table:
         f"What it costs: {a_name} vs {b_name} (formula values; counters checked per side)"
     )
     table.add_column("quantity")
-    for name, justify in ((a_name, "right"), (b_name, "right"), (f"{b_name}/{a_name}", "right")):
-        table.add_column(name, justify=justify)
+    ratio_head = f"{b_name}/{a_name}" if width >= WIDE else f"{b_name}/ {a_name}"  # may wrap
+    for name in (a_name, b_name, ratio_head):
+        table.add_column(name, justify="right", min_width=longest_word(name))
     table.add_column(f"{a_name}: counters")
     table.add_column(f"{b_name}: counters")
     ratio = cmp.ratio()
@@ -429,7 +430,8 @@ def _models_table(models: dict[str, Result], title: str, sep: str) -> Table | Gr
         table.add_column(name, justify="right", no_wrap=True)
         table.add_column("counters")
     if len(names) == 2:
-        table.add_column(f"{names[1]}/ {names[0]}", justify="right", min_width=6)
+        head = f"{names[1]}/{names[0]}" if sep != "\n" else f"{names[1]}/ {names[0]}"
+        table.add_column(head, justify="right", min_width=longest_word(head))
     for q in first.quantities:
         row = [q.label]
         for name in names:
