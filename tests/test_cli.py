@@ -523,3 +523,17 @@ def test_completion_of_an_unknown_command_refuses_nothing():
     }
     result = runner.invoke(app, [], env=env, prog_name="complexo")
     assert result.exit_code == 0 and "error" not in result.output
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_two_sided_tables_fit_without_truncated_headers(width):
+    from complexo.counting import unchecked
+
+    with unchecked():
+        conv = ANALYSES["conv"].analyse(ANALYSES["conv"].make())
+    text = shown_at(width, conv.render(terms=True))
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+    assert "…" not in text
+    # the ratio's header whole at 160, wrapped after its slash at 80
+    heads = [line for line in text.splitlines() if "standard:" in line]  # the header's lines
+    assert heads and ("separable/standard" in heads[-1]) == (width == 160), heads
