@@ -38,7 +38,15 @@ def shown(enabled: bool = True) -> Iterator[None]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    # no redirection of sys.stdout into the bar's console: the command's output stays on stdout
+    shown = Progress(
+        *columns,
+        console=Console(stderr=True),
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    with shown as bar:
         _bar = bar
         try:
             yield
