@@ -39,17 +39,15 @@ def tick(value: float, unit: str) -> str:
     return f"{number} {prefixes[i]}FLOP" if unit == "flop" else f"{number} {prefixes[i]}".rstrip()
 
 
-def log_axes(ax, unit: str | None = None, *, x_base: int = 2, linear_x: bool = False) -> None:
+def log_axes(ax, unit: str | None = None, *, x_base: int = 2) -> None:
     """Log-log axes that read as numbers: x ticks as plain values (256, 512, 1024, not 2⁸),
-    y ticks in GFLOP, GiB or M parameters (bytes on powers of two). ``linear_x``: a linear x
-    axis instead (image sides over a narrow range read better so)."""
+    y ticks in GFLOP, GiB or M parameters (bytes on powers of two)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    if not linear_x:
-        ax.set_xscale("log", base=x_base)
-        ax.xaxis.set_major_locator(LogLocator(base=x_base, numticks=8))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: number(x)))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xscale("log", base=x_base)
+    ax.xaxis.set_major_locator(LogLocator(base=x_base, numticks=8))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: number(x)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     if unit == "byte":
         ax.set_yscale("log", base=2)
         ax.yaxis.set_major_locator(LogLocator(base=2, numticks=8))
