@@ -168,6 +168,12 @@ VITS_PUBLISHED: dict[str, tuple[int, int, float | None, str]] = {
     "deit-s16": (22_050_664, 224, None, "Touvron et al. 2021 / timm deit_small_patch16_224"),
     "deit-b16": (86_567_656, 224, None, "Touvron et al. 2021 / timm deit_base_patch16_224"),
 }
+# Second cards of the same networks at another resolution (the position table grows with R),
+# cited instead of the first at their own resolution.
+VITS_PUBLISHED_AT: dict[tuple[str, int], tuple[int, int, float | None, str]] = {
+    ("vit-b16", 384): (86_859_496, 384, 55.48, "torchvision vit_b_16 IMAGENET1K_SWAG_E2E_V1"),
+    ("vit-h14", 224): (632_045_800, 224, 167.3, "torchvision vit_h_14 IMAGENET1K_SWAG_LINEAR_V1"),
+}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,6 +36,55 @@ def new_table(title: str) -> Table:
     )
 
 
+def longest_word(*texts) -> int:
+    """The widest unbreakable piece among ``texts``: a table column at least this wide never
+    breaks a word (``ceili``/``ng``) and only wraps between words."""
+    return max((len(w) for t in texts for w in str(t).split()), default=0)
+
+
+class Split:
+    """A table too wide for the terminal as several that each fit: the first ``keep`` columns
+    (what the rows are) in every part, the others packed in order, each column as wide as its
+    widest cell and its header's longest word (headers wrap between words; cells never wrap).
+    The terminal's width is read when printed, so it suits 80 columns and 160 alike."""
+
+    def __init__(self, title: str, columns: list[tuple[str, str]], rows: list[list], keep: int = 1):
+        self.title, self.columns, self.rows, self.keep = title, columns, rows, keep
+
+    def widths(self) -> list[int]:
+        return [
+            max([longest_word(head), *(Text(str(c)).cell_len for c in cells)])
+            for (head, _), cells in zip(self.columns, zip(*self.rows, strict=True), strict=True)
+        ]
+
+    def parts(self, width: int) -> list[list[int]]:
+        """The columns of each part (indices), within ``width`` cells (one of padding each)."""
+        widths = self.widths()
+        kept = list(range(self.keep))
+        base = sum(widths[i] + 1 for i in kept)
+        parts, current, used = [], [], base
+        for i in range(self.keep, len(self.columns)):
+            if current and used + widths[i] + 1 > width:
+                parts.append(kept + current)
+                current, used = [], base
+            current.append(i)
+            used += widths[i] + 1
+        return [*parts, kept + current] if current or not parts else parts
+
+    def __rich_console__(self, console, options):
+        parts = self.parts(options.max_width)
+        widths = self.widths()
+        for k, part in enumerate(parts):
+            more = f" ({k + 1} of {len(parts)})" if len(parts) > 1 else ""
+            table = new_table(self.title + more)
+            for i in part:
+                head, justify = self.columns[i]
+                table.add_column(head, justify=justify, min_width=widths[i], overflow="fold")
+            for row in self.rows:
+                table.add_row(*(row[i] for i in part))
+            yield table
+
+
 def duration(seconds: float) -> str:
     """Three significant figures in s, ms or µs: 1.09 s, 58.1 ms, 373 µs, 4.91 µs."""
     if seconds >= 1:
@@ -58,7 +107,7 @@ def percent(delta: Fraction) -> str:
     return f"{float(delta) * 100:+.1f}%"
 
 
-def agreement(q: Quantity) -> Text:
+def agreement(q: Quantity, sep: str = " · ") -> Text:
     parts, ok = [], True
     for c in COUNTERS:
         if q.measured.get(c) is None:
@@ -72,54 +121,109 @@ def agreement(q: Quantity) -> Text:
         return Text("no counter", style="dim")
     if ok:
         return Text("exact", style="green")
-    return Text(" · ".join(parts), style="yellow")
+    return Text(sep.join(parts), style="yellow")
 
 
-def quantities_table(result: Result) -> Table:
+class Fit:
+    """A renderable built for the terminal's width when it is printed: ``build(width)``."""
+
+    def __init__(self, build):
+        self.build = build
+
+    def __rich_console__(self, console, options):
+        yield self.build(options.max_width)
+
+
+# Below this many columns the quantities table leaves out the counters' own values: the
+# agreement column still says, per counter, exact or by how much it differs (--json has all).
+WIDE = 110
+
+
+def quantities_table(result: Result, width: int = 160) -> Table:
     table = new_table("What it costs (formula vs. independent counts)")
-    table.add_column("quantity")
-    table.add_column("formula", overflow="fold")
-    table.add_column("value", justify="right")
-    table.add_column("fvcore", justify="right")
-    table.add_column("torch", justify="right")
-    table.add_column("agreement")
-    for q in result.quantities:
-        table.add_row(
-            q.label,
-            plain(q.expr),
-            human(q.value, q.unit),
-            human(q.measured.get("fvcore"), q.unit),
-            human(q.measured.get("torch"), q.unit),
-            agreement(q),
-        )
+    wide = width >= WIDE
+    formulas = [plain(q.expr) for q in result.quantities]
+    labels = [q.label for q in result.quantities]
+    table.add_column(
+        "quantity", min_width=min(16, longest_word(*labels)), max_width=None if wide else 20
+    )
+    # formulas wrap between their terms, never inside a word (unless one is very long)
+    table.add_column(
+        "formula", min_width=min(28 if wide else 24, longest_word(*formulas)), overflow="fold"
+    )
+    table.add_column("value", justify="right", no_wrap=True)
+    if wide:
+        table.add_column("fvcore", justify="right", no_wrap=True)
+        table.add_column("torch", justify="right", no_wrap=True)
+    table.add_column("agreement", min_width=8)
+    for q, formula in zip(result.quantities, formulas, strict=True):
+        counters = [human(q.measured.get(c), q.unit) for c in ("fvcore", "torch")] if wide else []
+        verdict = agreement(q, " · " if wide else "\n")  # narrow: a line per counter
+        table.add_row(q.label, formula, human(q.value, q.unit), *counters, verdict)
     return table
 
 
+# Kinds whose terms are separate quantities, not parts of one whole (the attention matrix, the
+# KV cache, the weights read per step, what another implementation would run): no total, no shares.
+SEPARATE = (Kind.MEMORY, Kind.ALTERNATIVE)
+
+
+def term_groups(terms) -> dict[str, list]:
+    """A kind's terms by their dotted prefix (``decode.weights``: decode), in order; one group
+    named "" when no term has a prefix."""
+    groups: dict[str, list] = {}
+    for t in terms:
+        prefix, dot, _ = t.name.partition(".")
+        groups.setdefault(prefix if dot else "", []).append(t)
+    return groups
+
+
 def terms_table(model: CostModel, values: dict) -> Table:
+    """Each kind's terms under a heading row (the kind, its total), so that no column is spent
+    on the kind: term, formula, value, share and the note fit 80 columns. Terms with a dotted
+    prefix (a decoder's decode., prefill.; a factorised block's temporal., spatial.) go under
+    a heading of their prefix, their shares of its subtotal: the prefixes are different steps,
+    or parts whose own totals are the point. A kind of separate quantities (memory) has no
+    shares."""
     table = new_table("Why: the terms")
-    for name, justify in (
-        ("kind", "left"),
-        ("term", "left"),
-        ("formula", "left"),
-        ("value", "right"),
-        ("share", "right"),
-        ("", "left"),
-    ):
-        table.add_column(name, justify=justify)
-    for kind in Kind:
-        terms = model.terms(kind)
-        total = sum(evaluate(t.expr, values) for t in terms)
-        for i, t in enumerate(terms):
-            v = evaluate(t.expr, values)
-            table.add_row(
-                kind.value.replace("_", " ") if i == 0 else "",
-                t.name + (" (matmul)" if t.matmul else ""),
-                plain(t.expr, factor=False),
-                human(v, kind.unit),
-                f"{100 * v / total:.1f}%" if total else "—",
-                Text(t.note, style="dim"),
-                end_section=i == len(terms) - 1,
-            )
+    kinds = [k for k in Kind if model.terms(k)]
+    names = [
+        ("  " + t.name.partition(".")[2] if "." in t.name else t.name) + " (matmul)" * t.matmul
+        for k in kinds
+        for t in model.terms(k)
+    ]
+    formulas = {(k, t.name): plain(t.expr, factor=False) for k in kinds for t in model.terms(k)}
+    heads = [k.value.replace("_", " ") for k in kinds]
+    table.add_column("term", min_width=min(22, max(map(len, [*names, *heads]))))
+    table.add_column(
+        "formula", min_width=min(24, longest_word(*formulas.values())), overflow="fold"
+    )
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("", min_width=12)
+    for kind, head in zip(kinds, heads, strict=True):
+        groups = term_groups(model.terms(kind))
+        whole = kind not in SEPARATE
+        total = sum(evaluate(t.expr, values) for t in model.terms(kind))
+        shown = human(total, kind.unit) if whole and list(groups) == [""] else ""
+        table.add_row(Text(head, style="bold"), "", Text(shown, style="bold"))
+        for g, (prefix, terms) in enumerate(groups.items()):
+            subtotal = sum(evaluate(t.expr, values) for t in terms)
+            if prefix:
+                sub = human(subtotal, kind.unit) if whole else ""
+                table.add_row(Text(f" {prefix}", style="bold"), "", Text(sub, style="bold"))
+            for i, t in enumerate(terms):
+                v = evaluate(t.expr, values)
+                share = f"{100 * v / subtotal:.1f}%" if whole and subtotal else "—"
+                name = t.name.partition(".")[2] if prefix else t.name
+                table.add_row(
+                    ("  " if prefix else "") + name + (" (matmul)" if t.matmul else ""),
+                    formulas[kind, t.name],
+                    human(v, kind.unit),
+                    share,
+                    Text(t.note, style="dim"),
+                    end_section=i == len(terms) - 1 and g == len(groups) - 1,
+                )
     return table
 
 
@@ -207,7 +311,7 @@ def header(result: Result | Comparison) -> Text:
 def render(result: Result, *, terms: bool = True) -> Group:
     parts: list = [header(result)]
     parts += [Text(f"{k}: {v}") for k, v in result.facts.items()]
-    parts.append(quantities_table(result))
+    parts.append(Fit(lambda width: quantities_table(result, width)))
     gaps = gap_lines(result)
     if gaps:
         parts += [Text("Where the counters disagree", style="bold underline"), *gaps]
@@ -226,18 +330,20 @@ def ratio_text(ratio: float | None) -> str:
     return f"{ratio * 100:.3g}%"
 
 
-def comparison_table(cmp: Comparison) -> Table:
+def comparison_table(cmp: Comparison, width: int = 160) -> Table:
     (a_name, a), (b_name, b) = list(cmp.sides.items())[:2]
     table = new_table(
         f"What it costs: {a_name} vs {b_name} (formula values; counters checked per side)"
     )
     table.add_column("quantity")
-    for name, justify in ((a_name, "right"), (b_name, "right"), (f"{b_name}/{a_name}", "right")):
-        table.add_column(name, justify=justify)
+    ratio_head = f"{b_name}/{a_name}" if width >= WIDE else f"{b_name}/ {a_name}"  # may wrap
+    for name in (a_name, b_name, ratio_head):
+        table.add_column(name, justify="right", min_width=longest_word(name))
     table.add_column(f"{a_name}: counters")
     table.add_column(f"{b_name}: counters")
     ratio = cmp.ratio()
     base = {q.name: q for q in a.quantities}
+    sep = " · " if width >= WIDE else "\n"  # narrow: a line per counter
     for q in b.quantities:
         qa = base[q.name]
         table.add_row(
@@ -245,8 +351,8 @@ def comparison_table(cmp: Comparison) -> Table:
             human(qa.value, q.unit),
             human(q.value, q.unit),
             ratio_text(ratio.get(q.name)),
-            agreement(qa),
-            agreement(q),
+            agreement(qa, sep),
+            agreement(q, sep),
         )
     return table
 
@@ -284,7 +390,7 @@ def sweep_table(cmp: Comparison) -> Table | None:
 
 
 def render_comparison(cmp: Comparison, *, formulas: bool = True, terms: bool = False) -> Group:
-    parts: list = [header(cmp), comparison_table(cmp)]
+    parts: list = [header(cmp), Fit(lambda width: comparison_table(cmp, width))]
     if formulas:
         parts.append(formulas_table(cmp))
     gaps = [line for name, side in cmp.sides.items() for line in gap_lines(side, f"{name}: ")]
@@ -309,27 +415,42 @@ def render_comparison(cmp: Comparison, *, formulas: bool = True, terms: bool = F
     return Group(*parts)
 
 
-def models_table(models: dict[str, Result], title: str) -> Table:
-    """Several models' quantities side by side, each with its counters' agreement."""
+def models_table(models: dict[str, Result], title: str) -> Fit:
+    """Several models' quantities side by side, each with its counters' agreement (a line per
+    counter on a narrow terminal)."""
+    return Fit(lambda width: _models_table(models, title, " · " if width >= WIDE else "\n"))
+
+
+def _models_table(models: dict[str, Result], title: str, sep: str) -> Table | Group:
     names = list(models)
     table = new_table(title)
-    table.add_column("quantity")
+    first = models[names[0]]
+    table.add_column("quantity", min_width=longest_word(*(q.label for q in first.quantities)))
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
         table.add_column("counters")
     if len(names) == 2:
-        table.add_column(f"{names[1]}/{names[0]}", justify="right")
-    first = models[names[0]]
+        head = f"{names[1]}/{names[0]}" if sep != "\n" else f"{names[1]}/ {names[0]}"
+        table.add_column(head, justify="right", min_width=longest_word(head))
     for q in first.quantities:
         row = [q.label]
         for name in names:
             other = models[name].quantity(q.name)
-            row += [human(other.value, other.unit), agreement(other)]
+            row += [human(other.value, other.unit), agreement(other, sep)]
         if len(names) == 2:
             a, b = (models[n].quantity(q.name).value for n in names)
             row.append(times(b / a) if a else "—")
         table.add_row(*row)
-    for key in dict.fromkeys(k for r in models.values() for k in r.facts):
+    facts = list(dict.fromkeys(k for r in models.values() for k in r.facts))
+    if sep == "\n":  # narrow: the facts (sentences) as lines under the table
+        lines = [
+            Text(f"{name} {key}: {models[name].facts[key]}")
+            for key in facts
+            for name in names
+            if key in models[name].facts
+        ]
+        return Group(table, *lines)
+    for key in facts:
         cells = [key]
         for name in names:
             cells += [models[name].facts.get(key, "—"), ""]

@@ -7,7 +7,7 @@ from rich.console import Group
 from rich.text import Text
 
 from complexo.conventions import CONVENTION
-from complexo.render import duration, human, new_table
+from complexo.render import Split, duration, human, new_table
 from complexo.result import COUNTERS
 
 
@@ -24,14 +24,12 @@ def render_sweep(sweep, quantity: str) -> Group:
     first = sweep.points[0].result
     if len(sweep.vary) == 1:
         name = sweep.vary[0].name
-        table = new_table(f"{sweep.analysis} against {name}")
-        table.add_column(name, justify="right")
-        for q in first.quantities:
-            table.add_column(q.label.strip(), justify="right")
-        table.add_column("counters")
+        columns = [(name, "right"), *((q.label.strip(), "right") for q in first.quantities)]
+        columns.append(("counters", "left"))
         timed = all(p.profile is not None for p in sweep.points)
         if timed:
-            table.add_column("measured", justify="right")
+            columns.append(("measured", "right"))
+        rows = []
         for i, point in enumerate(sweep.points):
             qs = point.result.quantities
             exact = all(q.agrees(c) in (None, True) for q in qs for c in COUNTERS)
@@ -43,8 +41,9 @@ def render_sweep(sweep, quantity: str) -> Group:
             cells = [str(point.config[name]), *(human(q.value, q.unit) for q in qs), verdict]
             if timed:
                 cells.append(duration(point.profile.median))
-            table.add_row(*cells)
-        parts.append(table)
+            rows.append(cells)
+        # as many tables as the terminal's width needs, the swept option first in each
+        parts.append(Split(f"{sweep.analysis} against {name}", columns, rows))
         exps = sweep.exponents()
         if exps and sweep.symbol is not None:
             slopes = ", ".join(f"{t} ∝ {sweep.symbol}^{k}" for t, k in exps.items())
@@ -52,17 +51,13 @@ def render_sweep(sweep, quantity: str) -> Group:
     else:
         (a, b), unit = sweep.vary, first.quantity(quantity).unit
         title = f"{quantity}: {a.name} (rows) × {b.name} (columns)"
-        table = new_table(title)
-        table.add_column(f"{a.name} \\ {b.name}", justify="right")
-        for v in b.values:
-            table.add_column(str(v), justify="right")
+        columns = [(f"{a.name} \\ {b.name}", "right"), *((str(v), "right") for v in b.values)]
         cells = {
             (pt.config[a.name], pt.config[b.name]): pt.result.quantity(quantity)
             for pt in sweep.points
         }
-        for u in a.values:
-            table.add_row(str(u), *(human(cells[u, v].value, unit) for v in b.values))
-        parts.append(table)
+        rows = [[str(u), *(human(cells[u, v].value, unit) for v in b.values)] for u in a.values]
+        parts.append(Split(title, columns, rows))
     return Group(*parts)
 
 
@@ -70,16 +65,18 @@ def render_variants(variants) -> Group:
     first = next(iter(variants.sweeps.values()))
     name = first.vary[0].name
     unit = first.points[0].result.quantity(variants.quantity).unit
-    table = new_table(f"{variants.quantity} against {name}, by variant")
-    table.add_column(name, justify="right")
-    for label in variants.sweeps:
-        table.add_column(label, justify="right")
-    for i, point in enumerate(first.points):
-        cells = [
-            human(s.points[i].result.quantity(variants.quantity).value, unit)
-            for s in variants.sweeps.values()
+    columns = [(name, "right"), *((label, "right") for label in variants.sweeps)]
+    rows = [
+        [
+            str(point.config[name]),
+            *(
+                human(s.points[i].result.quantity(variants.quantity).value, unit)
+                for s in variants.sweeps.values()
+            ),
         ]
-        table.add_row(str(point.config[name]), *cells)
+        for i, point in enumerate(first.points)
+    ]
+    table = Split(f"{variants.quantity} against {name}, by variant", columns, rows)
     return Group(
         Text.assemble((f"complexo sweep {variants.analysis}", "bold"), "\n", (CONVENTION, "dim")),
         table,
@@ -91,21 +88,26 @@ def render_profile(prof) -> Group:
     if hasattr(prof, "render"):
         return prof.render()
     if hasattr(prof, "sides"):
+        from complexo.profile.machine import NOISY, iqr
+
+        noisy = [n for n, p in prof.sides.items() if iqr(p.times) > NOISY * p.median]
+        caveat = f" (NOISY: {', '.join(noisy)}'s runs spread widely; see its note)" if noisy else ""
         return Group(
             *(render_profile(side) for side in prof.sides.values()),
             Text(
                 f"{'/'.join(reversed(list(prof.sides)[:2]))}: step time {prof.time_ratio:.1%}, "
-                f"FLOPs {prof.flops_ratio:.1%}",
+                f"FLOPs {prof.flops_ratio:.1%}{caveat}",
                 style="bold",
             ),
             *(Text(f"note: {note}", style="dim") for note in prof.notes),
         )
     doc = prof.to_json()
     cfg = ", ".join(f"{k}={v}" for k, v in prof.config.items() if v not in (None, False))
+    ran = f"{prof.device_name} ({prof.device}){machine(prof)}, torch {prof.torch}, {prof.date}"
     head = Text.assemble(
         (f"complexo profile {prof.analysis}", "bold"),
         f"  {cfg}, mode={prof.mode}\n",
-        (f"{prof.device_name} ({prof.device}), torch {prof.torch}, {prof.date}", "dim"),
+        (ran, "dim"),
     )
     table = new_table("Per term: measured vs roofline floor, max(FLOPs / peak, bytes / bandwidth)")
     for name, justify in (
@@ -140,7 +142,7 @@ def render_profile(prof) -> Group:
         Text(
             f"time: median {duration(prof.median)} over {len(prof.times)} "
             f"{'CUDA graph replays' if prof.timing == 'cuda-graph' else 'runs'} "
-            f"(IQR {doc['iqr_s'] * 1e3:.2g} ms); formula {human(prof.flops, 'flop')} per "
+            f"(IQR {duration(doc['iqr_s'])}); formula {human(prof.flops, 'flop')} per "
             f"iteration → {human(prof.achieved, 'flop')}/s achieved"
             + (f", {doc['fraction_of_peak']:.1%} of peak" if "fraction_of_peak" in doc else "")
         ),
@@ -180,6 +182,16 @@ def render_profile(prof) -> Group:
     for name, seconds in prof.kernels:
         kernels.add_row(name, duration(seconds))
     return Group(head, table, *([kernels] if prof.kernels else []), *lines)
+
+
+def machine(prof) -> str:
+    """The threads and load a profile ran with, where it recorded them (older ones did not)."""
+    said = []
+    if getattr(prof, "threads", None):
+        said.append(f"{prof.threads} thread{'s' * (prof.threads != 1)}")
+    if getattr(prof, "load", None) is not None:
+        said.append(f"load {prof.load:g}")
+    return "".join(f", {s}" for s in said)
 
 
 def outside_note(out: dict, shown: int = 4) -> str:

@@ -243,6 +243,8 @@ def _to_count(model, configs, check_all: bool) -> tuple[set[int], str]:
     degree = 0
     for term in model.terms(tuple(Kind)):
         expr = sympy.expand(term.expr)
+        if expr == 0:  # a term this config switches off (sympy's degree of 0 is -oo)
+            continue
         if not expr.is_polynomial(s):
             return everything, f"every point counted (not a polynomial in {s})"
         degree = max(degree, int(sympy.degree(expr, s)))

@@ -1,5 +1,6 @@
 """The command line through typer's runner: the table, the JSON contract, bad input."""
 
+import io
 import json
 
 import pytest
@@ -407,3 +408,134 @@ def test_durations_keep_three_figures_in_a_readable_unit():
         "373 µs",
         "4.91 µs",
     ]
+
+
+def test_progress_shows_on_a_terminal_only_and_never_with_json(monkeypatch):
+    # the library says what it is doing; the bar appears only under shown(), on a terminal's
+    # stderr, and the command line turns it off for --json and --csv
+    import io
+    import sys
+
+    from complexo import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("TERM", "xterm")  # conftest's dumb terminal shows no live display
+    for enabled, tty in ((True, True), (False, True), (True, False)):
+        err = Terminal() if tty else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        with progress.shown(enabled), progress.task("timing", total=3) as advance:
+            for _ in range(3):
+                advance()
+        assert ("timing" in err.getvalue()) == (enabled and tty), (enabled, tty)
+    with progress.task("nothing shown") as advance:  # no bar up: a no-op
+        advance(completed=5)
+    seen = []
+    real = progress.shown
+    monkeypatch.setattr(progress, "shown", lambda enabled=True: seen.append(enabled) or real(False))
+    for args in (["mhsa", "--seq", "8", "--dim", "8", "--heads", "2", "--no-check"], ["--version"]):
+        assert runner.invoke(app, args).exit_code == 0
+        assert runner.invoke(app, [*args, "--json"]).exit_code in (0, 2)
+    assert seen == [True, False, True, False]
+
+
+def shown_at(width: int, *renderables) -> str:
+    from rich.console import Console
+
+    out = Console(width=width, highlight=False, no_color=True, record=True, file=io.StringIO())
+    out.print(*renderables)
+    return out.export_text()
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_tables_fit_the_terminal_and_never_break_a_word(width):
+    # a ResNet's formulas carry long words (ceiling(R/32)²); at 80 columns they used to fold
+    # inside one ('ceili'/'ng'), and every line overflowed; kvcache has dotted term groups
+    from complexo.counting import unchecked
+
+    with unchecked():
+        cnn = ANALYSES["cnn"].analyse(ANALYSES["cnn"].make())
+        kv = ANALYSES["kvcache"].analyse(ANALYSES["kvcache"].make(model="gpt2"))
+    text = shown_at(width, cnn.render(), kv.render())
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+    assert "ceili\n" not in text and "…" not in text
+    for word in ("ceiling(R/32)²", "2176·D4·w²·ceiling(R/32)²", "activations"):
+        assert word in text, word
+    # kvcache's decode terms: shares of the decode step (as the summary's), not of all three
+    # steps: 247 MFLOP of 285 MFLOP = 86.7%; memory terms are separate quantities, no shares
+    decode = next(line for line in text.splitlines() if line.strip().startswith("weights (matmul)"))
+    assert "247 MFLOP" in decode and "86.7%" in decode, decode
+    kv_cache = next(line for line in text.splitlines() if line.strip().startswith("kv_cache "))
+    assert kv_cache.split()[-1] != "%" and " — " in kv_cache, kv_cache
+    # at 80 columns the counters' own values give way to one verdict line per counter
+    mhsa = ANALYSES["mhsa"].analyse(ANALYSES["mhsa"].make(seq=64, dim=32, heads=4))
+    text = shown_at(width, mhsa.render())
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+    # forward 2·n·(4·d² + 2·d·n + 3·h·n + 2·d) = 2·64·9,024 = 1,155,072; the counters see the
+    # matmuls 4·d·n·(2·d + n) = 4·32·64·128 = 1,048,576: 1,048,576/1,155,072 − 1 = −9.2%
+    both = "fvcore -9.2% · torch -9.2%"
+    assert (both in text) == (width >= 110) and "fvcore -9.2%" in text, text
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_sweep_tables_split_at_the_terminals_width_without_truncating_headers(width):
+    from complexo import sweep as sweeps
+    from complexo.render_runs import render_sweep
+
+    vary = sweeps.parse_vary("seq=32..256", points=None, step=None, log2=True)
+    sweep = sweeps.run(ANALYSES["mhsa"], {"dim": 32, "heads": 4}, [vary])
+    text = shown_at(width, render_sweep(sweep, "forward_flops"))
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+    assert "…" not in text
+    for label in ("forward", "FLOPs", "decoder's", "traffic", "counters", "gaps explained"):
+        assert label in text, label
+    # the mhsa sweep's 13 columns: two tables at 80 columns (the swept seq in each), one at 160
+    parts = text.count("mhsa against seq")
+    assert parts == (2 if width == 80 else 1), text
+    assert sum(line.split()[:1] == ["seq"] for line in text.splitlines()) == parts
+
+
+@pytest.mark.parametrize(
+    ("words", "offered"),
+    [
+        ("complexo sw", ["sweep"]),  # the generated groups
+        ("complexo sweep mh", ["mhsa"]),  # their generated subcommands
+        ("complexo mhsa --impl ", ["naive", "sdpa", "flash"]),  # an option's choices
+        ("complexo lora --model gpt2-", ["gpt2-medium", "gpt2-large", "gpt2-xl"]),
+        ("complexo profile mhsa --thr", ["--threads"]),
+    ],
+)
+def test_shell_completion_knows_the_generated_commands(words, offered):
+    env = {
+        "_COMPLEXO_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - (not words.endswith(" "))),
+    }
+    result = runner.invoke(app, [], env=env, prog_name="complexo")
+    assert result.exit_code == 0 and result.stdout.split() == offered, result.output
+
+
+def test_completion_of_an_unknown_command_refuses_nothing():
+    env = {
+        "_COMPLEXO_COMPLETE": "complete_bash",
+        "COMP_WORDS": "complexo bogus ",
+        "COMP_CWORD": "2",
+    }
+    result = runner.invoke(app, [], env=env, prog_name="complexo")
+    assert result.exit_code == 0 and "error" not in result.output
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_two_sided_tables_fit_without_truncated_headers(width):
+    from complexo.counting import unchecked
+
+    with unchecked():
+        conv = ANALYSES["conv"].analyse(ANALYSES["conv"].make())
+    text = shown_at(width, conv.render(terms=True))
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+    assert "…" not in text
+    # the ratio's header whole at 160, wrapped after its slash at 80
+    heads = [line for line in text.splitlines() if "standard:" in line]  # the header's lines
+    assert heads and ("separable/standard" in heads[-1]) == (width == 160), heads

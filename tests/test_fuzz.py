@@ -105,7 +105,7 @@ def test_every_option_of_profile(name):
     a = ANALYSES[name]
     own = [
         (option, v)
-        for option in ("--mode", "--warmup", "--repeat", "--trace", "--device")
+        for option in ("--mode", "--warmup", "--repeat", "--trace", "--device", "--threads")
         for v in HOSTILE
     ]
     for words in _words(a) + own:

@@ -577,3 +577,64 @@ def test_cpu_training_peak_holds_weights_state_and_every_saved_activation(held, 
     if arg == "sdpa":
         scratch = 4 * (2 * 64 * 512 * torch.get_num_threads() + 64)
         assert 0 <= prof.memory_peak - prof.memory_predicted <= scratch
+
+
+def test_profile_records_threads_and_load_and_takes_threads():
+    # --threads sets torch's intra-op threads for the run, recorded with the load beside it, and
+    # restored after; a count outside 1..1024 is one line
+    small = ["--seq", "64", "--dim", "32", "--heads", "4", "--device", "cpu", "--repeat", "2"]
+    before = torch.get_num_threads()
+    result = runner.invoke(app, ["profile", "mhsa", *small, "--threads", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["threads"] == 2 and doc["load"] is None) or doc["load"] >= 0
+    assert torch.get_num_threads() == before
+    shown = runner.invoke(app, ["profile", "mhsa", *small, "--threads", "1"])
+    assert "(cpu), 1 thread, load " in shown.stdout, shown.stdout
+    bad = runner.invoke(app, ["profile", "mhsa", *small, "--threads", "0"])
+    assert bad.exit_code == 2 and "--threads is a thread count from 1 to 1,024, got 0" in bad.stderr
+
+
+def test_a_wide_spread_of_timed_runs_is_flagged_with_the_machines_state():
+    from complexo.profile.machine import iqr, spread_warning
+
+    # quartiles of 1, 1, 1, 3 ms (exclusive method): q1 = 1 ms, q3 = 2.5 ms: IQR 1.5 ms, median
+    # 1 ms, 150% of it: flagged, with the load and threads given
+    times = [1e-3, 1e-3, 1e-3, 3e-3]
+    assert iqr(times) == pytest.approx(1.5e-3)
+    warning = spread_warning(times, 4, 7.5)
+    assert warning.startswith("NOISY: the timed runs spread over an IQR of 1.5 ms, 150% of their")
+    assert "median 1 ms (load 7.5 on" in warning and "4 torch threads)" in warning
+    # 10 runs within ±2%: q3 − q1 ≤ 4% of the median, under the 25% threshold
+    assert spread_warning([1e-3 * (1 + 0.004 * k) for k in range(-5, 5)], 1, 0.1) is None
+    assert iqr([2.0]) == 0.0
+
+
+def test_the_iqr_is_written_as_a_duration():
+    from complexo.render import console
+    from complexo.render_runs import render_profile
+
+    prof = profile_mhsa(SMALL, device="cpu", warmup=0, repeat=3)
+    prof.times = [2e-3, 9e-3, 2.1e-3]  # quartiles (exclusive): 2 ms, 9 ms: IQR 7 ms
+    shown = console()
+    with shown.capture() as out:
+        shown.print(render_profile(prof))
+    assert "(IQR 7 ms)" in out.get()
+
+
+def test_a_two_sided_ratio_is_flagged_when_a_side_is_noisy():
+    import dataclasses
+
+    from complexo.render import console
+    from complexo.render_runs import render_profile
+
+    base = profile_mhsa(SMALL, device="cpu", warmup=0, repeat=3)
+    steady = dataclasses.replace(base, times=[1e-3, 1e-3, 1e-3], notes=[])
+    # quartiles of 1, 1, 3 ms (exclusive): 1 ms and 3 ms, IQR 2 ms against a 1 ms median: NOISY
+    noisy = dataclasses.replace(base, times=[1e-3, 1e-3, 3e-3], notes=[])
+    shown = console()
+    for other, flagged in ((steady, False), (noisy, True)):
+        both = profiling.SidesProfile("mhsa", {"full": steady, "lora": other})
+        with shown.capture() as out:
+            shown.print(render_profile(both))
+        assert ("(NOISY: lora's runs spread widely" in out.get()) == flagged

@@ -94,7 +94,22 @@ def test_sweep_figure_draws_the_table(tmp_path):
     assert drawn[label][1] == [
         p.result.quantity("forward_matmul_flops").measured["torch"] for p in sweep.points
     ]
-    assert drawn["scores ∝ n^2"][1] == sweep.term_series(mhsa.Kind.FORWARD, "scores")
+    # Q·Kᵀ and A·V are each 2·B·d·n²: one line, both named; the four projections 2·B·d²·n
+    assert drawn["scores, attn_v ∝ n²"][1] == sweep.term_series(mhsa.Kind.FORWARD, "scores")
+    assert drawn["q_proj, k_proj, v_proj, out_proj ∝ n"][1] == [
+        2 * 32 * 32 * n for n in (32, 64, 128, 256)
+    ]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "forward FLOPs, total (formula)" in labels
+    # the crossover n = 2·d = 64 (inside 32..256) said in the legend, not written over the data
+    assert "n = 2·d: attention matmuls overtake the projections" in labels
+    title = (
+        "Multi-head self-attention: forward FLOPs against sequence length n\ndim = 32, heads = 4"
+    )
+    assert ax.get_title() == title
+    # SI-scaled ticks (1 MFLOP, not 10⁶) and plain sides (1024, not 2¹⁰)
+    assert ax.yaxis.get_major_formatter()(1e6, 0) == "1 MFLOP"
+    assert ax.xaxis.get_major_formatter()(1024, 0) == "1024"
     path = tmp_path / "sweep.png"
     plots.save(fig, str(path), plots.footer())
     assert path.stat().st_size > 10_000
@@ -149,7 +164,7 @@ def test_sweep_command_json_csv_and_plot(tmp_path):
     assert header.startswith("seq,forward_flops,forward_flops_fvcore,forward_flops_torch")
     assert [r.split(",")[0] for r in rows] == ["32", "64", "128"]
     table = runner.invoke(app, args)
-    assert table.exit_code == 0 and "scores ∝ n^2" in table.stdout
+    assert table.exit_code == 0 and "scores ∝ n^2" in table.stdout  # the table's slopes
 
 
 @pytest.mark.parametrize(
@@ -250,3 +265,39 @@ def test_profiled_kvcache_sweep_times_one_decoded_token_per_context():
     with pytest.raises(ComplexoError, match="--profile times mhsa, cnn, vit, kvcache"):
         sweep.analysis = "lora"
         sweeps.profile_points(sweep, device="cpu")
+
+
+def test_figures_leave_the_users_backend_and_style_alone(tmp_path):
+    # a notebook's inline backend and its rcParams must survive complexo drawing and saving:
+    # figure() is outside pyplot, and complexo's style is a local rc context
+    import matplotlib
+
+    before_backend = matplotlib.get_backend()
+    sweep = small_sweep(check_all=False)
+    with matplotlib.rc_context({"font.size": 13.0, "svg.hashsalt": None}):
+        for name in ("a.svg", "b.svg"):
+            fig, (ax,) = plots.figure()
+            with plots.style():
+                plots.draw_sweep(ax, sweep)
+            plots.save(fig, str(tmp_path / name), plots.footer())
+        assert matplotlib.rcParams["font.size"] == 13.0
+        assert matplotlib.rcParams["svg.hashsalt"] is None
+    assert matplotlib.get_backend() == before_backend
+    # saved in complexo's style all the same: its fixed hash salt makes the two files equal
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:  # nothing left in pyplot's figure manager
+        assert not sys.modules["matplotlib.pyplot"].get_fignums()
+
+
+def test_a_sweep_whose_config_zeroes_a_term_still_picks_its_points():
+    # causal SDPA keeps no attention matrix: a term that is 0 (sympy's degree of 0 is -oo, which
+    # ended `sweep --variant "--causal --impl sdpa"` in a traceback); it takes no part in the
+    # degree, and the causal terms (not polynomials in n) have every point counted
+    vary = sweeps.parse_vary("seq=32..256", points=None, step=None, log2=True)
+    sweep = sweeps.run(mhsa, {**SMALL, "causal": True, "impl": "sdpa"}, [vary])
+    assert any(t.expr == 0 for t in sweep.points[0].result.model.terms(tuple(mhsa.Kind))), (
+        "no zero term: this test no longer covers it"
+    )
+    assert sweep.counted == [0, 1, 2, 3] and "not a polynomial in n" in sweep.why

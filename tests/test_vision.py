@@ -20,6 +20,7 @@ from complexo.measure import count_fvcore
 from complexo.presets import RESNETS, VITS, ResNetConfig, ViTConfig
 from complexo.presets import RESNETS_PUBLISHED as RESNET_PUBLISHED
 from complexo.presets import VITS_PUBLISHED as VIT_PUBLISHED
+from complexo.presets import VITS_PUBLISHED_AT as VIT_PUBLISHED_AT
 from complexo.symbols import B, C, D, K, L, R, d, e, f, h, p, w
 
 # --- published figures ---------------------------------------------------------------------
@@ -43,9 +44,12 @@ def test_resnet_params_and_macs_are_torchvisions(name):
     assert round(evaluate(formula, cnn.Config(name).values) / 2e9, 2) == gmacs
 
 
-@pytest.mark.parametrize("name", sorted(VIT_PUBLISHED))
+@pytest.mark.parametrize("name", sorted(VIT_PUBLISHED) + sorted(VIT_PUBLISHED_AT))
 def test_vit_params_and_macs_are_the_published_ones(name):
-    params, res, gmacs, _ = VIT_PUBLISHED[name]
+    params, res, gmacs, _ = (
+        VIT_PUBLISHED_AT[name] if name in VIT_PUBLISHED_AT else VIT_PUBLISHED[name]
+    )
+    name = name[0] if isinstance(name, tuple) else name
     with torch.device("meta"):
         model, x = ViT(VITS[name], res), torch.randn(1, 3, res, res)
     assert sum(q.numel() for q in model.parameters()) == params
@@ -53,6 +57,24 @@ def test_vit_params_and_macs_are_the_published_ones(name):
         assert round(matmul_gmacs(model, x), 2) == gmacs
         formula = vit.cost_model().total(Kind.FORWARD, matmul_only=True)
         assert round(evaluate(formula, vit.Config(name, res).values) / 2e9, 2) == gmacs
+
+
+@pytest.mark.parametrize(
+    ("model", "res", "cited"),
+    [  # each resolution's own card: vit_b_16 at 384 is SWAG E2E's, vit_h_14 at 224 SWAG linear's
+        ("vit-b16", 384, "86,859,496 parameters, 55.48 GMAC at 384"),
+        ("vit-b16", 224, "86,567,656 parameters, 17.56 GMAC at 224"),
+        ("vit-h14", 224, "632,045,800 parameters, 167.3 GMAC at 224"),
+        ("vit-h14", 518, "633,470,440 parameters, 1016.72 GMAC at 518"),
+    ],
+)
+def test_the_note_cites_the_card_at_the_analysed_resolution(model, res, cited):
+    from complexo.counting import unchecked
+
+    with unchecked():
+        result = vit.analyse(vit.Config(model, res))
+    (note,) = [n for n in result.notes if n.startswith("published")]
+    assert cited in note, note
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torchvision") is None, reason="no torchvision")

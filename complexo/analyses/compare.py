@@ -197,7 +197,7 @@ def draw(axes, cmp: Comparison) -> dict:
     """FLOPs and activations of both models against R (formula curves over a range of R,
     the analysed resolutions as markers), with the crossovers."""
     from complexo.cost import evaluate, plain
-    from complexo.plot import UNIT_LABEL, mark
+    from complexo.plot import UNIT_LABEL, log_axes, mark
     from complexo.symbols import p
 
     ax_flops, ax_memory = axes
@@ -221,11 +221,9 @@ def draw(axes, cmp: Comparison) -> dict:
             pts = [m[name].quantity(quantity).value for _, m in cmp.results]
             ax.scatter(res_list, pts, s=40, zorder=5, label=f"{name}, analysed and checked")
             drawn[f"{name} {quantity} analysed"] = (res_list, pts)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        log_axes(ax, kind.unit)
         ax.set_xlabel("image side R (pixels)")
-        ax.set_ylabel(UNIT_LABEL["flop" if kind == Kind.FORWARD else "byte"])
-        ax.grid(True, which="both", alpha=0.25)
+        ax.set_ylabel(UNIT_LABEL[kind.unit])
     for c in cmp.crossovers:
         formula, value = plain(c.expr), f"{float(c.value):,.0f}"
         at = value if c.expr.is_Number or len(formula) > 24 else f"{formula} = {value}"

@@ -417,12 +417,12 @@ def draw(axes, cmp: Comparison) -> dict:
     full = cmp.baseline.quantity("trainable_params").value
     ax_rank.axhline(full, color="black", ls="--", lw=1.2, label=f"full fine-tuning: {full:,}")
     drawn["trainable_params"] = (ranks, trainable)
-    ax_rank.set_xscale("log", base=2)
-    ax_rank.set_yscale("log")
+    from complexo.plot import log_axes
+
+    log_axes(ax_rank, "param")
     ax_rank.set_xlabel("rank r")
     ax_rank.set_ylabel("parameters")
     ax_rank.set_title("trainable parameters against rank")
-    ax_rank.grid(True, which="both", alpha=0.25)
     ax_rank.legend(fontsize=8)
     return drawn
 

@@ -311,6 +311,8 @@ def _window_notes(cfg: Config, model) -> list[str]:
 def draw(axes, result: Result) -> dict:
     """Forward FLOPs of the three attentions against T (left) and R (right), the config's
     other sizes fixed, from the formulas."""
+    from complexo.plot import log_axes
+
     cfg = Config(**result.config)
     drawn: dict = {}
     for ax, field, xs in (
@@ -325,8 +327,7 @@ def draw(axes, result: Result) -> dict:
             ax.plot(xs, ys, marker="o", lw=2, label=attn)
             drawn[f"{attn} by {field}"] = (xs, ys)
         ax.axvline(getattr(cfg, field), color="0.5", ls=":", lw=1)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        log_axes(ax, "flop")
         ax.set_xlabel("frames T" if field == "frames" else f"frame side R (p = {cfg.patch})")
         ax.set_ylabel("forward FLOPs (FLOP = 2·MAC)")
         ax.legend(fontsize=8)

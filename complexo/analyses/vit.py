@@ -40,6 +40,7 @@ from complexo.cost import CostModel, Kind, Terms
 from complexo.errors import ComplexoError
 from complexo.presets import VITS as PRESETS
 from complexo.presets import VITS_PUBLISHED as PUBLISHED
+from complexo.presets import VITS_PUBLISHED_AT as PUBLISHED_AT
 from complexo.registry import Analysis, check_options, option, register
 from complexo.result import Result, summarise
 from complexo.symbols import B, C, K, L, R, d, e, f, h, p
@@ -179,8 +180,9 @@ def analyse(cfg: Config) -> Result:
     ]
     patch = PRESETS[cfg.model].patch
     facts = {"tokens": f"{cfg.tokens} = ({cfg.res}/{patch})² patches + the class token"}
-    if cfg.model in PUBLISHED:
-        params, res, gmacs, source = PUBLISHED[cfg.model]
+    card = PUBLISHED_AT.get((cfg.model, cfg.res), PUBLISHED.get(cfg.model))  # this R's first
+    if card is not None:
+        params, res, gmacs, source = card
         flops = f", {gmacs} GMAC" if gmacs else ""
         notes.append(f"published ({source}): {params:,} parameters{flops} at {res} per image")
     peak, peak_note = vit_peak.quantity(cfg)  # the training step's high-water mark

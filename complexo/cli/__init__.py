@@ -29,6 +29,8 @@ class Commands(TyperGroup):
 
     def resolve_command(self, ctx, args):
         name = args[0] if args else ""
+        if ctx.resilient_parsing:  # shell completion: offer what there is, refuse nothing
+            return super().resolve_command(ctx, args)
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
             if name in self.refused:
                 raise ComplexoError(self.refused[name])
@@ -36,9 +38,15 @@ class Commands(TyperGroup):
         return super().resolve_command(ctx, args)
 
     def main(self, *args, **kwargs):
+        from complexo import progress
+
         kwargs["standalone_mode"] = False
+        words = kwargs.get("args", args[0] if args else None)
+        words = sys.argv[1:] if words is None else list(words)
+        quiet = "--json" in words or "--csv" in words  # a document on stdout: nothing else
         try:
-            code = super().main(*args, **kwargs)
+            with progress.shown(not quiet):
+                code = super().main(*args, **kwargs)
         except _UsageError as err:  # typer's usage errors: bad values, unknown options
             fail(err.format_message(), getattr(err, "exit_code", 2))
         except ComplexoError as err:
@@ -71,8 +79,8 @@ def group(help: str, refused: dict[str, str] | None = None, version: bool = Fals
     """A command group whose bare name prints its help (and, with ``version``, whose
     ``--version`` prints complexo's)."""
     cls = type("Group", (Commands,), {"refused": refused or {}})
-    sub = typer.Typer(
-        cls=cls, help=plain(help), add_completion=False, pretty_exceptions_enable=False
+    sub = typer.Typer(  # the top level offers shell completion (--install-completion)
+        cls=cls, help=plain(help), add_completion=version, pretty_exceptions_enable=False
     )
 
     if version:

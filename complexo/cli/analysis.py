@@ -143,6 +143,7 @@ def draw(a: Analysis, result, path: str) -> None:
     """The analysis's figure of ``result``, saved to ``path`` with the convention at its foot."""
     from complexo import plot as plots
 
-    fig, axes = plots.figure(a.figure.panels, width=a.figure.width)
-    a.figure.draw(axes, result)
-    plots.save(fig, path, plots.footer(a.figure.footer(result)))
+    with plots.style():
+        fig, axes = plots.figure(a.figure.panels, width=a.figure.width)
+        a.figure.draw(axes, result)
+        plots.save(fig, path, plots.footer(a.figure.footer(result)))

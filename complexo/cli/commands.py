@@ -148,6 +148,12 @@ def _profile_command(profiles: typer.Typer, a: Analysis) -> None:
         option("warmup", int | None, None, "Untimed runs first (default 3; 2 for whole models)."),
         option("repeat", int | None, None, "Timed runs (default 10; 5 for whole models)."),
         option("trace", str | None, None, "Write the Chrome/Perfetto trace to PATH."),
+        option(
+            "threads",
+            int | None,
+            None,
+            "torch's intra-op threads for a CPU run (default: what torch picks); recorded.",
+        ),
         option("save", bool, False, "Record it under profiles/<device>/.", "--save"),
         JSON,
     ]

@@ -64,15 +64,26 @@ def _parameter(f: dataclasses.Field, opt: Option, tp, optional: bool, default) -
         item = typing.get_args(tp)[0]
         kind = Annotated[list[item] | None, typer.Option(name, help=opt.help, show_default=False)]
         return Parameter(f.name, Parameter.KEYWORD_ONLY, annotation=kind, default=None)
-    metavar = None
+    metavar, complete = None, None
     if opt.choices:  # checked by the config (with the closest choice), shown in --help
         metavar = _metavar(opt.choices)
+        complete = _completer(opt.choices)  # and offered by shell completion
     if opt.separator:
         tp = str
         default = None if default is None else opt.separator.join(default)
     kind = tp | None if optional or default is None else tp
-    annotated = Annotated[kind, typer.Option(name, help=opt.help, metavar=metavar)]
+    option = typer.Option(name, help=opt.help, metavar=metavar, autocompletion=complete)
+    annotated = Annotated[kind, option]
     return Parameter(f.name, Parameter.KEYWORD_ONLY, annotation=annotated, default=default)
+
+
+def _completer(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    """Shell completion of a choice option: the choices that start with what is typed."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [c for c in choices if c.startswith(incomplete)]
+
+    return complete
 
 
 def values(config_type, given: dict) -> dict:

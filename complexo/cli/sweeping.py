@@ -27,10 +27,8 @@ def run(
 ) -> None:
     import sys
 
-    from rich.progress import Progress
-
+    from complexo import progress as progress_bar
     from complexo import sweep as sweeps
-    from complexo.render import console
 
     if device is not None and not profile:
         raise ComplexoError("--device needs --profile")
@@ -42,26 +40,26 @@ def run(
     total = 1
     for v in varies:
         total *= len(v.values)
-    shown = total >= 4 and not as_json and not as_csv and sys.stderr.isatty()
-    with Progress(console=console(stderr=True), transient=True, disable=not shown) as bar:
-        task = bar.add_task(f"sweeping {a.name}", total=total * len(variant or [1]))
+    with progress_bar.task(f"sweeping {a.name}", total=total * len(variant or [1])) as advance:
 
         def progress(i: int, n: int) -> None:
-            bar.update(task, completed=i)
+            advance(completed=i)
 
         if variant:
             quantity = quantity or "forward_flops"
             lines = sweeps.run_variants(
                 a, fixed, varies, variant, quantity, progress, check_all=check_all
             )
-            _emit_variants(lines, as_json, as_csv, plot)
-            return
-        result = sweeps.run(a, fixed, varies, progress, check_all=check_all)
-        if profile:
-            if len(varies) != 1:
-                raise ComplexoError("--profile draws time against one varied option")
-            bar.update(task, description=f"running {a.name} for real", completed=0)
-            sweeps.profile_points(result, device=device, progress=progress)
+        else:
+            result = sweeps.run(a, fixed, varies, progress, check_all=check_all)
+    if variant:
+        _emit_variants(lines, as_json, as_csv, plot)
+        return
+    if profile:
+        if len(varies) != 1:
+            raise ComplexoError("--profile draws time against one varied option")
+        with progress_bar.task(f"running {a.name} for real", total=total) as advance:
+            sweeps.profile_points(result, device=device, progress=lambda i, n: advance())
     names = [q.name for q in result.points[0].result.quantities]
     if quantity is None:
         flops = [q.name for q in result.points[0].result.quantities if q.unit == "flop"]
@@ -70,13 +68,14 @@ def run(
     if plot is not None:
         from complexo import plot as plots
 
-        if profile:
-            fig, (ax, right) = plots.figure(2, width=8.5)
-            plots.draw_times(right, result)
-        else:
-            fig, (ax,) = plots.figure(width=10.5)
-        plots.draw_sweep(ax, result, quantity)
-        plots.save(fig, plot, plots.footer(_fixed_text(result.points[0].result.config)))
+        with plots.style():
+            if profile:
+                fig, (ax, right) = plots.figure(2, width=8.5)
+                plots.draw_times(right, result)
+            else:
+                fig, (ax,) = plots.figure(width=10.5)
+            plots.draw_sweep(ax, result, quantity)
+            plots.save(fig, plot, plots.footer(_fixed_text(result.points[0].result.config)))
     if as_json:
         emit_json(result.to_json())
     elif as_csv:
@@ -95,9 +94,10 @@ def _emit_variants(lines, as_json: bool, as_csv: bool, plot: str | None) -> None
     if plot is not None:
         from complexo import plot as plots
 
-        fig, (ax,) = plots.figure(width=8.5)
-        plots.draw_variants(ax, lines)
-        plots.save(fig, plot, plots.footer(_fixed_text(first.config)))
+        with plots.style():
+            fig, (ax,) = plots.figure(width=8.5)
+            plots.draw_variants(ax, lines)
+            plots.save(fig, plot, plots.footer(_fixed_text(first.config)))
     if as_json:
         emit_json(lines.to_json())
     elif as_csv:

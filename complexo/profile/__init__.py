@@ -12,16 +12,14 @@ rows read from it. Each analysis's own runner lives beside it
 (``complexo/analyses/<name>_profile.py``), reached through :func:`run` and the registry.
 """
 
+from complexo.profile.calibration import CONV_CALL_S, CONV_SHAPES, calibrate
 from complexo.profile.core import (
-    CONV_CALL_S,
-    CONV_SHAPES,
     MODES,
     PROFILES,
     Ceilings,
     Profile,
     SidesProfile,
     Timing,
-    calibrate,
     calibration_path,
     ceilings,
     device_name,

@@ -14,7 +14,9 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from complexo import progress
 from complexo.errors import ComplexoError
+from complexo.profile.machine import check_threads, iqr, threads_set
 
 # The default folder of every ``root`` below: resolved when used (see :func:`folder`) to the
 # checkout's profiles/, $COMPLEXO_HOME/profiles or the user's data folder, never the cwd's.
@@ -168,6 +170,8 @@ class Profile:
     kernels: list = field(default_factory=list)  # [name, seconds]: the top kernels, one iteration
     predicted_s: float | None = None  # the roofline's floor for the timed iteration
     outside: dict | None = None  # the profiled time no term accounts for, and where it went
+    threads: int | None = None  # torch's intra-op threads during the runs
+    load: float | None = None  # the machine's one-minute load average as the runs began
 
     @property
     def median(self) -> float:
@@ -180,8 +184,7 @@ class Profile:
     def to_json(self) -> dict:
         doc = asdict(self)
         doc["median_s"], doc["achieved_flops_per_s"] = self.median, self.achieved
-        q1, _, q3 = statistics.quantiles(self.times, n=4) if len(self.times) > 1 else (0, 0, 0)
-        doc["iqr_s"] = q3 - q1
+        doc["iqr_s"] = iqr(self.times)
         if self.ceilings:
             doc["fraction_of_peak"] = self.achieved / self.ceilings["peak"][self.dtype]
         return doc
@@ -231,12 +234,18 @@ def timed(step, device: str, warmup: int, repeat: int, *, graph: bool = False) -
         with torch.cuda.graph(captured):
             step()
         step, warmup = captured.replay, 1
-    for _ in range(warmup):
-        step()
+    with progress.task("warming up", total=warmup) as advance:
+        for _ in range(warmup):
+            step()
+            advance()
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = [clock(step) for _ in range(repeat)]
+    times = []
+    with progress.task("timing", total=repeat) as advance:
+        for _ in range(repeat):
+            times.append(clock(step))
+            advance()
     if device != "cuda":
         return Timing(times, None, None)
     return Timing(times, torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved())
@@ -289,17 +298,19 @@ def run(
     repeat: int | None = None,
     trace: str | None = None,
     cuda_graph: bool = False,
+    threads: int | None = None,
     root: Path = PROFILES,
 ):
     """Profile a registered analysis (:class:`~complexo.registry.Analysis`) at ``cfg``: the one
     entry point of ``complexo profile`` and of every analysis command's ``--profile``.
     ``warmup``, ``repeat``: the profiler's own default (fewer for whole-model steps) unless
-    given."""
+    given. ``threads``: torch's intra-op threads for the run (default: what torch picks)."""
     how = analysis.profiling
     modes = how.modes
     mode = modes[0] if mode is None else mode
     check_count("--warmup", warmup, 0, MAX_WARMUP)
     check_count("--repeat", repeat, 1, MAX_REPEAT)
+    check_threads(threads)
     if trace is not None:
         from complexo.paths import check_output
 
@@ -319,15 +330,16 @@ def run(
         listed = ", ".join(graphed[:-1]) + " and " + graphed[-1] if len(graphed) > 1 else graphed[0]
         raise ComplexoError(f"--cuda-graph times {listed} forward passes, not {analysis.name}")
     runs = {"device": device, "trace": trace, "warmup": warmup, "repeat": repeat}
-    if how.run is not None:  # a profile of its own: the analyses it compares, each profiled
-        return how.run(cfg, **{k: v for k, v in runs.items() if v is not None})
-    from complexo.profile.step import profile_side
+    with threads_set(threads), progress.task(f"profiling {analysis.name}"):
+        if how.run is not None:  # a profile of its own: the analyses it compares, each profiled
+            return how.run(cfg, **{k: v for k, v in runs.items() if v is not None})
+        from complexo.profile.step import profile_side
 
-    runs |= {"mode": mode, "cuda_graph": cuda_graph, "root": root}
-    if not analysis.sides:
-        return profile_side(analysis, cfg, **runs)
-    sides = {side: profile_side(analysis, cfg, side=side, **runs) for side in analysis.sides}
-    return SidesProfile(analysis.name, sides)
+        runs |= {"mode": mode, "cuda_graph": cuda_graph, "root": root}
+        if not analysis.sides:
+            return profile_side(analysis, cfg, **runs)
+        sides = {side: profile_side(analysis, cfg, side=side, **runs) for side in analysis.sides}
+        return SidesProfile(analysis.name, sides)
 
 
 def check_count(name: str, value: int | None, low: int, high: int) -> None:
@@ -382,90 +394,6 @@ def free_memory(device: str) -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # not Linux: no check beyond the allocator's
         return 1 << 62
-
-
-# The 3×3 convolutions calibration tries per device, (batch, channels, side), smallest first: it
-# takes the first whose call lasts CONV_CALL_S, so a dtype without a fast path stays quick.
-CONV_SHAPES = {
-    "cpu": ((1, 32, 32), (1, 64, 64), (1, 128, 64), (1, 256, 64)),
-    "cuda": ((8, 256, 64), (32, 512, 64)),
-}
-
-
-CONV_CALL_S = 0.02
-
-
-def _rate(run, flops: int, clock, first: float | None = None, repeat: int = 5) -> float:
-    """FLOP/s of ``run``: the median of ``repeat`` timed calls after an untimed one; a call that
-    already took over a second (a dtype without a fast path here) is measured once."""
-    first = clock(run) if first is None else first
-    if first > 1.0:
-        return flops / first
-    run()
-    return flops / statistics.median(clock(run) for _ in range(repeat))
-
-
-MAX_SIDE = 65_536  # a side-65536 fp32 product: 16 GiB per operand, minutes on a GPU
-
-
-def calibrate(device: str | None = None, *, size: int | None = None, root: Path = PROFILES) -> dict:
-    """Measure the present device's ceilings and save them for later runs: per dtype, the best
-    FLOP/s of a large matrix product and of a 3×3 convolution (on a CPU the two go through
-    different libraries, and the convolution can run twice as fast); a large device-to-device
-    copy for the bandwidth."""
-    import torch
-    import torch.nn.functional as F
-
-    if size is not None and not 1 <= size <= MAX_SIDE:
-        raise ComplexoError(f"--size is a matrix side from 1 to {MAX_SIDE:,}, got {size}")
-    device = resolve_device(device)
-    clock = timer(device)
-    n = size or (8192 if device == "cuda" else 1024)
-    refuse_if_too_big(
-        2 * n * n * 4, device, f"calibrate --size {n}", f"--size {max(1, n // 4)} or less"
-    )
-    measured: dict[str, dict[str, float]] = {"matmul": {}, "convolution": {}}
-    conv_shape = {}
-    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
-        a = torch.randn(n, n, device=device, dtype=dt)
-        b = torch.randn(n, n, device=device, dtype=dt)
-        measured["matmul"][name] = _rate(lambda a=a, b=b: a @ b, 2 * n**3, clock)
-        del a, b
-        for i, (batch, c, side) in enumerate(CONV_SHAPES[device]):
-            x = torch.randn(batch, c, side, side, device=device, dtype=dt)
-            w = torch.randn(c, c, 3, 3, device=device, dtype=dt)
-
-            def convolve(x=x, w=w):
-                return F.conv2d(x, w, padding=1)
-
-            convolve()  # the first call picks the algorithm
-            took = clock(convolve)
-            if took >= CONV_CALL_S or i == len(CONV_SHAPES[device]) - 1:
-                flops = 2 * batch * c * c * 9 * side * side
-                measured["convolution"][name] = _rate(convolve, flops, clock, first=took)
-                conv_shape[name] = [batch, c, side]
-                break
-    elements = (256 if device == "cuda" else 32) * 2**20
-    src = torch.empty(elements, device=device, dtype=torch.float32)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    t = statistics.median(clock(lambda: dst.copy_(src)) for _ in range(5))
-    doc = {
-        "device": device_name(device),
-        "peak": {k: max(m[k] for m in measured.values()) for k in measured["matmul"]},
-        "bandwidth": 2 * src.numel() * 4 / t,  # read and write
-        "measured": measured,
-        "matmul_side": n,
-        "convolution_shape": conv_shape,  # [batch, channels, side], 3×3, stride 1, padding 1
-        "copy_bytes": src.numel() * 4,
-        "torch": torch.__version__,
-        "date": datetime.date.today().isoformat(),
-    }
-    path = calibration_path(doc["device"], root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    doc["path"] = str(path)
-    return doc
 
 
 def _why(err: Exception) -> str:

@@ -21,6 +21,7 @@ from complexo.profile.core import (
     resolve_device,
     timed,
 )
+from complexo.profile.machine import load, spread_warning
 from complexo.profile.trace import (
     _check_runs,
     _common_notes,
@@ -129,6 +130,7 @@ def profile_side(
     first = rows[0].name if setup.beside else ""
     step = ranged(first, setup.step) if first else setup.step
     beside = {name: ranged(name, run) for name, run in setup.beside.items()}
+    busy = load()  # before the runs, which would count themselves
     timing = timed(step, device, warmup, repeat, graph=cuda_graph)
     runs = {name: timed(run, device, warmup, repeat) for name, run in beside.items()}
     roof = ceilings(device, root)
@@ -157,6 +159,8 @@ def profile_side(
     prof.predicted_s = _total_floor(in_step)
     if mode == "forward" and not beside:
         prof.outside = _outside(profiled, in_step, step_terms)
-    prof.notes += setup.notes
+    prof.threads, prof.load = torch.get_num_threads(), busy
+    noisy = spread_warning(prof.times, prof.threads, prof.load)
+    prof.notes += [*([noisy] if noisy else []), *setup.notes]
     _common_notes(prof, roof)
     return prof

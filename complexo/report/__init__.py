@@ -26,7 +26,7 @@ def generate(topics, root: Path = ROOT) -> list[Path]:
     written = []
     (root / "figures").mkdir(parents=True, exist_ok=True)
     for topic in topics:
-        page = TOPICS[topic]()
+        page = _page(topic)
         for name, (fig, data) in page.figures.items():
             from complexo.plot import save_svg
 
@@ -53,7 +53,7 @@ def check(topics, root: Path = ROOT) -> list[str]:
         raise ComplexoError(f"no {root} folder to check: run complexo report to write it")
     stale = []
     for topic in topics:
-        page = TOPICS[topic]()
+        page = _page(topic)
         path = root / f"{topic}.md"
         if not path.exists() or path.read_text() != page.text:
             stale.append(str(path))
@@ -69,6 +69,16 @@ def check(topics, root: Path = ROOT) -> list[str]:
     if not index.exists() or index.read_text() != _index():
         stale.append(str(root / "README.md"))
     return stale
+
+
+def _page(topic: str):
+    """A topic's page, its figures drawn in complexo's style (a local rc context), shown in
+    progress while it is generated (seconds each: their sweeps and comparisons run here)."""
+    from complexo import progress
+    from complexo.plot import style
+
+    with style(), progress.task(f"generating analyses/{topic}.md"):
+        return TOPICS[topic]()
 
 
 def _root(root: Path) -> Path:

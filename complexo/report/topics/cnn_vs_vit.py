@@ -10,6 +10,20 @@ from complexo.report.measured import _measured_section, _pairs
 from complexo.report.page import Page, _agreement, _math, _table, register_topic
 
 
+def _symbols(cnn: dict, vit: dict) -> str:
+    """What each letter of the formulas means, with resnet50's and vit-b16's values."""
+    from complexo.symbols import B, C, D, K, L, d, f, p, w
+
+    blocks = ", ".join(str(cnn[s]) for s in D)
+    return (
+        f"Symbols: B batch ({cnn[B]}), R image side in pixels, C input channels ({cnn[C]}), "
+        f"K classes ({cnn[K]}). ResNet: w the first stage's width in channels ({cnn[w]}; "
+        f"stage i has 2^(i−1)·w, its bottlenecks expand to 4×), D₁–D₄ the bottleneck blocks of "
+        f"the four stages ({blocks}). ViT: p the patch side ({vit[p]}), d the width "
+        f"({vit[d]}), f the MLP's hidden width ({vit[f]}), L the layers ({vit[L]})."
+    )
+
+
 @register_topic(
     "cnn-vs-vit",
     "CNN vs ViT: FLOPs, parameters and memory against resolution",
@@ -32,6 +46,8 @@ def cnn_vs_vit_page(page: Page) -> None:
         "",
         f"Conventions: {CONVENTION}. A ResNet stage at total stride 2^k has side ⌈R/2^k⌉; a "
         "ViT with patch p has n = (R/p)² + 1 tokens.",
+        "",
+        _symbols(rn.values, vt.values),
         "",
         "## Derivation",
         "",
