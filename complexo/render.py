@@ -304,8 +304,18 @@ def header(result: Result | Comparison) -> Text:
     return Text.assemble(
         (f"complexo {result.analysis}", "bold"),
         f"  {cfg}\n",
-        (f"{CONVENTION}; counted on the meta device (nothing allocated)", "dim"),
+        (f"{CONVENTION}; {counted(result)}", "dim"),
     )
+
+
+def counted(result) -> str:
+    """Where the readings beside the formulas come from: the counters on the meta device, or
+    none at all (--no-check, or sizes past torch's limits: a note says which)."""
+    sides = getattr(result, "sides", None) or {"": result}
+    readings = (v for side in sides.values() for q in side.quantities for v in q.measured.values())
+    if any(v is not None for v in readings):
+        return "counted on the meta device (nothing allocated)"
+    return "formulas only: the counters did not run (see the note)"
 
 
 def render(result: Result, *, terms: bool = True) -> Group:

@@ -42,11 +42,13 @@ class Attentions(Shown):
         from rich.console import Group
         from rich.text import Text
 
-        from complexo.render import crossover_line, gap_lines, models_table, terms_table
+        from complexo.render import counted, crossover_line, gap_lines, models_table, terms_table
 
         shown = ", ".join(f"{k}={v}" for k, v in self.config.items() if k != "attn")
         title = (f"complexo {self.analysis}", "bold")
-        parts: list = [Text.assemble(title, f"  {shown}\n", (CONVENTION, "dim"))]
+        parts: list = [
+            Text.assemble(title, f"  {shown}\n", (f"{CONVENTION}; {counted(self)}", "dim"))
+        ]
         parts.append(
             models_table(self.sides, "The three attentions (formula values vs. independent counts)")
         )
