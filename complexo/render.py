@@ -58,17 +58,19 @@ class Split:
         ]
 
     def parts(self, width: int) -> list[list[int]]:
-        """The columns of each part (indices), within ``width`` cells (one of padding each)."""
+        """The columns of each part (indices), within ``width`` cells: a column takes its width
+        and two more (its right padding and the blank rule between columns; the outer edges'
+        two blanks stand for the last column's missing padding and rule)."""
         widths = self.widths()
         kept = list(range(self.keep))
-        base = sum(widths[i] + 1 for i in kept)
+        base = sum(widths[i] + 2 for i in kept)
         parts, current, used = [], [], base
         for i in range(self.keep, len(self.columns)):
-            if current and used + widths[i] + 1 > width:
+            if current and used + widths[i] + 2 > width:
                 parts.append(kept + current)
                 current, used = [], base
             current.append(i)
-            used += widths[i] + 1
+            used += widths[i] + 2
         return [*parts, kept + current] if current or not parts else parts
 
     def __rich_console__(self, console, options):

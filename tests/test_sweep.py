@@ -272,7 +272,13 @@ def test_figures_leave_the_users_backend_and_style_alone(tmp_path):
     # figure() is outside pyplot, and complexo's style is a local rc context
     import matplotlib
 
-    before_backend = matplotlib.get_backend()
+    import sys
+
+    def pyplots_figures() -> list[int]:  # what other tests in this process left there aside
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        return pyplot.get_fignums() if pyplot is not None else []
+
+    before_backend, before_figures = matplotlib.get_backend(), pyplots_figures()
     sweep = small_sweep(check_all=False)
     with matplotlib.rc_context({"font.size": 13.0, "svg.hashsalt": None}):
         for name in ("a.svg", "b.svg"):
@@ -285,10 +291,7 @@ def test_figures_leave_the_users_backend_and_style_alone(tmp_path):
     assert matplotlib.get_backend() == before_backend
     # saved in complexo's style all the same: its fixed hash salt makes the two files equal
     assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()
-    import sys
-
-    if "matplotlib.pyplot" in sys.modules:  # nothing left in pyplot's figure manager
-        assert not sys.modules["matplotlib.pyplot"].get_fignums()
+    assert pyplots_figures() == before_figures  # complexo registered nothing with pyplot
 
 
 def test_a_sweep_whose_config_zeroes_a_term_still_picks_its_points():
