@@ -270,9 +270,9 @@ def test_profiled_kvcache_sweep_times_one_decoded_token_per_context():
 def test_figures_leave_the_users_backend_and_style_alone(tmp_path):
     # a notebook's inline backend and its rcParams must survive complexo drawing and saving:
     # figure() is outside pyplot, and complexo's style is a local rc context
-    import matplotlib
-
     import sys
+
+    import matplotlib
 
     def pyplots_figures() -> list[int]:  # what other tests in this process left there aside
         pyplot = sys.modules.get("matplotlib.pyplot")
