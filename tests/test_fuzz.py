@@ -100,6 +100,7 @@ def test_every_option_of_an_analysis_command(name):
         _check([name, *words])
 
 
+@pytest.mark.slow  # each valid hostile value (--warmup 0, --threads 1) profiles a default config
 @pytest.mark.parametrize("name", sorted(a.name for a in ANALYSES.values() if a.profiling))
 def test_every_option_of_profile(name):
     a = ANALYSES[name]
