@@ -142,17 +142,25 @@ def draw_registered(result, ax=None) -> Drawn:
 
 def draw_terms(result, ax=None) -> Drawn:
     """One result's forward FLOPs (or its first kind's terms), one horizontal bar per term,
-    each labelled with its share."""
+    each labelled with its share: of the kind's total, or for terms with a dotted prefix (a
+    decoder's decode., prefill.) of their prefix's subtotal, as the terms table gives them."""
+    from complexo.render import term_groups
+
     kinds = [k for k in Kind if result.model.terms(k)]
     kind = Kind.FORWARD if Kind.FORWARD in kinds else kinds[0]
     (ax,) = axes_for(ax)
     terms = result.model.terms(kind)
     values = [evaluate(t.expr, result.values) for t in terms]
-    total = sum(values) or 1
+    subtotal = {
+        t.name: sum(evaluate(u.expr, result.values) for u in group) or 1
+        for prefix, group in term_groups(terms).items()
+        for t in group
+    }
     names = [t.name for t in terms]
     ax.barh(names, values)
-    for i, v in enumerate(values):
-        ax.annotate(f" {v / total:.1%}", (v, i), va="center", fontsize=8)
+    for i, (t, v) in enumerate(zip(terms, values, strict=True)):
+        of = f" of {t.name.partition('.')[0]}" if "." in t.name else ""
+        ax.annotate(f" {v / subtotal[t.name]:.1%}{of}", (v, i), va="center", fontsize=8)
     ax.invert_yaxis()
     from matplotlib.ticker import FuncFormatter
 

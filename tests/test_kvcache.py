@@ -152,3 +152,22 @@ def test_mistral_rolling_buffer_holds_the_window_not_the_context():
     assert "W" in r.summary.big_o["kv_cache_bytes"] and "n" not in r.summary.big_o["kv_cache_bytes"]
     # (80e9 − 2·7,241,732,096) // (4096·131,072) = 65,516,535,808 // 536,870,912 = 122
     assert "any context" in r.facts["fits"] and "batch up to 122 " in r.facts["fits"]
+
+
+def test_the_terms_figure_gives_each_step_its_own_shares():
+    """decode., no_cache. and prefill. are three steps: each bar's share is of its own step, so
+    the figure says of decode.weights what the summary says (its share of decode's FLOPs), not a
+    third of that as a share of all three steps together."""
+    from complexo import analyse
+    from complexo.plot import figure
+
+    r = analyse("kvcache", check=False)
+    fig, (ax,) = figure()
+    r.plot(ax=[ax])
+    name, _, share = r.summary.dominant
+    assert name == "decode.weights"
+    labels = [t.get_text().strip() for t in ax.texts]
+    assert f"{float(share):.1%} of decode" in labels
+    # shares within each step add up to 100%
+    decode = [float(x.split("%")[0]) for x in labels if x.endswith("of decode")]
+    assert abs(sum(decode) - 100) < 0.2
