@@ -162,7 +162,7 @@ def test_the_terms_figure_gives_each_step_its_own_shares():
     from complexo.plot import figure
 
     r = analyse("kvcache", check=False)
-    fig, (ax,) = figure()
+    _, (ax,) = figure()
     r.plot(ax=[ax])
     name, _, share = r.summary.dominant
     assert name == "decode.weights"
