@@ -188,5 +188,6 @@ def test_the_internals_page_answers_each_question_with_counted_numbers():
         for part in ("**The question.**", "**Derivation.**", "|---|", "**The short answer.**"):
             assert part in section, (section[:40], part)
     assert "UNEXPLAINED" not in text and "exact" in text
-    # RoPE: 3 FLOPs per element of q and k, B·n·(d + d) = 4096·2048 elements: 25.2 MFLOP
-    assert "| rope | 0 | 25.2 MFLOP | 25.2 MFLOP |" in text
+    # RoPE: 3 FLOPs per element of q and k forward, B·n·(d + d) = 4096·2048 elements: 25.2
+    # MFLOP; 4 backward (the add joining the halves' gradients): 33.6 MFLOP
+    assert "| rope | 0 | 25.2 MFLOP | 33.6 MFLOP |" in text

@@ -261,7 +261,9 @@ def analyse(cfg: Config) -> Result:
             )
             for m in (block.k_proj, block.v_proj)
         ]
-        run = measure_torch(lambda: block(*inputs), list(block.parameters()))
+        # weights and buffers (RoPE's cos and sin) are held anyway: saved, they are no activation
+        held = [*block.parameters(), *block.buffers()]
+        run = measure_torch(lambda: block(*inputs), held)
         for hook in hooks:
             hook.remove()
         fv = count_fvcore(block, tuple(t.detach() for t in inputs))

@@ -62,10 +62,11 @@ def cases(cfg) -> list[Case]:
     from complexo.analyses.mhsa import QUANTITIES
 
     pos = getattr(cfg, "pos", "none")
-    if pos == "rope":
-        return []  # unproved: the trace and the hand formula differ (SYMBOLIC.unproved)
-    dims = [Dim("B", 3), Dim("n", 11), Dim("hs", 7, means=d / h)]
-    if pos in ("learned", "sinusoidal"):
+    if pos == "rope":  # rotated in pairs: hs = 2·j
+        dims = [Dim("B", 3), Dim("n", 11), Dim("j", 7, means=d / (2 * h))]
+    else:
+        dims = [Dim("B", 3), Dim("n", 11), Dim("hs", 7, means=d / h)]
+    if pos in ("learned", "sinusoidal", "rope"):
         dims.append(Dim("P", 19))  # the table's positions n_max
     if cfg.kv_heads is not None:  # h = G·(h/G): G divides h by construction
         dims += [Dim("G", 2), Dim("q", 5, means=h / G)]
@@ -84,7 +85,7 @@ def cases(cfg) -> list[Case]:
         from complexo.blocks.attention import IMPLEMENTATIONS
 
         heads = size["G"] * size["q"] if "G" in size else size["h"]
-        width = heads * size["hs"]
+        width = heads * (2 * size["j"] if "j" in size else size["hs"])
         context = size.get("d_c", width) if "m" in size else None
         block = IMPLEMENTATIONS[cfg.impl](
             width,
@@ -128,6 +129,7 @@ SYMBOLIC = Symbolic(
         "sdpa cross": {"impl": "sdpa", "kv_seq": 77},
         "naive pos learned": {"impl": "naive", "pos": "learned"},
         "naive pos sinusoidal": {"impl": "naive", "pos": "sinusoidal"},
+        "naive pos rope": {"impl": "naive", "pos": "rope"},
     },
     untraced=UNTRACED,
     # one flag apart from another variant's trace: the full suite (make test-all) runs it
@@ -136,12 +138,6 @@ SYMBOLIC = Symbolic(
         "naive pos learned": "(P >= n)",
         # the sinusoidal table's sin columns ⌈d/2⌉ and cos columns ⌊d/2⌋, as the trace guards
         "naive pos sinusoidal": "(floor(d/2) <= floor(d/2 + 1/2), P >= n)",
-    },
-    unproved={
-        "rope": "its trace differs from the hand formula by two named terms: activation bytes "
-        "P·d·e/h (the cos and sin tables, buffers that the hand formula counts as saved and the "
-        "trace does not) and backward FLOPs 2·B·n·d (autograd adds the gradients of each head's "
-        "two halves into q's and k's with one full-size add each, which the hand formula leaves "
-        "out); checked at sampled sizes in tests/test_positions.py",
+        "naive pos rope": "(P >= n)",
     },
 )

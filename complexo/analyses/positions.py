@@ -28,6 +28,10 @@ POSITIONS = ("none", "learned", "sinusoidal", "rope", "alibi")
 ADDED = ("learned", "sinusoidal")  # added to the input, once per token
 ROPE_PAIR_FLOPS = sympy.Integer(6)  # 4 multiplies + 2 adds per rotated pair of features
 ROPE_FLOPS = ROPE_PAIR_FLOPS / 2  # per element of q or k
+# backward, per element: the transposed rotation (g1·cos + g2·sin, g2·cos − g1·sin: 3) and the
+# add that joins the two halves' gradients into q's (autograd sums x[..., :hs/2]'s and
+# x[..., hs/2:]'s, each padded to the whole width: 1); its negation has no FLOP convention
+ROPE_BWD_FLOPS = ROPE_FLOPS + 1
 TABLE = frozenset({"positions"})  # the Kind.MEMORY tag of the cached table
 
 ADD = ("aten::add", "aten.add")
@@ -58,13 +62,14 @@ def position_terms(pos: str, gqa: bool = False) -> list[Term]:
         return terms
     if pos == "rope":
         rotate = "(x1·cos − x2·sin, x1·sin + x2·cos)"
-        transposed = "the transposed rotation"
+        transposed = "the transposed rotation, and the add joining the two halves' gradients"
         return [
             Term("rope_q", Kind.FORWARD, ROPE_FLOPS * x, ops=ROPE_OPS, note=rotate),
             Term("rope_k", Kind.FORWARD, ROPE_FLOPS * B * n * kv, ops=ROPE_OPS, note=rotate),
-            Term("rope_q", Kind.BACKWARD, ROPE_FLOPS * x, ops=ROPE_OPS, note=transposed),
-            Term("rope_k", Kind.BACKWARD, ROPE_FLOPS * B * n * kv, ops=ROPE_OPS, note=transposed),
-            Term("rope_tables", Kind.ACTIVATION, P * hs * e, note="cos and sin, kept by the ×"),
+            Term("rope_q", Kind.BACKWARD, ROPE_BWD_FLOPS * x, ops=ROPE_OPS, note=transposed),
+            Term(
+                "rope_k", Kind.BACKWARD, ROPE_BWD_FLOPS * B * n * kv, ops=ROPE_OPS, note=transposed
+            ),
             Term("pos_table", Kind.MEMORY, P * hs * e, note=_TABLE_NOTE[pos], tags=TABLE),
         ]
     return []

@@ -228,8 +228,10 @@ def _positions(page: Page) -> None:
         "P·d parameters (its gradient, dY summed over the batch, B·n·d more), sinusoidal a fixed "
         "buffer. RoPE (LLaMA, Mistral) rotates each pair of q's and k's features by angle i·θ_j "
         "in every layer: (x1·cos − x2·sin, x1·sin + x2·cos), 4 multiplies and 2 adds per pair, "
-        "3 FLOPs per element of q and k (k on its G key/value heads), the transposed rotation "
-        "backward; its cos and sin tables, (P, d/h/2) each, are kept for the backward. ALiBi "
+        "3 FLOPs per element of q and k (k on its G key/value heads); backward, the transposed "
+        "rotation and the add that joins the two halves' gradients, 4 per element; its cos and "
+        "sin tables, (P, d/h/2) each, are buffers: the backward keeps them, as it keeps the "
+        "weights, so they are no activation. ALiBi "
         "adds −m_head·|i − j| to every score: B·h·n² adds, and (h + 2)·n² to build the bias; no "
         "table, no parameter.",
         "",
@@ -252,7 +254,8 @@ def _positions(page: Page) -> None:
         "FlopCounterMode and fvcore count no element-wise op, so every added FLOP is the "
         "formula's alone: the counters' forward totals stay the matrix products (exact), and "
         "the gap on aten.mul and aten.add is attributed to rope_q, rope_k, pos_add and "
-        "alibi_add by name. Saved bytes are autograd's, measured (RoPE: its cos and sin tables).",
+        "alibi_add by name. Saved bytes are autograd's, measured, weights and buffers aside. "
+        "Every encoding's formulas are proved for all shapes where P ≥ n (analyses/proofs.md).",
         "",
         "**The short answer.** Learned costs P·d parameters and cannot reach beyond P; "
         "sinusoidal costs nothing to train; both are one add per element, once. RoPE has no "
