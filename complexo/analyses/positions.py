@@ -45,7 +45,7 @@ def position_terms(pos: str, gqa: bool = False) -> list[Term]:
 
     >>> from complexo.cost import plain
     >>> [(t.kind.value, t.name, plain(t.expr)) for t in position_terms("rope")][:2]
-    [('forward', 'rope_q', '3·B·d·n'), ('forward', 'rope_k', '3·B·d·n')]
+    [('forward_flops', 'rope_q', '3·B·d·n'), ('forward_flops', 'rope_k', '3·B·d·n')]
     """
     hs = d / h
     kv = G * hs if gqa else d  # width of k: G heads of d/h
