@@ -187,3 +187,15 @@ def test_every_formula_against_the_counters_on_tiny_configs(cfg):
 )
 def test_bad_input_is_one_line(args, message):
     assert_one_line_error(runner.invoke(app, ["patch", *args]), message)
+
+
+def test_a_reshape_that_copies_nothing_claims_no_proof():
+    """The proof traces sizes where the reshape copies (tests/test_proofs.py, patch[image]);
+    one channel and 1×1 patches copy nothing, save no copy, and are not claimed proved."""
+    from complexo import analyse
+
+    copying = analyse("patch", res=8, patch=2, channels=3, dim=4)
+    assert copying.sides["linear"].quantity("activation_bytes").proof
+    # one channel, p = 1: (B, 1, R/1, 1, R/1, 1) -> (B, R, R, 1, 1, 1) moves nothing
+    viewed = analyse("patch", res=8, patch=1, channels=1, dim=4)
+    assert not any(q.proof for side in viewed.sides.values() for q in side.quantities)

@@ -28,6 +28,7 @@ import sympy
 
 from complexo.analyses.patch_cost import COPY, QUANTITIES, SIDES, copies, cost_model, sizes
 from complexo.analyses.patch_profile import PROFILING
+from complexo.analyses.patch_proof import SYMBOLIC
 from complexo.conventions import DTYPES, torch_dtype
 from complexo.cost import CostModel, Crossover, Kind, crossover, evaluate, plain
 from complexo.errors import ComplexoError
@@ -392,6 +393,7 @@ ANALYSIS = register(
         sides=SIDES,
         sweep=False,
         profiling=PROFILING,
+        symbolic=SYMBOLIC,
         figure=Figure(
             draw,
             panels=2,
