@@ -31,6 +31,15 @@ PROVED = "proved for all shapes"
 HOW = "sympy.simplify(hand − traced) = 0, the reference block traced with symbolic sizes"
 SUITE = "tests/test_proofs.py"
 
+# the result quantities most traces measure under the same names (:data:`symtrace.TRACED`):
+# the products, parameters and saved bytes; with ELEMENTWISE, all FLOPs by complexo's
+# conventions (complexo.elementwise)
+MATMULS = {
+    name: name
+    for name in ("forward_matmul_flops", "backward_matmul_flops", "params", "activation_bytes")
+}
+ELEMENTWISE = {"forward_flops": "forward_flops", "backward_flops": "backward_flops"}
+
 
 @dataclass(frozen=True)
 class Case:

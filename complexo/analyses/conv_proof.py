@@ -7,17 +7,10 @@ formulas' S. Depthwise weight gradients are counted per group, as the analysis c
 
 from __future__ import annotations
 
-from complexo.prove import Case, Dim, Symbolic, hand_from
+from complexo.prove import ELEMENTWISE, MATMULS, Case, Dim, Symbolic, hand_from
 from complexo.symbols import k
 
-TRACED = {
-    "forward_flops": "forward_flops",  # the biases' adds and Σ dY by complexo's conventions
-    "backward_flops": "backward_flops",
-    "forward_matmul_flops": "forward_matmul_flops",
-    "backward_matmul_flops": "backward_matmul_flops",
-    "params": "params",
-    "activation_bytes": "activation_bytes",
-}
+TRACED = MATMULS | ELEMENTWISE  # the biases' adds and Σ dY by complexo's conventions
 
 UNTRACED = {
     "forward_moved_bytes": "the fewest bytes a forward moves, read by hooks at fixed sizes, "

@@ -214,15 +214,19 @@ QUANTITIES = (
 )
 
 
-def build(cfg: Config, device: str = "meta"):
+def build(cfg: Config, device: str | None = "meta"):
     """The reference block and its inputs, which need their gradients, on ``device``: (x,), or
-    with --kv-seq (x, context), the context (B, m, d_c)."""
+    with --kv-seq (x, context), the context (B, m, d_c). ``device`` None: in the current mode,
+    a FakeTensorMode (MemTracker's step), whose parameters ``.to`` cannot swap: they are cast
+    one by one (:func:`complexo.peak.cast_parameters`)."""
+    import contextlib
+
     import torch
 
     from complexo.blocks.attention import IMPLEMENTATIONS
 
     dtype = torch_dtype(cfg.dtype)
-    with torch.device(device):
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         block = IMPLEMENTATIONS[cfg.impl](
             cfg.dim,
             cfg.heads,
@@ -235,7 +239,12 @@ def build(cfg: Config, device: str = "meta"):
             pos=cfg.pos,
             max_seq=cfg.max_seq or cfg.seq,
         )
-        block = block.to(dtype)
+        if device is None:
+            from complexo.peak import cast_parameters
+
+            cast_parameters(block, dtype)
+        else:
+            block = block.to(dtype)
         x = torch.randn(cfg.batch, cfg.seq, cfg.dim, dtype=dtype, requires_grad=True)
         if not cfg.cross:
             return block, (x,)

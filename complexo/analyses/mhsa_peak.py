@@ -227,33 +227,10 @@ def tracked(cfg, optimizer: str = "sgd"):
 
 def _build(cfg):
     """The reference block and its inputs as ``mhsa.build`` makes them, in the current (fake)
-    mode: built in fp32 and its parameters cast (ALiBi's slopes and bias stay fp32, as there)."""
-    import torch
+    mode."""
+    from complexo.analyses.mhsa import build
 
-    from complexo.blocks.attention import IMPLEMENTATIONS
-    from complexo.conventions import torch_dtype
-    from complexo.peak import cast_parameters
-
-    dtype = torch_dtype(cfg.dtype)
-    block = IMPLEMENTATIONS[cfg.impl](
-        cfg.dim,
-        cfg.heads,
-        bias=cfg.bias,
-        causal=cfg.causal,
-        kv_heads=cfg.kv_heads,
-        window=cfg.window,
-        alibi=cfg.alibi,
-        context_dim=(cfg.kv_dim or cfg.dim) if cfg.cross else None,
-        pos=cfg.pos,
-        max_seq=cfg.max_seq or cfg.seq,
-    )
-    # as mhsa.build's block.to(dtype), which fake parameters refuse (they cannot be swapped)
-    cast_parameters(block, dtype)
-    x = torch.randn(cfg.batch, cfg.seq, cfg.dim, dtype=dtype, requires_grad=True)
-    if not cfg.cross:
-        return block, (x,)
-    c = torch.randn(cfg.batch, cfg.kv_seq, cfg.kv_dim or cfg.dim, dtype=dtype, requires_grad=True)
-    return block, (x, c)
+    return build(cfg, device=None)
 
 
 def all_live(cfg, model) -> int:

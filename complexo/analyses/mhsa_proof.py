@@ -6,18 +6,11 @@ from __future__ import annotations
 
 import sympy
 
-from complexo.prove import Case, Dim, Symbolic, hand_from
+from complexo.prove import ELEMENTWISE, MATMULS, Case, Dim, Symbolic, hand_from
 from complexo.symbols import G, d, h
 
-TRACED = {
-    "forward_matmul_flops": "forward_matmul_flops",
-    "backward_matmul_flops": "backward_matmul_flops",
-    "params": "params",
-    "activation_bytes": "activation_bytes",
-}
-
-# with the element-wise ops counted by complexo's conventions (complexo.elementwise)
-ALL_FLOPS = {"forward_flops": "forward_flops", "backward_flops": "backward_flops"}
+TRACED = MATMULS
+ALL_FLOPS = ELEMENTWISE  # the element-wise ops by complexo's conventions
 
 UNTRACED = {
     "forward_flops": "proved, element-wise ops by complexo's conventions, for the naive "

@@ -6,17 +6,10 @@ each saves (the convolution the pixels, the linear layer the patches' copy)."""
 
 from __future__ import annotations
 
-from complexo.prove import Case, Dim, Symbolic, hand_from
+from complexo.prove import ELEMENTWISE, MATMULS, Case, Dim, Symbolic, hand_from
 from complexo.symbols import R, T, p, p_t
 
-TRACED = {
-    "forward_flops": "forward_flops",  # the biases' adds and Σ dY by complexo's conventions
-    "backward_flops": "backward_flops",
-    "forward_matmul_flops": "forward_matmul_flops",
-    "backward_matmul_flops": "backward_matmul_flops",
-    "params": "params",
-    "activation_bytes": "activation_bytes",
-}
+TRACED = MATMULS | ELEMENTWISE  # the biases' adds and Σ dY by complexo's conventions
 
 UNTRACED = {
     "forward_moved_bytes": "the fewest bytes a forward moves, read by hooks at fixed sizes, "

@@ -4,17 +4,10 @@ hand formulas proved equal for all shapes, element-wise work by complexo's conve
 
 from __future__ import annotations
 
-from complexo.prove import Case, Dim, Symbolic, hand_from
+from complexo.prove import ELEMENTWISE, MATMULS, Case, Dim, Symbolic, hand_from
 from complexo.symbols import d, h
 
-TRACED = {
-    "forward_flops": "forward_flops",
-    "forward_matmul_flops": "forward_matmul_flops",
-    "backward_flops": "backward_flops",
-    "backward_matmul_flops": "backward_matmul_flops",
-    "params": "params",
-    "activation_bytes": "activation_bytes",
-}
+TRACED = MATMULS | ELEMENTWISE
 
 UNTRACED = {
     "attention_matrix_bytes": "the softmax outputs, inside the proved activation bytes",
