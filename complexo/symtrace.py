@@ -111,13 +111,7 @@ def trace(
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, uninteresting_files
 
-    from complexo import elementwise
-    from complexo.derive import _plain, _tensors, _tracing_patches, default_dtype
-    from complexo.measure import (
-        CPUAttentionDispatch,
-        _RecordingFlopCounter,
-        cpu_attention_formulas,
-    )
+    from complexo.derive import _plain, _tracing_patches, default_dtype, step_counts
 
     uninteresting_files()  # imports torch.export and AOTAutograd once: not the trace's time
     t0 = time.perf_counter()
@@ -137,31 +131,11 @@ def trace(
     with fake, torch.device("meta"), _tracing_patches(torch):
         with default_dtype(tdtype):
             block, inputs = build(sizes)
-        state = {t.untyped_storage()._cdata for t in [*block.parameters(), *block.buffers()]}
-
-        def pack(t):
-            st = t.untyped_storage()
-            if st._cdata not in state:
-                saved[st._cdata] = (tuple(t.shape), t.dtype, st.nbytes())
-            return t
-
-        counter = _RecordingFlopCounter({**cpu_attention_formulas(), **(formulas or {})})
-        counter.record_outputs = False
-        ew = elementwise.counter()
-        with CPUAttentionDispatch(), counter, ew:
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                y = block(*inputs)
-            fwd = dict(counter.get_flop_counts().get("Global", {}))
-            fwd_ew = dict(ew.get_flop_counts().get("Global", {}))
-            outs = [t for t in _tensors(y, torch) if t.requires_grad]
-            # from ones, as the output's sum would give, without counting a sum: the block alone
-            torch.autograd.backward(outs, [torch.ones_like(t) for t in outs])
-            total = dict(counter.get_flop_counts().get("Global", {}))
-            total_ew = dict(ew.get_flop_counts().get("Global", {}))
-        params = sum(p.numel() for p in block.parameters())
-        trainable = sum(p.numel() for p in block.parameters() if p.requires_grad)
-        registry = {str(k) for k in counter.flop_registry}
-        no_convention = elementwise.uncounted(ew)
+        step = step_counts(block, inputs, formulas)
+        saved.update(step.saved)
+        fwd, fwd_ew, total, total_ew = step.fwd, step.fwd_ew, step.total, step.total_ew
+        params, trainable = step.params, step.trainable
+        registry, no_convention = step.registry, step.no_convention
 
     def named(value) -> sympy.Expr:
         expr = value.node.expr if isinstance(value, torch.SymInt) else sympy.sympify(value)
@@ -208,7 +182,7 @@ def trace(
         no_convention=no_convention,
         guards=list(dict.fromkeys(_plain(g.expr).xreplace(ours) for g in env.guards)),
         pinned=pinned,
-        uncounted=sorted(counter.seen - registry),
+        uncounted=sorted(step.seen - registry),
         seconds=time.perf_counter() - t0,
         saved=items,
     )
