@@ -29,7 +29,7 @@ import sympy
 
 from complexo.cost import big_o, big_o_text, plain
 from complexo.errors import ComplexoError
-from complexo.symtrace import ceilings
+from complexo.symtrace import ceilings, step_counts
 from complexo.userblock import (
     _NAME,
     DTYPES,
@@ -437,73 +437,3 @@ def lines(dv: Derivation, at: dict[str, int] | None = None) -> list[str]:
         out.append(f"no element-wise convention (not counted): {', '.join(dv.no_convention)}")
     out.append(f"traced in {dv.seconds:.2f} s")
     return out
-
-
-@dataclass
-class StepCounts:
-    """One forward and backward of a block, counted: FlopCounterMode's FLOPs by op after the
-    forward (``fwd``) and after both (``total``), the same by complexo's element-wise
-    conventions (``fwd_ew``, ``total_ew``), the tensors saved for the backward by storage
-    (parameters and buffers aside: held anyway), the parameters, and the ops the counters
-    know."""
-
-    fwd: dict
-    fwd_ew: dict
-    total: dict
-    total_ew: dict
-    saved: dict
-    params: object
-    trainable: object
-    registry: set
-    no_convention: list
-    seen: set  # every op the counter saw
-
-
-def step_counts(block, inputs, formulas=None, name: str = "the block") -> StepCounts:
-    """Count ``block(*inputs)`` and its backward from ones (as the outputs' sum would give,
-    without counting a sum: the block alone), in the caller's mode (fake tensors with symbolic
-    sizes, for :func:`derive` and :mod:`complexo.symtrace`)."""
-    import torch
-
-    from complexo import elementwise
-    from complexo.measure import (
-        CPUAttentionDispatch,
-        _RecordingFlopCounter,
-        cpu_attention_formulas,
-    )
-
-    saved: dict[int, tuple] = {}
-    state = {t.untyped_storage()._cdata for t in [*block.parameters(), *block.buffers()]}
-
-    def pack(t):
-        st = t.untyped_storage()
-        if st._cdata not in state:
-            saved[st._cdata] = (tuple(t.shape), t.dtype, st.nbytes())
-        return t
-
-    counter = _RecordingFlopCounter({**cpu_attention_formulas(), **(formulas or {})})
-    counter.record_outputs = False
-    ew = elementwise.counter()
-    with CPUAttentionDispatch(), counter, ew:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            y = block(*inputs)
-        fwd = dict(counter.get_flop_counts().get("Global", {}))
-        fwd_ew = dict(ew.get_flop_counts().get("Global", {}))
-        outs = [t for t in _tensors(y, torch) if t.requires_grad]
-        if not outs:
-            raise ComplexoError(f"{name}'s output needs no gradient")
-        torch.autograd.backward(outs, [torch.ones_like(t) for t in outs])
-        total = dict(counter.get_flop_counts().get("Global", {}))
-        total_ew = dict(ew.get_flop_counts().get("Global", {}))
-    return StepCounts(
-        fwd,
-        fwd_ew,
-        total,
-        total_ew,
-        saved,
-        sum(p.numel() for p in block.parameters()),
-        sum(p.numel() for p in block.parameters() if p.requires_grad),
-        {str(k) for k in counter.flop_registry},
-        elementwise.uncounted(ew),
-        set(counter.seen),
-    )
