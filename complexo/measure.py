@@ -414,53 +414,22 @@ def param_counts(module: torch.nn.Module) -> dict[str, int]:
     }
 
 
-def extrapolate_depth(two, three, layers: int, stack: str):
-    """A reading of a ``layers``-deep stack of identical layers, from the same reading of its
-    2- and 3-layer copies: c(L) = c(2) + (L − 2)·(c(3) − c(2)), exactly, for anything additive
-    over layers (FLOPs by op, parameters, bytes). The first layer may differ from the middle
-    ones (a LoRA model's first layer computes fewer input gradients) and so may the last (the
-    storages it shares with what follows it, the final norm, are not those a middle layer
-    shares with the next layer): only the middle layers must be equal.
-
-    Works on ints, ``Count`` s (total and by op; by module, the 3-layer copy's middle layer
-    ``{stack}.1`` is repeated as ``{stack}.1`` .. ``{stack}.{L-2}`` and its last layer
-    ``{stack}.2`` becomes ``{stack}.{L-1}``), dicts of those, and None.
-    """
-    if two is None or three is None:
-        return None
-    if isinstance(two, dict):
-        return {k: extrapolate_depth(two.get(k), three.get(k), layers, stack) for k in three}
-    if isinstance(two, Count):
-        by_module = {}
-        for k, v in three.by_module.items():
-            index, rest = _layer_of(k, stack)
-            if index == 1:
-                for i in range(1, layers - 1):
-                    by_module[f"{stack}.{i}{rest}"] = v
-            elif index == 2:
-                by_module[f"{stack}.{layers - 1}{rest}"] = v
-            else:
-                by_module[k] = extrapolate_depth(two.by_module.get(k, 0), v, layers, stack)
-        by_op = {
-            k: extrapolate_depth(two.by_op.get(k, 0), v, layers, stack)
-            for k, v in three.by_op.items()
-        }
-        return Count(
-            two.counter,
-            extrapolate_depth(two.total, three.total, layers, stack),
-            by_op,
-            two.uncounted_ops | three.uncounted_ops,
-            by_module,
-        )
-    return two + (layers - 2) * (three - two)
-
-
-def _layer_of(module: str, stack: str) -> tuple[int | None, str]:
-    """(the layer index, the rest of the name) of ``{stack}.{i}.rest``; (None, "") elsewhere."""
-    if not module.startswith(stack + "."):
-        return None, ""
-    index, _, rest = module[len(stack) + 1 :].partition(".")
-    return (int(index), f".{rest}" if rest else "") if index.isdigit() else (None, "")
+def step_readings(module: torch.nn.Module, run: TorchMeasurement, fvcore: Count | None) -> dict:
+    """What one forward and backward of ``module`` reads, by quantity and counter: all FLOPs and
+    the matrix products' (both counters count products only; the quantity's gap names the
+    element-wise terms), forward by fvcore and FlopCounterMode, backward by FlopCounterMode
+    (fvcore counts no backward); the parameters as torch and fvcore report them; and
+    autograd's saved bytes."""
+    forward = {"fvcore": fvcore, "torch": run.forward}
+    backward = {"torch": run.backward}
+    return {
+        "forward_flops": forward,
+        "forward_matmul_flops": forward,
+        "backward_flops": backward,
+        "backward_matmul_flops": backward,
+        "params": param_counts(module),
+        "activation_bytes": {"torch": run.saved_bytes},
+    }
 
 
 def module_traffic(module: torch.nn.Module, inputs: tuple, groups: dict[str, str]) -> dict:

@@ -20,6 +20,7 @@ from complexo.analyses.lora import (
     extrapolated,
     measure,
 )
+from complexo.analyses.lora_measure import extrapolate_depth
 from complexo.blocks.attention import NaiveMHSA
 from complexo.blocks.lora import LoRALinear, adapter_state_dict, add_lora, merge, unmerge
 from complexo.blocks.transformer import Transformer, rotary_tables, rotate
@@ -27,7 +28,6 @@ from complexo.cost import Kind, evaluate
 from complexo.measure import (
     Count,
     cpu_attention_formulas,
-    extrapolate_depth,
     measure_torch,
     training_state,
 )

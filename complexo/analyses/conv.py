@@ -163,7 +163,7 @@ def measure(cfg: Config, side: str) -> dict:
         count_fvcore,
         measure_torch,
         module_traffic,
-        param_counts,
+        step_readings,
     )
 
     module, x = build(cfg, side)
@@ -173,18 +173,10 @@ def measure(cfg: Config, side: str) -> dict:
         attention="math",
         custom_mapping=GROUPED_CONV_FORMULAS,
     )
-    fvcore = count_fvcore(module, (x.detach(),))
-    forward = {"fvcore": fvcore, "torch": run.forward}
-    backward = {"fvcore": None, "torch": run.backward}
     unfolded = sum(b for op, _, b in run.outputs if op == UNFOLD[1])
     traffic = module_traffic(module, (x.detach(),), TRAFFIC)["convolutions"] + 2 * unfolded
     return {
-        "forward_flops": forward,
-        "forward_matmul_flops": forward,
-        "backward_flops": backward,
-        "backward_matmul_flops": backward,
-        "params": param_counts(module),
-        "activation_bytes": {"fvcore": None, "torch": run.saved_bytes},
+        **step_readings(module, run, count_fvcore(module, (x.detach(),))),
         "forward_moved_bytes": {"fvcore": None, "torch": traffic},
         "unfolded_bytes": {"fvcore": None, "torch": unfolded},
     }

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from complexo.conventions import torch_dtype
+from complexo.result import Count
 
 if TYPE_CHECKING:
     from complexo.analyses.lora import Config
@@ -46,10 +47,9 @@ def measure(cfg: Config, side: str) -> dict:
     step, the module's parameters) and fvcore's, by quantity and counter.
 
     A model deeper than three layers is measured on its 2- and 3-layer copies and extrapolated
-    (:func:`~complexo.measure.extrapolate_depth`; its middle layers are identical), so that 96
+    (:func:`extrapolate_depth`; its middle layers are identical), so that 96
     layers cost what 5 do; ``cfg.full_depth`` measures every layer instead. The tests check that
     both give the same readings."""
-    from complexo.measure import extrapolate_depth
 
     if not extrapolated(cfg):
         return _measure(cfg, side)
@@ -60,7 +60,6 @@ def measure(cfg: Config, side: str) -> dict:
 def _measure(cfg: Config, side: str) -> dict:
     from complexo.blocks.lora import adapter_state_dict, merge
     from complexo.measure import (
-        Count,
         count_forward,
         count_fvcore,
         cpu_attention_formulas,
@@ -111,3 +110,52 @@ def _measure(cfg: Config, side: str) -> dict:
 def extrapolated(cfg: Config) -> bool:
     """Whether :func:`measure` reads this model off its 2- and 3-layer copies."""
     return not (cfg.single_layer or cfg.full_depth or cfg.layers <= 3)
+
+
+def extrapolate_depth(two, three, layers: int, stack: str):
+    """A reading of a ``layers``-deep stack of identical layers, from the same reading of its
+    2- and 3-layer copies: c(L) = c(2) + (L − 2)·(c(3) − c(2)), exactly, for anything additive
+    over layers (FLOPs by op, parameters, bytes). The first layer may differ from the middle
+    ones (a LoRA model's first layer computes fewer input gradients) and so may the last (the
+    storages it shares with what follows it, the final norm, are not those a middle layer
+    shares with the next layer): only the middle layers must be equal.
+
+    Works on ints, ``Count`` s (total and by op; by module, the 3-layer copy's middle layer
+    ``{stack}.1`` is repeated as ``{stack}.1`` .. ``{stack}.{L-2}`` and its last layer
+    ``{stack}.2`` becomes ``{stack}.{L-1}``), dicts of those, and None.
+    """
+    if two is None or three is None:
+        return None
+    if isinstance(two, dict):
+        return {k: extrapolate_depth(two.get(k), three.get(k), layers, stack) for k in three}
+    if isinstance(two, Count):
+        by_module = {}
+        for k, v in three.by_module.items():
+            index, rest = _layer_of(k, stack)
+            if index == 1:
+                for i in range(1, layers - 1):
+                    by_module[f"{stack}.{i}{rest}"] = v
+            elif index == 2:
+                by_module[f"{stack}.{layers - 1}{rest}"] = v
+            else:
+                by_module[k] = extrapolate_depth(two.by_module.get(k, 0), v, layers, stack)
+        by_op = {
+            k: extrapolate_depth(two.by_op.get(k, 0), v, layers, stack)
+            for k, v in three.by_op.items()
+        }
+        return Count(
+            two.counter,
+            extrapolate_depth(two.total, three.total, layers, stack),
+            by_op,
+            two.uncounted_ops | three.uncounted_ops,
+            by_module,
+        )
+    return two + (layers - 2) * (three - two)
+
+
+def _layer_of(module: str, stack: str) -> tuple[int | None, str]:
+    """(the layer index, the rest of the name) of ``{stack}.{i}.rest``; (None, "") elsewhere."""
+    if not module.startswith(stack + "."):
+        return None, ""
+    index, _, rest = module[len(stack) + 1 :].partition(".")
+    return (int(index), f".{rest}" if rest else "") if index.isdigit() else (None, "")

@@ -260,7 +260,7 @@ def analyse(cfg: Config) -> Result:
     values = cfg.values
 
     def count():
-        from complexo.measure import count_fvcore, measure_torch, param_counts
+        from complexo.measure import count_fvcore, measure_torch, step_readings
 
         block, inputs = build(cfg)  # (x,), or (x, context)
         kv_out: list[int] = []  # what k_proj and v_proj produce: a decoder would cache it
@@ -278,14 +278,8 @@ def analyse(cfg: Config) -> Result:
         fv = count_fvcore(block, tuple(t.detach() for t in inputs))
         # The attention matrix as materialised: what a softmax op outside a fused kernel made.
         probs = [b for op, _, b in run.outputs if op in SOFTMAX_OUT]
-        flops = {"fvcore": fv, "torch": run.forward}
         readings = {
-            "forward_flops": flops,
-            "forward_matmul_flops": flops,
-            "backward_flops": {"torch": run.backward},
-            "backward_matmul_flops": {"torch": run.backward},
-            "params": param_counts(block),
-            "activation_bytes": {"torch": run.saved_bytes},
+            **step_readings(block, run, fv),
             "attention_matrix_bytes": {"torch": max(probs, default=0)},
             "kv_bytes": {"torch": sum(kv_out)},
         }

@@ -228,12 +228,10 @@ def measure(cfg: Config, side: str) -> dict:
     and backward on meta tensors, fvcore's count of the forward, the module's parameters, and
     the bytes moved: each Linear call's (forward hooks) and each element-wise op's (its output,
     recorded by the FLOP counter, times its inputs + 1)."""
-    from complexo.measure import count_fvcore, measure_torch, module_traffic, param_counts
+    from complexo.measure import count_fvcore, measure_torch, module_traffic, step_readings
 
     module, x = build(cfg, side)
     run = measure_torch(lambda: module(x), list(module.parameters()))
-    forward = {"fvcore": count_fvcore(module, (x.detach(),)), "torch": run.forward}
-    backward = {"fvcore": None, "torch": run.backward}
     linear = module_traffic(module, (x.detach(),), {"Linear": "linear"})["linear"]
     elementwise = sum(
         nbytes * (ELEMENTWISE_INPUTS[op] + 1)
@@ -241,12 +239,7 @@ def measure(cfg: Config, side: str) -> dict:
         if op in ELEMENTWISE_INPUTS
     )
     return {
-        "forward_flops": forward,
-        "forward_matmul_flops": forward,
-        "backward_flops": backward,
-        "backward_matmul_flops": backward,
-        "params": param_counts(module),
-        "activation_bytes": {"fvcore": None, "torch": run.saved_bytes},
+        **step_readings(module, run, count_fvcore(module, (x.detach(),))),
         "forward_moved_bytes": {"fvcore": None, "torch": linear + elementwise},
     }
 

@@ -131,7 +131,7 @@ def measure(cfg: Config, side: str) -> dict:
         count_fvcore,
         measure_torch,
         module_traffic,
-        param_counts,
+        step_readings,
     )
 
     module, x = build(cfg, side)
@@ -141,17 +141,10 @@ def measure(cfg: Config, side: str) -> dict:
         attention="math",
         custom_mapping=GROUPED_CONV_FORMULAS,
     )
-    forward = {"fvcore": count_fvcore(module, (x,)), "torch": run.forward}
-    backward = {"fvcore": None, "torch": run.backward}
     copied = sum(b for op, _, b in run.outputs if op == COPY)
     traffic = sum(module_traffic(module, (x,), TRAFFIC).values()) + 2 * copied
     return {
-        "forward_flops": forward,
-        "forward_matmul_flops": forward,
-        "backward_flops": backward,
-        "backward_matmul_flops": backward,
-        "params": param_counts(module),
-        "activation_bytes": {"fvcore": None, "torch": run.saved_bytes},
+        **step_readings(module, run, count_fvcore(module, (x,))),
         "forward_moved_bytes": {"fvcore": None, "torch": traffic},
         "copy_bytes": {"fvcore": None, "torch": copied},
     }

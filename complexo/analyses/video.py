@@ -156,18 +156,12 @@ def measure(cfg: Config) -> dict:
     """Every reading, by quantity and counter: one forward and backward on meta tensors under
     FlopCounterMode and autograd's saved-tensor hooks, fvcore's trace of the forward, the
     module's parameters, and the softmax outputs (the attention matrices as materialised)."""
-    from complexo.measure import count_fvcore, measure_torch, param_counts
+    from complexo.measure import count_fvcore, measure_torch, step_readings
 
     block, x = build(cfg)
     run = measure_torch(lambda: block(x), list(block.parameters()), attention="math")
-    flops = {"fvcore": count_fvcore(block, (x.detach(),)), "torch": run.forward}
     return {
-        "forward_flops": flops,
-        "forward_matmul_flops": flops,
-        "backward_flops": {"torch": run.backward},
-        "backward_matmul_flops": {"torch": run.backward},
-        "params": param_counts(block),
-        "activation_bytes": {"torch": run.saved_bytes},
+        **step_readings(block, run, count_fvcore(block, (x.detach(),))),
         "attention_matrix_bytes": {
             "torch": sum(b for op, _, b in run.outputs if op in SOFTMAX_OUT)
         },
