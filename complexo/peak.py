@@ -322,6 +322,16 @@ def cpu_live_curve(fn: Callable[[], object], min_bytes: int = 1) -> list[int]:
     return curve
 
 
+def in_dtype(module, dtype, device: str | None):
+    """``module.to(dtype)``; for ``device`` None, a module made in the current mode (a
+    FakeTensorMode: MemTracker's step), cast parameter by parameter, since ``to`` cannot swap
+    fake parameters (:func:`cast_parameters`)."""
+    if device is not None:
+        return module.to(dtype)
+    cast_parameters(module, dtype)
+    return module
+
+
 def cast_parameters(module, dtype) -> None:
     """``module.to(dtype)`` for a module made under FakeTensorMode (whose parameters cannot be
     swapped in place, as ``to`` does for tensor subclasses): each parameter and floating

@@ -176,7 +176,7 @@ def cost_model(block: str) -> CostModel:
     return t.model()
 
 
-def build(cfg: Config, device: str = "meta"):
+def build(cfg: Config, device: str | None = "meta"):
     from complexo.blocks.resnet import ResNet
 
     arch = PRESETS[cfg.model]

@@ -168,20 +168,11 @@ def tracked(cfg, optimizer: str = "sgd"):
 
 
 def _build(cfg):
-    """The model and its image batch as ``cnn.build`` makes them, in the current (fake) mode
-    (parameters cast after building, as its ``module.to(dtype)``)."""
-    import torch
+    """The model and its image batch as ``cnn.build`` makes them, in the current (fake)
+    mode."""
+    from complexo.analyses.cnn import build
 
-    from complexo.analyses.cnn import PRESETS
-    from complexo.blocks.resnet import ResNet
-    from complexo.conventions import torch_dtype
-    from complexo.peak import cast_parameters
-
-    arch = PRESETS[cfg.model]
-    dtype = torch_dtype(cfg.dtype)
-    module = ResNet(arch)
-    cast_parameters(module, dtype)
-    x = torch.randn(cfg.batch, arch.channels, cfg.res, cfg.res, dtype=dtype)
+    module, x = build(cfg, device=None)
     return module, (x,)
 
 

@@ -216,14 +216,14 @@ QUANTITIES = (
 
 def build(cfg: Config, device: str | None = "meta"):
     """The reference block and its inputs, which need their gradients, on ``device``: (x,), or
-    with --kv-seq (x, context), the context (B, m, d_c). ``device`` None: in the current mode,
-    a FakeTensorMode (MemTracker's step), whose parameters ``.to`` cannot swap: they are cast
-    one by one (:func:`complexo.peak.cast_parameters`)."""
+    with --kv-seq (x, context), the context (B, m, d_c). ``device`` None: in the current mode
+    (a FakeTensorMode: :func:`complexo.peak.in_dtype`)."""
     import contextlib
 
     import torch
 
     from complexo.blocks.attention import IMPLEMENTATIONS
+    from complexo.peak import in_dtype
 
     dtype = torch_dtype(cfg.dtype)
     with torch.device(device) if device is not None else contextlib.nullcontext():
@@ -239,12 +239,7 @@ def build(cfg: Config, device: str | None = "meta"):
             pos=cfg.pos,
             max_seq=cfg.max_seq or cfg.seq,
         )
-        if device is None:
-            from complexo.peak import cast_parameters
-
-            cast_parameters(block, dtype)
-        else:
-            block = block.to(dtype)
+        block = in_dtype(block, dtype, device)
         x = torch.randn(cfg.batch, cfg.seq, cfg.dim, dtype=dtype, requires_grad=True)
         if not cfg.cross:
             return block, (x,)

@@ -99,15 +99,19 @@ QUANTITIES = (
 )
 
 
-def build_image(make, cfg, channels: int, device: str = "meta"):
-    """A model from ``make()`` in ``cfg.dtype`` and a (B, C, R, R) image batch, on ``device``."""
+def build_image(make, cfg, channels: int, device: str | None = "meta"):
+    """A model from ``make()`` in ``cfg.dtype`` and a (B, C, R, R) image batch, on ``device``;
+    ``device`` None: in the current mode (a FakeTensorMode: :func:`complexo.peak.in_dtype`)."""
+    import contextlib
+
     import torch
 
     from complexo.conventions import torch_dtype
+    from complexo.peak import in_dtype
 
     dtype = torch_dtype(cfg.dtype)
-    with torch.device(device):
-        module = make().to(dtype)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        module = in_dtype(make(), dtype, device)
         x = torch.randn(cfg.batch, channels, cfg.res, cfg.res, dtype=dtype)
     return module, x
 

@@ -152,7 +152,7 @@ def cost_model() -> CostModel:
     return t.model()
 
 
-def build(cfg: Config, device: str = "meta"):
+def build(cfg: Config, device: str | None = "meta"):
     from complexo.blocks.vit import ViT
 
     arch = PRESETS[cfg.model]

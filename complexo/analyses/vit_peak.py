@@ -119,20 +119,11 @@ def tracked(cfg, optimizer: str = "sgd"):
 
 
 def _build(cfg):
-    """The model and its image batch as ``vit.build`` makes them, in the current (fake) mode
-    (parameters cast after building, as its ``module.to(dtype)``)."""
-    import torch
+    """The model and its image batch as ``vit.build`` makes them, in the current (fake)
+    mode."""
+    from complexo.analyses.vit import build
 
-    from complexo.analyses.vit import PRESETS
-    from complexo.blocks.vit import ViT
-    from complexo.conventions import torch_dtype
-    from complexo.peak import cast_parameters
-
-    arch = PRESETS[cfg.model]
-    dtype = torch_dtype(cfg.dtype)
-    module = ViT(arch, cfg.res)
-    cast_parameters(module, dtype)
-    x = torch.randn(cfg.batch, arch.channels, cfg.res, cfg.res, dtype=dtype)
+    module, x = build(cfg, device=None)
     return module, (x,)
 
 
