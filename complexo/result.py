@@ -231,7 +231,7 @@ class Comparison(Shown):
     notes: list[str] = field(default_factory=list)
 
     def render(self, brief: bool = False, terms: bool = False):
-        from complexo.render import render_comparison
+        from complexo.render_sides import render_comparison
 
         return render_comparison(self, formulas=not brief, terms=terms)
 

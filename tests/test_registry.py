@@ -206,6 +206,7 @@ def test_importing_complexo_and_building_the_cli_leave_torch_out():
 SHARED = ["complexo/cli", "complexo/sweep.py", "complexo/profile", "complexo/render.py"]
 SHARED += ["complexo/render_runs.py", "complexo/plot.py", "complexo/registry.py"]
 SHARED += ["complexo/result.py", "complexo/prove.py", "complexo/symtrace.py"]
+SHARED += ["complexo/render_sides.py"]
 NOT_YET: set[str] = set()
 
 

@@ -169,7 +169,8 @@ def _render(cmp):
     from rich.console import Group
     from rich.text import Text
 
-    from complexo.render import crossover_line, gap_lines, models_table
+    from complexo.render import crossover_line, gap_lines
+    from complexo.render_sides import models_table, sides_complexity
 
     cfg = ", ".join(f"{k}={v}" for k, v in cmp.to_json()["config"].items())
     parts: list = [
@@ -185,10 +186,7 @@ def _render(cmp):
         parts += gaps
     notes = dict.fromkeys(n for r in models.values() for n in r.notes)
     parts += [Text(f"note: {note}", style="dim") for note in [*notes, *cmp.notes]]
-    parts.append(Text("Complexity", style="bold"))
-    for name, r in models.items():
-        for kind, order in r.summary.big_o.items():
-            parts.append(Text(f"  {name:<10} {kind.replace('_', ' '):<18} {order}"))
+    parts += sides_complexity(models, 10)
     parts += [crossover_line(c, models[list(models)[1]].values) for c in cmp.crossovers]
     return Group(*parts)
 
