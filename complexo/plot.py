@@ -151,11 +151,11 @@ def draw_terms(result, ax=None) -> Drawn:
     (ax,) = axes_for(ax)
     terms = result.model.terms(kind)
     values = [evaluate(t.expr, result.values) for t in terms]
-    subtotal = {
-        t.name: sum(evaluate(u.expr, result.values) for u in group) or 1
-        for prefix, group in term_groups(terms).items()
-        for t in group
-    }
+    value = dict(zip((t.name for t in terms), values, strict=True))
+    subtotal = {}
+    for group in term_groups(terms).values():  # each group summed once
+        whole = sum(value[t.name] for t in group) or 1
+        subtotal.update(dict.fromkeys((t.name for t in group), whole))
     names = [t.name for t in terms]
     ax.barh(names, values)
     for i, (t, v) in enumerate(zip(terms, values, strict=True)):
