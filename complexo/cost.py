@@ -179,17 +179,22 @@ class Terms:
 
     def __init__(self):
         self._terms: dict[tuple[Kind, str], Term] = {}
+        self._parts: dict[tuple[Kind, str], list] = {}  # summed once, in model()
 
     def add(self, kind: Kind, name: str, expr, *, mm=False, ops=(), note="", tags=()) -> None:
         key = (kind, name)
-        if key in self._terms:
-            old = self._terms[key]
-            self._terms[key] = replace(old, expr=old.expr + expr)
-        else:
-            self._terms[key] = Term(name, kind, sympy.sympify(expr), mm, ops, note, frozenset(tags))
+        if key not in self._terms:
+            self._terms[key] = Term(name, kind, sympy.S.Zero, mm, ops, note, frozenset(tags))
+            self._parts[key] = []
+        self._parts[key].append(sympy.sympify(expr))
 
     def model(self) -> CostModel:
-        terms = [replace(t, expr=sympy.expand(t.expr)) for t in self._terms.values()]
+        """The terms, each summed and expanded once (a ResNet adds to one term per layer:
+        summing as they come re-flattens the growing sum at every layer)."""
+        terms = [
+            replace(t, expr=sympy.expand(sympy.Add(*self._parts[key])))
+            for key, t in self._terms.items()
+        ]
         return CostModel(t for t in terms if t.expr != 0)
 
 

@@ -62,7 +62,7 @@ class Ledger:
     allocation records a :class:`Moment`. ``given``: what the step starts with."""
 
     def __init__(self, **given):
-        self.live: dict[str, Any] = dict(given)
+        self.live: dict[str, Any] = {name: sympy.sympify(v) for name, v in given.items()}
         self.moments: list[Moment] = []
         self.phase = "forward"
 
@@ -70,17 +70,18 @@ class Ledger:
         for name in tensors:
             if name in self.live:
                 raise ValueError(f"{name} is already live")
-        self.live.update(tensors)
-        parts = tuple(sympy.sympify(v) for v in self.live.values())
-        size = sympy.Add(*(sympy.sympify(v) for v in tensors.values()))
-        self.moments.append(Moment(self.phase, what, parts, size))
+        added = {name: sympy.sympify(v) for name, v in tensors.items()}
+        self.live.update(added)  # each sympified once: a deep model's ledger is long
+        self.moments.append(
+            Moment(self.phase, what, tuple(self.live.values()), sympy.Add(*added.values()))
+        )
 
     def free(self, *names: str) -> None:
         for name in names:
             del self.live[name]
 
     def total(self):
-        return sympy.Add(*(sympy.sympify(v) for v in self.live.values()))
+        return sympy.Add(*self.live.values())
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@ options), what it computes, and what the generic layers may do with it (sweep it
 it). The command line, ``complexo sweep``, ``complexo profile``, the Python API and the
 registry-wide tests are generated from here and name no analysis themselves.
 
-An analysis module ends with ``ANALYSIS = register(Analysis(...))``, and
-:mod:`complexo.analyses` imports it: that import is the one registration line. This module imports
+An analysis module ends with ``ANALYSIS = register(Analysis(...))``, and its name in
+:data:`complexo.analyses.NAMES` is the one registration line (:mod:`complexo.analyses` imports
+the modules when first needed). This module imports
 neither torch nor typer, so neither does ``import complexo`` nor ``complexo --help``.
 
 >>> from dataclasses import dataclass

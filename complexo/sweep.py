@@ -340,7 +340,7 @@ def profile_points(sweep: Sweep, *, device: str | None, repeat: int = 5, progres
     """Run every point of a sweep for real (:func:`complexo.profile.run`) and keep its profile:
     every analysis that is swept and runs for real, in its first (default) mode."""
     from complexo import profile as profiling
-    from complexo.registry import ANALYSES
+    from complexo.analyses import ANALYSES
 
     timed = [a.name for a in ANALYSES.values() if a.sweep and a.profiling and a.profiling.sweep]
     if sweep.analysis not in timed:

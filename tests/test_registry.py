@@ -25,10 +25,41 @@ OPTIONS = [(a.name, f.name) for a in ANALYSES.values() for f, _ in options(a.con
 
 
 def test_the_registry_lists_every_analysis_module_once():
+    from complexo.analyses import NAMES
+
     modules = sorted(p.stem for p in (ROOT / "complexo" / "analyses").glob("*.py"))
     registered = {a.analyse.__module__ for a in ANALYSES.values()}
     assert registered <= {f"complexo.analyses.{m}" for m in modules}
     assert set(complexo.ANALYSES) == set(ANALYSES)
+    # every module that registers an analysis is named in NAMES (else it never loads), once,
+    # and the registry keeps NAMES' order (the order of complexo --help)
+    registering = sorted(
+        p.stem
+        for p in (ROOT / "complexo" / "analyses").glob("*.py")
+        if "\nANALYSIS = register(" in p.read_text()
+    )
+    assert sorted(NAMES) == registering and len(set(NAMES)) == len(NAMES)
+    assert list(ANALYSES) == list(NAMES)
+
+
+def test_one_analysis_command_imports_that_analysis_alone():
+    # `complexo mhsa` loads mhsa's module and builds its command only: the formulas-only answer
+    # pays for no other analysis (issue 20); the others are still one import away
+    code = (
+        "import sys\n"
+        "sys.argv = ['complexo', 'mhsa', '--seq', '64', '--dim', '32', '--heads', '4', "
+        "'--no-check', '--json']\n"
+        "from complexo.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as end:\n"
+        "    assert end.code in (0, None), end.code\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('complexo.analyses.'))\n"
+        "print('LOADED', [m for m in loaded if m.rsplit('.', 1)[1] in ('cnn', 'lora', 'vit')])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert '"forward_flops"' in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "LOADED []"
 
 
 @pytest.mark.parametrize("name", sorted(ANALYSES))

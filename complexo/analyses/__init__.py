@@ -1,21 +1,48 @@
 """The registered analyses. Each module declares its ``Config`` (fields with their options), its
 cost model, its reference block and ``analyse(cfg)``, and ends with ``ANALYSIS = register(...)``
-(:mod:`complexo.registry`); importing it here is its one registration line, and this order is the
-order of ``complexo --help``. Nothing here imports torch: an analysis imports it when it runs."""
+(:mod:`complexo.registry`); its name in :data:`NAMES` is its one registration line, and that
+order is the order of ``complexo --help``. Nothing here imports torch: an analysis imports it
+when it runs.
 
-# ruff: noqa: F401, I001
-from complexo.analyses import mhsa
-from complexo.analyses import lora
-from complexo.analyses import cnn
-from complexo.analyses import vit
-from complexo.analyses import compare
-from complexo.analyses import kvcache
-from complexo.analyses import conv
-from complexo.analyses import mlp
-from complexo.analyses import norm
-from complexo.analyses import video
-from complexo.analyses import loss
-from complexo.analyses import patch
-from complexo.registry import ANALYSES
+The modules are imported when first needed: :data:`ANALYSES` imports them all, :func:`load` one
+(with what it imports itself), so that ``complexo mhsa`` pays for mhsa's module alone."""
 
-__all__ = ["ANALYSES"]
+from __future__ import annotations
+
+import importlib
+
+from complexo import registry
+
+NAMES = (
+    "mhsa",
+    "lora",
+    "cnn",
+    "vit",
+    "compare",
+    "kvcache",
+    "conv",
+    "mlp",
+    "norm",
+    "video",
+    "loss",
+    "patch",
+)
+
+__all__ = ["ANALYSES", "NAMES", "load"]
+
+
+def load(name: str) -> registry.Analysis:
+    """The registered analysis ``name`` (one of :data:`NAMES`), its module imported."""
+    importlib.import_module(f"{__name__}.{name}")
+    return registry.ANALYSES[name]
+
+
+def __getattr__(name: str):
+    if name == "ANALYSES":  # every analysis, in the order of NAMES
+        found = {n: load(n) for n in NAMES}
+        if list(registry.ANALYSES)[: len(NAMES)] != list(NAMES):  # in import order: reorder
+            ordered = found | registry.ANALYSES  # any registered elsewhere after these
+            registry.ANALYSES.clear()
+            registry.ANALYSES.update(ordered)
+        return registry.ANALYSES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ the classifier its input; one storage counts once.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import sympy
@@ -84,6 +85,7 @@ def side(k: int):
     return sympy.ceiling(R / 2**k)
 
 
+@functools.cache  # the ledger's all-live sum asks again: build the model once
 def cost_model(block: str) -> CostModel:
     """Forward FLOPs per stage (convolutions, the classifier) and per element-wise op,
     parameters per stage, and activations saved for a training backward."""

@@ -10,6 +10,7 @@ The projections and MLP grow with n, so with R²; the attention scores with n²,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 from complexo.analyses import vit_peak
@@ -95,6 +96,7 @@ class Config:
 TOKENS = (R / p) ** 2 + 1  # n: the patches and the class token
 
 
+@functools.cache  # the ledger's all-live sum asks again: build the model once
 def cost_model() -> CostModel:
     """Forward FLOPs per term, parameters, activations saved for a training backward."""
     t, EW, n = Terms(), ELEMENTWISE_FLOPS, TOKENS

@@ -5,6 +5,7 @@ here names an analysis. Bad input of any kind ends in one line on stderr and a n
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from typing import Annotated, ClassVar
@@ -108,13 +109,6 @@ def group(help: str, refused: dict[str, str] | None = None, version: bool = Fals
     return sub
 
 
-app = group(
-    "complexo: what does a deep-learning building block cost, and why? Symbolic formulas, "
-    "checked against fvcore, FlopCounterMode and autograd's saved tensors.",
-    version=True,
-)
-
-
 # The version of the JSON contract: every document the command line prints carries it first, and
 # it grows by one when a key changes meaning or goes away (new keys leave it as it is).
 SCHEMA = 1
@@ -130,17 +124,47 @@ def print_rich(*renderables) -> None:
     console().print(*renderables)
 
 
-def _register_commands() -> None:
+TOP = (
+    "complexo: what does a deep-learning building block cost, and why? Symbolic formulas, "
+    "checked against fvcore, FlopCounterMode and autograd's saved tensors."
+)
+
+
+@functools.cache
+def _app() -> typer.Typer:
+    """Every command: one per registered analysis, then sweep, profile and the rest."""
     from complexo.analyses import ANALYSES
     from complexo.cli import analysis, commands
 
+    top = group(TOP, version=True)
     for a in ANALYSES.values():
-        analysis.add(app, a)
-    commands.add(app, ANALYSES)
+        analysis.add(top, a)
+    commands.add(top, ANALYSES)
+    return top
 
 
-_register_commands()
+def _one(name: str) -> typer.Typer:
+    """The command of one analysis alone, under the same top level: what ``complexo NAME ...``
+    runs, without importing the other analyses or building their commands."""
+    from complexo.analyses import load
+    from complexo.cli import analysis
+
+    top = group(TOP, version=True)
+    analysis.add(top, load(name))
+    return top
+
+
+def __getattr__(name: str):
+    if name == "app":  # built on first use: it imports every analysis
+        return _app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    app()
+    from complexo.analyses import NAMES
+
+    words = sys.argv[1:]
+    if words and words[0] in NAMES:
+        _one(words[0])()
+    else:
+        _app()()

@@ -324,7 +324,7 @@ def run(
             f"complexo profile {analysis.name} runs --mode {' or '.join(modes)}, not {mode}"
         )
     if cuda_graph and not how.cuda_graph:
-        from complexo.registry import ANALYSES
+        from complexo.analyses import ANALYSES
 
         graphed = [a.name for a in ANALYSES.values() if a.profiling and a.profiling.cuda_graph]
         listed = ", ".join(graphed[:-1]) + " and " + graphed[-1] if len(graphed) > 1 else graphed[0]
