@@ -58,6 +58,7 @@ class Case:
     formulas: Callable[[], Mapping] | None = None
     dtype: str = "bfloat16"  # 2 bytes: fp32 statistics told apart from e
     at: Mapping[sympy.Symbol, int] = field(default_factory=dict)  # fixed on both sides: e = 4
+    backward: bool = True  # False: the forward alone, as inference runs it (a decode step)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class Symbolic:
     every variant or in those it names (HBM traffic is no count of a run);
     ``slow``: variants whose proof takes long (marked slow in the suite); ``unproved``: the
     variants that have no case to trace, and why; ``where``: the sizes a variant's proof holds
-    for, as its trace's guards read (the suite checks them: a claim says no more than it)."""
+    for, as its trace's guards read (the suite checks them: a claim says no more than it);
+    ``note``: how the cases cover a size no trace keeps symbolic (a loop's count)."""
 
     variant: Callable[[Any], str]
     cases: Callable[[Any], list[Case]]
@@ -77,6 +79,7 @@ class Symbolic:
     slow: frozenset[str] = frozenset()
     unproved: Mapping[str, str] = field(default_factory=dict)  # variant -> why it has no proof
     where: Mapping[str, str] = field(default_factory=dict)  # variant -> its trace's guards
+    note: str = ""  # how the traces cover what no single trace can (a loop's count)
 
 
 def hand_from(specs, model, names=None) -> dict[str, sympy.Expr]:
@@ -121,10 +124,15 @@ class ProofReport:
     variant: str
     checks: list[Check]
     untraced: Mapping[str, str]
-    guards: list[str]  # each traced case's conditions, "(a, b)": the proof holds where one does
+    # the conditions of each part of the proof, all needed: a part is the cases that prove the
+    # same quantities of a side at the same fixed values, which hold where one of them does
+    # ("(a, b) or (c)": a layer traced both ways round); different quantities, or the same at
+    # another fixed L, are different parts (a decode step's and a prefill's guards)
+    guards: list[str]
     pinned: dict[str, int]
     seconds: float
     no_convention: list[str] = field(default_factory=list)  # ops whose work goes uncounted
+    note: str = ""  # the declaration's (Symbolic.note)
 
     @property
     def proved(self) -> bool:
@@ -132,7 +140,9 @@ class ProofReport:
 
     @property
     def where(self) -> str:
-        return " or ".join(self.guards)
+        if len(self.guards) == 1:
+            return self.guards[0]
+        return " and ".join(f"({g})" if " or " in g else g for g in self.guards)
 
     def lines(self) -> list[str]:
         out = [f"proof of {self.analysis} ({self.variant}): {HOW}"]
@@ -145,6 +155,8 @@ class ProofReport:
             out.append(f"  the trace pinned {self.pinned}: nothing holds beyond that value")
         if self.guards:
             out.append(f"  where (the trace's guards): {self.where}")
+        if self.note:
+            out.append(f"  {self.note}")
         out.append(f"  traced and proved in {self.seconds:.1f} s")
         return out
 
@@ -168,6 +180,7 @@ class ProofReport:
             "guards": self.guards,
             "pinned": self.pinned,
             "no_convention": self.no_convention,
+            **({"note": self.note} if self.note else {}),
             "seconds": round(self.seconds, 2),
         }
 
@@ -205,7 +218,7 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
     sym: Symbolic = analysis.symbolic
     t0 = time.perf_counter()
     checks: list[Check] = []
-    groups: list[str] = []
+    parts: dict[tuple, list[str]] = {}  # the alternatives' conditions, by part (ProofReport)
     pinned: dict[str, int] = {}
     no_convention: list[str] = []
     cases = sym.cases(cfg)
@@ -221,7 +234,7 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
         raise ComplexoError(f"no proof of {analysis.name}'s {name} variant: {why}")
     for case in cases:
         extra = case.formulas() if case.formulas else None
-        tr = trace(case.build, case.dims, case.dtype, formulas=extra)
+        tr = trace(case.build, case.dims, case.dtype, formulas=extra, backward=case.backward)
         formulas = {**case.hand, **((hand or {}).get(case.side, {}))}
         at = dict(case.at)
         fixed = ", at " + ", ".join(f"{k} = {v}" for k, v in at.items()) if at else ""
@@ -233,8 +246,10 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
                 Check(quantity, traced_as, hand_expr, traced, diff, method + fixed, case.side)
             )
         group = ", ".join(_main_guards(tr.guards))
-        if group and f"({group})" not in groups:
-            groups.append(f"({group})")
+        part = (case.side, tuple(case.traced.items()), tuple(at.items()))
+        alternatives = parts.setdefault(part, [])
+        if f"({group})" not in alternatives:
+            alternatives.append(f"({group})")
         pinned.update(tr.pinned)
         if {"forward_flops", "backward_flops"} & set(case.traced.values()):
             no_convention += [op for op in tr.no_convention if op not in no_convention]
@@ -243,11 +258,23 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
         sym.variant(cfg),
         checks,
         sym.untraced,
-        groups,
+        _where(parts.values()),
         pinned,
         time.perf_counter() - t0,
         no_convention,
+        sym.note,
     )
+
+
+def _where(parts) -> list[str]:
+    """Each part's conditions, once: its alternatives joined by "or"; none where one of them
+    holds for every size."""
+    out: list[str] = []
+    for alternatives in parts:
+        text = "" if "()" in alternatives else " or ".join(alternatives)
+        if text and text not in out:
+            out.append(text)
+    return out
 
 
 def _main_guards(guards: list[sympy.Expr]) -> list[str]:

@@ -4,7 +4,9 @@ proof (:mod:`complexo.prove`).
 ``trace(build, dims)``: each :class:`Dim` becomes a SymInt of one ``ShapeEnv``; ``build(sizes)``
 constructs the block and its inputs inside a ``FakeTensorMode`` on the meta device (nothing is
 allocated), then it runs forward and backward (from the output's sum) under ``FlopCounterMode``
-and autograd's saved-tensor hook, as :func:`complexo.derive.derive` does for a user's block. A
+and autograd's saved-tensor hook, as :func:`complexo.derive.derive` does for a user's block
+(``backward=False``: the forward alone, without autograd, as inference runs it: a decoder's
+step). A
 dim may stand for an expression of complexo's symbols (``hs`` for d/h, so that h divides d by
 construction rather than by a guard); every traced number is read back in those symbols.
 
@@ -17,6 +19,7 @@ torch is imported inside the functions.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +37,8 @@ TRACED = (
     "step_matmul_flops",  # the two together: a training step's
     "params",
     "trainable_params",  # those that require grad
+    "param_bytes",  # their unique storages (tied weights once)
+    "buffer_bytes",  # the block's buffers' unique storages (a decoder's KV cache)
     "activation_bytes",  # unique storages autograd saved, parameters and buffers excluded
 )
 
@@ -101,10 +106,12 @@ def trace(
     dims: tuple[Dim, ...],
     dtype: str = "bfloat16",
     formulas: Mapping | None = None,
+    backward: bool = True,
 ) -> Traced:
     """Trace ``build(sizes) -> (block, inputs)``; ``sizes`` maps each dim's name to its SymInt.
     ``formulas``: FlopCounterMode formulas to use instead of its own (a grouped convolution's
-    weight gradient)."""
+    weight gradient); ``backward=False``: the forward alone, under no_grad (no backward FLOPs,
+    nothing saved)."""
     import torch
     import torch._dynamo.config  # seconds to import: only a trace pays it
     from torch._dynamo.source import ConstantSource
@@ -131,7 +138,7 @@ def trace(
     with fake, torch.device("meta"), _tracing_patches(torch):
         with default_dtype(tdtype):
             block, inputs = build(sizes)
-        step = step_counts(block, inputs, formulas)
+        step = step_counts(block, inputs, formulas, backward=backward)
         saved.update(step.saved)
         fwd, fwd_ew, total, total_ew = step.fwd, step.fwd_ew, step.total, step.total_ew
         params, trainable = step.params, step.trainable
@@ -166,6 +173,8 @@ def trace(
         "step_matmul_flops": total_of({**forward, **{f"bwd {k}": v for k, v in backward.items()}}),
         "params": named(params),
         "trainable_params": named(trainable),
+        "param_bytes": sum((nbytes(dt, nb) for dt, nb in step.param_storages), sympy.Integer(0)),
+        "buffer_bytes": sum((nbytes(dt, nb) for dt, nb in step.buffer_storages), sympy.Integer(0)),
         "activation_bytes": sympy.expand(sum((b for *_, b in items), sympy.Integer(0))),
     }
     pinned = {
@@ -180,7 +189,8 @@ def trace(
         forward_elementwise=forward_ew,
         backward_elementwise=backward_ew,
         no_convention=no_convention,
-        guards=list(dict.fromkeys(_plain(g.expr).xreplace(ours) for g in env.guards)),
+        # ceilings first in the trace's own sizes: ⌊(3·j − 1)/j⌋ = 2 (a chunk in two) is true there
+        guards=list(dict.fromkeys(ceilings(_plain(g.expr)).xreplace(ours) for g in env.guards)),
         pinned=pinned,
         uncounted=sorted(step.seen - registry),
         seconds=time.perf_counter() - t0,
@@ -206,12 +216,17 @@ class StepCounts:
     registry: set
     no_convention: list
     seen: set  # every op the counter saw
+    param_storages: list = field(default_factory=list)  # (dtype, nbytes) of each unique storage
+    buffer_storages: list = field(default_factory=list)
 
 
-def step_counts(block, inputs, formulas=None, name: str = "the block") -> StepCounts:
+def step_counts(
+    block, inputs, formulas=None, name: str = "the block", backward: bool = True
+) -> StepCounts:
     """Count ``block(*inputs)`` and its backward from ones (as the outputs' sum would give,
     without counting a sum: the block alone), in the caller's mode (fake tensors with symbolic
-    sizes, for :func:`derive` and :mod:`complexo.symtrace`)."""
+    sizes, for :func:`derive` and :mod:`complexo.symtrace`). ``backward=False``: the forward
+    alone, under no_grad (``total`` is then ``fwd``, nothing is saved)."""
     import torch
 
     from complexo import elementwise
@@ -234,17 +249,19 @@ def step_counts(block, inputs, formulas=None, name: str = "the block") -> StepCo
     counter = _RecordingFlopCounter({**cpu_attention_formulas(), **(formulas or {})})
     counter.record_outputs = False
     ew = elementwise.counter()
+    grad = contextlib.nullcontext() if backward else torch.no_grad()
     with CPUAttentionDispatch(), counter, ew:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), grad:
             y = block(*inputs)
         fwd = dict(counter.get_flop_counts().get("Global", {}))
         fwd_ew = dict(ew.get_flop_counts().get("Global", {}))
-        outs = [t for t in _tensors(y, torch) if t.requires_grad]
-        if not outs:
-            from complexo.errors import ComplexoError
+        if backward:
+            outs = [t for t in _tensors(y, torch) if t.requires_grad]
+            if not outs:
+                from complexo.errors import ComplexoError
 
-            raise ComplexoError(f"{name}'s output needs no gradient")
-        torch.autograd.backward(outs, [torch.ones_like(t) for t in outs])
+                raise ComplexoError(f"{name}'s output needs no gradient")
+            torch.autograd.backward(outs, [torch.ones_like(t) for t in outs])
         total = dict(counter.get_flop_counts().get("Global", {}))
         total_ew = dict(ew.get_flop_counts().get("Global", {}))
     return StepCounts(
@@ -258,4 +275,12 @@ def step_counts(block, inputs, formulas=None, name: str = "the block") -> StepCo
         {str(k) for k in counter.flop_registry},
         elementwise.uncounted(ew),
         set(counter.seen),
+        _storages(block.parameters()),
+        _storages(block.buffers()),
     )
+
+
+def _storages(tensors) -> list[tuple]:
+    """(dtype, nbytes) of each unique storage behind ``tensors`` (tied weights once)."""
+    out = {t.untyped_storage()._cdata: (t.dtype, t.untyped_storage().nbytes()) for t in tensors}
+    return list(out.values())

@@ -171,3 +171,56 @@ def test_the_terms_figure_gives_each_step_its_own_shares():
     # shares within each step add up to 100%
     decode = [float(x.split("%")[0]) for x in labels if x.endswith("of decode")]
     assert abs(sum(decode) - 100) < 0.2
+
+
+def test_two_layer_counts_prove_every_l():
+    """The proofs trace L = 1 and L = 2 (a trace unrolls the layers' loop): enough for every L
+    only if each hand formula is a + b·L, as the trace's counts are (every layer the same block
+    on the same shapes). Each proved formula is of degree ≤ 1 in L, every proved quantity is
+    traced at two Ls, and a third L (3) is proved too, untraced before."""
+    from dataclasses import replace
+
+    import sympy
+
+    from complexo.analyses import kvcache_proof
+    from complexo.prove import prove
+    from complexo.symbols import B, G, L, V, d, f, h, n
+
+    a = kvcache.ANALYSIS
+    for variant, fields in kvcache_proof.SYMBOLIC.variants.items():
+        cases = a.symbolic.cases(a.make(**fields))
+        for case in cases:
+            assert all(sympy.degree(sympy.expand(f), L) <= 1 for f in case.hand.values()), variant
+        for quantity in {q for case in cases for q in case.traced}:
+            assert {c.at[L] for c in cases if quantity in c.traced} == {1, 2}, quantity
+    cfg = a.make(model="llama-3-8b")
+    three = [  # the first three cases: L = 1's decode, no cache, prefill
+        replace(c, at={**c.at, L: 3}, build=kvcache_proof._build(cfg.spec, 3, run, False))
+        for c, run in zip(a.symbolic.cases(cfg)[:3], kvcache_proof.RUNS, strict=True)
+    ]
+    report = prove(replace(a, symbolic=replace(a.symbolic, cases=lambda cfg: three)), cfg)
+    assert report.proved and {c.method for c in report.checks} == {"simplify, at L = 3"}
+    # e.g. the decode step at L = 3: 3 layers of q, k, v and out projections
+    # 2·(2d² + 2·d·G·d/h) and SwiGLU 6·d·f, lm_head 2·d·V, attention 4·B·(n + 1)·d per layer
+    decode = next(c for c in report.checks if c.quantity == "decode_flops_per_token")
+    per_layer = 2 * (2 * d**2 + 2 * d * G * d / h) + 6 * d * f
+    expected = B * (3 * per_layer + 2 * d * V) + 3 * 4 * B * (n + 1) * d
+    assert sympy.simplify(decode.traced - expected) == 0
+
+
+def test_the_cached_step_holds_the_cache_as_buffers_and_decodes_as_the_model():
+    from complexo.blocks.transformer import CachedStep
+
+    torch.manual_seed(0)
+    cfg = ModelConfig("llama", 2, 16, 4, 11, 16, 12, kv_heads=2)
+    model = Transformer(cfg).eval()
+    idx = torch.randint(0, 11, (2, 6))
+    cache, other = KVCache(cfg, 2, 6, torch.float32), KVCache(cfg, 2, 6, torch.float32)
+    step = CachedStep(model, cache, pos=0)
+    # 2 layers × k and v, each (B, G, capacity, hs) = (2, 2, 6, 4)
+    assert [tuple(b.shape) for b in step.buffers()] == [(2, 2, 6, 4)] * 4
+    assert all(b is t for b, t in zip(step.buffers(), cache.tensors(), strict=True))
+    assert torch.equal(step(idx[:, :5]), model(idx[:, :5], cache=other, pos=0))
+    step.pos = 5
+    assert torch.equal(step(idx[:, 5:]), model(idx[:, 5:], cache=other, pos=5))
+    assert not list(CachedStep(model, None).buffers())

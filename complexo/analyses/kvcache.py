@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import sympy
 
 from complexo.analyses.kvcache_profile import PROFILING
+from complexo.analyses.kvcache_proof import SYMBOLIC
 from complexo.analyses.llm import kv_width, model_config, param_terms, resolve_model
 from complexo.conventions import DTYPES
 from complexo.cost import Kind, Terms, big_o, big_o_text, crossover, evaluate
@@ -422,5 +423,6 @@ ANALYSIS = register(
         analyse=analyse,
         profiling=PROFILING,
         examples=examples,
+        symbolic=SYMBOLIC,
     )
 )

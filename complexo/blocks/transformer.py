@@ -230,3 +230,18 @@ class Transformer(nn.Module):
         if targets is None:
             return logits
         return F.cross_entropy(logits.view(B * n, -1), targets.view(B * n))
+
+
+class CachedStep(nn.Module):
+    """One call of a decoder at position ``pos``, with its KV cache (None: none), as one
+    module: the model's parameters, the cache's tensors as buffers (what the step holds, beside
+    the weights), ``forward(idx)`` the model's logits for tokens ``idx`` at pos, pos + 1, ..."""
+
+    def __init__(self, model: Transformer, cache: KVCache | None, pos: int = 0):
+        super().__init__()
+        self.model, self.cache, self.pos = model, cache, pos
+        for i, t in enumerate(cache.tensors() if cache is not None else []):
+            self.register_buffer(f"cache_{i}", t, persistent=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx, cache=self.cache, pos=self.pos)  # (B, n) -> (B, n, V)

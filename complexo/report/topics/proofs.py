@@ -26,7 +26,8 @@ def proofs_page(page: Page) -> None:
         "**The question.** The counters check a formula at the sizes they are given; does it "
         "hold at every size? Each reference block is built inside a FakeTensorMode with "
         "symbolic sizes (SymInts of one ShapeEnv), run forward and backward under "
-        "FlopCounterMode and autograd's saved-tensor hook, and each quantity's hand formula "
+        "FlopCounterMode and autograd's saved-tensor hook (a decoder's inference steps: the "
+        "forward alone, without autograd), and each quantity's hand formula "
         f"is proved equal to the traced one: {HOW}. Strided sides are written ⌈R/s⌉ "
         "(⌊(R − 1)/s⌋ + 1, an identity for integers); floors that simplify cannot cancel are "
         "proved by residues. Where a trace branched on a size, its guards say for which sizes "
@@ -42,6 +43,8 @@ def proofs_page(page: Page) -> None:
         if sym is None:
             continue
         page.add(f"## {a.name}", "")
+        if sym.note:
+            page.add(sym.note, "")
         rows = []
         for name, fields in sym.variants.items():
             cfg = a.make(**fields)
