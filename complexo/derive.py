@@ -76,7 +76,9 @@ def _tracing_patches(torch):
     """For the trace only: (1) nn.init fills do nothing, wherever they were imported (each draw
     on a SymFloat bound such as 1/sqrt(fan_in) pins the size; values change no shape or FLOP);
     (2) nn.LayerNorm/RMSNorm(SymInt) get (d,) (they call tuple(d) on a non-Integral);
-    (3) math.sqrt(SymInt) goes to torch._sym_sqrt (math.sqrt pins the size to its hint)."""
+    (3) math.sqrt(SymInt) goes to torch._sym_sqrt (math.sqrt pins the size to its hint);
+    (4) ops whose meta kernels take concrete sizes only (:data:`DECOMPOSED`: F.pad's
+    constant_pad_nd) run as torch's decompositions, under the counters, which see the op."""
     init, saved = torch.nn.init, []
     for name in dir(init):
         fn = getattr(init, name)
@@ -96,10 +98,37 @@ def _tracing_patches(torch):
     saved.append((math, "sqrt", real_sqrt))
     math.sqrt = lambda x: torch._sym_sqrt(x) if isinstance(x, torch.SymInt) else real_sqrt(x)
     try:
-        yield
+        with _Decomposed(torch):
+            yield
     finally:
         for owner, name, value in reversed(saved):
             setattr(owner, name, value)
+
+
+# ops whose meta kernels want concrete integers ("SymIntArrayRef expected to contain only
+# concrete integers", torch 2.13): F.pad's constant_pad_nd
+DECOMPOSED = ("constant_pad_nd",)
+
+
+def _Decomposed(torch):
+    """A dispatch mode that runs :data:`DECOMPOSED` as torch._decomp's decompositions (their
+    torch._refs), which build the result from sizes a SymInt can be; entered below the
+    counters, which still see (and count) the op itself."""
+    from torch._decomp import decomposition_table
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    table = {
+        op: decomposition_table[op]
+        for name in DECOMPOSED
+        for op in (getattr(torch.ops.aten, name).default,)
+    }
+
+    class Decomposed(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            run = table.get(func, func)
+            return run(*args, **(kwargs or {}))
+
+    return Decomposed()
 
 
 # ---------------------------------------------------------------- the trace

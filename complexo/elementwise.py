@@ -48,7 +48,7 @@ NO_ARITHMETIC = {
     "aten._to_copy", "aten.alias", "aten.arange", "aten.tril", "aten.triu", "aten.bitwise_not",
     "aten.repeat_interleave", "aten.index", "aten.as_strided", "aten.fill_", "aten.zero_",
     "aten.lift_fresh", "aten.flatten", "aten.contiguous", "aten.mm", "aten.bmm",
-    "aten.slice_backward",
+    "aten.slice_backward", "aten.constant_pad_nd",  # F.pad: a copy into zeros
     "aten.select_backward", "aten.expand_copy", "aten.unsqueeze_copy", "prim.device",
     "aten.sym_size", "aten.sym_numel", "aten.sym_stride", "aten.sym_storage_offset",
     "aten._scaled_dot_product_flash_attention_for_cpu",

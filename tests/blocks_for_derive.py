@@ -100,6 +100,19 @@ class StridedConv(nn.Module):
         return self.conv(x)
 
 
+class CausalConv(nn.Module):
+    """A causal 1D convolution of kernel k: k − 1 zeros in front (F.pad), none behind, so output
+    i sees inputs i − k + 1 .. i and the length stays n."""
+
+    def __init__(self, c, k):
+        super().__init__()
+        self.k = k
+        self.conv = nn.Conv1d(c, c, k, bias=False)
+
+    def forward(self, x):
+        return self.conv(nn.functional.pad(x, (self.k - 1, 0)))
+
+
 class LoRALayer(nn.Module):
     """complexo's LoRA on one linear layer, d_in -> d_out at rank r (for make bench)."""
 

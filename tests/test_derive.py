@@ -225,6 +225,27 @@ def test_a_floor_that_is_a_ceiling_reads_as_one():
     assert "floor" not in doc["quantities"]["forward_flops"]["formula"]
 
 
+def test_f_pad_by_symbolic_amounts_traces_as_its_decomposition():
+    """F.pad by k − 1 (a size): constant_pad_nd's meta kernel takes concrete amounts only, so the
+    trace runs torch's decomposition of it, and the counters still see the pad itself."""
+    doc = run_json("derive", f"{FILE}:CausalConv", "--ctor", "C,K", "--input", "B,C,n")
+    C, K = (sympy.Symbol(x, integer=True, positive=True) for x in "CK")
+    names = {"C": C, "K": K, "B": B, "n": n}
+    got = {q: sympy.sympify(v["formula"], locals=names) for q, v in doc["quantities"].items()}
+    # n + K − 1 padded, n − K + 1 + K − 1 = n outputs, each a K·C dot product per channel:
+    # 2·B·C·C·K·n FLOPs
+    assert sympy.expand(got["forward_flops"] - 2 * B * C**2 * K * n) == 0
+    # the padded input, B·C·(n + K − 1) float32 values (4 bytes), saved for dW
+    assert sympy.expand(got["saved_bytes"] - 4 * B * C * (n + K - 1)) == 0
+    assert doc["pinned"] == {} and doc["guards"] == []
+    # the counters saw the pad itself (no FLOP formula; a copy, no element-wise arithmetic),
+    # not the decomposition's ops
+    assert (
+        "aten.constant_pad_nd" in doc["uncounted_ops"] and "aten.full" not in doc["uncounted_ops"]
+    )
+    assert doc["no_elementwise_convention"] == []
+
+
 def test_elementwise_flops_by_complexos_conventions_beside_the_matmuls(mlp):
     """The MLP's element-wise work, counted op by op with complexo's per-element costs: the two
     bias adds (1 per output element: B·n·f and B·n·d), GELU 5 per element; backward, the bias

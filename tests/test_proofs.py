@@ -122,5 +122,5 @@ def test_prove_on_the_command_line():
     assert doc["standard"]["quantities"]["params"]["proof"] == f"{PROVED} (--prove)"
     text = runner.invoke(app, [*args, "--prove"])
     assert "standard: forward_flops: proved for all shapes (simplify)" in text.output
-    refused = runner.invoke(app, ["conv", "--frames", "4", "--causal", "--prove"])
-    assert_one_line_error(refused, "no proof of conv's 3d causal variant: F.pad takes no")
+    refused = runner.invoke(app, ["video", "--compare", "--prove"])
+    assert_one_line_error(refused, "no proof of video's compare variant: --compare sets three")

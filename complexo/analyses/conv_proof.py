@@ -2,8 +2,11 @@
 symbolic B, C_in, C_out, R, stride s and k = 2·j + 1 (odd by construction), 2D or 3D (T), traced
 and its hand formulas proved equal for all shapes. The trace's output side
 ⌊(R + 2·(k − 1)/2 − k)/s⌋ + 1 reads ⌈R/s⌉ (:func:`complexo.symtrace.ceilings`), the hand
-formulas' S. Depthwise weight gradients are counted per group, as the analysis counts them
-(torch's own formula counts them ungrouped: :data:`complexo.conventions.GROUPED_CONV_NOTE`)."""
+formulas' S. Causal (3D): F.pad by k − 1 frames and k//2 = j pixels, symbolic amounts, which
+constant_pad_nd's meta kernel refuses (it takes concrete integers only, torch 2.13): the trace
+runs torch's decomposition of it (:data:`complexo.derive.DECOMPOSED`). Depthwise weight
+gradients are counted per group, as the analysis counts them (torch's own formula counts them
+ungrouped: :data:`complexo.conventions.GROUPED_CONV_NOTE`)."""
 
 from __future__ import annotations
 
@@ -29,14 +32,14 @@ def variant(cfg) -> str:
 def cases(cfg) -> list[Case]:
     from complexo.analyses.conv_cost import QUANTITIES, SIDES
 
-    if cfg.causal or cfg.impl == "unfold":
+    if cfg.impl == "unfold":
         return []
     dims = [Dim("B", 3), Dim("C_in", 5), Dim("C_out", 7), Dim("j", 2, means=(k - 1) / 2)]
     dims += [Dim("s", 2), Dim("R", 11)] + ([Dim("T", 13)] if cfg.frames is not None else [])
     return [
         Case(
             tuple(dims),
-            _build(side, cfg.bias),
+            _build(side, cfg.bias, cfg.causal),
             hand_from(QUANTITIES, cfg.model(side), TRACED),
             TRACED,
             side=side,
@@ -52,7 +55,7 @@ def _grouped():
     return GROUPED_CONV_FORMULAS
 
 
-def _build(side: str, bias: bool):
+def _build(side: str, bias: bool, causal: bool = False):
     def build(size):
         import torch
 
@@ -61,7 +64,7 @@ def _build(side: str, bias: bool):
         block = StandardConv if side == "standard" else DepthwiseSeparableConv
         frames = (size["T"],) if "T" in size else ()
         args = (size["C_in"], size["C_out"], 2 * size["j"] + 1, size["s"], bias)
-        module = block(*args, dims=3 if frames else 2)
+        module = block(*args, dims=3 if frames else 2, causal=causal)
         x = torch.empty(size["B"], size["C_in"], *frames, size["R"], size["R"], requires_grad=True)
         return module, (x,)
 
@@ -75,13 +78,12 @@ SYMBOLIC = Symbolic(
         "2d": {},
         "2d no bias": {"bias": False},
         "3d": {"frames": 8},
+        "3d causal": {"frames": 8, "causal": True},
     },
     untraced=UNTRACED,
     # one flag apart from another variant's trace: the full suite (make test-all) runs it
     slow=frozenset({"2d no bias"}),
     unproved={
-        "causal": "F.pad takes no symbolic pad amounts on meta tensors (torch 2.13: "
-        "constant_pad_nd wants concrete integers)",
         "unfold": "F.unfold pins every size to its sample value in the trace",
     },
 )
