@@ -105,9 +105,11 @@ def _tracing_patches(torch):
             setattr(owner, name, value)
 
 
-# ops whose meta kernels want concrete integers ("SymIntArrayRef expected to contain only
-# concrete integers", torch 2.13): F.pad's constant_pad_nd
-DECOMPOSED = ("constant_pad_nd",)
+# ops whose meta kernels want concrete sizes (torch 2.13): F.pad's constant_pad_nd (symbolic
+# amounts: "SymIntArrayRef expected to contain only concrete integers"); F.unfold's im2col and
+# its backward col2im, whose kernels pin B, C and the sides to their sample values (kernel size
+# and stride stay concrete all the same: their schema takes them as int[2])
+DECOMPOSED = ("constant_pad_nd", "im2col", "col2im")
 
 
 def _Decomposed(torch):
@@ -117,16 +119,22 @@ def _Decomposed(torch):
     from torch._decomp import decomposition_table
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    table = {
-        op: decomposition_table[op]
-        for name in DECOMPOSED
-        for op in (getattr(torch.ops.aten, name).default,)
-    }
+    aten = torch.ops.aten
+    table = {op: decomposition_table[op] for op in (getattr(aten, n).default for n in DECOMPOSED)}
+
+    def pad(x, amounts, mode="constant", value=None):  # F.pad inside a decomposition (im2col's)
+        if mode != "constant":
+            return aten.pad.default(x, amounts, mode, value)
+        return aten.constant_pad_nd.default(x, amounts, 0 if value is None else value)
+
+    table[aten.pad.default] = pad
 
     class Decomposed(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            run = table.get(func, func)
-            return run(*args, **(kwargs or {}))
+            if func not in table:
+                return func(*args, **(kwargs or {}))
+            with self:  # the ops it decomposes into may be among them (im2col pads)
+                return table[func](*args, **(kwargs or {}))
 
     return Decomposed()
 

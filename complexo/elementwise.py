@@ -49,6 +49,7 @@ NO_ARITHMETIC = {
     "aten.repeat_interleave", "aten.index", "aten.as_strided", "aten.fill_", "aten.zero_",
     "aten.lift_fresh", "aten.flatten", "aten.contiguous", "aten.mm", "aten.bmm",
     "aten.slice_backward", "aten.constant_pad_nd",  # F.pad: a copy into zeros
+    "aten.im2col",  # F.unfold: each receptive field copied into a column
     "aten.select_backward", "aten.expand_copy", "aten.unsqueeze_copy", "prim.device",
     "aten.sym_size", "aten.sym_numel", "aten.sym_stride", "aten.sym_storage_offset",
     "aten._scaled_dot_product_flash_attention_for_cpu",
@@ -104,6 +105,8 @@ def formulas() -> dict:
         aten.silu: each(SILU_FWD_FLOPS),
         aten.silu_backward: each(SILU_BWD_FLOPS),
         aten.sum: raw(lambda x, *a, out_val=None, **kw: ew * _numel(x)),
+        # F.fold, unfold's backward: each column element added into its pixel
+        aten.col2im: raw(lambda cols, *a, out_val=None, **kw: ew * _numel(cols)),
         aten.convolution: raw(_conv_bias),
         aten.convolution_backward: raw(_conv_bias_grad),
         aten.native_layer_norm: raw(layer_norm),

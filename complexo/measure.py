@@ -62,6 +62,7 @@ class _RecordingFlopCounter(FlopCounterMode):
             self.mod_tracker = _NoModules()
         self.seen: set[str] = set()
         self.outputs: list[tuple[str, tuple[int, ...], int]] = []
+        self.output_dtypes: list = []  # each output's dtype, beside ``outputs``
         self.record_outputs = True
 
     def _count_flops(self, func_packet, out, args, kwargs):
@@ -71,6 +72,7 @@ class _RecordingFlopCounter(FlopCounterMode):
             for t in out if isinstance(out, (tuple, list)) else (out,):
                 if isinstance(t, torch.Tensor):
                     self.outputs.append((name, tuple(t.shape), t.numel() * t.element_size()))
+                    self.output_dtypes.append(t.dtype)
         return super()._count_flops(func_packet, out, args, kwargs)
 
     def snapshot(self, counter: str, since: Count | None = None) -> Count:

@@ -239,7 +239,7 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
         at = dict(case.at)
         fixed = ", at " + ", ".join(f"{k} = {v}" for k, v in at.items()) if at else ""
         for quantity, traced_as in case.traced.items():
-            traced = sympy.expand(tr.quantities[traced_as].subs(at))
+            traced = sympy.expand(tr.value(traced_as).subs(at))
             hand_expr = sympy.sympify(formulas[quantity]).subs(at)
             diff, method = difference(hand_expr, traced, case.residues)
             checks.append(

@@ -41,11 +41,15 @@ TRACED = (
     "buffer_bytes",  # the block's buffers' unique storages (a decoder's KV cache)
     "activation_bytes",  # unique storages autograd saved, parameters and buffers excluded
 )
+# and OUTPUT + an op's name ("output_bytes:aten.im2col"): the bytes of that op's outputs in the
+# forward (the columns F.unfold materialises), as the analyses read them off a count
+OUTPUT = "output_bytes:"
 
 
 def ceilings(expr: sympy.Expr) -> sympy.Expr:
     """Floors that are ceilings, shown as the ceilings they are: ⌊(x − 1)/q⌋ = ⌈x/q⌉ − 1 for
-    integers x and q ≥ 1 (x = q·a + b, 1 ≤ b ≤ q: both sides are a), so a strided
+    integers x and q ≥ 1 (x = q·a + b, 1 ≤ b ≤ q: both sides are a), and so, for a number q,
+    ⌊(x + m·q − 1)/q⌋ = ⌈x/q⌉ + m − 1 (torch writes ⌈R/2⌉ as (R + 1)//2); so a strided
     convolution's output side ⌊(R + 2·p − k)/s⌋ + 1 with p = (k − 1)/2 reads ⌈R/s⌉, and
     ``floor(R/2 − 1/2) + 1`` reads ``ceiling(R/2)``. Inner floors first (a ResNet's sides
     nest). Floors of any other form are left as they are.
@@ -53,6 +57,8 @@ def ceilings(expr: sympy.Expr) -> sympy.Expr:
     >>> from complexo.symbols import R, s
     >>> ceilings(sympy.floor(R / s - 1 / s) + 1)
     ceiling(R/s)
+    >>> ceilings(sympy.floor(R / 2 + sympy.Rational(1, 2)))  # F.unfold's side (R + 1)//2
+    ceiling(R/2)
     >>> ceilings(sympy.floor(R / 2))
     floor(R/2)
     """
@@ -62,9 +68,11 @@ def ceilings(expr: sympy.Expr) -> sympy.Expr:
         if den == 1 or not (num.is_integer and den.is_integer and den.is_positive):
             return sympy.floor(arg)
         constant, _ = sympy.expand(num).as_coeff_Add()
-        if constant != -1:  # only ⌊(x − 1)/q⌋
-            return sympy.floor(arg)
-        return sympy.ceiling(sympy.expand(num + 1) / den) - 1
+        if constant == -1:  # ⌊(x − 1)/q⌋ = ⌈x/q⌉ − 1
+            return sympy.ceiling(sympy.expand(num + 1) / den) - 1
+        if den.is_Integer and (constant + 1) % den == 0:  # ⌊(x + m·q − 1)/q⌋ = ⌈x/q⌉ + m − 1
+            return sympy.ceiling(sympy.expand(num - constant) / den) + (constant + 1) / den - 1
+        return sympy.floor(arg)
 
     return expr.replace(lambda x: isinstance(x, sympy.floor), lambda x: rewrite(x.args[0]))
 
@@ -99,6 +107,14 @@ class Traced:
     uncounted: list[str]  # ops that ran with no FLOP formula (element-wise, norms ...)
     seconds: float
     saved: list[tuple[tuple, str, sympy.Expr]] = field(default_factory=list)
+    outputs: list[tuple[str, sympy.Expr]] = field(default_factory=list)  # forward's, (op, bytes)
+
+    def value(self, name: str) -> sympy.Expr:
+        """A traced quantity (:data:`TRACED`), or OUTPUT + op: the bytes of that op's outputs."""
+        if name.startswith(OUTPUT):
+            op = name.removeprefix(OUTPUT)
+            return sympy.expand(sum((b for o, b in self.outputs if o == op), sympy.Integer(0)))
+        return self.quantities[name]
 
 
 def trace(
@@ -195,6 +211,7 @@ def trace(
         uncounted=sorted(step.seen - registry),
         seconds=time.perf_counter() - t0,
         saved=items,
+        outputs=[(op, nbytes(dt, nb)) for op, dt, nb in step.outputs],
     )
 
 
@@ -218,6 +235,7 @@ class StepCounts:
     seen: set  # every op the counter saw
     param_storages: list = field(default_factory=list)  # (dtype, nbytes) of each unique storage
     buffer_storages: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)  # (op, dtype, nbytes) of each forward output
 
 
 def step_counts(
@@ -247,7 +265,6 @@ def step_counts(
         return t
 
     counter = _RecordingFlopCounter({**cpu_attention_formulas(), **(formulas or {})})
-    counter.record_outputs = False
     ew = elementwise.counter()
     grad = contextlib.nullcontext() if backward else torch.no_grad()
     with CPUAttentionDispatch(), counter, ew:
@@ -255,6 +272,9 @@ def step_counts(
             y = block(*inputs)
         fwd = dict(counter.get_flop_counts().get("Global", {}))
         fwd_ew = dict(ew.get_flop_counts().get("Global", {}))
+        counter.record_outputs = False
+        records = zip(counter.outputs, counter.output_dtypes, strict=True)
+        outputs = [(op, dt, nb) for (op, _, nb), dt in records]
         if backward:
             outs = [t for t in _tensors(y, torch) if t.requires_grad]
             if not outs:
@@ -277,6 +297,7 @@ def step_counts(
         set(counter.seen),
         _storages(block.parameters()),
         _storages(block.buffers()),
+        outputs,
     )
 
 

@@ -113,6 +113,19 @@ class CausalConv(nn.Module):
         return self.conv(nn.functional.pad(x, (self.k - 1, 0)))
 
 
+class Im2col(nn.Module):
+    """A 3×3 convolution as F.unfold (padding 1, stride 2) and one product with a (C·9, K)
+    weight."""
+
+    def __init__(self, c, k):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(c * 9, k))
+
+    def forward(self, x):
+        cols = nn.functional.unfold(x, 3, padding=1, stride=2)  # (B, C·9, ⌈R/2⌉²)
+        return cols.transpose(1, 2) @ self.w
+
+
 class LoRALayer(nn.Module):
     """complexo's LoRA on one linear layer, d_in -> d_out at rank r (for make bench)."""
 

@@ -246,6 +246,24 @@ def test_f_pad_by_symbolic_amounts_traces_as_its_decomposition():
     assert doc["no_elementwise_convention"] == []
 
 
+def test_f_unfold_keeps_batch_channels_and_side_symbolic():
+    """F.unfold's im2col pins every size when run as itself; as its decomposition, B, C and R
+    stay symbolic (its kernel size and stride are the literal 3 and 2 here: int[2] in its
+    schema)."""
+    doc = run_json("derive", f"{FILE}:Im2col", "--ctor", "C,K", "--input", "B,C,R,R")
+    C, K, R = (sympy.Symbol(x, integer=True, positive=True) for x in "CKR")
+    names = {"C": C, "K": K, "R": R, "B": B}
+    got = {q: sympy.sympify(v["formula"], locals=names) for q, v in doc["quantities"].items()}
+    # (B·⌈R/2⌉², 9·C) columns times a (9·C, K) weight: 2·9·B·C·K·⌈R/2⌉² FLOPs
+    assert sympy.simplify(got["forward_flops"] - 18 * B * C * K * sympy.ceiling(R / 2) ** 2) == 0
+    # backward: dW = colsᵀ·dY and dcols = dY·Wᵀ, each as large; col2im folds dcols, one add per
+    # column element (complexo's convention): 9·B·C·⌈R/2⌉²
+    assert sympy.simplify(got["backward_flops"] - 36 * B * C * K * sympy.ceiling(R / 2) ** 2) == 0
+    ew = got["backward_elementwise_flops"]
+    assert sympy.simplify(ew - 9 * B * C * sympy.ceiling(R / 2) ** 2) == 0
+    assert doc["pinned"] == {} and "aten.im2col" in doc["uncounted_ops"]
+
+
 def test_elementwise_flops_by_complexos_conventions_beside_the_matmuls(mlp):
     """The MLP's element-wise work, counted op by op with complexo's per-element costs: the two
     bias adds (1 per output element: B·n·f and B·n·d), GELU 5 per element; backward, the bias

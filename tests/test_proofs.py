@@ -88,6 +88,27 @@ def test_the_output_claims_only_what_the_suite_proves():
     assert proved.to_json()["quantities"]["params"]["proof"].startswith(PROVED)
 
 
+def test_an_unfold_proof_claims_its_own_kernel_and_stride_only():
+    """im2col takes k and s as int[2]: the suite's unfold proofs hold at k = 3 (s = 1, 2), for
+    every B, C_in, C_out and R; a config at another k is not claimed (--prove proves it live)."""
+    from complexo.counting import unchecked
+
+    a = ANALYSES["conv"]
+    with unchecked():
+        three = a.analyse(a.make(impl="unfold", stride=2, cin=4, cout=6, res=9))
+        five = a.analyse(a.make(impl="unfold", kernel=5, cin=4, cout=6, res=9))
+    marked = {q.name for q in three.sides["standard"].quantities if q.proof}
+    assert "unfolded_bytes" in marked and "forward_flops" in marked
+    assert not any(q.proof for side in five.sides.values() for q in side.quantities)
+    report = prove(a, a.make(impl="unfold", kernel=5, stride=3))
+    assert report.proved and report.variant == "2d unfold k=5 s=3"
+    cols = next(c for c in report.checks if c.quantity == "unfolded_bytes")
+    # the (B, C_in·k², ⌈R/s⌉²) columns, e bytes each: B·C_in·25·⌈R/3⌉²·e
+    C_in, R = (sympy.Symbol(x, integer=True, positive=True) for x in ("C_in", "R"))
+    expected = B * C_in * 25 * sympy.ceiling(R / 3) ** 2 * e
+    assert sympy.simplify(cols.traced - expected) == 0, cols.traced
+
+
 def test_floors_sympy_cannot_cancel_are_proved_by_residues():
     from complexo.prove import difference
     from complexo.symbols import R

@@ -130,7 +130,7 @@ SYMBOLIC = Symbolic(
     where={
         "naive pos learned": "(P >= n)",
         # the sinusoidal table's sin columns ⌈d/2⌉ and cos columns ⌊d/2⌋, as the trace guards
-        "naive pos sinusoidal": "(floor(d/2) <= floor(d/2 + 1/2), P >= n)",
+        "naive pos sinusoidal": "(ceiling(d/2) >= floor(d/2), P >= n)",
         "naive pos rope": "(P >= n)",
     },
 )
