@@ -76,7 +76,8 @@ def _tracing_patches(torch):
     """For the trace only: (1) nn.init fills do nothing, wherever they were imported (each draw
     on a SymFloat bound such as 1/sqrt(fan_in) pins the size; values change no shape or FLOP);
     (2) nn.LayerNorm/RMSNorm(SymInt) get (d,) (they call tuple(d) on a non-Integral);
-    (3) math.sqrt(SymInt) goes to torch._sym_sqrt (math.sqrt pins the size to its hint);
+    (3) math.sqrt(SymInt) goes to torch._sym_sqrt (math.sqrt pins the size to its hint), and
+    math.isqrt of a square (a video's S = g·g tokens) is its root g, symbolic;
     (4) ops whose meta kernels take concrete sizes only (:data:`DECOMPOSED`: F.pad's
     constant_pad_nd) run as torch's decompositions, under the counters, which see the op."""
     init, saved = torch.nn.init, []
@@ -94,15 +95,29 @@ def _tracing_patches(torch):
 
         saved.append((cls, "__init__", cls.__init__))
         cls.__init__ = wrapped
-    real_sqrt = math.sqrt
-    saved.append((math, "sqrt", real_sqrt))
+    real_sqrt, real_isqrt = math.sqrt, math.isqrt
+    saved += [(math, "sqrt", real_sqrt), (math, "isqrt", real_isqrt)]
     math.sqrt = lambda x: torch._sym_sqrt(x) if isinstance(x, torch.SymInt) else real_sqrt(x)
+    math.isqrt = lambda x: _isqrt(torch, x) if isinstance(x, torch.SymInt) else real_isqrt(x)
     try:
         with _Decomposed(torch):
             yield
     finally:
         for owner, name, value in reversed(saved):
             setattr(owner, name, value)
+
+
+def _isqrt(torch, x):
+    """⌊√x⌋ of a SymInt: its root, symbolic, where x is a square of sizes (g·g); otherwise
+    math.isqrt of its value (which pins x, as it always did)."""
+    from torch.fx.experimental.sym_node import SymNode
+
+    node = x.node
+    root = sympy.sqrt(node.expr)
+    if root.is_Pow or not root.is_integer:  # no square of integer sizes: as math.isqrt does
+        return math.isqrt(int(x))
+    hint = None if node.hint is None else math.isqrt(node.hint)
+    return torch.SymInt(SymNode(root, node.shape_env, int, hint))
 
 
 # ops whose meta kernels want concrete sizes (torch 2.13): F.pad's constant_pad_nd (symbolic
