@@ -189,14 +189,71 @@ class Tracked:
         return out
 
 
-def tracked_step(build: Callable[[], tuple], optimizer: str = "sgd") -> Tracked:
+OPTIMIZERS = ("adam", "adamw", "sgd", "none")
+
+
+class _NoHook:
+    """A hook handle with nothing to remove: MemTracker's placeholder for a frozen parameter."""
+
+    def remove(self) -> None:
+        pass
+
+
+_NO_HOOK = _NoHook()
+
+
+def _optimizer(name: str, params, lr: float):
+    """The optimizer a step is measured with: torch's defaults but the learning rate (AdamW
+    decays its weights by 1e-2, in place); ``none``: no step."""
+    import torch
+
+    make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    return make[name](params, lr=lr) if params and name in make else None
+
+
+def _masters(trained, optimizer: str, lr: float):
+    """Mixed precision (:func:`complexo.profile.trace._training_step`): fp32 master copies of
+    the trained weights, the optimizer over them, and the step's two ends: the gradients cast
+    up onto the masters (each 16-bit gradient let go as its copy is made), the stepped masters
+    copied back down into the weights."""
+    import torch
+
+    masters = [p.detach().float().requires_grad_() for p in trained]
+    opt = _optimizer(optimizer, masters, lr)
+
+    def cast_up():
+        for master, p in zip(masters, trained, strict=True):
+            master.grad, p.grad = p.grad.float(), None
+
+    @torch.no_grad()
+    def copy_down():
+        for master, p in zip(masters, trained, strict=True):
+            p.copy_(master)
+
+    return masters, opt, cast_up, copy_down
+
+
+def tracked_step(
+    build: Callable[[], tuple],
+    optimizer: str = "sgd",
+    *,
+    master_fp32: bool = False,
+    output: Callable | None = None,
+) -> Tracked:
     """One training step measured by ``torch.distributed._tools.mem_tracker.MemTracker`` under
     ``FakeTensorMode`` (no storage is allocated: any size runs in milliseconds of bookkeeping).
     ``build()`` is called inside the fake mode and returns ``(module, inputs)``; the step is
-    the profiler's: ``out = module(*inputs)``, ``out.sum().backward()``, the optimizer's step
-    (``sgd``: no state; ``adam``/``adamw``: two moments created in the step), ``out`` held
-    throughout. The phase of each op is MemTracker's own: the optimizer's step hooks, its
-    module tracker's backward flag, else the forward."""
+    the profiler's: ``out = module(*inputs)`` (``output(out)`` where given: a tensor from
+    whatever the module returns), ``out.sum().backward()``, the optimizer's step (``sgd``: no
+    state; ``adam``/``adamw``: two fp32 moments; ``none``: no step), ``out`` held throughout.
+    With ``master_fp32`` the optimizer steps fp32 master copies of the trained weights, their
+    gradients cast up before it and the weights copied down after (mixed precision).
+
+    A step in a steady state: an optimizer with state (or masters) is stepped once before, out
+    of the record, so its moments (and each parameter's step count, a 0-dim fp32 tensor on the
+    CPU) are given, as the masters are, and ``zero_grad(set_to_none=True)`` lets the earlier
+    gradients go before the record starts. The phase of each op is MemTracker's own: the
+    optimizer's step hooks, its module tracker's backward flag, else the forward."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import _TOTAL_KEY, MemTracker
@@ -211,7 +268,7 @@ def tracked_step(build: Callable[[], tuple], optimizer: str = "sgd") -> Tracked:
             before = self._total()
             res = super().__torch_dispatch__(func, types, args, kwargs)
             after = self._total()
-            if self._in_opt:
+            if self._in_opt or self.stepping:
                 phase = "optimizer"
             elif self._mod_tracker.is_bw or (self.log and self.log[-1][0] != "forward"):
                 phase = "backward"  # and what follows it until the optimizer's step
@@ -225,6 +282,16 @@ def tracked_step(build: Callable[[], tuple], optimizer: str = "sgd") -> Tracked:
                 self.best = (after, phase)
             return res
 
+        stepping = False  # the casts around a mixed-precision step: the optimizer's phase
+
+        def _track_module_params_and_buffers(self, module, install_grad_hooks=True):
+            # a frozen parameter (LoRA's base) takes no gradient hook: torch refuses one on a
+            # tensor that needs no gradient, and MemTracker would install it on every module
+            for param in module.parameters():
+                if not param.requires_grad:
+                    self._param_to_grad_hook_handles.setdefault(param, (_NO_HOOK, _NO_HOOK))
+            return super()._track_module_params_and_buffers(module, install_grad_hooks)
+
         def _total(self) -> int:
             return sum(snap[_TOTAL_KEY] for snap in self._curr_mem_snap.values())
 
@@ -236,20 +303,40 @@ def tracked_step(build: Callable[[], tuple], optimizer: str = "sgd") -> Tracked:
                     self._peak_mem[dev] = snap[_TOTAL_KEY]
                     self._peak_mem_snap[dev] = dict(snap)
 
-    make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    def result(out):
+        return out if output is None else output(out)
+
     with FakeTensorMode(allow_non_fake_inputs=True):
         module, inputs = build()
         trained = [p for p in module.parameters() if p.requires_grad]
-        opt = make[optimizer](trained, lr=1e-3) if trained else None  # InfoNCE: none
+        before = after = None
+        if master_fp32 and trained and optimizer != "none":
+            masters, opt, before, after = _masters(trained, optimizer, 1e-3)
+        else:
+            masters, opt = [], _optimizer(optimizer, trained, 1e-3)  # InfoNCE: no weights
+        if opt is not None and (masters or opt.defaults.get("betas")):  # state to make
+            result(module(*inputs)).sum().backward()
+            if before:
+                before()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            for t in (*trained, *inputs):
+                if isinstance(t, torch.Tensor):
+                    t.grad = None
         tracker = Timeline()
         given = [t for t in inputs if isinstance(t, torch.Tensor)]
-        tracker.track_external(module, *([opt] if opt else []), *given)
+        tracker.track_external(module, *([opt] if opt else []), *masters, *given)
         start = tracker._total()
         with tracker:
-            out = module(*inputs)
+            out = result(module(*inputs))
             out.sum().backward()
             if opt:
+                tracker.stepping = True
+                if before:
+                    before()
                 opt.step()
+                if after:
+                    after()
         del out
     by_kind: dict[str, int] = {}
     for per_device in tracker.get_tracker_snapshot("peak").values():
