@@ -422,13 +422,16 @@ def in_dtype(module, dtype, device: str | None):
 def cast_parameters(module, dtype) -> None:
     """``module.to(dtype)`` for a module made under FakeTensorMode (whose parameters cannot be
     swapped in place, as ``to`` does for tensor subclasses): each parameter and floating
-    buffer replaced by its cast copy."""
+    buffer replaced by its cast copy, a parameter shared by two modules by one copy."""
     import torch
 
+    cast: dict[int, torch.nn.Parameter] = {}  # a tied weight (GPT-2's head) stays one
     for mod in module.modules():
         for name, param in list(mod._parameters.items()):
             if param is not None:
-                mod._parameters[name] = torch.nn.Parameter(param.detach().to(dtype))
+                if id(param) not in cast:
+                    cast[id(param)] = torch.nn.Parameter(param.detach().to(dtype))
+                mod._parameters[name] = cast[id(param)]
         for name, buffer in list(mod._buffers.items()):  # floating buffers too, as ``to`` does
             if buffer is not None and buffer.is_floating_point():
                 mod._buffers[name] = buffer.to(dtype)

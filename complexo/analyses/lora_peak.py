@@ -391,8 +391,7 @@ def _model(book: Book, cfg, full: bool) -> None:
     (dz,) = book.make("log_softmax's backward", dz=B * n * V * e)
     book.drop(dlp)
     book.drop(lp)
-    if full:
-        book.make("lm_head's backward: dW", g_head=V * d * e)
+    head = book.make("lm_head's backward: dW", g_head=V * d * e) if full else []
     (dx,) = book.make("lm_head's backward: dX", dx=X)
     book.drop(dz)
     if full:
@@ -405,7 +404,7 @@ def _model(book: Book, cfg, full: bool) -> None:
         if i == layers - 1 and lump is not None:
             _lump_backward(book, lump, book.total() - before + kept)
     if full:
-        _embeddings_backward(book, cfg, x0, pid)
+        _embeddings_backward(book, x0, pid, *head)
     book.drop(total)
     book.drop(tw)
     del loss  # the step's output, held
@@ -432,18 +431,21 @@ def _lump_backward(book: Book, lump, grads) -> None:
     book.make("layers 3 .. L − 2: their backward", g_lump=(L - 4) * grads)
 
 
-def _embeddings_backward(book: Book, cfg, x0: str, pid: str) -> None:
-    """x0 = wte(ids) + wpe(positions): the positions' gradient summed over the batch (a view
-    when B = 1), scattered into its (P, d) table, then the tokens' into (V, d)."""
+def _embeddings_backward(book: Book, x0: str, pid: str, head: str) -> None:
+    """x0 = wte(ids) + wpe(positions): the positions' gradient summed over the batch (a new
+    (n, d) tensor, even when B = 1), scattered into its (P, d) table, then the tokens' into
+    (V, d), which AccumulateGrad adds to the head's dW (the two share one weight), out of
+    place."""
     g = book.take(x0)
-    rows = {"g_pos_rows": n * d * e} if cfg.batch > 1 else {}
-    summed = book.make("wpe's gradient summed over the batch", **rows) if rows else []
+    (summed,) = book.make("wpe's gradient summed over the batch", g_pos_rows=n * d * e)
     book.make("wpe's backward", g_wpe=P * d * e)
-    for name in summed:
-        book.drop(name)
+    book.drop(summed)
     book.drop(pid, "wpe")
-    book.make("wte's backward", g_wte=V * d * e)
+    (wte,) = book.make("wte's backward", g_wte=V * d * e)
     book.drop(g, f"grad:{x0}")
+    book.make("wte's gradient added to the head's", g_tied=V * d * e)
+    book.drop(wte)
+    book.drop(head)
 
 
 def trained_tensors(cfg, side: str) -> tuple[list, list, list]:
