@@ -40,6 +40,7 @@ from complexo.symbols import B, L, P, V, d, d_in, d_out, e, f, h, n, r
 
 INT64_BYTES = 8
 UNROLLED = 5  # up to this many layers, every one is written out
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
 class Book(Ledger):
@@ -101,6 +102,7 @@ class Linear:
     def __init__(self, book: Book, name: str, i, o, *, bias: bool, trained: bool, adapted: bool):
         self.book, self.name, self.i, self.o = book, name, i, o
         self.bias, self.trained, self.adapted = bias, trained, adapted
+        self.copy_grad = False
 
     def forward(self, x: str, x_grad: bool) -> tuple[str, bool]:
         book, p, rows = self.book, self.name, B * n
@@ -127,6 +129,12 @@ class Linear:
     def backward(self) -> None:
         book, p, rows = self.book, self.name, B * n
         g = book.take(self.out)
+        if self.copy_grad:  # summed over the repeats as (B, G, n, d/h): (B, n, G·d/h) copies
+            (copy,) = book.make(f"{p}: heads' gradient made contiguous", gc=rows * self.o * e)
+            book.hold(copy, f"grad:{self.out}")
+            book.drop(copy)
+            book.drop(g, f"grad:{self.out}")
+            g = copy
         if self.adapted:  # the add hands its gradient to both paths; the later-made runs first
             if self.base_node:
                 book.hold(g, f"grad:{self.y}")
@@ -204,8 +212,8 @@ def _layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool):
     """One pre-norm block's forward: returns (its output, whether it needs a gradient, the
     backward to run later)."""
     spec, targets = cfg.spec, () if full else cfg.targets
-    kv = d if not spec.kv_heads else spec.kv_heads * d / h  # noqa: F841  (GQA: not yet)
-
+    gqa = bool(spec.kv_heads) and spec.kv_heads != spec.heads
+    kv = spec.kv_heads * d / h if gqa else d  # k's and v's width: G heads of d/h
     def linear(name, i_, o_):
         from complexo.analyses.lora_cost import _adapted
 
@@ -215,18 +223,26 @@ def _layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool):
         )
 
     ln1, ln2 = Norm(book, f"layer {i} norm1", full), Norm(book, f"layer {i} norm2", full)
-    q, k, v, o = (linear(name, d, d) for name in ("q_proj", "k_proj", "v_proj", "out_proj"))
+    q, k, v, o = (linear(name, d, w) for name, w in zip(PROJECTIONS, (d, kv, kv, d), strict=True))
+    if gqa and spec.kv_heads > 1:
+        k.copy_grad = v.copy_grad = True
     fc_in, fc_out = linear("fc_in", d, f), linear("fc_out", f, d)
     h1, h1_grad = ln1.forward(x, x_grad)
     qkv = [m.forward(h1, h1_grad) for m in (q, k, v)]
     att = any(grad for _, grad in qkv)
+    shared = [qkv[0][0]]  # SDPA's inputs: q, and k and v repeated to h heads (copies) or not
+    for label, (name, _) in zip("kv", qkv[1:], strict=True):
+        repeat = {"kh": B * n * d * e}
+        shared += book.make(f"layer {i}: {label} repeated to h heads", **repeat) if gqa else [name]
     y, lse = book.make(f"layer {i}: SDPA", y=B * n * d * e, lse=FP32_BYTES * B * h * n)
     if att:
-        for name, _ in qkv:
+        for name in shared:
             book.hold(name, f"layer {i} sdpa")
         book.hold(y, f"layer {i} sdpa")
     else:
         book.drop(lse)
+    for name in shared[1:] if gqa else []:  # the copies: SDPA's arguments, until it returns
+        book.drop(name)
     out, o_grad = o.forward(y, att)
     for name in (*(t for t, _ in qkv), y, h1):  # attention's locals, until it returns
         book.drop(name)
@@ -272,15 +288,24 @@ def _layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool):
                 dv=B * n * d * e,
             )
             book.drop(gy, f"grad:{y}")
-            for name, _ in qkv:
+            for name in shared:
                 book.drop(name, f"layer {i} sdpa")
             book.drop(y, f"layer {i} sdpa")
             book.drop(lse)
+            for (_, grad), dname in zip(qkv, names, strict=True):
+                if not grad:  # a frozen projection of an input that needs no gradient
+                    book.drop(dname)
+            if gqa:  # the repeats' backward (v's first): each head group's gradients summed
+                for (_, grad), dname in zip(qkv[:0:-1], names[:0:-1], strict=True):
+                    if grad:
+                        (summed,) = book.make(
+                            f"layer {i}: {dname[1]}'s repeats summed", dkv=B * n * kv * e
+                        )
+                        book.drop(dname)
+                        names[names.index(dname)] = summed
             for (name, grad), dname in zip(qkv, names, strict=True):
                 if grad:
                     book.contribute(name, dname, f"layer {i} sdpa")
-                else:
-                    book.drop(dname)
             for m_, (_, grad) in zip((v, k, q), reversed(qkv), strict=True):
                 if grad:
                     m_.backward()
