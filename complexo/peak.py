@@ -348,27 +348,44 @@ def tracked_step(
     return Tracked(best, phase, by_kind, timeline)
 
 
-def cpu_step_peak(module, inputs, optimizer: str = "sgd", *, curve: int = 0):
+def cpu_step_peak(
+    module, inputs, optimizer: str = "sgd", *, curve: int = 0, master_fp32: bool = False
+):
     """The same step run for real on the CPU, its peak from the profiler's record of every
-    allocation and free (:func:`cpu_live_peak`): the storages it is given (weights, inputs)
-    and the most it holds beyond them. A fresh step: no gradient from an earlier one. With
-    ``curve``: the live bytes after each allocation of at least that many bytes instead
+    allocation and free (:func:`cpu_live_peak`): the storages it is given (weights, inputs,
+    as :func:`tracked_step` has them: the optimizer's state and the fp32 masters of a step
+    taken before, no gradient) and the most it holds beyond them. With ``curve``: the live
+    bytes after each allocation of at least that many bytes instead
     (:func:`cpu_live_curve`)."""
     import torch
 
     from complexo.measure import storage_bytes
 
-    make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     trained = [p for p in module.parameters() if p.requires_grad]
-    opt = make[optimizer](trained, lr=1e-6) if trained else None
-    given = [*module.parameters(), *(t for t in inputs if isinstance(t, torch.Tensor))]
+    before = after = None
+    if master_fp32 and trained and optimizer != "none":
+        masters, opt, before, after = _masters(trained, optimizer, 1e-6)
+    else:
+        masters, opt = [], _optimizer(optimizer, trained, 1e-6)
 
     def step():
         out = module(*inputs)
         out.sum().backward()
         if opt:
+            if before:
+                before()
             opt.step()
+            if after:
+                after()
 
+    tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+    if opt is not None and (masters or opt.defaults.get("betas")):  # a steady state
+        step()
+        opt.zero_grad(set_to_none=True)
+        for t in (*trained, *tensors):
+            t.grad = None
+    state = [v for s in opt.state.values() for v in s.values()] if opt else []
+    given = [*module.parameters(), *tensors, *masters, *state]
     if curve:
         return [storage_bytes(given) + b for b in cpu_live_curve(step, curve)]
     return storage_bytes(given) + cpu_live_peak(step)
