@@ -331,7 +331,7 @@ def tracked_step(
             out = result(module(*inputs))
             out.sum().backward()
             if opt:
-                tracker.stepping = True
+                tracker.stepping = before is not None
                 if before:
                     before()
                 opt.step()
