@@ -357,10 +357,15 @@ def _optimizer(book: Book, cfg, side: str, trained) -> None:
         sizes = [*head, *layer * min(cfg.layers or 1, 2), *tail]  # every neighbouring pair
         for k, (before, size) in enumerate(dict.fromkeys(zip([0, *sizes], sizes, strict=False))):
             book.alloc(
-                f"Adam's step: the last denominator, √v and √v / c₂ of a ({size}) tensor",
+                f"Adam's step: the last denominator, √v and √v / c₂ of a {_shape(size)} tensor",
                 **{f"adam{k}": each * (before + 2 * size)},
             )
             book.free(f"adam{k}")
+
+
+def _shape(size) -> str:
+    """A parameter's elements as a label: ``V·d``."""
+    return str(size).replace("*", "·")
 
 
 def _cast_up(book: Book, head, layer, tail, trained) -> None:
@@ -379,7 +384,7 @@ def _cast_up(book: Book, head, layer, tail, trained) -> None:
         skipped = (layers - 1) * sum(layer) if part == 1 and k == len(head) else 0
         done, sixteen = done + skipped, sixteen - skipped * e
         book.alloc(
-            f"a gradient cast up to fp32 ({size})",
+            f"a gradient cast up to fp32 ({_shape(size)})",
             **{f"cast{k}": FP32_BYTES * (done + size) + sixteen},
         )
         book.free(f"cast{k}")
