@@ -1,7 +1,8 @@
 """LoRA's and full fine-tuning's training steps as they really peak (:mod:`complexo.peak`):
 ledgers written by reading ``blocks/lora.py``, ``blocks/transformer.py`` and autograd's formulas
 line by line, for one linear layer and for a GPT-2-style model (learned positions, LayerNorm,
-biases, GELU, tied head; multi-head attention through SDPA).
+biases, GELU, tied head; attention through SDPA, grouped-query too: k and v repeated to h
+heads, their gradients summed back and copied contiguous).
 
 Each tensor is live while something holds it: a Python name (until its function returns), a
 backward node that saved it (until that node has run), or a gradient buffer (autograd sums a
