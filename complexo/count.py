@@ -170,38 +170,28 @@ def _ops(ops: dict) -> str:
 
 
 def peak_memory(cls, args, kwargs, shapes, tdtype, optimizer: str) -> tuple[dict | None, str]:
-    """torch.distributed._tools.mem_tracker.MemTracker over one training step (forward,
-    backward from the output's sum, optimizer step) of the block built under FakeTensorMode:
-    peak bytes by kind (parameters, gradients, activations, temporaries, optimizer state)."""
+    """One training step (forward, backward from the output's sum, the optimizer's step) of the
+    block built under FakeTensorMode, measured by MemTracker
+    (:func:`complexo.peak.tracked_step`): peak bytes by kind (parameters, gradients,
+    activations, temporaries, optimizer state). A steady step: Adam's moments from a step taken
+    before are given."""
     import torch
 
     try:
-        from torch._subclasses.fake_tensor import FakeTensorMode
-        from torch.distributed._tools.mem_tracker import MemTracker
-    except Exception as err:  # a torch built without distributed
-        return None, f"MemTracker unavailable: {_one_line(err)}"
-    try:
-        with FakeTensorMode(allow_non_fake_inputs=True):
+        from complexo.peak import tracked_step
+
+        def build():
             with default_dtype(tdtype):
                 block = cls(*args, **kwargs)
-            xs = [torch.empty(s, dtype=tdtype, requires_grad=True) for s in shapes]
-            opts = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-            opt = opts[optimizer](block.parameters(), lr=1e-3) if optimizer in opts else None
-            tracker = MemTracker()
-            tracker.track_external(block, *([opt] if opt else []))
-            with tracker:
-                _sum_of_outputs(block(*xs), torch).sum().backward()
-                if opt:
-                    opt.step()
-            peak = tracker.get_tracker_snapshot("peak")
-    except Exception as err:
+            return block, [torch.empty(s, dtype=tdtype, requires_grad=True) for s in shapes]
+
+        tracked = tracked_step(build, optimizer, output=lambda y: _sum_of_outputs(y, torch))
+    except ComplexoError:
+        raise
+    except Exception as err:  # a torch built without distributed, or a block MemTracker refuses
         return None, f"MemTracker failed: {_one_line(err)}"
-    by_kind: dict[str, int] = {}
-    for per_device in peak.values():
-        for kind, nbytes in per_device.items():
-            key = str(getattr(kind, "value", kind))
-            by_kind[key] = by_kind.get(key, 0) + int(nbytes)
-    return by_kind, f"MemTracker under FakeTensorMode, one step with optimizer {optimizer}"
+    note = f"MemTracker under FakeTensorMode, one steady step with optimizer {optimizer}"
+    return tracked.by_kind, note + f" (peak in the {tracked.phase})"
 
 
 def to_json(c: Counting) -> dict:

@@ -190,14 +190,71 @@ class Tracked:
         return out
 
 
-def tracked_step(build: Callable[[], tuple], optimizer: str = "sgd") -> Tracked:
+OPTIMIZERS = ("adam", "adamw", "sgd", "none")
+
+
+class _NoHook:
+    """A hook handle with nothing to remove: MemTracker's placeholder for a frozen parameter."""
+
+    def remove(self) -> None:
+        pass
+
+
+_NO_HOOK = _NoHook()
+
+
+def _optimizer(name: str, params, lr: float):
+    """The optimizer a step is measured with: torch's defaults but the learning rate (AdamW
+    decays its weights by 1e-2, in place); ``none``: no step."""
+    import torch
+
+    make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    return make[name](params, lr=lr) if params and name in make else None
+
+
+def _masters(trained, optimizer: str, lr: float):
+    """Mixed precision (:func:`complexo.profile.trace._training_step`): fp32 master copies of
+    the trained weights, the optimizer over them, and the step's two ends: the gradients cast
+    up onto the masters (each 16-bit gradient let go as its copy is made), the stepped masters
+    copied back down into the weights."""
+    import torch
+
+    masters = [p.detach().float().requires_grad_() for p in trained]
+    opt = _optimizer(optimizer, masters, lr)
+
+    def cast_up():
+        for master, p in zip(masters, trained, strict=True):
+            master.grad, p.grad = p.grad.float(), None
+
+    @torch.no_grad()
+    def copy_down():
+        for master, p in zip(masters, trained, strict=True):
+            p.copy_(master)
+
+    return masters, opt, cast_up, copy_down
+
+
+def tracked_step(
+    build: Callable[[], tuple],
+    optimizer: str = "sgd",
+    *,
+    master_fp32: bool = False,
+    output: Callable | None = None,
+) -> Tracked:
     """One training step measured by ``torch.distributed._tools.mem_tracker.MemTracker`` under
     ``FakeTensorMode`` (no storage is allocated: any size runs in milliseconds of bookkeeping).
     ``build()`` is called inside the fake mode and returns ``(module, inputs)``; the step is
-    the profiler's: ``out = module(*inputs)``, ``out.sum().backward()``, the optimizer's step
-    (``sgd``: no state; ``adam``/``adamw``: two moments created in the step), ``out`` held
-    throughout. The phase of each op is MemTracker's own: the optimizer's step hooks, its
-    module tracker's backward flag, else the forward."""
+    the profiler's: ``out = module(*inputs)`` (``output(out)`` where given: a tensor from
+    whatever the module returns), ``out.sum().backward()``, the optimizer's step (``sgd``: no
+    state; ``adam``/``adamw``: two fp32 moments; ``none``: no step), ``out`` held throughout.
+    With ``master_fp32`` the optimizer steps fp32 master copies of the trained weights, their
+    gradients cast up before it and the weights copied down after (mixed precision).
+
+    A step in a steady state: an optimizer with state (or masters) is stepped once before, out
+    of the record, so its moments (and each parameter's step count, a 0-dim fp32 tensor on the
+    CPU) are given, as the masters are, and ``zero_grad(set_to_none=True)`` lets the earlier
+    gradients go before the record starts. The phase of each op is MemTracker's own: the
+    optimizer's step hooks, its module tracker's backward flag, else the forward."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import _TOTAL_KEY, MemTracker
@@ -212,7 +269,7 @@ def tracked_step(build: Callable[[], tuple], optimizer: str = "sgd") -> Tracked:
             before = self._total()
             res = super().__torch_dispatch__(func, types, args, kwargs)
             after = self._total()
-            if self._in_opt:
+            if self._in_opt or self.stepping:
                 phase = "optimizer"
             elif self._mod_tracker.is_bw or (self.log and self.log[-1][0] != "forward"):
                 phase = "backward"  # and what follows it until the optimizer's step
@@ -226,6 +283,16 @@ def tracked_step(build: Callable[[], tuple], optimizer: str = "sgd") -> Tracked:
                 self.best = (after, phase)
             return res
 
+        stepping = False  # the casts around a mixed-precision step: the optimizer's phase
+
+        def _track_module_params_and_buffers(self, module, install_grad_hooks=True):
+            # a frozen parameter (LoRA's base) takes no gradient hook: torch refuses one on a
+            # tensor that needs no gradient, and MemTracker would install it on every module
+            for param in module.parameters():
+                if not param.requires_grad:
+                    self._param_to_grad_hook_handles.setdefault(param, (_NO_HOOK, _NO_HOOK))
+            return super()._track_module_params_and_buffers(module, install_grad_hooks)
+
         def _total(self) -> int:
             return sum(snap[_TOTAL_KEY] for snap in self._curr_mem_snap.values())
 
@@ -237,20 +304,40 @@ def tracked_step(build: Callable[[], tuple], optimizer: str = "sgd") -> Tracked:
                     self._peak_mem[dev] = snap[_TOTAL_KEY]
                     self._peak_mem_snap[dev] = dict(snap)
 
-    make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    def result(out):
+        return out if output is None else output(out)
+
     with FakeTensorMode(allow_non_fake_inputs=True):
         module, inputs = build()
         trained = [p for p in module.parameters() if p.requires_grad]
-        opt = make[optimizer](trained, lr=1e-3) if trained else None  # InfoNCE: none
+        before = after = None
+        if master_fp32 and trained and optimizer != "none":
+            masters, opt, before, after = _masters(trained, optimizer, 1e-3)
+        else:
+            masters, opt = [], _optimizer(optimizer, trained, 1e-3)  # InfoNCE: no weights
+        if opt is not None and (masters or opt.defaults.get("betas")):  # state to make
+            result(module(*inputs)).sum().backward()
+            if before:
+                before()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            for t in (*trained, *inputs):
+                if isinstance(t, torch.Tensor):
+                    t.grad = None
         tracker = Timeline()
         given = [t for t in inputs if isinstance(t, torch.Tensor)]
-        tracker.track_external(module, *([opt] if opt else []), *given)
+        tracker.track_external(module, *([opt] if opt else []), *masters, *given)
         start = tracker._total()
         with tracker:
-            out = module(*inputs)
+            out = result(module(*inputs))
             out.sum().backward()
             if opt:
+                tracker.stepping = before is not None
+                if before:
+                    before()
                 opt.step()
+                if after:
+                    after()
         del out
     by_kind: dict[str, int] = {}
     for per_device in tracker.get_tracker_snapshot("peak").values():
@@ -262,27 +349,44 @@ def tracked_step(build: Callable[[], tuple], optimizer: str = "sgd") -> Tracked:
     return Tracked(best, phase, by_kind, timeline)
 
 
-def cpu_step_peak(module, inputs, optimizer: str = "sgd", *, curve: int = 0):
+def cpu_step_peak(
+    module, inputs, optimizer: str = "sgd", *, curve: int = 0, master_fp32: bool = False
+):
     """The same step run for real on the CPU, its peak from the profiler's record of every
-    allocation and free (:func:`cpu_live_peak`): the storages it is given (weights, inputs)
-    and the most it holds beyond them. A fresh step: no gradient from an earlier one. With
-    ``curve``: the live bytes after each allocation of at least that many bytes instead
+    allocation and free (:func:`cpu_live_peak`): the storages it is given (weights, inputs,
+    as :func:`tracked_step` has them: the optimizer's state and the fp32 masters of a step
+    taken before, no gradient) and the most it holds beyond them. With ``curve``: the live
+    bytes after each allocation of at least that many bytes instead
     (:func:`cpu_live_curve`)."""
     import torch
 
     from complexo.measure import storage_bytes
 
-    make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     trained = [p for p in module.parameters() if p.requires_grad]
-    opt = make[optimizer](trained, lr=1e-6) if trained else None
-    given = [*module.parameters(), *(t for t in inputs if isinstance(t, torch.Tensor))]
+    before = after = None
+    if master_fp32 and trained and optimizer != "none":
+        masters, opt, before, after = _masters(trained, optimizer, 1e-6)
+    else:
+        masters, opt = [], _optimizer(optimizer, trained, 1e-6)
 
     def step():
         out = module(*inputs)
         out.sum().backward()
         if opt:
+            if before:
+                before()
             opt.step()
+            if after:
+                after()
 
+    tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
+    if opt is not None and (masters or opt.defaults.get("betas")):  # a steady state
+        step()
+        opt.zero_grad(set_to_none=True)
+        for t in (*trained, *tensors):
+            t.grad = None
+    state = [v for s in opt.state.values() for v in s.values()] if opt else []
+    given = [*module.parameters(), *tensors, *masters, *state]
     if curve:
         return [storage_bytes(given) + b for b in cpu_live_curve(step, curve)]
     return storage_bytes(given) + cpu_live_peak(step)
@@ -336,13 +440,16 @@ def in_dtype(module, dtype, device: str | None):
 def cast_parameters(module, dtype) -> None:
     """``module.to(dtype)`` for a module made under FakeTensorMode (whose parameters cannot be
     swapped in place, as ``to`` does for tensor subclasses): each parameter and floating
-    buffer replaced by its cast copy."""
+    buffer replaced by its cast copy, a parameter shared by two modules by one copy."""
     import torch
 
+    cast: dict[int, torch.nn.Parameter] = {}  # a tied weight (GPT-2's head) stays one
     for mod in module.modules():
         for name, param in list(mod._parameters.items()):
             if param is not None:
-                mod._parameters[name] = torch.nn.Parameter(param.detach().to(dtype))
+                if id(param) not in cast:
+                    cast[id(param)] = torch.nn.Parameter(param.detach().to(dtype))
+                mod._parameters[name] = cast[id(param)]
         for name, buffer in list(mod._buffers.items()):  # floating buffers too, as ``to`` does
             if buffer is not None and buffer.is_floating_point():
                 mod._buffers[name] = buffer.to(dtype)

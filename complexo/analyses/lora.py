@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import asdict, dataclass, replace
 
-from complexo.analyses import model_flops
+from complexo.analyses import lora_peak, model_flops
 from complexo.analyses.llm import model_config, resolve_model
 from complexo.analyses.lora_cost import (  # noqa: F401  (the cost model's names, here too)
     INDEX_BYTES,
@@ -251,7 +251,12 @@ def _side(cfg: Config, side: str) -> Result:
         )
     growing = (B, n, d_in, d_out, r) if cfg.single_layer else (B, n, d, L, V, f, r)
     summary = summarise(model, values, growing, {r: d_in if cfg.single_layer else d}, crossovers)
-    return Result(NAME, _config(cfg), values, model, quantities, summary)
+    notes = []
+    if lora_peak.covers(cfg):  # the training step's high-water mark, with lifetimes
+        peak, note = lora_peak.quantity(cfg, side)
+        quantities.append(peak)
+        notes.append(f"{side}: {note}")
+    return Result(NAME, _config(cfg), values, model, quantities, summary, notes)
 
 
 def _config(cfg: Config) -> dict:
@@ -264,6 +269,7 @@ def analyse(cfg: Config) -> Comparison:
     full, lora = sides["full"], sides["lora"]
     values = cfg.values
     notes = [_speed_note(full, lora), *_notes(cfg, full), *model_flops.notes(cfg, full)]
+    notes += [*full.notes, *lora.notes] or [lora_peak.UNCOVERED]
     return Comparison(
         NAME,
         _config(cfg),

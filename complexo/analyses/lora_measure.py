@@ -17,24 +17,29 @@ LORA_MODULES = ("lora_A", "lora_B")
 STACK = "blocks"  # the Transformer's ModuleList of layers
 
 
-def build(cfg: Config, side: str, device: str = "meta"):
-    """The reference module for one side (LoRA: adapters added, everything else frozen) and a
-    function running its training forward (to a loss, or a layer's output), on ``device``."""
+def build(cfg: Config, side: str, device: str | None = "meta"):
+    """The reference module for one side (LoRA: adapters added, everything else frozen) and
+    its inputs (a layer's x, which needs its gradient; a model's token ids and targets, whose
+    forward returns the loss), on ``device``; None: in the current mode (a FakeTensorMode,
+    :func:`complexo.peak.tracked_step`)."""
+    import contextlib
+
     import torch
 
     from complexo.blocks.lora import LoRALinear, add_lora
     from complexo.blocks.transformer import Transformer
+    from complexo.peak import in_dtype
 
     dtype = torch_dtype(cfg.dtype)
-    with torch.device(device):
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         if cfg.single_layer:
-            module = torch.nn.Linear(cfg.in_features, cfg.out_features).to(dtype)
+            module = in_dtype(torch.nn.Linear(cfg.in_features, cfg.out_features), dtype, device)
             if side == "lora":
                 module = LoRALinear(module, cfg.rank, cfg.alpha)
             x = torch.randn(cfg.batch, cfg.seq, cfg.in_features, dtype=dtype, requires_grad=True)
             inputs = (x,)
         else:
-            module = Transformer(cfg.spec).to(dtype)
+            module = in_dtype(Transformer(cfg.spec), dtype, device)
             if side == "lora":
                 add_lora(module, cfg.targets, cfg.rank, cfg.alpha)
             idx = torch.randint(0, cfg.vocab, (cfg.batch, cfg.seq))

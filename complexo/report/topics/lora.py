@@ -71,6 +71,7 @@ def lora_page(page: Page) -> None:
                 f"{ratio['trainable_params']:.3%}",
                 f"{human(qf.quantity('train_memory_bytes').value, 'byte')} → "
                 f"{human(ql.quantity('train_memory_bytes').value, 'byte')}",
+                _peaks(qf, ql),
                 f"{ratio['train_step_flops']:.1%}",
                 _agreement(ql.quantity("train_step_flops")),
             ]
@@ -84,12 +85,25 @@ def lora_page(page: Page) -> None:
                 "model",
                 "parameters",
                 "trained",
-                "training memory",
+                "training memory (all live)",
+                "step's peak (lifetimes)",
                 "step FLOPs vs full",
                 "counters (LoRA step)",
             ],
             rows,
         ),
+    )
+    page.add(
+        "Training memory as the usual sum (weights, gradients, optimizer state and every saved "
+        "activation, all live at once) and as the step really peaks: a ledger of allocations "
+        "and frees (`complexo/analyses/lora_peak.py`), equal to the byte to MemTracker under "
+        "fake tensors (`analyses/training-memory.md`). "
+        + " ".join(
+            f"GPT-2 {side}: {note.split('peak: ', 1)[1].split(', weights')[0].strip()}."
+            for side, note in zip(("full", "LoRA"), _side_notes(cmp), strict=True)
+        )
+        + " LLaMA's ledger (RMSNorm, rotary positions, SwiGLU) is not written: —.",
+        "",
     )
     page.add(
         "## Rank sweep (gpt2)",
@@ -148,6 +162,19 @@ def lora_page(page: Page) -> None:
         "Merged, inference costs exactly the base model.",
         "",
     )
+
+
+def _peaks(full, lora) -> str:
+    """Both sides' training-step peaks, where a ledger is written."""
+    if not any(q.name == "training_peak_bytes" for q in full.quantities):
+        return "—"
+    value = [side.quantity("training_peak_bytes").value for side in (full, lora)]
+    return f"{human(value[0], 'byte')} → {human(value[1], 'byte')}"
+
+
+def _side_notes(cmp) -> list[str]:
+    """Each side's peak note: the phase it peaks in and what was allocated."""
+    return [next(x for x in cmp.notes if x.startswith(f"{side}: ")) for side in cmp.sides]
 
 
 def _lora_phases(page: Page) -> None:

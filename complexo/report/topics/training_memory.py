@@ -32,8 +32,9 @@ def _one_thread():
     return threads
 
 
-def _cpu_peak(module_of, cfg):
-    """The CPU profiler's peak of a real step, or None for a step too large to run here."""
+def _cpu_peak(module_of, cfg, **step):
+    """The CPU profiler's peak of a real step (``step``: its optimizer and precision, for
+    :func:`complexo.peak.cpu_step_peak`)."""
     import torch
 
     from complexo.peak import cpu_step_peak
@@ -41,7 +42,7 @@ def _cpu_peak(module_of, cfg):
     threads = _one_thread()
     try:
         module, inputs = module_of(cfg)
-        return cpu_step_peak(module, inputs)
+        return cpu_step_peak(module, inputs, **step)
     finally:
         torch.set_num_threads(threads)
 
@@ -49,7 +50,8 @@ def _cpu_peak(module_of, cfg):
 @register_topic(
     "training-memory",
     "Training memory as it really peaks: lifetimes, phase by phase",
-    "A training step's peak with lifetimes (mhsa, loss, vit, cnn) against MemTracker and the CPU "
+    "A training step's peak with lifetimes (mhsa, loss, vit, cnn, lora) against MemTracker and "
+    "the CPU "
     "profiler; FlashAttention's backward traffic against its paper's GPT-2 medium figure",
 )
 def training_memory_page(page: Page) -> None:
@@ -70,7 +72,7 @@ def training_memory_page(page: Page) -> None:
         "int64). The step: `out = f(x)`, `out.sum().backward()`, an SGD step (no state), with "
         "`out` held through the backward, as `complexo profile` runs it. The formula: a ledger "
         "written from the reference code (`complexo/analyses/mhsa_peak.py`, `loss_peak.py`, "
-        "`vit_peak.py`, `cnn_peak.py`), "
+        "`vit_peak.py`, `cnn_peak.py`, `lora_peak.py`), "
         "its peak the largest running sum. MemTracker: torch's "
         "`torch.distributed._tools.mem_tracker.MemTracker` over the same step under "
         "`FakeTensorMode` (nothing allocated, so any size runs). CPU: the profiler's record of "
@@ -143,6 +145,7 @@ def training_memory_page(page: Page) -> None:
                 "—" if cpu is None else f"{human(cpu, 'byte')} ({cpu - best.bytes:+,} B)",
             ]
         )
+    rows += _lora_rows(peak)
     page.add(
         _table(
             ["step", "all-live sum", "ledger's peak", "where", "MemTracker", "CPU profiler"],
@@ -160,11 +163,66 @@ def training_memory_page(page: Page) -> None:
         "not run here (their kernels' scratch depends on the CPU's instruction set); "
         "`tests/test_peak.py` runs them: ViT-Ti/16's CPU step at 224 agrees to the byte, a "
         "ResNet-50's holds under 1% more than the ledger, the scratch its convolution kernels "
-        "allocate inside an op.",
+        "allocate inside an op. LoRA and full fine-tuning (`lora_peak.py`) are steady steps: "
+        "AdamW's moments and the fp32 masters of bf16-mixed training given, each 16-bit "
+        "gradient cast up before the step, Adam's √v and √v / c₂ per tensor beside the previous "
+        "tensor's denominator. On the CPU a LoRA adapter's α/r is a Python scalar that mul "
+        "saves as a 0-dim fp64 tensor (8 bytes each, unseen by MemTracker), Adam's scalar "
+        "arithmetic makes 0-dim tensors of its own (12 bytes at its peak), and in bf16 the "
+        "CPU's kernels allocate scratch inside an op, which no storage an op returns shows.",
         "",
     )
     _phases(page, mhsa, mhsa_peak, peak)
     _traffic(page, mhsa)
+
+
+def _lora_rows(peak) -> list[list[str]]:
+    """LoRA against full fine-tuning: GPT-2 and GPT-3 175B at their context (bf16-mixed,
+    AdamW) under MemTracker, and a tiny GPT-2-style model also run on the CPU."""
+    from complexo.analyses import lora, lora_peak
+
+    tiny = dict(arch="gpt2", layers=2, dim=32, heads=4, vocab=50, ctx=16, mlp=64, batch=2, seq=16)
+    cases = [
+        ("lora gpt2, full fine-tuning, bf16-mixed AdamW, n=1024", dict(model="gpt2"), "full"),
+        ("lora gpt2, LoRA r=8 on q, v, same", dict(model="gpt2"), "lora"),
+        ("lora gpt3-175b, LoRA r=8 on q, v, same, n=2048", dict(model="gpt3-175b"), "lora"),
+        (
+            "lora tiny (L=2 d=32 V=50 n=16 B=2), full, fp32 SGD",
+            {**tiny, "precision": "fp32", "optimizer": "sgd"},
+            "full",
+        ),
+        (
+            "lora tiny, LoRA r=2, fp32 SGD",
+            {**tiny, "rank": 2, "precision": "fp32", "optimizer": "sgd"},
+            "lora",
+        ),
+        ("lora tiny, LoRA r=2, bf16-mixed AdamW", {**tiny, "rank": 2}, "lora"),
+    ]
+    rows = []
+    for label, values, side in cases:
+        cfg = lora.Config(**values)
+        best = peak(lora_peak.ledger(cfg, side).moments, cfg.values)
+        summed = lora_peak.all_live(cfg, side)
+        tracked = lora_peak.tracked(cfg, side).bytes
+        cpu = None
+        if cfg.layers <= 2:
+            cpu = _cpu_peak(
+                lambda c, s=side: lora.build(c, s, device="cpu"),
+                cfg,
+                optimizer=cfg.optimizer,
+                master_fp32=cfg.master_fp32,
+            )
+        rows.append(
+            [
+                label,
+                f"{human(summed, 'byte')} ({summed / best.bytes - 1:+.0%})",
+                f"**{human(best.bytes, 'byte')}**",
+                f"{best.phase}: {best.what}",
+                f"{human(tracked, 'byte')} ({tracked - best.bytes:+,} B)",
+                "—" if cpu is None else f"{human(cpu, 'byte')} ({cpu - best.bytes:+,} B)",
+            ]
+        )
+    return rows
 
 
 KIB = 1024  # the figure's allocations: a KiB or more
