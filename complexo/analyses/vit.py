@@ -248,7 +248,9 @@ ANALYSIS = register(
         "built as torchvision builds it: forward FLOPs per term (patch embedding, projections, "
         "attention, MLP, head, element-wise), parameters, training activations at image side R, "
         "checked against fvcore, FlopCounterMode and autograd's saved tensors on the meta "
-        "device.",
+        "device; the training step's peak from a ledger of lifetimes against MemTracker; "
+        "--checkpoint full|selective: activation checkpointing (what it keeps, the rerun's "
+        "FLOPs), --budget: the largest batch each mode fits.",
         config=Config,
         analyse=analyse,
         profiling=PROFILING,

@@ -16,6 +16,15 @@ unless the batch is small beside the weights), GELU's backward (its input and fc
 fc1's, the norm's, the residual's sum; then the attention branch (out_proj's, SDPA's dQ, dK,
 dV, the projections in autograd's order v, k, q, x's gradient summed, the norm's, the
 residual's sum); last the positions', the class token's and the convolution's gradients.
+
+With ``--checkpoint full`` (torch.utils.checkpoint around each block, non-reentrant) the
+forward keeps each block's input only, every other tensor going when Python lets go of it;
+before each block's backward its forward runs again up to GELU's output (the last tensor it
+saves), and a recomputed tensor goes once unpacked: between a linear layer's dW and db (fc2's
+GELU output, fc1's norm output, q's norm output), not after both. With ``selective`` (the
+attention core q, k, v -> merged heads checkpointed) SDPA's log-sum-exp is not kept, and
+before SDPA's backward (out_proj's having let go of y) the core runs again: y and the
+log-sum-exp anew. Exact against MemTracker in each mode (tests/test_checkpoint.py).
 """
 
 from __future__ import annotations
