@@ -148,6 +148,9 @@ class ViTConfig:
 _SIZES = {"ti": (192, 3, 12), "s": (384, 6, 12), "b": (768, 12, 12), "l": (1024, 16, 24)}
 _SIZES["h"] = (1280, 16, 32)
 
+# Activation checkpointing of a ViT's training step (blocks/vit.py, ``complexo vit --checkpoint``).
+VIT_CHECKPOINTS = ("none", "full", "selective")
+
 VITS: dict[str, ViTConfig] = {
     f"vit-{size}{patch}": ViTConfig(patch, d, heads, layers, 4 * d)
     for size, (d, heads, layers) in _SIZES.items()

@@ -25,6 +25,7 @@ D = tuple(sympy.Symbol(f"D{i}", integer=True, positive=True) for i in (1, 2, 3, 
 G = sympy.Symbol("G", integer=True, positive=True)  # key/value heads (grouped-query attention)
 W = sympy.Symbol("W", integer=True, positive=True)  # sliding-window width (keys per query)
 M = sympy.Symbol("M", integer=True, positive=True)  # on-chip memory (bytes) of a tiled kernel
+M_dev = sympy.Symbol("M_dev", integer=True, positive=True)  # a device's memory budget (bytes)
 m = sympy.Symbol("m", integer=True, positive=True)  # context tokens of cross-attention (M is SRAM)
 d_c = sympy.Symbol("d_c", integer=True, positive=True)  # context width of cross-attention
 C_in = sympy.Symbol("C_in", integer=True, positive=True)  # a convolution's input channels

@@ -116,10 +116,12 @@ def build_image(make, cfg, channels: int, device: str | None = "meta"):
     return module, x
 
 
-def measure(build, values, model, quantities, *, attention: bool = False):
+def measure(build, values, model, quantities, *, attention: bool = False, fake=None):
     """The readings of an image model's quantities (``build()`` gives the model and its
     input, on meta tensors): FlopCounterMode and saved tensors from one forward and backward
-    (from the logits' sum), fvcore's trace of the forward, the module's parameters."""
+    (from the logits' sum), fvcore's trace of the forward, the module's parameters. ``fake``:
+    a build run under FakeTensorMode (CPU) for FlopCounterMode and the saved tensors instead
+    (a checkpointed model's rerun in the backward: :mod:`complexo.analyses.vit_ckpt`)."""
     from complexo.cost import Kind
     from complexo.counting import counted
     from complexo.result import build_quantity
@@ -138,7 +140,15 @@ def measure(build, values, model, quantities, *, attention: bool = False):
         kept = [*built.parameters(), *built.buffers()]
         sdpa = "cpu-fused" if attention else "math"
         mapping = cpu_attention_formulas()  # FlopCounterMode has no formula for SDPA's CPU kernel
-        run = measure_torch(lambda: built(inputs), kept, attention=sdpa, custom_mapping=mapping)
+        if fake is None:
+            run = measure_torch(lambda: built(inputs), kept, attention=sdpa, custom_mapping=mapping)
+        else:
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            with FakeTensorMode(allow_non_fake_inputs=True):
+                m, x = fake()
+                held = [*m.parameters(), *m.buffers()]
+                run = measure_torch(lambda: m(x), held, attention=sdpa, custom_mapping=mapping)
         fv = count_fvcore(built, (inputs.detach(),))
         return {
             Kind.FORWARD: {"fvcore": fv, "torch": run.forward},

@@ -70,7 +70,7 @@ def cost_model(cfg, side: str = ""):
 
     if isinstance(cfg, cnn.Config):
         return cnn.cost_model(cnn.PRESETS[cfg.model].block)
-    return vit.cost_model()
+    return vit.cost_model(cfg.checkpoint)
 
 
 def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:

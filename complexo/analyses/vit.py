@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from dataclasses import asdict, dataclass
 
-from complexo.analyses import vit_peak
+from complexo.analyses import vit_ckpt, vit_peak
 from complexo.analyses.vision import (
     CONV,
     CONV_BWD,
@@ -28,6 +28,7 @@ from complexo.analyses.vision import (
     patch_embedding,
 )
 from complexo.analyses.vision_profile import PROFILING
+from complexo.analyses.vit_ckpt import recomputed
 from complexo.analyses.vit_proof import SYMBOLIC
 from complexo.conventions import (
     DTYPES,
@@ -39,6 +40,7 @@ from complexo.conventions import (
 )
 from complexo.cost import CostModel, Kind, Terms
 from complexo.errors import ComplexoError
+from complexo.presets import VIT_CHECKPOINTS as CHECKPOINTS
 from complexo.presets import VITS as PRESETS
 from complexo.presets import VITS_PUBLISHED as PUBLISHED
 from complexo.presets import VITS_PUBLISHED_AT as PUBLISHED_AT
@@ -60,6 +62,21 @@ class Config:
     res: int = option(224, "Image side R (H = W = R).", min=1)
     batch: int = option(1, "Batch size B.", min=1)
     dtype: str = option("fp32", "Element type; bytes per element e.", choices=(*DTYPES,))
+    checkpoint: str = option(
+        "none",
+        "Activation checkpointing: none (every activation saved), full (each block's input "
+        "only; the block runs again in the backward) or selective (the attention core, q, k, "
+        "v -> merged heads, runs again).",
+        choices=CHECKPOINTS,
+    )
+    budget: float | None = option(
+        None,
+        "A memory budget in GiB (2^30 bytes): the largest batch whose training step fits it, "
+        "in each checkpoint mode.",
+        above=0,
+        max=1e9,
+        sweep=False,
+    )
 
     def __post_init__(self):
         check_options(self)
@@ -96,9 +113,11 @@ class Config:
 TOKENS = (R / p) ** 2 + 1  # n: the patches and the class token
 
 
-@functools.cache  # the ledger's all-live sum asks again: build the model once
-def cost_model() -> CostModel:
-    """Forward FLOPs per term, parameters, activations saved for a training backward."""
+@functools.cache  # the ledger's all-live sum asks again: build each model once
+def cost_model(checkpoint: str = "none") -> CostModel:
+    """Forward FLOPs per term, parameters, activations saved for a training backward; with
+    activation checkpointing (:mod:`complexo.analyses.vit_ckpt`), what the forward keeps and
+    the backward's recomputed forward as terms of their own."""
     t, EW, n = Terms(), ELEMENTWISE_FLOPS, TOKENS
     fwd = lambda name, expr, ops, mm=False, note="": t.add(  # noqa: E731
         Kind.FORWARD, name, expr, mm=mm, ops=ops, note=note
@@ -133,12 +152,19 @@ def cost_model() -> CostModel:
     t.add(Kind.PARAMS, "attention", L * (4 * d**2 + 4 * d))
     t.add(Kind.PARAMS, "mlp", L * (2 * d * f + f + d))
     t.add(Kind.PARAMS, "layernorms", (2 * L + 1) * 2 * d)
-    act("norm_inputs", (2 * L + 1) * B * n * d * e, "residual stream, kept by LayerNorm")
-    act("norm_statistics", (2 * L + 1) * 2 * FP32_BYTES * B * n, "fp32 μ, 1/σ per token")
-    act("norm_outputs", (2 * L + 1) * B * n * d * e, "inputs of q, k, v / fc1 / the head")
-    act("attention_qkv_out", L * 4 * B * n * d * e, "q, k, v and output, kept by SDPA")
-    act("attention_lse", L * FP32_BYTES * B * h * n, "softmax statistics, fp32")
-    act("mlp_hidden", L * 2 * B * n * f * e, "fc1 output (kept by GELU), GELU output")
+    if checkpoint == "full":  # the blocks save nothing: the checkpoint keeps their inputs
+        act("block_inputs", L * B * n * d * e, "each block's input, kept to run it again")
+        blocks = 0
+    else:
+        blocks = L
+    act("norm_inputs", (2 * blocks + 1) * B * n * d * e, "residual stream, kept by LayerNorm")
+    act("norm_statistics", (2 * blocks + 1) * 2 * FP32_BYTES * B * n, "fp32 μ, 1/σ per token")
+    act("norm_outputs", (2 * blocks + 1) * B * n * d * e, "inputs of q, k, v / fc1 / the head")
+    act("attention_qkv_out", blocks * 4 * B * n * d * e, "q, k, v and output, kept by SDPA")
+    if checkpoint == "none":  # selective: the core's output is run again, its statistics too
+        act("attention_lse", L * FP32_BYTES * B * h * n, "softmax statistics, fp32")
+    act("mlp_hidden", blocks * 2 * B * n * f * e, "fc1 output (kept by GELU), GELU output")
+    recomputed(t, checkpoint)
     # Classifier on the class token.
     # Fewest bytes per layer type: each module call reads its input and weights, writes output.
     patches = B * (R / p) ** 2 * d
@@ -158,14 +184,21 @@ def build(cfg: Config, device: str | None = "meta"):
     from complexo.blocks.vit import ViT
 
     arch = PRESETS[cfg.model]
-    return build_image(lambda: ViT(arch, cfg.res), cfg, arch.channels, device)
+    return build_image(lambda: ViT(arch, cfg.res, cfg.checkpoint), cfg, arch.channels, device)
 
 
 def analyse(cfg: Config) -> Result:
     from complexo.conventions import CONV_NOTE, SDPA_CPU_NOTE
 
-    model, values = cost_model(), cfg.values
-    quantities = measure(lambda: build(cfg), values, model, QUANTITIES, attention=True)
+    model, values = cost_model(cfg.checkpoint), cfg.values
+    fake = None if cfg.checkpoint == "none" else lambda: vit_ckpt.fake_build(cfg)
+    quantities = measure(lambda: build(cfg), values, model, QUANTITIES, attention=True, fake=fake)
+    if fake is not None:  # CPU fake tensors: the LayerNorms' statistics in 16-bit, named
+        quantities = [
+            vit_ckpt.statistics_gap(cfg, q) if q.name == "activation_bytes" else q
+            for q in quantities
+        ]
+    budget, budget_note = vit_ckpt.budget_crossovers(cfg)
     attention = model.crossover(
         ["attention"],
         ["attn_proj", "mlp"],
@@ -173,7 +206,8 @@ def analyse(cfg: Config) -> Result:
         values=values,
         label="attention overtakes the projections and MLP",
     )
-    summary = summarise(model, values, growing=(B, R, d, L), bounds={}, crossovers=[attention])
+    crossovers = [attention, *budget]
+    summary = summarise(model, values, growing=(B, R, d, L), bounds={}, crossovers=crossovers)
     notes = [
         f"attention overtakes the projections and MLP at n = 2·d + f = "
         f"{2 * values[d] + values[f]} tokens",
@@ -188,7 +222,7 @@ def analyse(cfg: Config) -> Result:
         flops = f", {gmacs} GMAC" if gmacs else ""
         notes.append(f"published ({source}): {params:,} parameters{flops} at {res} per image")
     peak, peak_note = vit_peak.quantity(cfg)  # the training step's high-water mark
-    notes.append(peak_note)
+    notes += [peak_note, *vit_ckpt.notes(cfg, model), *([budget_note] if budget_note else [])]
     return Result(NAME, asdict(cfg), values, model, [*quantities, peak], summary, notes, facts)
 
 
@@ -197,11 +231,14 @@ def examples():
     from hypothesis import strategies as st
 
     return st.builds(
-        lambda model, k, batch, dtype: Config(model, PRESETS[model].patch * k, batch, dtype),
+        lambda model, k, batch, dtype, ckpt: Config(
+            model, PRESETS[model].patch * k, batch, dtype, ckpt
+        ),
         model=st.sampled_from(["vit-ti16", "vit-s32"]),
         k=st.integers(1, 3),
         batch=st.integers(1, 2),
         dtype=st.sampled_from(list(DTYPES)),
+        ckpt=st.sampled_from(CHECKPOINTS),
     )
 
 
@@ -213,7 +250,9 @@ ANALYSIS = register(
         "built as torchvision builds it: forward FLOPs per term (patch embedding, projections, "
         "attention, MLP, head, element-wise), parameters, training activations at image side R, "
         "checked against fvcore, FlopCounterMode and autograd's saved tensors on the meta "
-        "device.",
+        "device; the training step's peak from a ledger of lifetimes against MemTracker; "
+        "--checkpoint full|selective: activation checkpointing (what it keeps, the rerun's "
+        "FLOPs), --budget: the largest batch each mode fits.",
         config=Config,
         analyse=analyse,
         profiling=PROFILING,

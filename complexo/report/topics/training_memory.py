@@ -8,6 +8,7 @@ from __future__ import annotations
 from complexo.conventions import CONVENTION
 from complexo.render import human
 from complexo.report.page import Page, _math, _table, register_topic
+from complexo.report.topics.checkpointing import checkpointing_section
 
 SHORT = (
     "**The short answer.** A calculator that adds weights, gradients, optimizer state and every "
@@ -50,9 +51,9 @@ def _cpu_peak(module_of, cfg, **step):
 @register_topic(
     "training-memory",
     "Training memory as it really peaks: lifetimes, phase by phase",
-    "A training step's peak with lifetimes (mhsa, loss, vit, cnn, lora) against MemTracker and "
-    "the CPU "
-    "profiler; FlashAttention's backward traffic against its paper's GPT-2 medium figure",
+    "A training step's peak with lifetimes (mhsa, loss, vit, cnn, lora, mlp, conv, video) "
+    "against MemTracker and the CPU profiler; a ViT's activation checkpointing, full and "
+    "selective; FlashAttention's backward traffic against its paper's GPT-2 medium figure",
 )
 def training_memory_page(page: Page) -> None:
     from complexo.analyses import loss, loss_peak, mhsa, mhsa_peak
@@ -173,6 +174,7 @@ def training_memory_page(page: Page) -> None:
         "",
     )
     _phases(page, mhsa, mhsa_peak, peak)
+    checkpointing_section(page)
     _traffic(page, mhsa)
 
 

@@ -1,0 +1,221 @@
+"""Activation checkpointing of a ViT's training step (``complexo vit --checkpoint``), after
+Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models".
+
+``full``: each encoder block runs under ``torch.utils.checkpoint.checkpoint(block, x,
+use_reentrant=False)``; the forward keeps each block's input only, and the backward runs the
+block's forward again just before its backward. torch stops that rerun once the last tensor
+the block saves is made again (GELU's output, fc2's input, taken before fc2's product runs):
+fc2's product and the residual add are not run again. ``selective``: only the attention core,
+q, k, v -> SDPA -> heads merged, is checkpointed; it keeps q, k, v (the checkpoint's inputs)
+and its output (out_proj's input), so all it spares is SDPA's fp32 log-sum-exp: the n×n
+matrices that selective recomputation spares a GPT (softmax, its dropout mask and output) are
+never kept by the fused kernel.
+
+FLOPs here are executed FLOPs, the backward's recomputed forward in terms of their own
+(matrix products, as the backward's other terms); the useful FLOPs, the forward's, do not
+change. Memory: the ledger (:mod:`complexo.analyses.vit_peak`) per mode, and the largest batch
+each mode fits in a budget, solved from the ledger's peak moment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from complexo.cost import Kind
+from complexo.symbols import B, L, M_dev, d, e, f, h
+
+RECOMPUTED = {  # mode -> the recomputed terms' names
+    "none": (),
+    "full": ("recompute_attn_proj", "recompute_attention", "recompute_mlp"),
+    "selective": ("recompute_attention",),
+}
+
+
+def recomputed(t, mode: str) -> None:
+    """The backward's rerun of the forward, as backward terms (executed, not useful, FLOPs)."""
+    from complexo.analyses.vision import LINEAR, SDPA
+    from complexo.analyses.vit import TOKENS
+
+    n, again = TOKENS, "the forward again, in the backward (executed FLOPs, not useful ones)"
+    terms = {
+        "recompute_attn_proj": (L * 8 * B * n * d**2, LINEAR, f"q, k, v, out: {again}"),
+        "recompute_attention": (L * 4 * B * n**2 * d, SDPA, f"Q·Kᵀ and A·V: {again}"),
+        "recompute_mlp": (
+            L * 2 * B * n * d * f,
+            LINEAR,
+            "fc1 only: the rerun stops once GELU's output, fc2's saved input, is made",
+        ),
+    }
+    for name in RECOMPUTED[mode]:
+        expr, ops, note = terms[name]
+        t.add(Kind.BACKWARD, name, expr, mm=True, ops=ops, note=note)
+
+
+def fake_build(cfg):
+    """``vit.build`` on CPU fake tensors: the readings of a checkpointed model come from there.
+    On the meta device SDPA is sent to the CPU's fused kernel by a TorchFunctionMode, which
+    autograd's engine does not carry into a checkpoint's rerun (it would take the math path
+    and fail the checkpoint's shape check); CPU fake tensors take the fused kernel by
+    themselves, in the rerun too."""
+    from complexo.analyses.vit import build
+
+    return build(cfg, device=None)
+
+
+def statistics_gap(cfg, quantity):
+    """The saved-bytes reading on CPU fake tensors differs from the formula by the LayerNorms'
+    statistics alone in 16-bit: the CPU keeps μ and 1/σ in the input's dtype, the formula (as
+    CUDA and the meta device) in fp32. That gap, named, in place of an unexplained one when it
+    is exactly that; anything else stays unexplained."""
+    from complexo.analyses.vit import PRESETS, TOKENS
+    from complexo.conventions import FP32_BYTES
+    from complexo.cost import evaluate
+    from complexo.result import Gap
+
+    norms = 1 if cfg.checkpoint == "full" else 2 * PRESETS[cfg.model].layers + 1
+    expected = evaluate(norms * 2 * (FP32_BYTES - e) * B * TOKENS, cfg.values)
+    gaps = [g for g in quantity.gaps if not (g.reason == "unexplained" and g.value == expected)]
+    if expected and len(gaps) < len(quantity.gaps):
+        why = "the CPU's LayerNorm keeps μ, 1/σ in the input's dtype; the formula: fp32"
+        gaps.append(Gap("torch", "aten.native_layer_norm", why, ("norm_statistics",), expected))
+    return dataclasses.replace(quantity, gaps=tuple(gaps))
+
+
+def per_layer(cfg):
+    """Activation bytes per block, from the ledger: what is live at the forward's end with two
+    blocks less what is live with one (weights, inputs and the head's cancel)."""
+    from complexo.analyses import vit_peak
+
+    def end(layers):
+        moments = vit_peak.ledger(cfg, layers).moments
+        return [mo for mo in moments if mo.phase == "forward"][-1].expr
+
+    return (end(2) - end(1)).expand()
+
+
+def korthikanti(mode: str):
+    """Korthikanti et al.'s activation bytes per layer (GPT, 16-bit, dropout), in our symbols:
+    s = n, b = B, h = d, a = h heads; none: 34·s·b·h + 5·a·s²·b, selective 34·s·b·h, full
+    2·s·b·h."""
+    from complexo.analyses.vit import TOKENS
+
+    s = TOKENS
+    return {"none": 34 * s * B * d + 5 * h * s**2 * B, "selective": 34 * s * B * d}.get(
+        mode, 2 * s * B * d
+    )
+
+
+def fits(cfg, budget: int):
+    """The largest batch whose step's peak (the ledger's) is at most ``budget`` bytes, and the
+    crossover it is the floor of: every moment of the ledger is linear in B, a + b·B, so the
+    step fits while each does, B ≤ (budget − a)/b; the moment that binds first gives the root
+    of moment = M_dev, symbolic in the budget M_dev and the other sizes. (0, None) when B = 1
+    does not fit."""
+    from fractions import Fraction
+
+    from complexo.analyses import vit_peak
+    from complexo.cost import crossover
+    from complexo.peak import peak
+
+    def book(batch):
+        c = dataclasses.replace(cfg, batch=batch, budget=None)
+        return c, vit_peak.ledger(c).moments
+
+    c, moments = book(2)  # B > 1: the class token's gradient is a tensor of its own
+    zero, one, two = (
+        [b for _, _, b in peak(moments, {**c.values, B: k}).timeline] for k in (0, 1, 2)
+    )
+    if any(y - x != z - y for x, y, z in zip(zero, one, two, strict=True)):
+        raise ValueError("a moment of the ledger is not linear in the batch")
+    bounds = [
+        (Fraction(budget - a, b - a), i) for i, (a, b) in enumerate(zip(zero, one, strict=True))
+    ]
+    if any(a > budget for a, b in zip(zero, one, strict=True) if b == a):
+        return 0, None
+    bound, i = min((x, i) for x, i in bounds if one[i] > zero[i])
+    values = {k: v for k, v in c.values.items() if k is not B} | {M_dev: budget}
+    label = f"{cfg.checkpoint}: the training step's peak reaches the budget"
+    root = crossover(moments[i].expr, M_dev, B, values=values, label=label)
+    assert root.value == bound  # the solver's root is the bound found by arithmetic
+    batch = int(bound)
+    while batch > 0:  # exact at the integer (B = 1: no summed class-token gradient)
+        c, at_batch = book(batch)
+        if peak(at_batch, c.values).bytes <= budget:
+            return batch, root
+        batch -= 1
+    return 0, root
+
+
+WHY = {  # how ours differs from Korthikanti et al.'s per-layer bytes
+    "none": "no dropout masks (theirs: 2·s·b·h, after attention and after the MLP); SDPA keeps "
+    "an fp32 log-sum-exp, 4·a·s·b, where their attention keeps the softmax, its dropout mask "
+    "and its output, 5·a·s²·b; the LayerNorms' statistics, 4·e·s·b, theirs leave out",
+    "selective": "no dropout masks (2·s·b·h); the LayerNorms' statistics, 4·e·s·b, theirs "
+    "leave out. Recomputing the core spares only SDPA's log-sum-exp here: the fused kernel "
+    "never kept the n×n matrices that selective recomputation spares a GPT",
+    "full": "the same: each block's input alone",
+}
+
+
+def in_tokens(expr):
+    """An expression over R and p written over the tokens n = (R/p)² + 1."""
+    import sympy
+
+    from complexo.symbols import R, n, p
+
+    return sympy.factor_terms(sympy.expand(expr.subs(R, p * sympy.sqrt(n - 1))))
+
+
+def notes(cfg, model) -> list[str]:
+    """The rerun's FLOPs, the bytes per block against Korthikanti et al.'s, and the budget."""
+    from complexo.cost import evaluate, plain
+    from complexo.render import human
+    from complexo.symbols import n
+
+    values, mode = cfg.values, cfg.checkpoint
+    out = []
+    if mode != "none":
+        extra = evaluate(model.group(Kind.BACKWARD, RECOMPUTED[mode]), values)
+        useful = evaluate(model.total((Kind.FORWARD, Kind.BACKWARD), matmul_only=True), values)
+        extra_useful = useful - extra
+        what = {
+            "full": "every block's forward again but fc2's product",
+            "selective": "the attention core (SDPA) again",
+        }[mode]
+        out.append(
+            f"checkpoint {mode}: the backward runs {what}: {human(extra, 'flop')} executed, "
+            f"+{extra / extra_useful:.1%} on the step's {human(extra_useful, 'flop')} of "
+            "matrix products; the useful FLOPs (the forward's) do not change"
+        )
+    ours, theirs = in_tokens(per_layer(cfg)), in_tokens(korthikanti(mode))
+    half = {**values, e: 2}
+    out.append(
+        f"activations per block ({mode}; the ledger's forward end, two blocks less one): "
+        f"{plain(ours)} = {human(evaluate(ours.subs(n, cfg.tokens), values), 'byte')}; in "
+        f"16-bit {human(evaluate(ours.subs(n, cfg.tokens), half), 'byte')} against "
+        f"Korthikanti et al.'s {plain(theirs)} = "
+        f"{human(evaluate(theirs.subs(n, cfg.tokens), values), 'byte')} (GPT, 16-bit, "
+        f"dropout; s = n, b = B, h = d, a = heads): {WHY[mode]}"
+    )
+    return out
+
+
+def budget_crossovers(cfg) -> tuple[list, str]:
+    """With a budget: each mode's largest batch and its crossover (the peak = M_dev), and a
+    note naming the batches only checkpointing fits, at what rerun cost."""
+    from complexo.analyses.vit import CHECKPOINTS
+
+    if cfg.budget is None:
+        return [], ""
+    budget = int(cfg.budget * 2**30)
+    found = {m: fits(dataclasses.replace(cfg, checkpoint=m), budget) for m in CHECKPOINTS}
+    crossovers = [root for _, root in found.values() if root is not None]
+    (plain_b, _), (full_b, _) = found["none"], found["full"]
+    sel_b = found["selective"][0]
+    note = (
+        f"a {cfg.budget:g} GiB budget at {cfg.res}² ({cfg.dtype}, the ledger's peak): none fits "
+        f"up to B = {plain_b}, selective {sel_b}, full {full_b}"
+    )
+    if full_b > plain_b:
+        note += f": B = {plain_b + 1} to {full_b} fit only with full checkpointing"
+    return crossovers, note

@@ -1,0 +1,140 @@
+"""The training-memory page's section on activation checkpointing (``complexo vit
+--checkpoint``): each mode's saved activations, peak and rerun FLOPs against MemTracker running
+the real torch.utils.checkpoint; the bytes per block beside Korthikanti et al.'s; the batches a
+memory budget fits per mode."""
+
+from __future__ import annotations
+
+from complexo.render import human
+from complexo.report.page import Page, _math, _table
+
+BATCH = 32  # ViT-B/16 at 224: the activations outweigh the weights and their gradients
+
+
+def checkpointing_section(page: Page) -> None:
+    from complexo.analyses import vit, vit_ckpt, vit_peak
+    from complexo.cost import Kind, evaluate
+    from complexo.peak import peak
+
+    page.add(
+        "## Activation checkpointing: ViT-B/16 at 224, B=32, fp32",
+        "",
+        '`complexo vit --checkpoint none|full|selective` (Korthikanti et al. 2022, "Reducing '
+        'Activation Recomputation in Large Transformer Models"). **full** runs each encoder '
+        "block under `torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)`: the "
+        "forward keeps each block's input only, and the backward runs the block's forward again "
+        "just before its backward, so the step peaks in a backward block with every block's "
+        "input, one block's activations and the weights' gradients so far. torch stops the rerun "
+        "once the block's last saved tensor is made again (GELU's output: fc2 saves its input "
+        "before its product runs), so fc2's product is not run twice. **selective** checkpoints "
+        "the attention core, q, k, v -> SDPA -> merged heads: the checkpoint keeps q, k, v and "
+        "out_proj keeps the output, so it spares only SDPA's fp32 log-sum-exp. Activations: "
+        "what autograd and the checkpoints keep for the backward (the formula, equal to the "
+        "saved-tensor hooks' count); extra FLOPs: the rerun's matrix products, executed, not "
+        "useful (FlopCounterMode counts them exactly, on CPU fake tensors); MemTracker under "
+        "FakeTensorMode runs the real torch.utils.checkpoint.",
+        "",
+    )
+    rows = []
+    for mode in ("none", "full", "selective"):
+        cfg = vit.Config(model="vit-b16", batch=BATCH, checkpoint=mode)
+        model, values = vit.cost_model(mode), cfg.values
+        best = peak(vit_peak.ledger(cfg).moments, values)
+        tracked = vit_peak.tracked(cfg).bytes
+        extra = evaluate(model.group(Kind.BACKWARD, vit_ckpt.RECOMPUTED[mode]), values)
+        step = evaluate(model.total((Kind.FORWARD, Kind.BACKWARD), matmul_only=True), values)
+        rows.append(
+            [
+                mode,
+                human(evaluate(model.total(Kind.ACTIVATION), values), "byte"),
+                f"**{human(best.bytes, 'byte')}**",
+                f"{best.phase}: {best.what}",
+                f"{human(extra, 'flop')} (+{extra / (step - extra):.1%})" if extra else "—",
+                f"{human(tracked, 'byte')} ({tracked - best.bytes:+,} B)",
+            ]
+        )
+    page.add(
+        _table(
+            ["mode", "activations", "peak (ledger)", "where", "extra FLOPs", "MemTracker"], rows
+        ),
+        "The CPU profiler's record of a real step (`tests/test_checkpoint.py`, ViT-Ti/16 at "
+        "224): full at B=16 holds 111,483,400 bytes by the ledger and MemTracker, and 12·5,056 "
+        "more on the CPU: the RNG state each checkpoint keeps to replay randomness "
+        "(`torch.get_rng_state()`, made outside any op MemTracker sees); selective at B=4, "
+        "the same 12·5,056.",
+        "",
+    )
+    _per_block(page, vit, vit_ckpt)
+    _budget(page, vit, vit_ckpt)
+
+
+def _per_block(page: Page, vit, vit_ckpt) -> None:
+    from complexo.cost import evaluate
+    from complexo.symbols import n
+
+    page.add(
+        "**Bytes per block against Korthikanti et al.** Theirs is for GPT in 16-bit with "
+        "dropout (s tokens, b batch, h width, a heads): 34·s·b·h + 5·a·s²·b without "
+        "recomputation, 34·s·b·h with selective, 2·s·b·h with full. Ours, derived from the "
+        "ledger (what is live at the forward's end with two blocks less with one), in our "
+        "symbols (n = s, B = b, d = h, h = a) and at the page's size in 16-bit:",
+        "",
+    )
+    rows = []
+    for mode in ("none", "selective", "full"):
+        cfg = vit.Config(model="vit-b16", batch=BATCH, dtype="bf16", checkpoint=mode)
+        ours = vit_ckpt.in_tokens(vit_ckpt.per_layer(cfg))
+        theirs = vit_ckpt.in_tokens(vit_ckpt.korthikanti(mode))
+        here = [human(evaluate(x.subs(n, cfg.tokens), cfg.values), "byte") for x in (ours, theirs)]
+        rows.append([mode, _math(ours), here[0], _math(theirs), here[1], vit_ckpt.WHY[mode]])
+    page.add(_table(["mode", "ours", "here", "Korthikanti et al.", "here", "the difference"], rows))
+
+
+def _budget(page: Page, vit, vit_ckpt) -> None:
+    from complexo.cost import Kind, evaluate
+
+    page.add(
+        "**Where checkpointing pays for itself.** Every moment of the ledger is linear in the "
+        "batch, so a mode fits a budget M_dev while each moment does: the binding moment = "
+        "M_dev, solved for B by `complexo.cost.crossover` (`complexo vit --budget GiB` prints "
+        "it; the closed form is in `--json`), and checked on the integer batch. Between "
+        "none's largest batch and full's, only full checkpointing fits, at the rerun's FLOPs:",
+        "",
+    )
+    rows = []
+    for model, res, dtype, gib in (
+        ("vit-b16", 224, "fp32", 16),
+        ("vit-b16", 224, "bf16", 16),
+        ("vit-l16", 224, "bf16", 16),
+        ("vit-l16", 224, "bf16", 80),
+        ("vit-h14", 224, "bf16", 80),
+    ):
+        cfg = vit.Config(model=model, res=res, dtype=dtype)
+        fit = {
+            m: vit_ckpt.fits(
+                vit.Config(model=model, res=res, dtype=dtype, checkpoint=m), gib * 2**30
+            )[0]
+            for m in ("none", "selective", "full")
+        }
+        costs = vit.cost_model("full")
+        extra = evaluate(costs.group(Kind.BACKWARD, vit_ckpt.RECOMPUTED["full"]), cfg.values)
+        step = evaluate(costs.total((Kind.FORWARD, Kind.BACKWARD), matmul_only=True), cfg.values)
+        rows.append(
+            [
+                f"{model} at {res}, {dtype}",
+                f"{gib} GiB",
+                fit["none"],
+                fit["selective"],
+                f"**{fit['full']}**",
+                f"+{extra / (step - extra):.1%}",
+            ]
+        )
+    page.add(
+        _table(
+            ["model", "budget", "none: largest B", "selective", "full", "full's extra FLOPs"],
+            rows,
+        ),
+        "Selective recomputation buys nothing here: SDPA's fused kernel already keeps no n×n "
+        "matrix, which is what it spares a GPT with materialised attention and dropout.",
+        "",
+    )
