@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from complexo.analyses import mlp, mlp_peak
+from complexo.analyses import conv, conv_peak, mlp, mlp_peak
 from complexo.peak import cpu_step_peak, peak
 
 
@@ -107,3 +107,115 @@ def test_mlps_on_the_cpu_add_the_seeds_copy_at_fc_out(bias):
     for side, gap in (("gated", 0), ("gelu", 16384 - 128 * bias)):
         module, x = mlp.build(cfg, side, "cpu")
         assert _cpu(module, (x,)) - _mlp_peak(cfg, side).bytes == gap
+
+
+# --- conv ------------------------------------------------------------------------------------
+
+
+def _conv_peak(cfg, side):
+    return peak(conv_peak.ledger(cfg, side).moments, cfg.values)
+
+
+def _moment(cfg, side, what) -> int:
+    """The ledger's live bytes just after the allocation named ``what``."""
+    best = _conv_peak(cfg, side)
+    return next(b for _, name, b in best.timeline if name == what)
+
+
+def test_unfolded_columns_are_live_from_the_forward_to_the_products_backward():
+    """C_in=4, C_out=8, k=3, R=9, B=2, fp32, bias: S = 9, U = B·C_in·k²·S²·4 = 2·36·81·4 =
+    23,328 (the columns), Y = 2·8·81·4 = 5,184, x 2·4·81·4 = 2,592, weights (8·36 + 8)·4 =
+    1,184. Direct: weights, dW, db 2·1,184 + x, dX 2·2,592 + the output 5,184 + 8 = 12,744, at
+    the convolution's backward. Unfolded: F.linear copies the transposed columns (B > 1), so
+    the forward holds two U and, adding the bias out of place, two Y: 1,184 + 2,592 + 2·23,328
+    + 2·5,184 = 60,800, 4.8× the direct step's peak; the backward's dcols moment holds the
+    saved copy and dcols, 3,776 + 2·23,328 + 5,184 + 8 + db 32 + dW 1,152 = 56,808."""
+    cfg = conv.Config(cin=4, cout=8, kernel=3, res=9, batch=2)
+    assert _conv_peak(cfg, "standard").bytes == conv_peak.tracked(cfg, "standard").bytes == 12744
+    cfg = conv.Config(cin=4, cout=8, kernel=3, res=9, batch=2, impl="unfold")
+    best = _conv_peak(cfg, "standard")
+    assert (best.bytes, best.phase, best.what) == (60800, "forward", "+ the bias (out of place)")
+    assert best.phase_peaks()["backward"] == 56808
+    tracked = conv_peak.tracked(cfg, "standard")
+    assert (tracked.bytes, tracked.phase_peaks()["backward"]) == (60800, 56808)
+
+
+CONV_VARIANTS = [
+    dict(),
+    dict(bias=False),
+    dict(stride=2),
+    dict(frames=4),
+    dict(frames=4, causal=True),
+    dict(frames=5, causal=True, stride=2, bias=False, kernel=5),
+    dict(frames=3, causal=True, dtype="bf16"),
+    dict(impl="unfold"),
+    dict(impl="unfold", batch=1),  # the transposed columns fold as a view: no copy
+    dict(impl="unfold", bias=False, stride=3),
+    dict(impl="unfold", res=1),  # one output pixel: contiguous columns, one addmm
+    dict(impl="unfold", cin=1, kernel=1, dtype="fp16"),  # C_in·k² = 1: the same
+    dict(cin=64, cout=64, res=4),  # the weights outweigh the maps
+]
+
+
+@pytest.mark.parametrize("side", conv.SIDES)
+@pytest.mark.parametrize("variant", CONV_VARIANTS, ids=_ids)
+def test_every_conv_variant_peaks_where_memtracker_says(side, variant):
+    cfg = conv.Config(**{"cin": 4, "cout": 8, "res": 9, "batch": 2, **variant})
+    best, tracked = _conv_peak(cfg, side), conv_peak.tracked(cfg, side)
+    assert (best.bytes, best.phase) == (tracked.bytes, tracked.phase)
+    assert best.phase_peaks() == tracked.phase_peaks()
+
+
+def test_a_video_vaes_causal_3d_convolution_under_fake_tensors():
+    """C_in = C_out = 128, k = 3, T = 17 frames of 256², B=1, bf16, causal, no CPU run: x and the
+    output 128·17·256²·2 = 285,212,672 each, F.pad's copy P = 128·(17 + 2)·258²·2 =
+    323,767,296, weights (128·128·27 + 128)·2 = 884,992. At the convolution's backward the
+    padded copy and its gradient are live at once: 2·884,992 + x + the output + 2·P + 2·2 =
+    1,219,729,924, and MemTracker agrees to the byte."""
+    cfg = conv.Config(cin=128, cout=128, kernel=3, res=256, frames=17, causal=True, dtype="bf16")
+    X, P, W = 128 * 17 * 256**2 * 2, 128 * 19 * 258**2 * 2, (128 * 128 * 27 + 128) * 2
+    best = _conv_peak(cfg, "standard")
+    assert best.bytes == 2 * W + 2 * X + 2 * P + 4 == 1_219_729_924
+    assert best.what == "the convolution's backward: dX, dW, db"
+    assert conv_peak.tracked(cfg, "standard").bytes == best.bytes
+
+
+def test_unfolded_columns_on_the_cpu_and_x_grads_storage():
+    """Real steps (im2col, mm, col2im: aten's own CPU kernels), C_in=4, C_out=8, k=3, R=9, fp32.
+    B=1, no bias: the ledger's peak at dcols (the columns fold as a view: no copy) and Y =
+    8·81·4 = 2,592 more, the loss's seed expanded to the output's shape, which the CPU's mm
+    copies contiguous (fake tensors never copy it). B=2, with or without a bias: the CPU peaks
+    at col2im, U = 2·36·81·4 = 23,328 above the ledger's dcols moment: the CPU's col2im makes
+    its output with empty_like(dcols), U bytes, and resizes it down to x's shape (the storage
+    keeps its U bytes: x.grad holds them after the step, where the ledger counts x's 2·4·81·4
+    = 2,592), and copies the transposed dcols contiguous (U); the saved copy of the columns
+    and dcols' own U are freed by then. With a bias the real F.linear adds it in place
+    (FakeTensor, a tensor subclass, takes the out-of-place add): the CPU's forward holds one
+    Y less than the ledger's 60,800."""
+    for batch, bias, gap in ((1, False, 2592), (2, False, 23328), (2, True, 23328)):
+        cfg = conv.Config(cin=4, cout=8, kernel=3, res=9, batch=batch, bias=bias, impl="unfold")
+        module, x = conv.build(cfg, "standard", "cpu")
+        dcols = _moment(cfg, "standard", "the product's backward: dcols")
+        assert _cpu(module, (x,)) - dcols == gap
+    module, x = conv.build(cfg, "standard", "cpu")
+    module(x).sum().backward()
+    assert (x.grad.untyped_storage().nbytes(), x.grad.numel() * 4) == (23328, 2592)
+
+
+@pytest.mark.parametrize("variant", [dict(), dict(frames=4), dict(frames=4, causal=True)], ids=_ids)
+def test_direct_convolutions_on_the_cpu_add_their_kernels_copies(variant):
+    """C_in=16, C_out=32, k=3, R=32, B=2, fp32, one thread: the CPU's convolution backward
+    copies what MemTracker never sees, inside the op: the loss's seed expanded to the output's
+    shape made contiguous (Y), and oneDNN's reordered copies of the output's gradient and of
+    the input for dW (their layout, and so whether and how much, depends on the CPU's
+    instruction set; on AVX-512 here the standard 2D step holds 2·Y + X = 2·262,144 + 131,072
+    = 655,360 bytes more, +117%). Bounded: more than nothing, at most those copies of the
+    output and the input (P with --causal) twice over."""
+    cfg = conv.Config(cin=16, cout=32, kernel=3, res=32, batch=2, **variant)
+    frames = cfg.frames or 1
+    Y = 2 * 32 * frames * 32**2 * 4
+    x_in = 2 * 16 * (frames + 2 if cfg.causal else frames) * (34 if cfg.causal else 32) ** 2 * 4
+    for side in conv.SIDES:
+        module, x = conv.build(cfg, side, "cpu")
+        gap = _cpu(module, (x,)) - _conv_peak(cfg, side).bytes
+        assert 0 < gap <= 2 * (Y + x_in), (side, gap)
