@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from complexo.analyses import conv, conv_peak, mlp, mlp_peak
+from complexo.analyses import conv, conv_peak, mlp, mlp_peak, video, video_peak
 from complexo.peak import cpu_step_peak, peak
 
 
@@ -219,3 +219,89 @@ def test_direct_convolutions_on_the_cpu_add_their_kernels_copies(variant):
         module, x = conv.build(cfg, side, "cpu")
         gap = _cpu(module, (x,)) - _conv_peak(cfg, side).bytes
         assert 0 < gap <= 2 * (Y + x_in), (side, gap)
+
+
+# --- video -----------------------------------------------------------------------------------
+
+
+def _video_peak(cfg):
+    return peak(video_peak.ledger(cfg).moments, cfg.values)
+
+
+def test_joint_and_factorized_video_attention_peak_where_the_ledger_says():
+    """T=2, S=(8/4)² = 4, d=8, h=2, B=2, fp32, biases: every layout of the tokens is X =
+    2·2·4·8·4 = 512 bytes; joint's scores B·h·(T·S)²·4 = 2·2·64·4 = 1024, weights 4·(64 + 8)·4
+    = 1152. Joint peaks at A·V's backward: weights 1152 + x 512 + q, k, v (their copies for the
+    batched product) 1536 + P 1024 + the output 512 + 8 + out_proj's dW, db 288 + the heads'
+    gradient 512 + dV 512 + dP 1024 = 7080. Factorized (weights 2·1152 = 2304; temporal scores
+    B·S·h·T²·4 = 8·2·4·4 = 256, spatial B·T·h·S²·4 = 4·2·16·4 = 512) peaks in the forward, at
+    the spatial heads' merge: 2304 + x 512 + the transposed copy 512 + the temporal layer's
+    saved q, k, v 1536, P 256 and merged heads 512 + the spatial input 512 + the spatial q, k,
+    v and their copies 3072, P 512, A·V 512 and merged heads 512 = 10752."""
+    sizes = dict(frames=2, res=8, patch=4, dim=8, heads=2, batch=2)
+    cfg = video.Config(**sizes, attn="joint")
+    best = _video_peak(cfg)
+    assert (best.bytes, best.phase, best.what) == (7080, "backward", "joint: A·V backward: dP")
+    assert video_peak.tracked(cfg).bytes == 7080
+    cfg = video.Config(**sizes, attn="factorized")
+    best = _video_peak(cfg)
+    assert (best.bytes, best.phase) == (10752, "forward")
+    assert best.what == "spatial: heads merged (a copy)"
+    assert video_peak.tracked(cfg).bytes == 10752
+
+
+VIDEO_VARIANTS = [
+    dict(),
+    dict(batch=1),
+    dict(heads=1),
+    dict(bias=False),
+    dict(dtype="bf16"),
+    dict(frames=1),
+    dict(res=4),  # one token a frame
+    dict(frames=3, res=12, dim=16, heads=4),
+    dict(attn="window", window="2,2,2"),  # the grid tiles: no padding
+    dict(attn="window", frames=3, res=12, window="2,2,2"),  # padded in every axis
+    dict(attn="window", frames=5, res=8, window="2,2,2"),  # padded in time only: crop a view
+    dict(attn="window", frames=3, res=20, window="2,2,3", batch=1),
+]
+
+
+@pytest.mark.parametrize("variant", VIDEO_VARIANTS, ids=_ids)
+@pytest.mark.parametrize("attn", ["joint", "factorized"])
+def test_every_video_attention_peaks_where_memtracker_says(attn, variant):
+    cfg = video.Config(
+        **{"frames": 2, "res": 8, "patch": 4, "dim": 8, "heads": 2, "batch": 2, "attn": attn}
+        | variant
+    )
+    best, tracked = _video_peak(cfg), video_peak.tracked(cfg)
+    assert (best.bytes, best.phase) == (tracked.bytes, tracked.phase)
+    assert best.phase_peaks() == tracked.phase_peaks()
+
+
+def test_vivit_scale_joint_attention_under_fake_tensors():
+    """ViViT-B's joint attention over 16 frames of 224² in 16² patches (T·S = 16·196 = 3,136
+    tokens), d = 768, h = 12, B=1, bf16: one score matrix h·(T·S)²·2 = 12·3136²·2 = 236,027,904
+    bytes, X = 3136·768·2 = 4,816,896, weights 4·(768² + 768)·2 = 4,724,736. At the softmax's
+    backward: weights 4,724,736 + x, q, k, the output and dV 5·X (v freed by A·V's backward)
+    + out_proj's dW, db (768² + 768)·2 = 1,181,184 + P, dP, dS 3·236,027,904 + 2·2 =
+    738,074,116, and MemTracker agrees to the byte."""
+    cfg = video.Config(frames=16, res=224, patch=16, dim=768, heads=12, dtype="bf16", attn="joint")
+    X, A = 3136 * 768 * 2, 12 * 3136**2 * 2
+    expected = 4 * (768**2 + 768) * 2 + 5 * X + (768**2 + 768) * 2 + 3 * A + 4
+    best = _video_peak(cfg)
+    assert (best.bytes, best.what) == (expected, "joint: softmax backward: dS")
+    assert best.bytes == 738_074_116
+    assert video_peak.tracked(cfg).bytes == expected
+
+
+@pytest.mark.parametrize("attn", ["joint", "factorized", "window"])
+def test_video_attention_on_the_cpu_is_the_ledger_and_the_scale_scalars(attn):
+    """Real steps, T=4, S=(32/8)² = 16, d=32, h=4, B=2, windows 2×2×2, one thread: the ledger's
+    peak and 8 bytes per attention layer live then, the Python scalar 1/√(d/h) as a 0-dim fp64
+    tensor that mul saves for its backward (MemTracker does not see it): joint and window one
+    layer, factorized two (both layers' scalars are saved when the spatial layer peaks)."""
+    cfg = video.Config(
+        frames=4, res=32, patch=8, dim=32, heads=4, batch=2, attn=attn, window="2,2,2"
+    )
+    block, x = video.build(cfg, "cpu")
+    assert _cpu(block, (x,)) - _video_peak(cfg).bytes == 8 * (2 if attn == "factorized" else 1)
