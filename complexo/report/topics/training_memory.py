@@ -49,8 +49,9 @@ def _cpu_peak(module_of, cfg):
 @register_topic(
     "training-memory",
     "Training memory as it really peaks: lifetimes, phase by phase",
-    "A training step's peak with lifetimes (mhsa, loss, vit, cnn) against MemTracker and the CPU "
-    "profiler; FlashAttention's backward traffic against its paper's GPT-2 medium figure",
+    "A training step's peak with lifetimes (mhsa, loss, vit, cnn, mlp, conv, video) against "
+    "MemTracker and the CPU profiler; FlashAttention's backward traffic against its paper's GPT-2 "
+    "medium figure",
 )
 def training_memory_page(page: Page) -> None:
     from complexo.analyses import loss, loss_peak, mhsa, mhsa_peak
@@ -163,6 +164,9 @@ def training_memory_page(page: Page) -> None:
         "allocate inside an op.",
         "",
     )
+    from complexo.report.topics.training_memory_blocks import blocks_section
+
+    blocks_section(page, _cpu_peak)
     _phases(page, mhsa, mhsa_peak, peak)
     _traffic(page, mhsa)
 
