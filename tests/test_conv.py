@@ -62,6 +62,10 @@ def test_standard_at_stride_1_odd_side_no_bias():
         "activation_bytes": 1176,
         # (x: B·C_in·R² + W: C_out·C_in·k² + y: B·C_out·S²)·e = (294 + 108 + 392)·4 = 3176
         "forward_moved_bytes": 3176,
+        # the step's peak, at the convolution's backward (complexo/analyses/conv_peak.py):
+        # weights and dW 2·108·4 = 864, x and dX 2·1176 = 2352, the output B·C_out·S²·e =
+        # 2·4·49·4 = 1568, out.sum() and its seed 8: 4792
+        "training_peak_bytes": 864 + 2352 + 1568 + 8,
     }
 
 
@@ -80,6 +84,9 @@ def test_standard_at_stride_2_odd_side_with_bias_fp16():
         "activation_bytes": 294,
         # (B·C_in·R² + C_out·C_in·k² + C_out + B·C_out·S²)·e = (147 + 108 + 4 + 64)·2 = 646
         "forward_moved_bytes": 646,
+        # the step's peak, at the convolution's backward: weights, dW and db 2·112·2 = 448, x
+        # and dX 2·294 = 588, the output 64·2 = 128, out.sum() and its seed 4: 1168
+        "training_peak_bytes": 448 + 588 + 128 + 4,
     }
     # the counters count the convolution, not its bias: 3520 − 3456 = 64, attributed
     fwd = cmp.sides["standard"].quantity("forward_flops")
@@ -109,6 +116,10 @@ def test_separable_at_stride_1_odd_side_no_bias():
         "activation_bytes": 2352,
         # depthwise (x 294 + W 27 + y 294) + pointwise (294 + 12 + B·C_out·S² = 392) = 1313; ·4
         "forward_moved_bytes": 5252,
+        # the step's peak, at the depthwise backward: weights 39·4 = 156, x 1176, the output
+        # 2·4·49·4 = 1568, 8, the pointwise dW 12·4 = 48 and its dX 1176 (the depthwise output
+        # freed), the depthwise dX 1176 and dW 27·4 = 108: 5416
+        "training_peak_bytes": 156 + 1176 + 1568 + 8 + 48 + 1176 + 1176 + 108,
     }
     # vision's pure formula for the block: (FLOPs, parameters)
     assert vision.depthwise_separable(2, 3, 4, 3, 7) == (forward, 39)
@@ -131,6 +142,10 @@ def test_separable_at_stride_2_odd_side_with_bias_bf16():
         "activation_bytes": 636,
         # depthwise: 243 + 27 + 3 + 75 = 348; pointwise: 75 + 12 + 4 + 100 = 191; (348 + 191)·2
         "forward_moved_bytes": 1078,
+        # the step's peak, at the depthwise backward: weights 46·2 = 92, x 243·2 = 486, the
+        # output 100·2 = 200, 4, the pointwise dW, db 16·2 = 32 and dX 75·2 = 150, the depthwise
+        # dX 486 and dW, db 30·2 = 60: 1510
+        "training_peak_bytes": 92 + 486 + 200 + 4 + 32 + 150 + 486 + 60,
     }
     backward = cmp.sides["separable"].quantity("backward_matmul_flops")
     assert backward.measured == {"fvcore": None, "torch": 3900}
@@ -259,6 +274,9 @@ def test_a_3d_convolution_over_4_frames():
         "activation_bytes": 4704,
         # (x 1176 + W 324 + y B·C_out·T'·S² = 1568)·4
         "forward_moved_bytes": 12272,
+        # the step's peak, at the convolution's backward: weights and dW 2·324·4 = 2592, x and
+        # dX 2·4704, the output 1568·4 = 6272, 8: 18280
+        "training_peak_bytes": 2592 + 2 * 4704 + 6272 + 8,
     }
     # 1/C_out + 1/k³ = 1/4 + 1/27 = 31/108, for FLOPs and weights
     assert cmp.mobilenet_ratio == 1 / C_out + 1 / k**3
@@ -419,7 +437,7 @@ def test_json_has_both_sides_the_ratio_and_every_gap_explained():
     json.dumps(doc)  # plain JSON all through
     assert doc["analysis"] == "conv" == conv.NAME == conv.ANALYSIS.name
     assert set(doc) >= {"analysis", "config", "convention", "ratio", "crossovers", "notes"}
-    assert set(doc["ratio"]) == {q.name for q in conv.QUANTITIES}
+    assert set(doc["ratio"]) == {*(q.name for q in conv.QUANTITIES), "training_peak_bytes"}
     for side in conv.SIDES:
         body = doc[side]
         assert set(body) >= {"quantities", "terms", "big_o", "crossovers"}

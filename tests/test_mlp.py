@@ -45,6 +45,10 @@ def test_gelu_mlp_without_bias_fp32():
         # fc_in: (B·n·d + d·f + B·n·f)·e = (48 + 256 + 192)·4 = 1984; fc_out the same, 1984;
         # GELU reads h and writes a: 2·B·n·f·e = 2·192·4 = 1536
         "forward_moved_bytes": 1984 + 1984 + 1536,
+        # the step's peak, at fc_out's dX (complexo/analyses/mlp_peak.py): weights 512·4 =
+        # 2048, x 48·4 = 192, h and GELU(h) 2·192·4 = 1536, the output 192, out.sum() and its
+        # seed 8, fc_out's dW 256·4 = 1024 and dX 192·4 = 768: 5768
+        "training_peak_bytes": 2048 + 192 + 1536 + 192 + 8 + 1024 + 768,
     }
 
 
@@ -68,6 +72,11 @@ def test_swiglu_with_bias_bf16():
         # gate, up: (48 + 160 + 20 + 120)·2 = 696 each; down: (120 + 160 + 8 + 48)·2 = 672;
         # SiLU: 2·120·2 = 480; product reads two, writes one: 3·120·2 = 720
         "forward_moved_bytes": 696 + 696 + 672 + 480 + 720,
+        # the step's peak, at the product's backward: weights 528·2 = 1056, x 48·2 = 96, g,
+        # SiLU(g), u 3·120·2 = 720 (the product freed by down_proj's backward), the output 96,
+        # out.sum() and its seed 4, down_proj's dW, db (160 + 8)·2 = 336, its dX and the
+        # product's two gradients 3·120·2 = 720: 3028
+        "training_peak_bytes": 1056 + 96 + 720 + 96 + 4 + 336 + 720,
     }
     # the counters count the matmuls: the element-wise terms are the gap, op by op
     fwd = cmp.sides["gated"].quantity("forward_flops")
@@ -187,7 +196,7 @@ def test_json_has_both_sides_and_every_gap_explained():
     doc = mlp.analyse(mlp.Config(seq=4, dim=32, bias=True)).to_json()
     json.dumps(doc)
     assert doc["analysis"] == "mlp" == mlp.ANALYSIS.name
-    assert set(doc["ratio"]) == {q.name for q in mlp.QUANTITIES}
+    assert set(doc["ratio"]) == {*(q.name for q in mlp.QUANTITIES), "training_peak_bytes"}
     for side in mlp.SIDES:
         for q in doc[side]["quantities"].values():
             assert all(g["reason"] != "unexplained" for g in q["gaps"]), q

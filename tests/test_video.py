@@ -232,7 +232,7 @@ def test_json_and_figure():
     doc = r.to_json()
     json.dumps(doc)
     assert doc["analysis"] == "video" == video.ANALYSIS.name
-    assert set(doc["quantities"]) == {q.name for q in video.QUANTITIES}
+    assert set(doc["quantities"]) == {*(q.name for q in video.QUANTITIES), "training_peak_bytes"}
     from complexo.plot import draw_registered
 
     _, axes = plt.subplots(1, 2)

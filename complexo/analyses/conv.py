@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
+from complexo.analyses import conv_peak
 from complexo.analyses.conv_cost import (
     IMPLS,
     MOBILENET,
@@ -128,16 +129,18 @@ class Config:
         return cost_model(side, self.bias, self.dims, self.causal, self.impl)
 
 
-def build(cfg: Config, side: str, device: str = "meta"):
+def build(cfg: Config, side: str, device: str | None = "meta"):
     """The reference block of one side in ``cfg.dtype`` and a (B, C_in, [T,] R, R) input that
-    needs its gradient, on ``device``."""
+    needs its gradient, on ``device``; None: in the current mode (a FakeTensorMode:
+    :func:`complexo.peak.in_dtype`)."""
     import torch
 
     from complexo.blocks.conv import DepthwiseSeparableConv, StandardConv, UnfoldConv
+    from complexo.peak import in_dtype
 
     dtype = torch_dtype(cfg.dtype)
     args = (cfg.cin, cfg.cout, cfg.kernel, cfg.stride, cfg.bias)
-    with torch.device(device):
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         if side == "standard" and cfg.impl == "unfold":
             module = UnfoldConv(*args)
         else:
@@ -146,7 +149,7 @@ def build(cfg: Config, side: str, device: str = "meta"):
         frames = () if cfg.frames is None else (cfg.frames,)
         shape = (cfg.batch, cfg.cin, *frames, cfg.res, cfg.res)
         x = torch.randn(*shape, dtype=dtype, requires_grad=True)
-    return module.to(dtype), x
+    return in_dtype(module, dtype, device), x
 
 
 TRAFFIC = {"Conv2d": "convolutions", "Conv3d": "convolutions", "UnfoldConv": "convolutions"}
@@ -215,6 +218,9 @@ def _side(cfg: Config, side: str) -> Result:
             "element, which no counter counts). F.linear on the transposed columns copies them "
             "once more (aten.clone) before the product; that copy is what autograd keeps."
         )
+    peak, peak_note = conv_peak.quantity(cfg, side)  # the training step's high-water mark
+    quantities.append(peak)
+    notes.append(peak_note)
     growing = (B, C_in, C_out, R, k) + ((T,) if cfg.dims == 3 else ())
     summary = summarise(model, values, growing, {}, crossovers)
     S = evaluate(out_side(), values)

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
+from complexo.analyses import mlp_peak
 from complexo.analyses.mlp_profile import PROFILING
 from complexo.analyses.mlp_proof import SYMBOLIC
 from complexo.conventions import (
@@ -206,21 +207,23 @@ QUANTITIES = (
 )
 
 
-def build(cfg: Config, side: str, device: str = "meta"):
+def build(cfg: Config, side: str, device: str | None = "meta"):
     """The reference block of one side ("gelu" or "gated") in ``cfg.dtype`` and a (B, n, d)
-    input that needs its gradient."""
+    input that needs its gradient. ``device`` None: in the current mode (a FakeTensorMode:
+    :func:`complexo.peak.in_dtype`)."""
     import torch
 
     from complexo.blocks.mlp import GatedMLP, GeluMLP
+    from complexo.peak import in_dtype
 
     dtype = torch_dtype(cfg.dtype)
-    with torch.device(device):
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         if side == "gelu":
             module = GeluMLP(cfg.dim, cfg.f, cfg.bias)
         else:
             module = GatedMLP(cfg.dim, cfg.f_g, cfg.gated, cfg.bias)
         x = torch.randn(cfg.batch, cfg.seq, cfg.dim, dtype=dtype, requires_grad=True)
-    return module.to(dtype), x
+    return in_dtype(module, dtype, device), x
 
 
 def measure(cfg: Config, side: str) -> dict:
@@ -262,7 +265,9 @@ def _side(cfg: Config, side: str) -> Result:
             else f"LLaMA's rule: ⌊2·{cfg.f}/3⌋ rounded up to a multiple of {MULTIPLE_OF}"
         )
         facts = {"widths": f"{cfg.gated}: d = {cfg.dim} → 2 × f_g = {cfg.f_g} ({how}) → d"}
-    notes = []
+    peak, peak_note = mlp_peak.quantity(cfg, side)  # the training step's high-water mark
+    quantities.append(peak)
+    notes = [peak_note]
     fv = readings.get("forward_flops", {}).get("fvcore")
     if fv is not None and fv.uncounted_ops:
         skipped = ", ".join(sorted(fv.uncounted_ops))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from complexo.analyses import video_peak
 from complexo.analyses.mhsa import QUANTITIES as MHSA_QUANTITIES
 from complexo.analyses.mhsa_cost import SOFTMAX_OUT
 from complexo.analyses.video_cost import (
@@ -137,16 +138,21 @@ QUANTITIES = (
 )
 
 
-def build(cfg: Config, device: str = "meta"):
-    """The reference block and a (B, T, S, d) input that needs its gradient, on ``device``."""
+def build(cfg: Config, device: str | None = "meta"):
+    """The reference block and a (B, T, S, d) input that needs its gradient, on ``device``;
+    None: in the current mode (a FakeTensorMode: :func:`complexo.peak.in_dtype`)."""
+    import contextlib
+
     import torch
 
     from complexo.blocks.video import BLOCKS
+    from complexo.peak import in_dtype
 
     dtype = torch_dtype(cfg.dtype)
     extra = {"window": cfg.window_sizes} if cfg.attn == "window" else {}
-    with torch.device(device):
-        block = BLOCKS[cfg.attn](cfg.dim, cfg.heads, bias=cfg.bias, **extra).to(dtype)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        block = BLOCKS[cfg.attn](cfg.dim, cfg.heads, bias=cfg.bias, **extra)
+        block = in_dtype(block, dtype, device)
         shape = (cfg.batch, cfg.frames, cfg.side**2, cfg.dim)
         x = torch.randn(*shape, dtype=dtype, requires_grad=True)
     return block, x
@@ -186,6 +192,9 @@ def _analyse(cfg: Config) -> Result:
     growing = (B, T, S, d, h) + ((w_t, w_h, w_w) if cfg.attn == "window" else ())
     summary = summarise(model, values, growing, {h: d}, found)
     notes = _notes(cfg, missing)
+    peak, peak_note = video_peak.quantity(cfg)  # the training step's high-water mark
+    quantities.append(peak)
+    notes.append(peak_note)
     return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, _facts(cfg))
 
 

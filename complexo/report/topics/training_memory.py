@@ -173,6 +173,9 @@ def training_memory_page(page: Page) -> None:
         "CPU's kernels allocate scratch inside an op, which no storage an op returns shows.",
         "",
     )
+    from complexo.report.topics.training_memory_blocks import blocks_section
+
+    blocks_section(page, _cpu_peak)
     _phases(page, mhsa, mhsa_peak, peak)
     checkpointing_section(page)
     _traffic(page, mhsa)

@@ -1,0 +1,148 @@
+"""The training-memory page's section on the newer blocks (mlp, conv, video): each one's step
+ledger (``complexo/analyses/mlp_peak.py``, ``conv_peak.py``, ``video_peak.py``) against
+MemTracker under fake tensors and, where the step is small and runs on aten's own CPU kernels,
+the CPU profiler's record of a real step."""
+
+from __future__ import annotations
+
+from complexo.render import human
+from complexo.report.page import Page, _table
+
+MIB_256 = 2**28  # real CPU steps below this only
+
+
+def _cases():
+    """(label, analysis module, ledger module, config, side or None, run on the CPU)."""
+    from complexo.analyses import conv, conv_peak, mlp, mlp_peak, video, video_peak
+
+    small_mlp = dict(batch=4, seq=256, dim=768)
+    llama = dict(batch=8, seq=2048, dim=4096, gated_hidden=11008, dtype="bf16")
+    stem = dict(cin=64, cout=128, kernel=3, res=56, batch=8)
+    vae = dict(cin=128, cout=128, kernel=3, res=256, frames=17, causal=True, dtype="bf16")
+    small_clip = dict(frames=8, res=112, patch=16, dim=192, heads=3, batch=2)
+    vivit = dict(frames=16, res=224, patch=16, dim=768, heads=12, dtype="bf16")
+    return [
+        ("mlp GELU, B=4 n=256 d=768 f=3072", mlp, mlp_peak, small_mlp, "gelu", True),
+        ("mlp SwiGLU, same (f_g=2048)", mlp, mlp_peak, small_mlp, "gated", True),
+        (
+            "mlp SwiGLU, LLaMA-7B (d=4096 f_g=11008), B=8 n=2048 bf16",
+            mlp,
+            mlp_peak,
+            llama,
+            "gated",
+            False,
+        ),
+        ("conv standard 3×3, 64→128 at 56², B=8", conv, conv_peak, stem, "standard", False),
+        ("conv separable, same", conv, conv_peak, stem, "separable", False),
+        (
+            "conv standard as unfold + matmul, same",
+            conv,
+            conv_peak,
+            {**stem, "impl": "unfold"},
+            "standard",
+            True,
+        ),
+        (
+            "conv causal 3D, 128→128, 17×256², bf16 (a video VAE's)",
+            conv,
+            conv_peak,
+            vae,
+            "standard",
+            False,
+        ),
+        (
+            "video joint, T=8 S=49 d=192 h=3, B=2",
+            video,
+            video_peak,
+            {**small_clip, "attn": "joint"},
+            None,
+            True,
+        ),
+        (
+            "video factorized, same",
+            video,
+            video_peak,
+            {**small_clip, "attn": "factorized"},
+            None,
+            True,
+        ),
+        (
+            "video window 8×7×7, same",
+            video,
+            video_peak,
+            {**small_clip, "attn": "window"},
+            None,
+            True,
+        ),
+        (
+            "video joint, ViViT-B 16×224² (3,136 tokens), bf16",
+            video,
+            video_peak,
+            {**vivit, "attn": "joint"},
+            None,
+            False,
+        ),
+        ("video factorized, same", video, video_peak, {**vivit, "attn": "factorized"}, None, False),
+    ]
+
+
+def blocks_section(page: Page, cpu_peak) -> None:
+    """The table and its named gaps; ``cpu_peak(build, cfg)``: the CPU profiler's peak on one
+    thread."""
+    from complexo.peak import peak
+
+    rows = []
+    for label, analysis, ledgers, values, side, cpu_ok in _cases():
+        cfg = analysis.Config(**values)
+        args = () if side is None else (side,)
+        best = peak(ledgers.ledger(cfg, *args).moments, cfg.values)
+        summed = ledgers.all_live(cfg, *args)
+        tracked = ledgers.tracked(cfg, *args).bytes
+        cpu = None
+        if cpu_ok and best.bytes < MIB_256:
+
+            def build(c, analysis=analysis, args=args):
+                module, x = analysis.build(c, *args, device="cpu")
+                return module, (x,)
+
+            cpu = cpu_peak(build, cfg)
+        rows.append(
+            [
+                label,
+                f"{human(summed, 'byte')} ({summed / best.bytes - 1:+.0%})",
+                f"**{human(best.bytes, 'byte')}**",
+                f"{best.phase}: {best.what}",
+                f"{human(tracked, 'byte')} ({tracked - best.bytes:+,} B)",
+                "—" if cpu is None else f"{human(cpu, 'byte')} ({cpu - best.bytes:+,} B)",
+            ]
+        )
+    page.add(
+        "## The newer blocks: MLPs, convolutions, video attention",
+        "",
+        "The same columns for `complexo mlp`, `conv` and `video`, each side's ledger written "
+        "from its reference module. A gated MLP's backward holds six (B, n, f_g) tensors at the "
+        "product's backward (the gate's input, act(g), u, and down_proj's dX, the product's two "
+        "gradients); the unfolded convolution keeps im2col's columns from the forward to the "
+        "product's backward, two copies at once in the forward for B > 1 (F.linear copies the "
+        "transposed columns), and a third matrix of their size, dcols, in the backward; a causal "
+        "3D convolution holds its padded copy and that copy's gradient at once; factorized video "
+        "attention peaks in its forward where its score matrices are small beside the two "
+        "layers' saved tensors.",
+        "",
+        _table(
+            ["step", "all-live sum", "ledger's peak", "where", "MemTracker", "CPU profiler"],
+            rows,
+        ),
+        "MemTracker agrees to the byte. The CPU's gaps, each named: the GELU MLP's "
+        "fc_out backward multiplies the loss's seed expanded to (B, n, d), a stride-0 view the "
+        "CPU's mm copies contiguous (B·n·d·e more while it runs), which fake tensors never "
+        "copy; the unfolded convolution's col2im on the CPU makes its output as large as the "
+        "columns and resizes it down to x's shape (x.grad keeps that storage) and copies the "
+        "transposed dcols contiguous, one column matrix above the ledger's dcols moment "
+        "(and its F.linear adds the bias in place, where FakeTensor, a tensor subclass, "
+        "takes the out-of-place add); each video attention layer saves the Python scalar "
+        "1/√(d/h) as an 8-byte fp64 tensor. Direct convolutions are not run here: oneDNN's "
+        "reorders of the output's gradient and the input for dW depend on the CPU's "
+        "instruction set (`tests/test_peak_blocks.py` bounds them).",
+        "",
+    )
