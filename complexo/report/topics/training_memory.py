@@ -48,6 +48,19 @@ def _cpu_peak(module_of, cfg, **step):
         torch.set_num_threads(threads)
 
 
+def peak_row(label: str, summed: int, best, tracked: int, cpu: int | None) -> list[str]:
+    """One row of the page's table: the all-live sum, the ledger's peak and where, MemTracker
+    and the CPU profiler (— where it was not run), each against the ledger."""
+    return [
+        label,
+        f"{human(summed, 'byte')} ({summed / best.bytes - 1:+.0%})",
+        f"**{human(best.bytes, 'byte')}**",
+        f"{best.phase}: {best.what}",
+        f"{human(tracked, 'byte')} ({tracked - best.bytes:+,} B)",
+        "—" if cpu is None else f"{human(cpu, 'byte')} ({cpu - best.bytes:+,} B)",
+    ]
+
+
 @register_topic(
     "training-memory",
     "Training memory as it really peaks: lifetimes, phase by phase",
@@ -136,16 +149,7 @@ def training_memory_page(page: Page) -> None:
         # on the CPU's instruction set, and the page must read the same on every machine
         small = best.bytes < 2**28 and analysis in (mhsa, loss)
         cpu = _cpu_peak(builders[analysis], cfg) if small else None
-        rows.append(
-            [
-                label,
-                f"{human(summed, 'byte')} ({summed / best.bytes - 1:+.0%})",
-                f"**{human(best.bytes, 'byte')}**",
-                f"{best.phase}: {best.what}",
-                f"{human(tracked, 'byte')} ({tracked - best.bytes:+,} B)",
-                "—" if cpu is None else f"{human(cpu, 'byte')} ({cpu - best.bytes:+,} B)",
-            ]
-        )
+        rows.append(peak_row(label, summed, best, tracked, cpu))
     rows += _lora_rows(peak)
     page.add(
         _table(
@@ -217,16 +221,7 @@ def _lora_rows(peak) -> list[list[str]]:
                 optimizer=cfg.optimizer,
                 master_fp32=cfg.master_fp32,
             )
-        rows.append(
-            [
-                label,
-                f"{human(summed, 'byte')} ({summed / best.bytes - 1:+.0%})",
-                f"**{human(best.bytes, 'byte')}**",
-                f"{best.phase}: {best.what}",
-                f"{human(tracked, 'byte')} ({tracked - best.bytes:+,} B)",
-                "—" if cpu is None else f"{human(cpu, 'byte')} ({cpu - best.bytes:+,} B)",
-            ]
-        )
+        rows.append(peak_row(label, summed, best, tracked, cpu))
     return rows
 
 

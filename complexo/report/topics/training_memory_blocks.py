@@ -5,7 +5,6 @@ the CPU profiler's record of a real step."""
 
 from __future__ import annotations
 
-from complexo.render import human
 from complexo.report.page import Page, _table
 
 MIB_256 = 2**28  # real CPU steps below this only
@@ -90,6 +89,7 @@ def blocks_section(page: Page, cpu_peak) -> None:
     """The table and its named gaps; ``cpu_peak(build, cfg)``: the CPU profiler's peak on one
     thread."""
     from complexo.peak import peak
+    from complexo.report.topics.training_memory import peak_row
 
     rows = []
     for label, analysis, ledgers, values, side, cpu_ok in _cases():
@@ -106,16 +106,7 @@ def blocks_section(page: Page, cpu_peak) -> None:
                 return module, (x,)
 
             cpu = cpu_peak(build, cfg)
-        rows.append(
-            [
-                label,
-                f"{human(summed, 'byte')} ({summed / best.bytes - 1:+.0%})",
-                f"**{human(best.bytes, 'byte')}**",
-                f"{best.phase}: {best.what}",
-                f"{human(tracked, 'byte')} ({tracked - best.bytes:+,} B)",
-                "—" if cpu is None else f"{human(cpu, 'byte')} ({cpu - best.bytes:+,} B)",
-            ]
-        )
+        rows.append(peak_row(label, summed, best, tracked, cpu))
     page.add(
         "## The newer blocks: MLPs, convolutions, video attention",
         "",
