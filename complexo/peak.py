@@ -234,6 +234,17 @@ def _masters(trained, optimizer: str, lr: float):
     return masters, opt, cast_up, copy_down
 
 
+def tracked_build(build: Callable[..., tuple], *args, optimizer: str = "sgd") -> Tracked:
+    """:func:`tracked_step` of the module and single input an analysis's
+    ``build(*args, device=None)`` makes in the current (fake) mode."""
+
+    def make():
+        module, x = build(*args, device=None)
+        return module, (x,)
+
+    return tracked_step(make, optimizer)
+
+
 def tracked_step(
     build: Callable[[], tuple],
     optimizer: str = "sgd",

@@ -137,15 +137,11 @@ def _unfold(book: Ledger, cfg, X, Y) -> None:
 
 def tracked(cfg, side: str, optimizer: str = "sgd"):
     """The same step measured by MemTracker under FakeTensorMode
-    (:func:`complexo.peak.tracked_step`)."""
+    (:func:`complexo.peak.tracked_build`)."""
     from complexo.analyses.conv import build
-    from complexo.peak import tracked_step
+    from complexo.peak import tracked_build
 
-    def make():
-        module, x = build(cfg, side, device=None)
-        return module, (x,)
-
-    return tracked_step(make, optimizer)
+    return tracked_build(build, cfg, side, optimizer=optimizer)
 
 
 def all_live(cfg, side: str) -> int:

@@ -91,15 +91,11 @@ def ledger(cfg, side: str) -> Ledger:
 
 def tracked(cfg, side: str, optimizer: str = "sgd"):
     """The same step measured by MemTracker under FakeTensorMode
-    (:func:`complexo.peak.tracked_step`)."""
+    (:func:`complexo.peak.tracked_build`)."""
     from complexo.analyses.mlp import build
-    from complexo.peak import tracked_step
+    from complexo.peak import tracked_build
 
-    def make():
-        module, x = build(cfg, side, device=None)
-        return module, (x,)
-
-    return tracked_step(make, optimizer)
+    return tracked_build(build, cfg, side, optimizer=optimizer)
 
 
 def all_live(cfg, side: str) -> int:

@@ -301,15 +301,11 @@ def _window(cfg, weights) -> Ledger:
 
 def tracked(cfg, optimizer: str = "sgd"):
     """The same step measured by MemTracker under FakeTensorMode
-    (:func:`complexo.peak.tracked_step`)."""
+    (:func:`complexo.peak.tracked_build`)."""
     from complexo.analyses.video import build
-    from complexo.peak import tracked_step
+    from complexo.peak import tracked_build
 
-    def make():
-        block, x = build(cfg, device=None)
-        return block, (x,)
-
-    return tracked_step(make, optimizer)
+    return tracked_build(build, cfg, optimizer=optimizer)
 
 
 def all_live(cfg) -> int:
