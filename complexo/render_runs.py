@@ -161,6 +161,8 @@ def render_profile(prof) -> Group:
             )
         ),
     ]
+    if getattr(prof, "runs", None):
+        lines.append(Text(f"runs: {runs_text(prof.runs)}", style="dim"))
     if prof.ceilings:
         c = prof.ceilings
         lines.append(
@@ -182,6 +184,19 @@ def render_profile(prof) -> Group:
     for name, seconds in prof.kernels:
         kernels.add_row(name, duration(seconds))
     return Group(head, table, *([kernels] if prof.kernels else []), *lines)
+
+
+def runs_text(runs: dict) -> str:
+    """How often the step ran, and for what: 2 warm-up (the last one the memory pass), 10
+    timed, 1 profiled."""
+    memory = runs.get("memory_pass")
+    warm = f"{runs['warmup']} warm-up" + (
+        " (the last one the memory pass)" if memory == "the last warm-up" else ""
+    )
+    parts = [warm, f"{runs['timed']} timed", f"{runs['profiled']} profiled"]
+    if memory == "after the timed runs":
+        parts.append("1 memory pass")
+    return ", ".join(parts)
 
 
 def machine(prof) -> str:

@@ -638,3 +638,62 @@ def test_a_two_sided_ratio_is_flagged_when_a_side_is_noisy():
         with shown.capture() as out:
             shown.print(render_profile(both))
         assert ("(NOISY: lora's runs spread widely" in out.get()) == flagged
+
+
+@pytest.mark.parametrize("noisy", [False, True])
+def test_a_profile_runs_the_step_no_more_often_than_it_says(noisy, monkeypatch):
+    """Warm-up, timed and profiled runs, and nothing else: the CPU's memory pass is the last
+    warm-up. A training step with SGD (mhsa's), warmup 2, repeat 3: 2 + 3 = 5 runs, then one
+    profiled iteration when the timed runs were steady, three (the median read) when not."""
+    import dataclasses
+
+    from complexo.analyses.mhsa import ANALYSIS
+    from complexo.profile import step as step_module
+    from complexo.profile.step import profile_side
+
+    calls = []
+
+    def setup(cfg, mode, side, device):
+        made = ANALYSIS.profiling.setup(cfg, mode, side, device)
+
+        def counted():
+            calls.append(1)
+            return made.step()
+
+        counted.optimizer = getattr(made.step, "optimizer", None)  # what the memory pass reads
+        return dataclasses.replace(made, step=counted)
+
+    # whether the timed runs spread (a busy machine) is the test's to say, not this machine's
+    monkeypatch.setattr(step_module, "spread_warning", lambda *_: "NOISY" if noisy else None)
+    counting = dataclasses.replace(
+        ANALYSIS, profiling=dataclasses.replace(ANALYSIS.profiling, setup=setup)
+    )
+    prof = profile_side(counting, SMALL, device="cpu", mode="train", warmup=2, repeat=3)
+    profiled = 3 if noisy else 1
+    assert prof.runs == {
+        "warmup": 2,
+        "timed": 3,
+        "profiled": profiled,
+        "memory_pass": "the last warm-up",
+    }
+    assert len(calls) == 2 + 3 + profiled
+    from complexo.render_runs import runs_text
+
+    said = f"2 warm-up (the last one the memory pass), 3 timed, {profiled} profiled"
+    assert runs_text(prof.runs) == said
+    assert prof.memory_peak is not None
+
+
+def test_the_memory_pass_reads_the_same_peak_as_a_warm_up_or_after_the_timed_runs():
+    """With one warm-up the memory pass must follow the timed runs (AdamW's state is made by
+    the first step); with two it replaces the second. Both read the same bytes: the pass moved,
+    the measurement did not."""
+    from complexo.analyses import lora
+
+    cfg = lora.Config(arch="gpt2", layers=1, dim=32, heads=2, vocab=64, ctx=16, seq=8)
+    late, early = (
+        profile_lora(cfg, device="cpu", warmup=w, repeat=1).sides["lora"] for w in (1, 2)
+    )
+    assert late.runs["memory_pass"] == "after the timed runs"
+    assert early.runs["memory_pass"] == "the last warm-up"
+    assert early.memory_peak == late.memory_peak

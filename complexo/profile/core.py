@@ -172,6 +172,9 @@ class Profile:
     outside: dict | None = None  # the profiled time no term accounts for, and where it went
     threads: int | None = None  # torch's intra-op threads during the runs
     load: float | None = None  # the machine's one-minute load average as the runs began
+    # how many runs of each kind were made: warm-up, timed, profiled, and where the CPU's
+    # memory pass ran ("the last warm-up", or "after the timed runs")
+    runs: dict | None = None
 
     @property
     def median(self) -> float:
@@ -214,10 +217,11 @@ class Timing:
     reserved: int | None
 
 
-def timed(step, device: str, warmup: int, repeat: int, *, graph: bool = False) -> Timing:
+def timed(step, device: str, warmup: int, repeat: int, *, graph: bool = False, last=None) -> Timing:
     """Time ``step`` ``repeat`` times after ``warmup`` untimed calls. ``graph``: capture one
     call in a CUDA graph and time its replays instead, which takes the CPU's kernel launches
-    out of the measurement (what small shapes are dominated by)."""
+    out of the measurement (what small shapes are dominated by). ``last``: a call that runs
+    the step in place of the last warm-up (a measuring pass: it costs no run of its own)."""
     import torch
 
     clock = timer(device)
@@ -235,8 +239,8 @@ def timed(step, device: str, warmup: int, repeat: int, *, graph: bool = False) -
             step()
         step, warmup = captured.replay, 1
     with progress.task("warming up", total=warmup) as advance:
-        for _ in range(warmup):
-            step()
+        for i in range(warmup):
+            (last if last is not None and i == warmup - 1 else step)()
             advance()
     if device == "cuda":
         torch.cuda.synchronize()

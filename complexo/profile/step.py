@@ -23,6 +23,7 @@ from complexo.profile.core import (
 )
 from complexo.profile.machine import load, spread_warning
 from complexo.profile.trace import (
+    PROFILED_RUNS,
     _check_runs,
     _common_notes,
     _floor,
@@ -31,6 +32,7 @@ from complexo.profile.trace import (
     _peak_memory,
     _profiled,
     _total_floor,
+    cpu_step_peak,
 )
 
 
@@ -131,8 +133,19 @@ def profile_side(
     step = ranged(first, setup.step) if first else setup.step
     beside = {name: ranged(name, run) for name, run in setup.beside.items()}
     busy = load()  # before the runs, which would count themselves
-    timing = timed(step, device, warmup, repeat, graph=cuda_graph)
+    # The CPU's memory pass is a run of the step: it takes the last warm-up's place when one
+    # warm-up came before it (a training step's optimizer state exists only after a step).
+    peak: list[int] = []
+    early = device == "cpu" and warmup >= 2 and not cuda_graph
+
+    def memory_pass():
+        peak.append(cpu_step_peak(setup.step, setup.given))
+
+    last = memory_pass if early else None
+    timing = timed(step, device, warmup, repeat, graph=cuda_graph, last=last)
     runs = {name: timed(run, device, warmup, repeat) for name, run in beside.items()}
+    if device == "cpu" and not early:
+        memory_pass()
     roof = ceilings(device, root)
 
     def iteration():
@@ -140,14 +153,24 @@ def profile_side(
         for run in beside.values():
             run()
 
+    # Several profiled iterations (the median one read) guard against a hiccup on a busy
+    # machine; where the timed runs were steady, one says the same.
+    steady = spread_warning(timing.times, None, None) is None
+    profiled_runs = 1 if steady else PROFILED_RUNS
     with setup.ranges() if setup.ranges else contextlib.nullcontext():
-        profiled = _profiled(iteration, device, side_path(trace, side))
+        profiled = _profiled(iteration, device, side_path(trace, side), profiled_runs)
     prof = _record(analysis.name, cfg, mode, device, timing, flops, predicted, roof)
     if side:
         prof.config["side"] = side
     prof.dtype = setup.dtype or prof.dtype
     prof.kernels = profiled.top
-    _peak_memory(prof, setup.step, setup.given)
+    _peak_memory(prof, setup.step, peak[0] if peak else None)
+    prof.runs = {
+        "warmup": warmup,
+        "timed": repeat,
+        "profiled": profiled_runs,
+        "memory_pass": ("the last warm-up" if early else "after the timed runs") if peak else None,
+    }
     _graph_note(prof, cuda_graph)
     prof.by_term = row_table(rows, model, values, profiled, roof, prof.dtype)
     if beside:  # each timed on its own: its median, and its range in the profiled iteration

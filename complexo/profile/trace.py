@@ -234,17 +234,33 @@ def _check_runs(warmup: int, repeat: int, mode: str = "forward", cuda_graph: boo
         raise ComplexoError("--cuda-graph times forward passes: use it with --mode forward")
 
 
-def _peak_memory(prof: Profile, step, given) -> None:
-    """On a CPU, a step's peak bytes: the storages it was given (weights, buffers, inputs; for
-    a training step, from :func:`_phased_step`, its optimizer's parameters and state, without
-    gradients) and the most it allocated beyond them (:func:`measure.cpu_peak_bytes`). On any
-    device, a training step's note on how its peak departs from the formula's sum."""
+def cpu_step_peak(step, given) -> int:
+    """A step's peak bytes on a CPU: the storages it was given (weights, buffers, inputs; for a
+    training step, from :func:`_phased_step`, its optimizer's parameters and state, without
+    gradients) and the most it allocated beyond them (:func:`measure.cpu_peak_bytes`). A
+    training step must have run once before: its optimizer state persists from earlier steps."""
     import torch
 
     from complexo.measure import cpu_peak_bytes, storage_bytes
 
     opt = getattr(step, "optimizer", None)
-    if opt is not None:
+    if opt is None:
+        return storage_bytes(given) + cpu_peak_bytes(step)
+    opt.zero_grad(set_to_none=True)  # the step allocates its gradients
+    given = [*given, *(p for group in opt.param_groups for p in group["params"])]
+    given += [t for state in opt.state.values() for t in state.values() if torch.is_tensor(t)]
+    # saved tensors are freed inside autograd's nodes, which the per-op sums of cpu_peak_bytes
+    # count at the node's start (before its own allocations): the raw record
+    from complexo.peak import cpu_live_peak
+
+    return storage_bytes(given) + cpu_live_peak(step)
+
+
+def _peak_memory(prof: Profile, step, peak: int | None) -> None:
+    """A step's peak bytes on a CPU (:func:`cpu_step_peak`, measured by the caller) into
+    ``prof``, and on any device a training step's note on how its peak departs from the
+    formula's sum."""
+    if getattr(step, "optimizer", None) is not None:
         prof.notes.append(
             "training memory: the backward frees activations as it allocates gradients, which "
             "keeps the peak below the sum of weights, gradients, optimizer state and every saved "
@@ -252,20 +268,9 @@ def _peak_memory(prof: Profile, step, given) -> None:
             "the logits' gradient), which push it above; a prediction from a ledger of lifetimes "
             "(complexo.peak) follows both, a sum of those four does not"
         )
-    if prof.device != "cpu":
+    if prof.device != "cpu" or peak is None:
         return
-    if opt is not None:  # the step allocates its gradients; state persists from earlier steps
-        opt.zero_grad(set_to_none=True)
-        given = [*given, *(p for group in opt.param_groups for p in group["params"])]
-        given += [t for state in opt.state.values() for t in state.values() if torch.is_tensor(t)]
-    # a training step: saved tensors are freed inside autograd's nodes, which the per-op sums
-    # of cpu_peak_bytes count at the node's start (before its own allocations): the raw record
-    if opt is not None:
-        from complexo.peak import cpu_live_peak
-
-        prof.memory_peak = storage_bytes(given) + cpu_live_peak(step)
-    else:
-        prof.memory_peak = storage_bytes(given) + cpu_peak_bytes(step)
+    prof.memory_peak = peak
     prof.notes.append(
         "peak memory on CPU: the tensors given to the block and the most it allocated beyond "
         "them, from the profiler's record of every allocation and free (scratch space that an "
