@@ -94,7 +94,6 @@ def test_gpt2_at_its_real_size(side, precision, optimizer):
         assert best.phase == ("optimizer" if side == "full" else "backward")
 
 
-@pytest.mark.slow  # MemTracker over 96 layers of GPT-3's width: about 7 s
 def test_gpt3_175b_lora_under_fake_tensors_and_its_ledger_in_well_under_a_second():
     cfg = Config(model="gpt3-175b")
     start = time.perf_counter()
@@ -150,3 +149,24 @@ def test_lora_shows_each_sides_peak_with_memtrackers_reading():
     assert any(x.startswith("lora: training step's peak:") for x in cmp.notes)
     llama = analyse(Config(arch="llama", layers=1, dim=8, heads=2, vocab=11, ctx=8, mlp=12))
     assert lora_peak.UNCOVERED in llama.notes
+
+
+@pytest.mark.parametrize(
+    ("side", "precision", "optimizer"),
+    [("full", "bf16-mixed", "adamw"), ("lora", "bf16-mixed", "adamw"), ("full", "fp32", "sgd")],
+)
+def test_a_deep_models_memtracker_read_off_two_and_three_layers_is_every_layers(
+    side, precision, optimizer
+):
+    """MemTracker at full depth (12 layers of GPT-2-style width 64) against the same step read
+    off its 2- and 3-layer copies, phase by phase (peak.deeper): the same bytes, phase and
+    per-phase peaks, and the same peak by kind. The ledger is not consulted."""
+    from dataclasses import replace
+
+    cfg = Config(**{**TINY, "layers": 12, "dim": 64}, precision=precision, optimizer=optimizer)
+    read = lora_peak.tracked(cfg, side)
+    every = lora_peak.tracked(replace(cfg, full_depth=True), side)
+    assert read.depth == (2, 3) and every.depth == ()
+    assert (read.bytes, read.phase) == (every.bytes, every.phase)
+    assert read.phase_peaks() == every.phase_peaks()
+    assert read.by_kind == every.by_kind

@@ -395,13 +395,22 @@ def _cast_up(book: Book, head, layer, tail, trained) -> None:
 
 def tracked(cfg, side: str):
     """The same step measured by MemTracker under FakeTensorMode
-    (:func:`complexo.peak.tracked_step`), mixed precision as ``lora``'s profile runs it."""
-    from complexo.analyses.lora_measure import build
-    from complexo.peak import tracked_step
+    (:func:`complexo.peak.tracked_step`), mixed precision as ``lora``'s profile runs it. A
+    model deeper than three layers is tracked, as it is counted, on its 2- and 3-layer copies
+    (:func:`complexo.peak.deeper`); ``--full-depth`` tracks every layer."""
+    from dataclasses import replace
 
-    return tracked_step(
-        lambda: build(cfg, side, device=None), cfg.optimizer, master_fp32=cfg.master_fp32
-    )
+    from complexo.analyses.lora_measure import build, extrapolated
+    from complexo.peak import deeper, tracked_step
+
+    def run(c):
+        return tracked_step(
+            lambda: build(c, side, device=None), c.optimizer, master_fp32=c.master_fp32
+        )
+
+    if not extrapolated(cfg):
+        return run(cfg)
+    return deeper(run(replace(cfg, layers=2)), run(replace(cfg, layers=3)), cfg.layers)
 
 
 def all_live(cfg, side: str) -> int:

@@ -32,7 +32,7 @@ from complexo.profile.trace import (
     _peak_memory,
     _profiled,
     _total_floor,
-    cpu_step_peak,
+    memory_pass_peak,
 )
 
 
@@ -139,7 +139,7 @@ def profile_side(
     early = device == "cpu" and warmup >= 2 and not cuda_graph
 
     def memory_pass():
-        peak.append(cpu_step_peak(setup.step, setup.given))
+        peak.append(memory_pass_peak(setup.step, setup.given))
 
     last = memory_pass if early else None
     timing = timed(step, device, warmup, repeat, graph=cuda_graph, last=last)

@@ -234,7 +234,7 @@ def _check_runs(warmup: int, repeat: int, mode: str = "forward", cuda_graph: boo
         raise ComplexoError("--cuda-graph times forward passes: use it with --mode forward")
 
 
-def cpu_step_peak(step, given) -> int:
+def memory_pass_peak(step, given) -> int:
     """A step's peak bytes on a CPU: the storages it was given (weights, buffers, inputs; for a
     training step, from :func:`_phased_step`, its optimizer's parameters and state, without
     gradients) and the most it allocated beyond them (:func:`measure.cpu_peak_bytes`). A
@@ -257,7 +257,7 @@ def cpu_step_peak(step, given) -> int:
 
 
 def _peak_memory(prof: Profile, step, peak: int | None) -> None:
-    """A step's peak bytes on a CPU (:func:`cpu_step_peak`, measured by the caller) into
+    """A step's peak bytes on a CPU (:func:`memory_pass_peak`, measured by the caller) into
     ``prof``, and on any device a training step's note on how its peak departs from the
     formula's sum."""
     if getattr(step, "optimizer", None) is not None:
