@@ -300,3 +300,21 @@ def test_positions_in_the_training_peak(pos, extra):
     assert formula == measured
     assert plain_formula == plain_tracked
     assert formula - plain_formula == extra
+
+
+@pytest.mark.parametrize(
+    ("model", "dtype", "checkpoint"),
+    [("vit-ti16", "fp32", "none"), ("vit-s32", "bf16", "full"), ("vit-ti16", "fp32", "selective")],
+)
+def test_a_vits_memtracker_read_off_two_and_three_blocks_is_every_blocks(model, dtype, checkpoint):
+    """MemTracker over all twelve blocks against the same step read off the 2- and 3-block
+    copies, phase by phase (peak.deeper): the same bytes, phase, per-phase and per-kind peaks,
+    in each checkpointing mode. The ledger is not consulted."""
+    from complexo.analyses import vit, vit_peak
+
+    cfg = vit.Config(model=model, res=64, batch=2, dtype=dtype, checkpoint=checkpoint)
+    read, every = vit_peak.tracked(cfg), vit_peak.tracked(cfg, full_depth=True)
+    assert read.depth == (2, 3) and every.depth == ()
+    assert (read.bytes, read.phase) == (every.bytes, every.phase)
+    assert read.phase_peaks() == every.phase_peaks()
+    assert read.by_kind == every.by_kind

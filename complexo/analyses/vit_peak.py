@@ -187,19 +187,32 @@ def _block_backward(book: Ledger, i: int, X, Fh, lse, mode: str) -> None:
     book.live["grad"] = book.live.pop("grad2")
 
 
-def tracked(cfg, optimizer: str = "sgd"):
-    """The same step measured by MemTracker under FakeTensorMode."""
-    from complexo.peak import tracked_step
+def tracked(cfg, optimizer: str = "sgd", *, full_depth: bool = False):
+    """The same step measured by MemTracker under FakeTensorMode; a ViT deeper than three
+    blocks on its 2- and 3-block copies, phase by phase (:func:`complexo.peak.deeper`: its
+    blocks are identical), unless ``full_depth``."""
+    from complexo.analyses.vit import PRESETS
+    from complexo.peak import deeper, tracked_step
 
-    return tracked_step(lambda: _build(cfg), optimizer)
+    layers = PRESETS[cfg.model].layers
+    if full_depth or layers <= 3:
+        return tracked_step(lambda: _build(cfg), optimizer)
+    two, three = (tracked_step(lambda k=k: _build(cfg, k), optimizer) for k in (2, 3))
+    return deeper(two, three, layers)
 
 
-def _build(cfg):
-    """The model and its image batch as ``vit.build`` makes them, in the current (fake)
-    mode."""
-    from complexo.analyses.vit import build
+def _build(cfg, layers: int | None = None):
+    """The model (with ``layers`` blocks, if given) and its image batch as ``vit.build`` makes
+    them, in the current (fake) mode."""
+    from dataclasses import replace
 
-    module, x = build(cfg, device=None)
+    from complexo.analyses.vision import build_image
+    from complexo.analyses.vit import PRESETS
+    from complexo.blocks.vit import ViT
+
+    arch = PRESETS[cfg.model]
+    arch = arch if layers is None else replace(arch, layers=layers)
+    module, x = build_image(lambda: ViT(arch, cfg.res, cfg.checkpoint), cfg, arch.channels, None)
     return module, (x,)
 
 
