@@ -44,6 +44,9 @@ def test_layernorm_over_tokens_fp32():
         "reference_saved_bytes": 408,
         # (x + y: 2·N + γ, β: 2·d)·e = (96 + 16)·4
         "forward_moved_bytes": 448,
+        # at the backward's one op: given x 192 + γ, β 64; y 192, μ and 1/σ 2·6·4 = 48, out.sum()
+        # and its seed 8; dx 192, dγ, dβ 64
+        "training_peak_bytes": 192 + 64 + 192 + 48 + 8 + 192 + 64,
     }
     fwd = r.quantity("forward_flops")
     # fvcore: 5 MACs = 10 FLOPs per element: 10·48 = 480, 120 more than the formula
@@ -75,6 +78,10 @@ def test_rmsnorm_over_tokens_bf16_keeps_fp32_copies():
         "reference_saved_bytes": 204,
         # (2·48 + 8)·2
         "forward_moved_bytes": 208,
+        # at x²'s backward: given x 96 + γ 16; kept fp32 x 192, y 96, out.sum() and seed 4, dγ
+        # 16 (1/rms freed by rsqrt's backward); fp32 dx̂·(1/rms) 192, d(x²) 192, and x¹, 2·x¹,
+        # d(x²)·2·x: 3·192
+        "training_peak_bytes": 96 + 16 + 192 + 96 + 4 + 16 + 192 + 192 + 3 * 192,
     }
     assert r.quantity("forward_flops").measured == {"fvcore": 0, "torch": 0}
 
@@ -96,6 +103,9 @@ def test_batchnorm_training_without_affine():
         "reference_saved_bytes": 816,
         # (x + y: 400 + μ̂, σ̂²: 8)·4
         "forward_moved_bytes": 1632,
+        # at the backward's op: given x 800 + buffers 40; y 800, μ and 1/σ 2·4·4 = 32, out.sum()
+        # and its seed 8; dx 800
+        "training_peak_bytes": 800 + 40 + 800 + 32 + 8 + 800,
     }
     # fvcore: 4 MACs = 8 FLOPs per element without γ: 8·200
     assert r.quantity("forward_flops").measured["fvcore"] == 1600

@@ -42,9 +42,22 @@ def test_an_image_by_hand():
         "params": 245,  # 48·5 + 5
         "activation_bytes": 1536,  # one copy of the pixels: 2·3·64·4
     }
-    assert values(cmp, "conv") == {**common, "forward_moved_bytes": 2676, "copy_bytes": 0}
+    # the step's peak, at dW and db: given W, b 245·4 = 980 and x 1536; y B·N·d·e = 160,
+    # out.sum() and its seed 8; dW, db 980; linear also holds its copy, 1536, until then
+    conv_peak = 980 + 1536 + 160 + 8 + 980
+    assert values(cmp, "conv") == {
+        **common,
+        "forward_moved_bytes": 2676,
+        "copy_bytes": 0,
+        "training_peak_bytes": conv_peak,
+    }
     # linear also writes the copy and reads it back: 2676 + 2·1536 = 5748
-    assert values(cmp, "linear") == {**common, "forward_moved_bytes": 5748, "copy_bytes": 1536}
+    assert values(cmp, "linear") == {
+        **common,
+        "forward_moved_bytes": 5748,
+        "copy_bytes": 1536,
+        "training_peak_bytes": conv_peak + 1536,
+    }
     for side in patch.SIDES:
         assert_exact(cmp.sides[side], (*NAMES, "forward_moved_bytes", "copy_bytes"))
         fwd = cmp.sides[side].quantity("forward_matmul_flops")
@@ -66,8 +79,20 @@ def test_a_clip_with_tubelets_by_hand_fp16():
         "params": 148,
         "activation_bytes": 576,
     }
-    assert values(cmp, "conv") == {**common, "forward_moved_bytes": 936, "copy_bytes": 0}
-    assert values(cmp, "linear") == {**common, "forward_moved_bytes": 2088, "copy_bytes": 576}
+    # peak: W, b 148·2 = 296, x 576, y 32·2 = 64, out.sum() and seed 4, dW, db 296 (+ the copy)
+    conv_peak = 296 + 576 + 64 + 4 + 296
+    assert values(cmp, "conv") == {
+        **common,
+        "forward_moved_bytes": 936,
+        "copy_bytes": 0,
+        "training_peak_bytes": conv_peak,
+    }
+    assert values(cmp, "linear") == {
+        **common,
+        "forward_moved_bytes": 2088,
+        "copy_bytes": 576,
+        "training_peak_bytes": conv_peak + 576,
+    }
     for side in patch.SIDES:
         assert_exact(cmp.sides[side], (*NAMES, "forward_moved_bytes", "copy_bytes"))
         # fvcore counts the Conv3d on meta by its own formula, as its CPU trace does

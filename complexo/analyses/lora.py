@@ -252,10 +252,9 @@ def _side(cfg: Config, side: str) -> Result:
     growing = (B, n, d_in, d_out, r) if cfg.single_layer else (B, n, d, L, V, f, r)
     summary = summarise(model, values, growing, {r: d_in if cfg.single_layer else d}, crossovers)
     notes = []
-    if lora_peak.covers(cfg):  # the training step's high-water mark, with lifetimes
-        peak, note = lora_peak.quantity(cfg, side)
-        quantities.append(peak)
-        notes.append(f"{side}: {note}")
+    peak, note = lora_peak.quantity(cfg, side)  # the step's high-water mark, with lifetimes
+    quantities.append(peak)
+    notes.append(f"{side}: {note}")
     return Result(NAME, _config(cfg), values, model, quantities, summary, notes)
 
 
@@ -269,7 +268,7 @@ def analyse(cfg: Config) -> Comparison:
     full, lora = sides["full"], sides["lora"]
     values = cfg.values
     notes = [_speed_note(full, lora), *_notes(cfg, full), *model_flops.notes(cfg, full)]
-    notes += [*full.notes, *lora.notes] or [lora_peak.UNCOVERED]
+    notes += [*full.notes, *lora.notes]
     return Comparison(
         NAME,
         _config(cfg),

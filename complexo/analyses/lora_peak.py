@@ -2,7 +2,9 @@
 ledgers written by reading ``blocks/lora.py``, ``blocks/transformer.py`` and autograd's formulas
 line by line, for one linear layer and for a GPT-2-style model (learned positions, LayerNorm,
 biases, GELU, tied head; attention through SDPA, grouped-query too: k and v repeated to h
-heads, their gradients summed back and copied contiguous).
+heads, their gradients summed back and copied contiguous); a LLaMA-style model's layers, norms,
+rotary positions and untied head are :mod:`complexo.analyses.lora_peak_llama`'s, with the same
+pieces, the same deep-model lump and the same optimizer phase.
 
 Each tensor is live while something holds it: a Python name (until its function returns), a
 backward node that saved it (until that node has run), or a gradient buffer (autograd sums a
@@ -32,6 +34,7 @@ cost what 5 do.
 
 from __future__ import annotations
 
+from complexo.analyses import lora_peak_llama as llama
 from complexo.analyses.lora_peak_ops import Book, Linear, Norm
 from complexo.conventions import FP32_BYTES
 from complexo.cost import Kind
@@ -168,18 +171,6 @@ def _residual(book: Book, out: str, x: str, x_grad: bool, branch: str, branch_gr
     book.drop(g, f"grad:{out}")
 
 
-UNCOVERED = (
-    "training step's peak with lifetimes: written for one layer and GPT-2-style models; a "
-    "LLaMA-style model's (RMSNorm, rotary positions, SwiGLU) is not, so its training memory is "
-    "the all-live sum alone"
-)
-
-
-def covers(cfg) -> bool:
-    """Whether a ledger is written for ``cfg``: one layer, or a GPT-2-style model."""
-    return cfg.single_layer or cfg.arch == "gpt2"
-
-
 def ledger(cfg, side: str) -> Ledger:
     """The step's allocations and frees for ``cfg`` (a lora Config) and ``side`` (full or
     lora), as sympy over its symbols."""
@@ -191,6 +182,8 @@ def ledger(cfg, side: str) -> Ledger:
     book = Book(**_given(cfg, side, model, trained))
     if cfg.single_layer:
         _single_layer(book, full)
+    elif cfg.arch == "llama":
+        llama.model(book, cfg, full)
     else:
         _model(book, cfg, full)
     _optimizer(book, cfg, side, trained)
@@ -335,6 +328,8 @@ def trained_tensors(cfg, side: str) -> tuple[list, list, list]:
 
     if cfg.single_layer:
         return ([d_in * d_out, d_out] if side == "full" else [r * d_in, d_out * r]), [], []
+    if cfg.arch == "llama":
+        return llama.trained_tensors(cfg, side)
     matrices = _symbolic_matrices(cfg.spec)
     if side == "lora":
         adapted = [(i, o) for name, i, o in matrices if _adapted(name, cfg.targets)]

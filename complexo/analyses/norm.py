@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from complexo.analyses import norm_peak
 from complexo.analyses.norm_cost import KINDS, LAYOUTS, cost_model, sizes
 from complexo.analyses.norm_profile import PROFILING
 from complexo.analyses.norm_proof import SYMBOLIC
@@ -140,20 +141,24 @@ QUANTITIES = (
 )
 
 
-def build(cfg: Config, impl: str = "torch", device: str = "meta"):
+def build(cfg: Config, impl: str = "torch", device: str | None = "meta"):
     """torch's module (``impl="torch"``) or complexo's reference (``"reference"``) in
-    ``cfg.dtype`` and mode, and its input, needing its gradient in training."""
+    ``cfg.dtype`` and mode, and its input, needing its gradient in training. ``device`` None:
+    in the current mode (a FakeTensorMode: :func:`complexo.peak.in_dtype`)."""
+    import contextlib
+
     import torch
     import torch.nn as nn
 
     from complexo.blocks import norm as ref
+    from complexo.peak import in_dtype
 
     tokens = cfg.shape_layout == "tokens"
     c = cfg.size("dim") if tokens else cfg.size("channels")
     shape = (c,) if tokens else (c, cfg.size("res"), cfg.size("res"))
     mine = impl == "reference"
     dtype = torch_dtype(cfg.dtype)
-    with torch.device(device):
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         if cfg.kind == "layernorm":
             make = ref.LayerNorm if mine else nn.LayerNorm
             module = make(shape, 1e-5, cfg.affine)
@@ -173,7 +178,7 @@ def build(cfg: Config, impl: str = "torch", device: str = "meta"):
         else:
             make = ref.InstanceNorm if mine else nn.InstanceNorm2d
             module = make(c, affine=cfg.affine)
-        module = module.to(dtype).train(cfg.train)
+        module = in_dtype(module, dtype, device).train(cfg.train)
         lead = (cfg.batch, cfg.size("seq")) if tokens else (cfg.batch,)
         x = torch.randn(*lead, *shape, dtype=dtype, requires_grad=cfg.train)
     if not cfg.train:
@@ -231,6 +236,10 @@ def analyse(cfg: Config) -> Result:
         f"{N // S:,}, one μ and σ each"
     }
     notes = _notes(cfg, readings, {q.name: q.value for q in quantities}, N)
+    if cfg.train:  # the training step's high-water mark
+        peak, peak_note = norm_peak.quantity(cfg)
+        quantities.append(peak)
+        notes.insert(0, peak_note)
     return Result(NAME, asdict(cfg), values, model, quantities, summary, notes, facts)
 
 

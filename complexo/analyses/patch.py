@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
+from complexo.analyses import patch_peak
 from complexo.analyses.patch_cost import COPY, QUANTITIES, SIDES, copies, cost_model, sizes
 from complexo.analyses.patch_profile import PROFILING
 from complexo.analyses.patch_proof import SYMBOLIC
@@ -100,21 +101,25 @@ class Config:
         return cost_model(side, self.video, self.copies)
 
 
-def build(cfg: Config, side: str, device: str = "meta"):
+def build(cfg: Config, side: str, device: str | None = "meta"):
     """The reference block of one side in ``cfg.dtype`` and a (B, C, [T,] R, R) image batch
-    (pixels: no gradient), on ``device``."""
+    (pixels: no gradient), on ``device``; None: in the current mode (a FakeTensorMode:
+    :func:`complexo.peak.in_dtype`)."""
+    import contextlib
+
     import torch
 
     from complexo.blocks.patch import ConvPatchEmbed, LinearPatchEmbed
+    from complexo.peak import in_dtype
 
     block = ConvPatchEmbed if side == "conv" else LinearPatchEmbed
     tubelet = cfg.p_t if cfg.video else None
     frames = (cfg.frames,) if cfg.video else ()
-    with torch.device(device):
-        module = block(cfg.channels, cfg.dim, cfg.patch, tubelet)
-        x = torch.randn(cfg.batch, cfg.channels, *frames, cfg.res, cfg.res)
     dtype = torch_dtype(cfg.dtype)
-    return module.to(dtype), x.to(dtype)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        module = block(cfg.channels, cfg.dim, cfg.patch, tubelet)
+        x = torch.randn(cfg.batch, cfg.channels, *frames, cfg.res, cfg.res, dtype=dtype)
+    return in_dtype(module, dtype, device), x
 
 
 TRAFFIC = {"Conv2d": "embed", "Conv3d": "embed", "Linear": "embed"}
@@ -168,7 +173,10 @@ def _side(cfg: Config, side: str) -> Result:
     model, values = cfg.model(side), cfg.values
     readings = counted(lambda: measure(cfg, side), {})
     quantities = [build_quantity(q, model, values, readings.get(q.name, {})) for q in QUANTITIES]
+    peak, peak_note = patch_peak.quantity(cfg, side)  # the training step's high-water mark
+    quantities.append(peak)
     notes = [CONV_NOTE] if side == "conv" else []
+    notes.append(peak_note)
     notes.append(
         "bias: 1 FLOP per output element forward and 1 for its gradient (Σ dY); the counters "
         "count the products only, so their gap is exactly these terms."

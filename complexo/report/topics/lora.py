@@ -59,9 +59,9 @@ def lora_page(page: Page) -> None:
         "",
         _table(["quantity", "full fine-tuning", "LoRA"], rows),
     )
-    rows = []
+    rows, cmps = [], {}
     for model in ("gpt2", "llama-7b", "gpt3-175b"):
-        c = lora.analyse(lora.Config(model=model, rank=8))
+        c = cmps[model] = lora.analyse(lora.Config(model=model, rank=8))
         ratio = c.ratio()
         qf, ql = c.sides["full"], c.sides["lora"]
         rows.append(
@@ -99,10 +99,12 @@ def lora_page(page: Page) -> None:
         "and frees (`complexo/analyses/lora_peak.py`), equal to the byte to MemTracker under "
         "fake tensors (`analyses/training-memory.md`). "
         + " ".join(
-            f"GPT-2 {side}: {note.split('peak: ', 1)[1].split(', weights')[0].strip()}."
-            for side, note in zip(("full", "LoRA"), _side_notes(cmp), strict=True)
+            f"{name} {side}: {note.split('peak: ', 1)[1].split(', weights')[0].strip()}."
+            for name, c in (("GPT-2", cmp), ("LLaMA-7B", cmps["llama-7b"]))
+            for side, note in zip(("full", "LoRA"), _side_notes(c), strict=True)
         )
-        + " LLaMA's ledger (RMSNorm, rotary positions, SwiGLU) is not written: —.",
+        + " LLaMA's ledger (RMSNorm's ops, rotary positions, SwiGLU, an untied head) is "
+        "`complexo/analyses/lora_peak_llama.py`.",
         "",
     )
     page.add(

@@ -64,7 +64,8 @@ def peak_row(label: str, summed: int, best, tracked: int, cpu: int | None) -> li
 @register_topic(
     "training-memory",
     "Training memory as it really peaks: lifetimes, phase by phase",
-    "A training step's peak with lifetimes (mhsa, loss, vit, cnn, lora, mlp, conv, video) "
+    "A training step's peak with lifetimes (mhsa, loss, vit, cnn, lora, mlp, conv, video, "
+    "patch, norm) "
     "against MemTracker and the CPU profiler; a ViT's activation checkpointing, full and "
     "selective; FlashAttention's backward traffic against its paper's GPT-2 medium figure",
 )
@@ -86,7 +87,8 @@ def training_memory_page(page: Page) -> None:
         "int64). The step: `out = f(x)`, `out.sum().backward()`, an SGD step (no state), with "
         "`out` held through the backward, as `complexo profile` runs it. The formula: a ledger "
         "written from the reference code (`complexo/analyses/mhsa_peak.py`, `loss_peak.py`, "
-        "`vit_peak.py`, `cnn_peak.py`, `lora_peak.py`), "
+        "`vit_peak.py`, `cnn_peak.py`, `lora_peak.py` and `lora_peak_llama.py`; the blocks' "
+        "below), "
         "its peak the largest running sum. MemTracker: torch's "
         "`torch.distributed._tools.mem_tracker.MemTracker` over the same step under "
         "`FakeTensorMode` (nothing allocated, so any size runs). CPU: the profiler's record of "
@@ -174,12 +176,19 @@ def training_memory_page(page: Page) -> None:
         "tensor's denominator. On the CPU a LoRA adapter's α/r is a Python scalar that mul "
         "saves as a 0-dim fp64 tensor (8 bytes each, unseen by MemTracker), Adam's scalar "
         "arithmetic makes 0-dim tensors of its own (12 bytes at its peak), and in bf16 the "
-        "CPU's kernels allocate scratch inside an op, which no storage an op returns shows.",
+        "CPU's kernels allocate scratch inside an op, which no storage an op returns shows. "
+        "LLaMA-style models (`lora_peak_llama.py`: RMSNorm's ops written out, the rotary "
+        "tables made each forward and kept by every rotation, SwiGLU, grouped-query k and v "
+        "repeated and summed back, an untied head) agree with MemTracker to the byte, "
+        "LLaMA-7B at its context included; the tiny LLaMA's bf16 LoRA step on the CPU peaks "
+        "in its forward instead, at layer 2's down_proj, whose bf16 matrix product allocates "
+        "scratch inside the op.",
         "",
     )
-    from complexo.report.topics.training_memory_blocks import blocks_section
+    from complexo.report.topics.training_memory_blocks import blocks_section, norm_patch_section
 
     blocks_section(page, _cpu_peak)
+    norm_patch_section(page, _cpu_peak)
     _phases(page, mhsa, mhsa_peak, peak)
     checkpointing_section(page)
     _traffic(page, mhsa)
@@ -191,10 +200,14 @@ def _lora_rows(peak) -> list[list[str]]:
     from complexo.analyses import lora, lora_peak
 
     tiny = dict(arch="gpt2", layers=2, dim=32, heads=4, vocab=50, ctx=16, mlp=64, batch=2, seq=16)
+    llama7b = dict(model="llama-7b")
+    llama = {**tiny, "arch": "llama", "kv_heads": 2}
     cases = [
         ("lora gpt2, full fine-tuning, bf16-mixed AdamW, n=1024", dict(model="gpt2"), "full"),
         ("lora gpt2, LoRA r=8 on q, v, same", dict(model="gpt2"), "lora"),
         ("lora gpt3-175b, LoRA r=8 on q, v, same, n=2048", dict(model="gpt3-175b"), "lora"),
+        ("lora llama-7b, full fine-tuning, bf16-mixed AdamW, n=2048", llama7b, "full"),
+        ("lora llama-7b, LoRA r=8 on q, v, same", llama7b, "lora"),
         (
             "lora tiny (L=2 d=32 V=50 n=16 B=2), full, fp32 SGD",
             {**tiny, "precision": "fp32", "optimizer": "sgd"},
@@ -206,6 +219,17 @@ def _lora_rows(peak) -> list[list[str]]:
             "lora",
         ),
         ("lora tiny, LoRA r=2, bf16-mixed AdamW", {**tiny, "rank": 2}, "lora"),
+        (
+            "lora tiny LLaMA (L=2 d=32 h=4 G=2 V=50 n=16 B=2), full, fp32 SGD",
+            {**llama, "precision": "fp32", "optimizer": "sgd"},
+            "full",
+        ),
+        (
+            "lora tiny LLaMA, LoRA r=2, fp32 SGD",
+            {**llama, "rank": 2, "precision": "fp32", "optimizer": "sgd"},
+            "lora",
+        ),
+        ("lora tiny LLaMA, LoRA r=2, bf16-mixed AdamW", {**llama, "rank": 2}, "lora"),
     ]
     rows = []
     for label, values, side in cases:

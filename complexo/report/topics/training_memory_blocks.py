@@ -1,5 +1,6 @@
-"""The training-memory page's section on the newer blocks (mlp, conv, video): each one's step
-ledger (``complexo/analyses/mlp_peak.py``, ``conv_peak.py``, ``video_peak.py``) against
+"""The training-memory page's sections on the newer blocks (mlp, conv, video, patch, norm): each
+one's step ledger (``complexo/analyses/mlp_peak.py``, ``conv_peak.py``, ``video_peak.py``,
+``patch_peak.py``, ``norm_peak.py``) against
 MemTracker under fake tensors and, where the step is small and runs on aten's own CPU kernels,
 the CPU profiler's record of a real step."""
 
@@ -88,25 +89,7 @@ def _cases():
 def blocks_section(page: Page, cpu_peak) -> None:
     """The table and its named gaps; ``cpu_peak(build, cfg)``: the CPU profiler's peak on one
     thread."""
-    from complexo.peak import peak
-    from complexo.report.topics.training_memory import peak_row
-
-    rows = []
-    for label, analysis, ledgers, values, side, cpu_ok in _cases():
-        cfg = analysis.Config(**values)
-        args = () if side is None else (side,)
-        best = peak(ledgers.ledger(cfg, *args).moments, cfg.values)
-        summed = ledgers.all_live(cfg, *args)
-        tracked = ledgers.tracked(cfg, *args).bytes
-        cpu = None
-        if cpu_ok and best.bytes < MIB_256:
-
-            def build(c, analysis=analysis, args=args):
-                module, x = analysis.build(c, *args, device="cpu")
-                return module, (x,)
-
-            cpu = cpu_peak(build, cfg)
-        rows.append(peak_row(label, summed, best, tracked, cpu))
+    rows = [_row(case, cpu_peak) for case in _cases()]
     page.add(
         "## The newer blocks: MLPs, convolutions, video attention",
         "",
@@ -136,4 +119,88 @@ def blocks_section(page: Page, cpu_peak) -> None:
         "reorders of the output's gradient and the input for dW depend on the CPU's "
         "instruction set (`tests/test_peak_blocks.py` bounds them).",
         "",
+    )
+
+
+def _norm_patch_cases():
+    """(label, analysis module, ledger module, config, side or None, run on the CPU)."""
+    from complexo.analyses import norm, norm_peak, patch, patch_peak
+
+    vit = dict(res=224, patch=16, channels=3, dim=768, batch=8, dtype="bf16")
+    small_patch = dict(res=64, patch=8, channels=3, dim=64, batch=4)
+    wide = dict(batch=8, seq=2048, dim=4096)
+    small = dict(batch=8, seq=128, dim=256)
+    image = dict(batch=8, channels=64, res=56)
+    rows = [
+        ("patch conv, ViT-B/16 at 224², B=8, bf16", vit, "conv", False),
+        ("patch reshape + linear, same", vit, "linear", False),
+        ("patch reshape + linear, 64² in 8² patches, d=64, B=4", small_patch, "linear", True),
+    ]
+    cases = [(label, patch, patch_peak, c, side, cpu) for label, c, side, cpu in rows]
+    rows = [
+        ("norm LayerNorm, B=8 n=2048 d=4096 (LLaMA's width)", {**wide, "kind": "layernorm"}, 0),
+        ("norm RMSNorm (torch's composite ops), same", {**wide, "kind": "rmsnorm"}, 0),
+        ("norm RMSNorm, same, bf16", {**wide, "kind": "rmsnorm", "dtype": "bf16"}, 0),
+        ("norm LayerNorm, B=8 n=128 d=256", {**small, "kind": "layernorm"}, 1),
+        ("norm RMSNorm, same", {**small, "kind": "rmsnorm"}, 1),
+        ("norm BatchNorm2d, 64 channels at 56², B=8", {**image, "kind": "batchnorm"}, 0),
+        ("norm GroupNorm (32 groups), same", {**image, "kind": "groupnorm"}, 0),
+        ("norm InstanceNorm2d, same", {**image, "kind": "instancenorm"}, 0),
+    ]
+    return cases + [(label, norm, norm_peak, c, None, bool(cpu)) for label, c, cpu in rows]
+
+
+def norm_patch_section(page: Page, cpu_peak) -> None:
+    """The patch embeddings' and normalisation layers' rows and their named gaps."""
+    rows = [_row(case, cpu_peak) for case in _norm_patch_cases()]
+    page.add(
+        "## Patch embeddings and normalisation layers",
+        "",
+        "`complexo patch` (`patch_peak.py`) and `complexo norm` (`norm_peak.py`, torch's "
+        "modules, the input needing its gradient). The reshape + linear patch embedding holds "
+        "its copy of the pixels in patch order from the forward to addmm's backward, one image "
+        "batch more than the convolution. A fused norm's backward is one op (dx, dγ, dβ at "
+        "once; GroupNorm's copies the output's gradient contiguous first); torch 2.13 runs "
+        "nn.RMSNorm as its composite ops in fp32, whose backward holds five B·n·d fp32 tensors "
+        "at x²'s (x¹, 2·x¹ and their product beside d(x²) and the × 1/rms part of dx), six "
+        "where x is 16-bit (its fp32 copy): 2.3× LayerNorm's peak at the same size in fp32.",
+        "",
+        _table(
+            ["step", "all-live sum", "ledger's peak", "where", "MemTracker", "CPU profiler"],
+            rows,
+        ),
+        "MemTracker agrees to the byte. The CPU's gaps, each named (`tests/"
+        "test_peak_norm_patch.py`): the linear patch embedding's mm for dW copies the loss's "
+        "seed expanded to the tokens' shape contiguous (B·N·d·e, freed before db: B·N·d·e − "
+        "d·e above the ledger's db moment); LayerNorm's CPU backward copies the same seed "
+        "contiguous (B·n·d·e) and holds its partial sums of dγ and dβ (2·d·e) inside the op. "
+        "RMSNorm's composite runs the ops the ledger reads and agrees to the byte. Not run "
+        "here: the patch convolution (oneDNN's scratch for dW depends on the CPU's "
+        "instruction set; the tests bound it), BatchNorm and InstanceNorm (one per-channel "
+        "buffer more inside the kernel's backward), GroupNorm (its fp32 per-(sample, channel) "
+        "sums, 2·B·C·4 bytes).",
+        "",
+    )
+
+
+def _row(case, cpu_peak) -> list[str]:
+    """One table row: the ledger's peak, the all-live sum, MemTracker and, where small enough
+    and asked for, the CPU profiler."""
+    from complexo.peak import peak
+    from complexo.report.topics.training_memory import peak_row
+
+    label, analysis, ledgers, values, side, cpu_ok = case
+    cfg = analysis.Config(**values)
+    args = () if side is None else (side,)
+    best = peak(ledgers.ledger(cfg, *args).moments, cfg.values)
+    cpu = None
+    if cpu_ok and best.bytes < MIB_256:
+
+        def build(c, analysis=analysis, args=args):
+            module, x = analysis.build(c, *args, device="cpu")
+            return module, (x,)
+
+        cpu = cpu_peak(build, cfg)
+    return peak_row(
+        label, ledgers.all_live(cfg, *args), best, ledgers.tracked(cfg, *args).bytes, cpu
     )
