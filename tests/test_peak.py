@@ -70,11 +70,31 @@ VARIANTS = [
     dict(impl="naive", kv_heads=1, causal=True),
     dict(impl="naive", kv_seq=24, kv_dim=16),
     dict(impl="naive", seq=4, dim=64),  # projections' weights dominate: the tail peaks
+    dict(impl="naive", dim=4),  # head size 1: the merge is a strided view, matmul copies it
+    dict(impl="naive", dim=4, bias=False),
+    dict(impl="naive", dim=4, batch=1),  # ... and for B = 1 mm takes it transposed, no copy
+    dict(impl="naive", heads=1),  # one head: the merge is a contiguous view
+    dict(impl="naive", seq=1),  # one token: every fold and merge of the heads is a view
+    dict(impl="naive", seq=1, kv_seq=24, kv_dim=16),  # one query: k and v still copied
     dict(impl="sdpa"),
     dict(impl="sdpa", causal=True, dtype="bf16"),
     dict(impl="sdpa", kv_heads=2),
     dict(impl="sdpa", kv_seq=24),
 ]
+
+
+def test_head_size_1_merges_the_heads_by_a_view_that_out_projs_matmul_copies():
+    """B=2, n=4, d=h=4 (head size 1), fp32, biases: weights 4·(16 + 4)·4 = 320, x X =
+    2·4·4·4 = 128: 448 given; a score matrix S = 2·4·16·4 = 512 = 4·X. The forward: q, k, v
+    3·X, q's and k's copies 2·X, P 4·X (the scores freed), v's copy X, A·V X; the merge
+    y.transpose(1, 2).reshape(B, n, d) is a view (no copy: head size 1), not contiguous, so
+    F.linear runs matmul, which copies it (X, saved) while y lives, mm X, and the bias added out
+    of place under FakeTensorMode X: 448 + 14·128 = 2240, where a merge by a copy (y freed)
+    and a fused addmm would say 448 + 13·128 = 2112 (the scaled scores' moment)."""
+    cfg = Config(batch=2, seq=4, dim=4, heads=4, impl="naive")
+    best = _peak(cfg)
+    assert best.phase_peaks()["forward"] == 448 + 14 * 128 == 2240
+    assert mhsa_peak.tracked(cfg).phase_peaks()["forward"] == 2240
 
 
 @pytest.mark.parametrize(

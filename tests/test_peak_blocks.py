@@ -263,6 +263,11 @@ VIDEO_VARIANTS = [
     dict(attn="window", frames=3, res=12, window="2,2,2"),  # padded in every axis
     dict(attn="window", frames=5, res=8, window="2,2,2"),  # padded in time only: crop a view
     dict(attn="window", frames=3, res=20, window="2,2,3", batch=1),
+    dict(dim=2),  # head size 1: the heads merge by a strided view, out_proj's matmul copies it
+    dict(dim=2, batch=1, bias=False),  # ... one sequence: mm takes the view transposed
+    dict(attn="window", res=12, patch=2, dim=4, heads=4, batch=1, window="1,1,2"),
+    # windows of one column: the merge back is a view, so the crop (nothing to crop) copies
+    dict(attn="window", dim=2, heads=1, batch=1, bias=False, window="3,3,1"),
 ]
 
 
