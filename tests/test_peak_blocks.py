@@ -202,6 +202,80 @@ def test_unfolded_columns_on_the_cpu_and_x_grads_storage():
     assert (x.grad.untyped_storage().nbytes(), x.grad.numel() * 4) == (23328, 2592)
 
 
+def _avx512() -> bool:
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
+@pytest.mark.skipif(not _avx512(), reason="oneDNN's blocked layouts follow the instruction set")
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(),
+        dict(kernel=5),
+        dict(res=16, bias=False),
+        dict(cout=48, res=16, batch=4),
+        dict(batch=1, kernel=5),  # B = 1 with a kernel over 3×3: oneDNN still
+        dict(frames=4),
+        dict(frames=4, causal=True),
+    ],
+    ids=_ids,
+)
+def test_direct_convolution_on_onednn_holds_the_seeds_copy_and_two_reorders(variant):
+    """C_in=16, C_out=32, k=3, R=32, B=2, fp32, one thread, AVX-512 (16-channel blocks: no
+    padding at these channel counts). aten::convolution_backward (mkldnn) runs the data
+    gradient, then the weight gradient; during the latter it holds, beside the ledger's dX, dW
+    and db (its own blocked dW and db made first, then copied out), three storages no op
+    returns: the output's gradient made contiguous (the loss's seed, expanded: Y), and
+    oneDNN's reorders of that gradient (Y) and of the convolution's input (X_in: x, or the
+    causally padded P). So the CPU's peak is the ledger's + 2·Y + X_in, e.g. 2·262,144 +
+    131,072 = 655,360 at the default sizes (+117%); the data gradient's moment (the seed's
+    copy, the gradient's and the weight's reorders, the blocked dX) is lower by X + b."""
+    cfg = conv.Config(**{"cin": 16, "cout": 32, "kernel": 3, "res": 32, "batch": 2, **variant})
+    frames = cfg.frames or 1
+    Y = cfg.batch * cfg.cout * frames * cfg.res**2 * 4
+    pad = cfg.kernel - 1 if cfg.causal else 0  # --causal: (k − 1) frames before, k//2 a side
+    x_in = cfg.batch * 16 * (frames + pad) * (cfg.res + (pad if cfg.causal else 0)) ** 2 * 4
+    module, x = conv.build(cfg, "standard", "cpu")
+    assert _cpu(module, (x,)) - _conv_peak(cfg, "standard").bytes == 2 * Y + x_in
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [dict(), dict(bias=False), dict(cin=8, cout=16, res=16), dict(cin=4, cout=8, res=9)],
+    ids=_ids,
+)
+def test_direct_convolution_at_batch_1_holds_the_seeds_copy_and_im2cols_columns(variant):
+    """B=1, k=3, C_in·R² ≤ 20,480, one thread: torch picks its native kernel
+    (aten::thnn_conv2d, not mkldnn: ATen's use_mkldnn wants B > 1, a kernel over 3×3, groups
+    or a larger input), whose backward (aten::_slow_conv2d_backward) unfolds x into im2col's
+    columns, C_in·k²·R²·4 bytes, beside the output's gradient made contiguous (Y): at C_in=16,
+    C_out=32, R=32: 16·9·1024·4 + 32·1024·4 = 589,824 + 131,072 = 720,896 above the ledger,
+    whatever the instruction set."""
+    cfg = conv.Config(**{"cin": 16, "cout": 32, "kernel": 3, "res": 32, "batch": 1, **variant})
+    Y = cfg.cout * cfg.res**2 * 4
+    columns = cfg.cin * 9 * cfg.res**2 * 4
+    module, x = conv.build(cfg, "standard", "cpu")
+    assert _cpu(module, (x,)) - _conv_peak(cfg, "standard").bytes == Y + columns
+
+
+@pytest.mark.skipif(not _avx512(), reason="oneDNN's blocked layouts follow the instruction set")
+@pytest.mark.parametrize(
+    "variant", [dict(), dict(cout=16, res=16), dict(res=16, bias=False)], ids=_ids
+)
+def test_separable_convolution_on_the_cpu_holds_the_depthwise_reorders(variant):
+    """C_in=16, C_out=32, k=3, R=32, B=2, one thread, AVX-512: the pointwise 1×1 convolution
+    runs torch's native kernel (one thread, B < 16), which adds nothing at the peak; the
+    depthwise one (groups = C_in: oneDNN) holds at its weight gradient the reorders of its
+    output's gradient and of x, X each: the ledger's peak (the depthwise backward) + 2·X, e.g.
+    2·(2·16·32²·4) = 262,144."""
+    cfg = conv.Config(**{"cin": 16, "cout": 32, "kernel": 3, "res": 32, "batch": 2, **variant})
+    X = cfg.batch * 16 * cfg.res**2 * 4
+    best = _conv_peak(cfg, "separable")
+    assert best.what == "the depthwise convolution's backward: dX, dW, db"
+    module, x = conv.build(cfg, "separable", "cpu")
+    assert _cpu(module, (x,)) - best.bytes == 2 * X
+
+
 @pytest.mark.parametrize("variant", [dict(), dict(frames=4), dict(frames=4, causal=True)], ids=_ids)
 def test_direct_convolutions_on_the_cpu_add_their_kernels_copies(variant):
     """C_in=16, C_out=32, k=3, R=32, B=2, fp32, one thread: the CPU's convolution backward
@@ -209,8 +283,9 @@ def test_direct_convolutions_on_the_cpu_add_their_kernels_copies(variant):
     shape made contiguous (Y), and oneDNN's reordered copies of the output's gradient and of
     the input for dW (their layout, and so whether and how much, depends on the CPU's
     instruction set; on AVX-512 here the standard 2D step holds 2·Y + X = 2·262,144 + 131,072
-    = 655,360 bytes more, +117%). Bounded: more than nothing, at most those copies of the
-    output and the input (P with --causal) twice over."""
+    = 655,360 bytes more, +117%). Bounded here on any CPU, both sides: more than nothing, at
+    most those copies of the output and the input (P with --causal) twice over; the tests
+    above pin each path's gap exactly (oneDNN on AVX-512, the native kernel at B = 1)."""
     cfg = conv.Config(cin=16, cout=32, kernel=3, res=32, batch=2, **variant)
     frames = cfg.frames or 1
     Y = 2 * 32 * frames * 32**2 * 4
