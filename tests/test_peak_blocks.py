@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from complexo.analyses import conv, conv_peak, mlp, mlp_peak, video, video_peak
 from complexo.peak import cpu_step_peak, peak
@@ -344,6 +346,34 @@ VIDEO_VARIANTS = [
     # windows of one column: the merge back is a view, so the crop (nothing to crop) copies
     dict(attn="window", dim=2, heads=1, batch=1, bias=False, window="3,3,1"),
 ]
+
+
+@st.composite
+def _small_clips(draw):
+    """Clips where copies turn into views: head sizes 1 and 2, sequences and windows of one
+    token along an axis, padded grids, one or two clips."""
+    heads = draw(st.sampled_from([1, 2, 4]))
+    patch = draw(st.sampled_from([1, 2, 4]))
+    return video.Config(
+        frames=draw(st.integers(1, 5)),
+        res=patch * draw(st.integers(1, 5)),
+        patch=patch,
+        heads=heads,
+        dim=heads * draw(st.sampled_from([1, 2])),
+        batch=draw(st.integers(1, 2)),
+        bias=draw(st.booleans()),
+        attn=draw(st.sampled_from(["window", "window", "joint", "factorized"])),
+        window=",".join(str(draw(st.integers(1, 3))) for _ in range(3)),
+    )
+
+
+@pytest.mark.slow  # MemTracker over 60 random clips: about 9 s
+@settings(max_examples=60, deadline=None)
+@given(_small_clips())
+def test_small_clips_peak_where_memtracker_says_in_every_phase(cfg):
+    best, tracked = _video_peak(cfg), video_peak.tracked(cfg)
+    assert (best.bytes, best.phase) == (tracked.bytes, tracked.phase)
+    assert best.phase_peaks() == tracked.phase_peaks()
 
 
 @pytest.mark.parametrize("variant", VIDEO_VARIANTS, ids=_ids)
