@@ -134,6 +134,29 @@ def test_head_size_1_merges_the_heads_by_a_view_that_out_projs_matmul_copies():
     assert mhsa_peak.tracked(cfg).phase_peaks()["forward"] == 2240
 
 
+def test_head_size_1_on_the_cpu_adds_the_bias_in_place():
+    """The same block's forward, run for real on one thread: F.linear adds the bias in place
+    (add_ on a plain tensor), X = 128 below the ledger's out-of-place add, and the scaled
+    scores' moment (2112 by the ledger) is then the forward's peak, 12 bytes above it: mul's
+    Python scalar 1/√1 as a 0-dim fp64 tensor (8, saved) and its fp32 cast (4, freed after).
+    Without biases the ledger's forward peak is that moment, 2048, and the CPU's 2060."""
+    from complexo.measure import storage_bytes
+    from complexo.peak import cpu_live_peak
+
+    for bias, ledger_forward, cpu_forward in ((True, 2240, 2240 - 128 + 12), (False, 2048, 2060)):
+        cfg = Config(batch=2, seq=4, dim=4, heads=4, impl="naive", bias=bias)
+        assert _peak(cfg).phase_peaks()["forward"] == ledger_forward
+        block, inputs = build_mhsa(cfg, "cpu")
+        held = []
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            forward = cpu_live_peak(lambda b=block, x=inputs, h=held: h.append(b(*x)))
+        finally:
+            torch.set_num_threads(threads)
+        assert storage_bytes([*block.parameters(), *inputs]) + forward == cpu_forward
+
+
 @pytest.mark.parametrize(
     "variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items())
 )
