@@ -241,6 +241,28 @@ def test_direct_convolution_on_onednn_holds_the_seeds_copy_and_two_reorders(vari
     assert _cpu(module, (x,)) - _conv_peak(cfg, "standard").bytes == 2 * Y + x_in
 
 
+@pytest.mark.skipif(not _avx512(), reason="oneDNN's blocked layouts follow the instruction set")
+@pytest.mark.parametrize(
+    "cin,cout,res,batch", [(4, 8, 9, 2), (3, 24, 16, 2), (8, 16, 16, 4)], ids=str
+)
+def test_direct_convolution_on_onednn_with_padded_channel_blocks(cin, cout, res, batch):
+    """Channel counts under a 16-channel block: oneDNN pads each to whole blocks (c̄ =
+    16·⌈c/16⌉), and the peak moves to the data gradient, where aten::convolution_backward
+    holds the output's gradient made contiguous (Y), its blocked reorder (Ȳ = B·c̄_out·R²·4),
+    the weight reordered for the data gradient (W̄ = c̄_out·c̄_in·k²·4) and the blocked dX
+    (X̄ = B·c̄_in·R²·4), before the ledger's dX, dW, db exist: the CPU's peak is the
+    ledger's + Y + Ȳ + W̄ + X̄ − (X + W + b). At 4→8, R=9, B=2: 5,184 + 10,368 + 9,216 +
+    10,368 − (2,592 + 1,152 + 32) = 31,360."""
+    cfg = conv.Config(cin=cin, cout=cout, kernel=3, res=res, batch=batch)
+    blocks = lambda c: -(-c // 16) * 16  # noqa: E731
+    X, Y = batch * cin * res**2 * 4, batch * cout * res**2 * 4
+    W, b = cout * cin * 9 * 4, cout * 4
+    held = Y + batch * blocks(cout) * res**2 * 4 + blocks(cout) * blocks(cin) * 9 * 4
+    held += batch * blocks(cin) * res**2 * 4
+    module, x = conv.build(cfg, "standard", "cpu")
+    assert _cpu(module, (x,)) - _conv_peak(cfg, "standard").bytes == held - (X + W + b)
+
+
 @pytest.mark.parametrize(
     "variant",
     [dict(), dict(bias=False), dict(cin=8, cout=16, res=16), dict(cin=4, cout=8, res=9)],
