@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from complexo.analyses import conv, conv_peak, mlp, mlp_peak, video, video_peak
 from complexo.peak import cpu_step_peak, peak
@@ -202,6 +204,102 @@ def test_unfolded_columns_on_the_cpu_and_x_grads_storage():
     assert (x.grad.untyped_storage().nbytes(), x.grad.numel() * 4) == (23328, 2592)
 
 
+def _avx512() -> bool:
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
+@pytest.mark.skipif(not _avx512(), reason="oneDNN's blocked layouts follow the instruction set")
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(),
+        dict(kernel=5),
+        dict(res=16, bias=False),
+        dict(cout=48, res=16, batch=4),
+        dict(batch=1, kernel=5),  # B = 1 with a kernel over 3×3: oneDNN still
+        dict(frames=4),
+        dict(frames=4, causal=True),
+    ],
+    ids=_ids,
+)
+def test_direct_convolution_on_onednn_holds_the_seeds_copy_and_two_reorders(variant):
+    """C_in=16, C_out=32, k=3, R=32, B=2, fp32, one thread, AVX-512 (16-channel blocks: no
+    padding at these channel counts). aten::convolution_backward (mkldnn) runs the data
+    gradient, then the weight gradient; during the latter it holds, beside the ledger's dX, dW
+    and db (its own blocked dW and db made first, then copied out), three storages no op
+    returns: the output's gradient made contiguous (the loss's seed, expanded: Y), and
+    oneDNN's reorders of that gradient (Y) and of the convolution's input (X_in: x, or the
+    causally padded P). So the CPU's peak is the ledger's + 2·Y + X_in, e.g. 2·262,144 +
+    131,072 = 655,360 at the default sizes (+117%); the data gradient's moment (the seed's
+    copy, the gradient's and the weight's reorders, the blocked dX) is lower by X + b."""
+    cfg = conv.Config(**{"cin": 16, "cout": 32, "kernel": 3, "res": 32, "batch": 2, **variant})
+    frames = cfg.frames or 1
+    Y = cfg.batch * cfg.cout * frames * cfg.res**2 * 4
+    pad = cfg.kernel - 1 if cfg.causal else 0  # --causal: (k − 1) frames before, k//2 a side
+    x_in = cfg.batch * 16 * (frames + pad) * (cfg.res + (pad if cfg.causal else 0)) ** 2 * 4
+    module, x = conv.build(cfg, "standard", "cpu")
+    assert _cpu(module, (x,)) - _conv_peak(cfg, "standard").bytes == 2 * Y + x_in
+
+
+@pytest.mark.skipif(not _avx512(), reason="oneDNN's blocked layouts follow the instruction set")
+@pytest.mark.parametrize(
+    "cin,cout,res,batch", [(4, 8, 9, 2), (3, 24, 16, 2), (8, 16, 16, 4)], ids=str
+)
+def test_direct_convolution_on_onednn_with_padded_channel_blocks(cin, cout, res, batch):
+    """Channel counts under a 16-channel block: oneDNN pads each to whole blocks (c̄ =
+    16·⌈c/16⌉), and the peak moves to the data gradient, where aten::convolution_backward
+    holds the output's gradient made contiguous (Y), its blocked reorder (Ȳ = B·c̄_out·R²·4),
+    the weight reordered for the data gradient (W̄ = c̄_out·c̄_in·k²·4) and the blocked dX
+    (X̄ = B·c̄_in·R²·4), before the ledger's dX, dW, db exist: the CPU's peak is the
+    ledger's + Y + Ȳ + W̄ + X̄ − (X + W + b). At 4→8, R=9, B=2: 5,184 + 10,368 + 9,216 +
+    10,368 − (2,592 + 1,152 + 32) = 31,360."""
+    cfg = conv.Config(cin=cin, cout=cout, kernel=3, res=res, batch=batch)
+    blocks = lambda c: -(-c // 16) * 16  # noqa: E731
+    X, Y = batch * cin * res**2 * 4, batch * cout * res**2 * 4
+    W, b = cout * cin * 9 * 4, cout * 4
+    held = Y + batch * blocks(cout) * res**2 * 4 + blocks(cout) * blocks(cin) * 9 * 4
+    held += batch * blocks(cin) * res**2 * 4
+    module, x = conv.build(cfg, "standard", "cpu")
+    assert _cpu(module, (x,)) - _conv_peak(cfg, "standard").bytes == held - (X + W + b)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [dict(), dict(bias=False), dict(cin=8, cout=16, res=16), dict(cin=4, cout=8, res=9)],
+    ids=_ids,
+)
+def test_direct_convolution_at_batch_1_holds_the_seeds_copy_and_im2cols_columns(variant):
+    """B=1, k=3, C_in·R² ≤ 20,480, one thread: torch picks its native kernel
+    (aten::thnn_conv2d, not mkldnn: ATen's use_mkldnn wants B > 1, a kernel over 3×3, groups
+    or a larger input), whose backward (aten::_slow_conv2d_backward) unfolds x into im2col's
+    columns, C_in·k²·R²·4 bytes, beside the output's gradient made contiguous (Y): at C_in=16,
+    C_out=32, R=32: 16·9·1024·4 + 32·1024·4 = 589,824 + 131,072 = 720,896 above the ledger,
+    whatever the instruction set."""
+    cfg = conv.Config(**{"cin": 16, "cout": 32, "kernel": 3, "res": 32, "batch": 1, **variant})
+    Y = cfg.cout * cfg.res**2 * 4
+    columns = cfg.cin * 9 * cfg.res**2 * 4
+    module, x = conv.build(cfg, "standard", "cpu")
+    assert _cpu(module, (x,)) - _conv_peak(cfg, "standard").bytes == Y + columns
+
+
+@pytest.mark.skipif(not _avx512(), reason="oneDNN's blocked layouts follow the instruction set")
+@pytest.mark.parametrize(
+    "variant", [dict(), dict(cout=16, res=16), dict(res=16, bias=False)], ids=_ids
+)
+def test_separable_convolution_on_the_cpu_holds_the_depthwise_reorders(variant):
+    """C_in=16, C_out=32, k=3, R=32, B=2, one thread, AVX-512: the pointwise 1×1 convolution
+    runs torch's native kernel (one thread, B < 16), which adds nothing at the peak; the
+    depthwise one (groups = C_in: oneDNN) holds at its weight gradient the reorders of its
+    output's gradient and of x, X each: the ledger's peak (the depthwise backward) + 2·X, e.g.
+    2·(2·16·32²·4) = 262,144."""
+    cfg = conv.Config(**{"cin": 16, "cout": 32, "kernel": 3, "res": 32, "batch": 2, **variant})
+    X = cfg.batch * 16 * cfg.res**2 * 4
+    best = _conv_peak(cfg, "separable")
+    assert best.what == "the depthwise convolution's backward: dX, dW, db"
+    module, x = conv.build(cfg, "separable", "cpu")
+    assert _cpu(module, (x,)) - best.bytes == 2 * X
+
+
 @pytest.mark.parametrize("variant", [dict(), dict(frames=4), dict(frames=4, causal=True)], ids=_ids)
 def test_direct_convolutions_on_the_cpu_add_their_kernels_copies(variant):
     """C_in=16, C_out=32, k=3, R=32, B=2, fp32, one thread: the CPU's convolution backward
@@ -209,8 +307,9 @@ def test_direct_convolutions_on_the_cpu_add_their_kernels_copies(variant):
     shape made contiguous (Y), and oneDNN's reordered copies of the output's gradient and of
     the input for dW (their layout, and so whether and how much, depends on the CPU's
     instruction set; on AVX-512 here the standard 2D step holds 2·Y + X = 2·262,144 + 131,072
-    = 655,360 bytes more, +117%). Bounded: more than nothing, at most those copies of the
-    output and the input (P with --causal) twice over."""
+    = 655,360 bytes more, +117%). Bounded here on any CPU, both sides: more than nothing, at
+    most those copies of the output and the input (P with --causal) twice over; the tests
+    above pin each path's gap exactly (oneDNN on AVX-512, the native kernel at B = 1)."""
     cfg = conv.Config(cin=16, cout=32, kernel=3, res=32, batch=2, **variant)
     frames = cfg.frames or 1
     Y = 2 * 32 * frames * 32**2 * 4
@@ -263,7 +362,40 @@ VIDEO_VARIANTS = [
     dict(attn="window", frames=3, res=12, window="2,2,2"),  # padded in every axis
     dict(attn="window", frames=5, res=8, window="2,2,2"),  # padded in time only: crop a view
     dict(attn="window", frames=3, res=20, window="2,2,3", batch=1),
+    dict(dim=2),  # head size 1: the heads merge by a strided view, out_proj's matmul copies it
+    dict(dim=2, batch=1, bias=False),  # ... one sequence: mm takes the view transposed
+    dict(attn="window", res=12, patch=2, dim=4, heads=4, batch=1, window="1,1,2"),
+    # windows of one column: the merge back is a view, so the crop (nothing to crop) copies
+    dict(attn="window", dim=2, heads=1, batch=1, bias=False, window="3,3,1"),
 ]
+
+
+@st.composite
+def _small_clips(draw):
+    """Clips where copies turn into views: head sizes 1 and 2, sequences and windows of one
+    token along an axis, padded grids, one or two clips."""
+    heads = draw(st.sampled_from([1, 2, 4]))
+    patch = draw(st.sampled_from([1, 2, 4]))
+    return video.Config(
+        frames=draw(st.integers(1, 5)),
+        res=patch * draw(st.integers(1, 5)),
+        patch=patch,
+        heads=heads,
+        dim=heads * draw(st.sampled_from([1, 2])),
+        batch=draw(st.integers(1, 2)),
+        bias=draw(st.booleans()),
+        attn=draw(st.sampled_from(["window", "window", "joint", "factorized"])),
+        window=",".join(str(draw(st.integers(1, 3))) for _ in range(3)),
+    )
+
+
+@pytest.mark.slow  # MemTracker over 60 random clips: about 9 s
+@settings(max_examples=60, deadline=None)
+@given(_small_clips())
+def test_small_clips_peak_where_memtracker_says_in_every_phase(cfg):
+    best, tracked = _video_peak(cfg), video_peak.tracked(cfg)
+    assert (best.bytes, best.phase) == (tracked.bytes, tracked.phase)
+    assert best.phase_peaks() == tracked.phase_peaks()
 
 
 @pytest.mark.parametrize("variant", VIDEO_VARIANTS, ids=_ids)

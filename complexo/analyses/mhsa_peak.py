@@ -6,7 +6,8 @@ k and v too, beside their copies repeated to h heads, which Q·Kᵀ and A·V sav
 element-wise pass over the B·h·n·m scores is out of place, so two matrices coexist, and the
 softmax's output P is saved; the causal mask's ones and tril are locals of ``attend``, ~keep is
 saved by masked_fill; the heads are merged by a copy (naive; SDPA's output is laid out so that
-the merge is a view); the output stays alive (the step holds it).
+the merge is a view; so is naive's with one head or one token, and with head size 1 a strided
+view that out_proj's matmul copies); the output stays alive (the step holds it).
 
 Backward, in autograd's order: out_proj's dX, dW, db (its saved input freed after); A·V's dV
 and dP (an n×m matrix; y's gradient and V freed after); softmax's dS (P and dP freed after,
@@ -60,13 +61,16 @@ def ledger(cfg) -> Ledger:
         book.alloc("k repeated to h heads", kh=KH)
         book.alloc("v repeated to h heads", vh=KH)
         kh, vh = "kh", "vh"
-    # torch.matmul folds (B, h) into one batch dimension: a view only when one of them is 1,
-    # else q (and k, v when not repeated) are copied contiguous, and the copies are saved
+    # torch.matmul folds (B, h) into one batch dimension: a view only when one of them is 1
+    # or the sequence is one token, else q (and k, v when not repeated) are copied contiguous,
+    # and the copies are saved
     copies = not cfg.fused and cfg.batch > 1 and cfg.heads > 1
-    if copies:
+    q_copy = copies and cfg.seq > 1
+    kv_copy = copies and not gqa and (cfg.kv_seq if cfg.cross else cfg.seq) > 1
+    if q_copy:
         book.alloc("q copied for the batched product", q_c=X)
-        if not gqa:
-            book.alloc("k copied for the batched product", k_c=KH)
+    if kv_copy:
+        book.alloc("k copied for the batched product", k_c=KH)
     if cfg.fused:
         book.alloc("SDPA: output and fp32 log-sum-exp", y=X, lse=FP32_BYTES * B * h * n)
         merged = "y"
@@ -93,18 +97,29 @@ def ledger(cfg) -> Ledger:
             last = "s4"
         book.alloc("softmax P (saved)", p=S)
         book.free(last)
-        if copies and not gqa:
+        if kv_copy:
             book.alloc("v copied for the batched product", v_c=KH)
         book.alloc("A·V", y=X)
         if cfg.causal:
             book.free("ones", "keep")
-        book.alloc("heads merged (a copy)", merged=X)
-        book.free("y")
-        merged = "merged"
-    book.alloc("out projection", out=X)
+        merged = _merge(book, cfg, X)
+    if merged != "y-view":
+        book.alloc("out projection", out=X)
+    else:  # F.linear on the strided view: matmul folds it to (B·n, d), a copy for B > 1 (saved;
+        # for B = 1 a transposed view, which mm takes as it is), mm, then the bias added
+        if cfg.batch > 1:
+            book.alloc("out projection: its matmul's copy of the merged heads", merged=X)
+        book.alloc("out projection: mm", out=X)
+        if cfg.bias:  # out of place under FakeTensorMode (a tensor subclass); real: add_
+            book.alloc("out projection: + the bias (out of place)", out_b=X)
+            book.free("out")
+            book.live["out"] = book.live.pop("out_b")
+        if cfg.batch > 1:
+            book.free("y")  # the view's base, a local of the forward
+        merged = "merged" if cfg.batch > 1 else "y"
     if gqa:
         book.free("k", "v")  # forward's locals; the repeated copies are what is saved
-    for name in ("q", "k", "v") if copies else ():
+    for name in ("q", "k", "v") if q_copy or kv_copy else ():
         if f"{name}_c" in book.live:  # the copy is what is saved; the local goes
             book.free(name)
             book.live[name] = book.live.pop(f"{name}_c")
@@ -120,7 +135,7 @@ def ledger(cfg) -> Ledger:
         book.alloc("SDPA backward: dQ, dK, dV", dq=X, dkh=KH, dvh=KH)
         book.free("dy", "q", kh, vh, "lse", "y")
     else:
-        book.free("merged")
+        book.free(merged)
         book.alloc("A·V backward: dV", dvh=KH)
         book.alloc("A·V backward: dP", dp=S)
         book.free("dy", vh)
@@ -147,6 +162,20 @@ def ledger(cfg) -> Ledger:
         book.free("xp")  # the projections' saved input, released with the graph
     del merged
     return book
+
+
+def _merge(book: Ledger, cfg, X) -> str:
+    """``y.transpose(1, 2).reshape(B, n, d)``: a copy of A·V's (B, h, n, d/h) output (y freed
+    at once) unless the layout allows a view: one head or one token (a contiguous view, y is
+    the merged tensor), or head size 1 (``"y-view"``: a strided view, which out_proj's
+    matmul copies)."""
+    if cfg.heads == 1 or cfg.seq == 1:
+        return "y"
+    if cfg.dim == cfg.heads:
+        return "y-view"
+    book.alloc("heads merged (a copy)", merged=X)
+    book.free("y")
+    return "merged"
 
 
 def _alibi(book: Ledger, cfg, S) -> None:

@@ -175,14 +175,19 @@ def training_memory_page(page: Page) -> None:
         "gradient cast up before the step, Adam's √v and √v / c₂ per tensor beside the previous "
         "tensor's denominator. On the CPU a LoRA adapter's α/r is a Python scalar that mul "
         "saves as a 0-dim fp64 tensor (8 bytes each, unseen by MemTracker), Adam's scalar "
-        "arithmetic makes 0-dim tensors of its own (12 bytes at its peak), and in bf16 the "
-        "CPU's kernels allocate scratch inside an op, which no storage an op returns shows. "
+        "arithmetic makes 0-dim tensors of its own (12 bytes at its peak), and in bf16 "
+        "LoRA's tiny step peaks in the forward on the CPU, not in the backward: layer 2's "
+        "fc_out (aten::addmm, oneDNN's bf16 matmul) holds a scratch inside the op, which no "
+        "storage an op returns shows, beside the ledger's 91,168 bytes at that moment and the "
+        "four α/r scalars; on AVX-512 the scratch of an M×K by K×N product of one block "
+        "(M, N ≤ 64) is 4·M·N + 2·64·K + 1024 bytes (an fp32 accumulator, the weight's bf16 "
+        "panel, 1 KiB), 13,312 at M = B·n = 32, K = 64, N = 32: 91,168 + 32 + 13,312 = 104,512 "
+        "(`tests/test_lora_peak.py`). "
         "LLaMA-style models (`lora_peak_llama.py`: RMSNorm's ops written out, the rotary "
         "tables made each forward and kept by every rotation, SwiGLU, grouped-query k and v "
         "repeated and summed back, an untied head) agree with MemTracker to the byte, "
         "LLaMA-7B at its context included; the tiny LLaMA's bf16 LoRA step on the CPU peaks "
-        "in its forward instead, at layer 2's down_proj, whose bf16 matrix product allocates "
-        "scratch inside the op.",
+        "in its forward too, at layer 2's down_proj, for the same reason.",
         "",
     )
     from complexo.report.topics.training_memory_blocks import blocks_section, norm_patch_section

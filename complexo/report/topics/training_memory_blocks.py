@@ -115,9 +115,22 @@ def blocks_section(page: Page, cpu_peak) -> None:
         "transposed dcols contiguous, one column matrix above the ledger's dcols moment "
         "(and its F.linear adds the bias in place, where FakeTensor, a tensor subclass, "
         "takes the out-of-place add); each video attention layer saves the Python scalar "
-        "1/√(d/h) as an 8-byte fp64 tensor. Direct convolutions are not run here: oneDNN's "
-        "reorders of the output's gradient and the input for dW depend on the CPU's "
-        "instruction set (`tests/test_peak_blocks.py` bounds them).",
+        "1/√(d/h) as an 8-byte fp64 tensor. Direct convolutions are not run here (their "
+        "kernels follow the CPU's instruction set); `tests/test_peak_blocks.py` pins their "
+        "gaps. On oneDNN (B > 1, fp32, AVX-512's 16-channel blocks) "
+        "aten::convolution_backward holds, at its weight gradient, the output's gradient "
+        "made contiguous (Y: the loss's seed, expanded) and oneDNN's reorders of that gradient "
+        "(Y) and of the convolution's input (X_in): 2·Y + X_in above the ledger, +117% at "
+        "C 16→32, R=32, B=2, 2D or 3D, causal or not. Channel counts under a block are "
+        "padded to whole blocks and the data gradient's moment peaks instead: the gradient's "
+        "copy Y and blocked copies of the gradient, the weight and dX (Ȳ + W̄ + X̄ at the "
+        "padded counts) before dX, dW, db exist (exact at 4→8, 3→24, 8→16; counts that pad "
+        "both ways, 17→33, stay bounded). At B = 1 with a 3×3 kernel and "
+        "C_in·R² ≤ 20,480 torch runs its native kernel instead, whose backward "
+        "(aten::_slow_conv2d_backward) holds im2col's columns, C_in·k²·R²·e, beside Y. A "
+        "separable block's depthwise convolution (oneDNN) holds the reorders of its output's "
+        "gradient and of x, 2·X; its pointwise 1×1 one, run by the native kernel on one "
+        "thread, adds nothing at the peak.",
         "",
     )
 
