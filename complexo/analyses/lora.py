@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 
 from complexo.analyses import lora_peak, model_flops
 from complexo.analyses.llm import model_config, resolve_model
+from complexo.analyses.lora_ckpt import BUDGET_HELP, CKPT_HELP
 from complexo.analyses.lora_cost import (  # noqa: F401  (the cost model's names, here too)
     INDEX_BYTES,
     LINEAR,
@@ -38,6 +39,7 @@ from complexo.analyses.lora_cost import (  # noqa: F401  (the cost model's names
 from complexo.analyses.lora_measure import build, extrapolated, measure  # noqa: F401
 from complexo.analyses.lora_profile import PROFILING
 from complexo.analyses.lora_proof import SYMBOLIC
+from complexo.checkpointing import CHECKPOINTS
 from complexo.conventions import DTYPES
 from complexo.cost import CostModel, Kind, crossover, evaluate
 from complexo.errors import ComplexoError
@@ -107,6 +109,8 @@ class Config:
         choices=(*PRECISIONS,),
     )
     batch: int = option(1, "Batch size B.", min=1)
+    checkpoint: str = option("none", CKPT_HELP, choices=CHECKPOINTS)
+    budget: float | None = option(None, BUDGET_HELP, above=0, max=1e9, sweep=False)
     seq: int | None = option(
         None, "Tokens per sequence n (default: the model's context).", min=1
     )  # default: the model's context, or 1024 for a single layer

@@ -39,7 +39,7 @@ def build(cfg: Config, side: str, device: str | None = "meta"):
             x = torch.randn(cfg.batch, cfg.seq, cfg.in_features, dtype=dtype, requires_grad=True)
             inputs = (x,)
         else:
-            module = in_dtype(Transformer(cfg.spec), dtype, device)
+            module = in_dtype(Transformer(cfg.spec, cfg.checkpoint), dtype, device)
             if side == "lora":
                 add_lora(module, cfg.targets, cfg.rank, cfg.alpha)
             idx = torch.randint(0, cfg.vocab, (cfg.batch, cfg.seq))
