@@ -91,6 +91,26 @@ def fits(book: Callable[[int], tuple], budget: int, label: str, batch_symbol=Non
     return 0, root
 
 
+def statistics_gap(quantity, model, term: str, values: Mapping):
+    """A saved-bytes reading counted on CPU fake tensors (a checkpoint's rerun needs them)
+    differs from the formula by the LayerNorms' statistics alone in 16-bit: the CPU keeps μ and
+    1/σ in the input's dtype, the formula (as CUDA and the meta device) in fp32, the cost
+    model's ``term``. That gap, named, in place of an unexplained one when it is exactly that;
+    anything else stays unexplained."""
+    from complexo.conventions import FP32_BYTES
+    from complexo.cost import evaluate
+    from complexo.result import Gap
+    from complexo.symbols import e
+
+    fp32 = model.term(Kind.ACTIVATION, term).expr
+    expected = evaluate(fp32 * (FP32_BYTES - e) / FP32_BYTES, values)
+    gaps = [g for g in quantity.gaps if not (g.reason == "unexplained" and g.value == expected)]
+    if expected and len(gaps) < len(quantity.gaps):
+        why = "the CPU's LayerNorm keeps μ, 1/σ in the input's dtype; the formula: fp32"
+        gaps.append(Gap("torch", "aten.native_layer_norm", why, (term,), expected))
+    return dataclasses.replace(quantity, gaps=tuple(gaps))
+
+
 def budget_fits(cfg, modes: Iterable[str], fits_of: Callable) -> tuple[dict, list]:
     """Each mode's largest batch within ``cfg.budget`` GiB (``fits_of(cfg in that mode,
     bytes)``) and the crossovers found."""

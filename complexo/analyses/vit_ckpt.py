@@ -62,22 +62,12 @@ def fake_build(cfg):
 
 
 def statistics_gap(cfg, quantity):
-    """The saved-bytes reading on CPU fake tensors differs from the formula by the LayerNorms'
-    statistics alone in 16-bit: the CPU keeps μ and 1/σ in the input's dtype, the formula (as
-    CUDA and the meta device) in fp32. That gap, named, in place of an unexplained one when it
-    is exactly that; anything else stays unexplained."""
-    from complexo.analyses.vit import PRESETS, TOKENS
-    from complexo.conventions import FP32_BYTES
-    from complexo.cost import evaluate
-    from complexo.result import Gap
+    """The saved-bytes reading on CPU fake tensors against the formula: the LayerNorms'
+    statistics in 16-bit, named (:func:`complexo.checkpointing.statistics_gap`)."""
+    from complexo.analyses.vit import cost_model
+    from complexo.checkpointing import statistics_gap as named
 
-    norms = 1 if cfg.checkpoint == "full" else 2 * PRESETS[cfg.model].layers + 1
-    expected = evaluate(norms * 2 * (FP32_BYTES - e) * B * TOKENS, cfg.values)
-    gaps = [g for g in quantity.gaps if not (g.reason == "unexplained" and g.value == expected)]
-    if expected and len(gaps) < len(quantity.gaps):
-        why = "the CPU's LayerNorm keeps μ, 1/σ in the input's dtype; the formula: fp32"
-        gaps.append(Gap("torch", "aten.native_layer_norm", why, ("norm_statistics",), expected))
-    return dataclasses.replace(quantity, gaps=tuple(gaps))
+    return named(quantity, cost_model(cfg.checkpoint), "norm_statistics", cfg.values)
 
 
 def per_layer(cfg):
