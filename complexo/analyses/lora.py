@@ -413,7 +413,9 @@ ANALYSIS = register(
         "decoder-only transformer (--model, or --arch with --layers, --dim, --heads): "
         "parameters, checkpoint, training memory by part, FLOPs of a training step by part, "
         "inference merged and unmerged, and a rank sweep; checked against FlopCounterMode, "
-        "fvcore, autograd's saved tensors and a real optimizer step, all on the meta device.",
+        "fvcore, autograd's saved tensors and a real optimizer step, all on the meta device; "
+        "--checkpoint full|selective (GPT-2-style models): activation checkpointing, its "
+        "rerun's FLOPs and the step's peak; --budget: the largest batch each mode fits.",
         config=Config,
         analyse=analyse,
         sides=SIDES,

@@ -390,6 +390,7 @@ def examples():
         gated_hidden=st.integers(1, 24),
         dtype=st.sampled_from(list(DTYPES)),
         bias=st.booleans(),
+        checkpoint=st.sampled_from(["none", "full"]),
     ) | st.builds(
         Config,
         dim=st.integers(1, 8),
@@ -408,7 +409,8 @@ ANALYSIS = register(
         "parameters, activations saved for backward and bytes moved, the gated width with "
         "the same parameters (2·f/3, 8·d/3 at f = 4·d) derived with sympy, checked against "
         "fvcore, FlopCounterMode, autograd's saved tensors and the module calls on the meta "
-        "device.",
+        "device; --checkpoint full: the block under torch.utils.checkpoint (x alone kept, the "
+        "rerun's FLOPs, the step's peak against MemTracker).",
         config=Config,
         analyse=analyse,
         sides=SIDES,
