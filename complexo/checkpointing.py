@@ -22,8 +22,19 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 
 from complexo.cost import Kind
+from complexo.presets import VIT_CHECKPOINTS as CHECKPOINTS  # one tuple: vit's, lora's, mlp's
 
-CHECKPOINTS = ("none", "full", "selective")
+__all__ = [
+    "AGAIN",
+    "CHECKPOINTS",
+    "RNG_STATE",
+    "add_recomputed",
+    "budget_fits",
+    "budget_note",
+    "fits",
+    "rerun_note",
+    "statistics_gap",
+]
 RNG_STATE = 5056  # torch.get_rng_state(): the CPU generator's state, a uint8 tensor
 AGAIN = "the forward again, in the backward (executed FLOPs, not useful ones)"
 

@@ -187,13 +187,17 @@ def lm_checkpointing_section(page: Page) -> None:
                     f"{human(tracked, 'byte')} ({tracked - best.bytes:+,} B)",
                 ]
             )
+    logits = human(3 * LM_BATCH * 1024 * 50257 * 2, "byte")
     page.add(
         _table(
             ["side", "mode", "activations", "peak (ledger)", "where", "extra FLOPs", "MemTracker"],
             rows,
         ),
-        "Full fine-tuning peaks in AdamW's step whatever the mode (its fp32 moments and "
-        "masters outweigh the activations at this batch). The CPU profiler's record of a real "
+        f"At this batch every step peaks in the loss's backward, where the logits, their "
+        f"log-softmax and its gradient, 3·B·n·V·e = {logits}, are live beside every block's "
+        "saved activations: full checkpointing lowers the peak by what the blocks would keep "
+        "beyond their inputs, selective by SDPA's log-sum-exp (and, for LoRA, the core's "
+        "output). The CPU profiler's record of a real "
         "step (`tests/test_checkpoint_lm.py`, a 2-layer GPT-2-style model, fp32, SGD) holds "
         "the checkpoints' RNG states beside the ledger, 5,056 bytes each until its block's "
         "backward has run, and during a full rerun one more, the state `fork_rng` keeps while "
@@ -223,7 +227,6 @@ def _lm_budget(page: Page, lora, lora_ckpt) -> None:
             )
     page.add(
         _table(["model", "side", "budget", "none: largest B", "selective", "full"], rows),
-        "",
     )
 
 
@@ -236,8 +239,10 @@ def _mlp(page: Page) -> None:
         "**The MLP block alone** (`complexo mlp --checkpoint full`; selective is refused: the "
         "block has no attention core). d = 768, f = 3072 (gated: f_g = 2048), B = 8, n = 1024, "
         "fp32, biases. One block's rerun makes again everything its forward would have kept, "
-        "just before its backward, so the step's peak does not move; only the forward's "
-        "high-water falls, and the rerun costs every product but the last:",
+        "just before its backward, so the step's peak does not move: what falls is what the "
+        "forward leaves for the backward (x alone), and the forward's own high-water only by "
+        "what the block lets go on the way (the gated MLP's gate g, once activated); the rerun "
+        "costs every product but the last:",
         "",
     )
     rows = []
@@ -276,5 +281,4 @@ def _mlp(page: Page) -> None:
             ],
             rows,
         ),
-        "",
     )
