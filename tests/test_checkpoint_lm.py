@@ -227,7 +227,7 @@ def test_an_8_gib_budget_fits_gpt2_lora_at_b_25_with_full_checkpointing():
     ("args", "message"),
     [
         (["lora", "--in", "8", "--out", "8", "--checkpoint", "full"], "a single layer"),
-        (["lora", "--in", "8", "--out", "8", "--budget", "1"], "--budget recomputes"),
+        (["lora", "--in", "8", "--out", "8", "--budget", "1"], "--budget applies to a model"),
         (["lora", "--arch", "llama", "--layers", "1", "--dim", "8", "--heads", "2",
           "--checkpoint", "selective"], "written for GPT-2-style models"),
         (["lora", "--checkpoint", "some"], "--checkpoint"),

@@ -27,7 +27,7 @@ def check(cfg) -> None:
     flag = "--budget" if cfg.checkpoint == "none" else f"--checkpoint {cfg.checkpoint}"
     if cfg.single_layer:
         raise ComplexoError(
-            f"{flag} recomputes a model's transformer blocks; a single layer (--in, --out) has "
+            f"{flag} applies to a model's transformer blocks; a single layer (--in, --out) has "
             "none: give a model (--model, or --arch with --layers, --dim, --heads)"
         )
     if cfg.arch != "gpt2":

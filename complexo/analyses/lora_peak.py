@@ -23,6 +23,14 @@ backward. The optimizer's phase: in mixed precision each 16-bit gradient is cast
 (freed as its copy is made), then Adam's per-tensor step holds √v and √v / c₂ of the tensor it
 steps (two temporaries of its size, in the masters' dtype), SGD nothing.
 
+Activation checkpointing (``cfg.checkpoint``, :mod:`complexo.analyses.lora_ckpt`): ``full`` writes
+each block's forward with no backward node saving anything (``Book.saving`` off: only Python's
+names and the checkpoint's hold on the block's input keep tensors), and before the block's
+backward its forward again, stopped once fc_out's input is saved (:class:`Linear`'s ``stop``),
+each recomputed input of a linear layer let go once unpacked for dW, before db; ``selective``
+keeps q, k, v by the core's checkpoint and runs SDPA again (the k, v repeats too) just before its
+backward. Exact against MemTracker in each mode (tests/test_checkpoint_lm.py).
+
 Deep models: every layer after the first is the same, and each moment of a middle layer is
 affine in its index (a forward layer adds what it keeps; a backward one frees it and adds its
 gradients), so its largest is at the first or the last middle layer: layers 1, 2, L − 1 and L
