@@ -117,7 +117,7 @@ def fits(cfg, side: str, budget: int):
         c = dataclasses.replace(cfg, batch=batch, budget=None)
         return c.values, lora_peak.ledger(c, side).moments
 
-    label = f"{side}, {cfg.checkpoint}: the training step's peak reaches the budget"
+    label = f"{cfg.checkpoint}: the training step's peak reaches the budget"
     return solve(book, budget, label)
 
 
