@@ -169,6 +169,16 @@ def test_flopcountermode_counts_the_rerun():
     saved = results["full"].sides["lora"].quantity("activation_bytes")
     assert [(g.op, g.value) for g in saved.gaps] == [("aten.native_layer_norm", 128)]
     assert any("checkpoint full: the backward runs" in x for x in results["full"].notes)
+    # LoRA on q, v and the MLP, full: fc_out's base product and its A run again (A saves its
+    # input), B's does not: base 262,144 + 65,536 + fc_in 131,072 + fc_out 131,072 = 589,824;
+    # adapters q, v 2·8,192, fc_in 2·B·n·r·(d + f) = 2·2·16·2·96 = 12,288, fc_out's A
+    # 2·B·n·r·f = 8,192: 36,864; two layers: 2·626,688 = 1,253,376
+    mlp_lora = {
+        m: lora.analyse(lora.Config(**TINY, layers=2, targets=("q", "v", "mlp"), checkpoint=m))
+        for m in ("none", "full")
+    }
+    q, base = (mlp_lora[m].sides["lora"].quantity("backward_flops") for m in ("full", "none"))
+    assert q.measured["torch"] == q.value and q.value - base.value == 1_253_376
 
 
 @pytest.mark.slow  # MemTracker over GPT-2 and GPT-2 medium, each mode and side: about 60 s
