@@ -12,12 +12,12 @@ import sympy
 import torch
 
 from complexo.analyses import vit, vit_ckpt, vit_peak
+from complexo.checkpointing import RNG_STATE
 from complexo.errors import ComplexoError
 from complexo.peak import cpu_step_peak, peak
 from complexo.symbols import B, M_dev, d, e, f, h, n
 
 MODES = ("none", "full", "selective")
-RNG_STATE = 5056  # torch.get_rng_state(): the CPU generator's state, a uint8 tensor
 
 
 def _peak(cfg):

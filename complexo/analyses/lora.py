@@ -21,8 +21,9 @@ from __future__ import annotations
 import contextlib
 from dataclasses import asdict, dataclass, replace
 
-from complexo.analyses import lora_peak, model_flops
+from complexo.analyses import lora_ckpt, lora_peak, model_flops
 from complexo.analyses.llm import model_config, resolve_model
+from complexo.analyses.lora_ckpt import BUDGET_HELP, CKPT_HELP
 from complexo.analyses.lora_cost import (  # noqa: F401  (the cost model's names, here too)
     INDEX_BYTES,
     LINEAR,
@@ -35,9 +36,11 @@ from complexo.analyses.lora_cost import (  # noqa: F401  (the cost model's names
     _target_of,
     cost_model,
 )
+from complexo.analyses.lora_figure import draw, examples
 from complexo.analyses.lora_measure import build, extrapolated, measure  # noqa: F401
 from complexo.analyses.lora_profile import PROFILING
 from complexo.analyses.lora_proof import SYMBOLIC
+from complexo.checkpointing import CHECKPOINTS
 from complexo.conventions import DTYPES
 from complexo.cost import CostModel, Kind, crossover, evaluate
 from complexo.errors import ComplexoError
@@ -107,6 +110,8 @@ class Config:
         choices=(*PRECISIONS,),
     )
     batch: int = option(1, "Batch size B.", min=1)
+    checkpoint: str = option("none", CKPT_HELP, choices=CHECKPOINTS)
+    budget: float | None = option(None, BUDGET_HELP, above=0, max=1e9, sweep=False)
     seq: int | None = option(
         None, "Tokens per sequence n (default: the model's context).", min=1
     )  # default: the model's context, or 1024 for a single layer
@@ -135,6 +140,7 @@ class Config:
             self._resolve_layer()
         else:
             self._resolve_model()
+        lora_ckpt.check(self)
         if self.rank > self.max_rank:
             raise ComplexoError(
                 f"--rank {self.rank} exceeds min(in, out) = {self.max_rank} of the smallest "
@@ -236,6 +242,7 @@ def _side(cfg: Config, side: str) -> Result:
     model, values = cost_model(cfg, side), cfg.values
     readings = counted(lambda: measure(cfg, side), {})
     quantities = [build_quantity(s, model, values, readings.get(s.name, {})) for s in QUANTITIES]
+    quantities = lora_ckpt.named_gaps(cfg, model, quantities)
 
     memory_parts = model.total(Kind.MEMORY)
     crossovers = []
@@ -249,12 +256,16 @@ def _side(cfg: Config, side: str) -> Result:
                 label="saved activations overtake weights, gradients and optimizer state",
             )
         )
+    budget, budget_note = lora_ckpt.budget_crossovers(cfg, side)  # the largest batch per mode
+    crossovers += budget
     growing = (B, n, d_in, d_out, r) if cfg.single_layer else (B, n, d, L, V, f, r)
     summary = summarise(model, values, growing, {r: d_in if cfg.single_layer else d}, crossovers)
     notes = []
     peak, note = lora_peak.quantity(cfg, side)  # the step's high-water mark, with lifetimes
     quantities.append(peak)
     notes.append(f"{side}: {note}")
+    notes += lora_ckpt.notes(cfg, side, model)
+    notes += [budget_note] if budget_note else []
     return Result(NAME, _config(cfg), values, model, quantities, summary, notes)
 
 
@@ -393,79 +404,6 @@ def _crossovers(cfg: Config, full: CostModel, lora: CostModel, values: dict):
 # Registration: the figure, profiling, tiny configs
 
 
-def draw(axes, cmp: Comparison) -> dict:
-    """Training memory by part for each side, stacked; trainable parameters against rank."""
-    ax_memory, ax_rank = axes
-    cfg = cmp.config
-    ax_memory.figure.suptitle(
-        f"LoRA vs full fine-tuning: {cfg.get('model') or 'one layer'}, r = {cfg['rank']}"
-    )
-    parts = ("weight_bytes", "gradient_bytes", "optimizer_bytes", "activation_bytes")
-    sides = list(cmp.sides)
-    drawn: dict = {}
-    bottom = [0.0] * len(sides)
-    gib = 2**30
-    for part in parts:
-        ys = [cmp.sides[s].quantity(part).value / gib for s in sides]
-        label = cmp.sides[sides[0]].quantity(part).label
-        ax_memory.bar(sides, ys, bottom=bottom, label=label)
-        drawn[part] = (list(range(len(sides))), [y * gib for y in ys])
-        bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
-    for i, total in enumerate(bottom):
-        ax_memory.annotate(f"{total:.3g} GiB", (i, total), ha="center", va="bottom", fontsize=9)
-    ax_memory.set_ylabel("GiB")
-    ax_memory.set_title("training memory by part")
-    ax_memory.legend(fontsize=8)
-    ranks = [row["rank"] for row in cmp.sweep]
-    trainable = [row["trainable_params"] for row in cmp.sweep]
-    ax_rank.plot(ranks, trainable, marker="o", lw=2, label="LoRA trainable parameters")
-    full = cmp.baseline.quantity("trainable_params").value
-    ax_rank.axhline(full, color="black", ls="--", lw=1.2, label=f"full fine-tuning: {full:,}")
-    drawn["trainable_params"] = (ranks, trainable)
-    from complexo.plot import log_axes
-
-    log_axes(ax_rank, "param")
-    ax_rank.set_xlabel("rank r")
-    ax_rank.set_ylabel("parameters")
-    ax_rank.set_title("trainable parameters against rank")
-    ax_rank.legend(fontsize=8)
-    return drawn
-
-
-def examples():
-    """Single layers and 1- to 3-layer GPT-2/LLaMA models, random targets and precision."""
-    from hypothesis import strategies as st
-
-    layer = st.builds(
-        Config,
-        in_features=st.integers(2, 12),
-        out_features=st.integers(2, 12),
-        rank=st.integers(1, 2),
-        batch=st.integers(1, 2),
-        seq=st.integers(1, 5),
-        precision=st.sampled_from(list(PRECISIONS)),
-        optimizer=st.sampled_from(OPTIMIZERS),
-    )
-    model = st.builds(
-        Config,
-        arch=st.sampled_from(ARCHS),
-        layers=st.integers(1, 3),
-        dim=st.sampled_from([4, 8]),
-        heads=st.just(2),
-        kv_heads=st.sampled_from([None, 1, 2]),  # 1: multi-query
-        vocab=st.integers(5, 30),
-        ctx=st.just(8),
-        mlp=st.integers(2, 12),
-        rank=st.integers(1, 2),
-        targets=st.lists(st.sampled_from(list(TARGETS)), min_size=1, max_size=3).map(tuple),
-        batch=st.integers(1, 2),
-        seq=st.integers(1, 8),
-        precision=st.sampled_from(list(PRECISIONS)),
-        optimizer=st.sampled_from(OPTIMIZERS),
-    )
-    return st.one_of(layer, model)
-
-
 ANALYSIS = register(
     Analysis(
         name=NAME,
@@ -474,7 +412,9 @@ ANALYSIS = register(
         "decoder-only transformer (--model, or --arch with --layers, --dim, --heads): "
         "parameters, checkpoint, training memory by part, FLOPs of a training step by part, "
         "inference merged and unmerged, and a rank sweep; checked against FlopCounterMode, "
-        "fvcore, autograd's saved tensors and a real optimizer step, all on the meta device.",
+        "fvcore, autograd's saved tensors and a real optimizer step, all on the meta device; "
+        "--checkpoint full|selective (GPT-2-style models): activation checkpointing, its "
+        "rerun's FLOPs and the step's peak; --budget: the largest batch each mode fits.",
         config=Config,
         analyse=analyse,
         sides=SIDES,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import sympy
 
 from complexo.analyses.llm import kv_width, param_terms
+from complexo.analyses.lora_ckpt import recomputed
 from complexo.conventions import FP32_BYTES
 from complexo.cost import CostModel, Kind, Terms
 from complexo.presets import TARGETS, ModelConfig
@@ -59,13 +60,14 @@ class _Layer:
     trainable: bool  # the base weights (full fine-tuning)
     targets: tuple[str, ...]  # adapted matrices (LoRA)
     kept: dict[str, tuple[str, sympy.Expr, str]] = field(default_factory=dict)
+    checkpoint: str = "none"  # full: the layer saves nothing (its checkpoint keeps its input)
 
     def keep(self, storage: str, term: str, expr, note: str) -> None:
         """A tensor saved for backward; one storage counts once, however many ops save it."""
         self.kept.setdefault(storage, (term, expr, note))
 
     def flush(self) -> None:
-        for term, expr, note in self.kept.values():
+        for term, expr, note in self.kept.values() if self.checkpoint != "full" else ():
             self.t.add(Kind.ACTIVATION, term, self.c * expr, note=note)
         self.kept.clear()
 
@@ -119,7 +121,10 @@ def _transformer_layer(layer: _Layer, spec: ModelConfig, x_grad: bool) -> tuple[
     att = q or k or v
     # The fused kernel keeps q, k, v (after rotary), its output and fp32 log-sum-exp; with G < h
     # the k and v it keeps are the h-head copies that repeat_interleave made, B·n·d each.
-    if att:
+    if att and layer.checkpoint == "selective":  # SDPA's saves: the rerun's, in the backward
+        why = "q, k, v (k and v with G heads), kept by the core's checkpoint"
+        layer.keep("qkv", "core_inputs", B * n * (d + 2 * kv) * e, why)
+    elif att:
         layer.keep("qkv", "attention_qkv", 3 * B * n * d * e, "q, k, v, kept by SDPA")
         layer.keep("att", "attention_out", B * n * d * e, "SDPA's output, also out_proj's input")
         layer.keep("lse", "attention_lse", FP32_BYTES * B * h * n, "softmax statistics, fp32")
@@ -167,7 +172,8 @@ def cost_model(cfg: Config, side: str) -> CostModel:
         t.add(Kind.PARAMS, "weight", d_in * d_out, tags=tags)
         t.add(Kind.PARAMS, "bias", d_out, tags=tags)
     else:
-        _model_terms(t, cfg.spec, full, () if full else cfg.targets)
+        _model_terms(t, cfg.spec, full, () if full else cfg.targets, cfg.checkpoint)
+        recomputed(t, cfg, side)
     if not full:
         adapters, _ = _adapted_sizes(cfg)
         t.add(Kind.PARAMS, "adapters", adapters, tags={"trainable"}, note="r·(in + out) each")
@@ -199,7 +205,7 @@ def _symbolic_matrices(spec: ModelConfig):
     return [("q_proj", d, d), ("k_proj", d, kv), ("v_proj", d, kv), ("out_proj", d, d), *mlp]
 
 
-def _model_terms(t: Terms, spec: ModelConfig, full: bool, targets) -> None:
+def _model_terms(t: Terms, spec: ModelConfig, full: bool, targets, mode: str = "none") -> None:
     param_terms(t, spec, tags={"trainable"} if full else set())
 
     # Embeddings keep their indices only when they train.
@@ -210,11 +216,15 @@ def _model_terms(t: Terms, spec: ModelConfig, full: bool, targets) -> None:
     # Layers. Full: every layer's input requires grad (the embeddings train). LoRA: the first
     # layer's input comes from frozen embeddings; every later one depends on an adapter.
     if full:
-        _, qk = _transformer_layer(_Layer(t, L, True, ()), spec, x_grad=True)
+        _, qk = _transformer_layer(_Layer(t, L, True, (), checkpoint=mode), spec, x_grad=True)
     else:
-        out, qk = _transformer_layer(_Layer(t, sympy.Integer(1), False, targets), spec, False)
-        _, qk_rest = _transformer_layer(_Layer(t, L - 1, False, targets), spec, out)
+        first = _Layer(t, sympy.Integer(1), False, targets, checkpoint=mode)
+        out, qk = _transformer_layer(first, spec, False)
+        rest = _Layer(t, L - 1, False, targets, checkpoint=mode)
+        _, qk_rest = _transformer_layer(rest, spec, out)
         qk = qk or (spec.layers > 1 and qk_rest)
+    if mode == "full":
+        t.add(Kind.ACTIVATION, "block_inputs", L * B * n * d * e, note="kept by each checkpoint")
     if spec.arch == "llama" and qk:  # computed once per forward, kept by every q·cos, k·sin
         t.add(Kind.ACTIVATION, "rotary_tables", 2 * n * (d / h) * e, note="cos and sin, (n, hs)")
     # Final norm, output projection, loss.

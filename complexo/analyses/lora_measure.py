@@ -39,7 +39,7 @@ def build(cfg: Config, side: str, device: str | None = "meta"):
             x = torch.randn(cfg.batch, cfg.seq, cfg.in_features, dtype=dtype, requires_grad=True)
             inputs = (x,)
         else:
-            module = in_dtype(Transformer(cfg.spec), dtype, device)
+            module = in_dtype(Transformer(cfg.spec, cfg.checkpoint), dtype, device)
             if side == "lora":
                 add_lora(module, cfg.targets, cfg.rank, cfg.alpha)
             idx = torch.randint(0, cfg.vocab, (cfg.batch, cfg.seq))
@@ -74,9 +74,11 @@ def _measure(cfg: Config, side: str) -> dict:
         training_state,
     )
 
-    module, inputs = build(cfg, side)
+    module, inputs = build(replace(cfg, checkpoint="none"), side)
     mapping = cpu_attention_formulas()
     run = measure_torch(lambda: module(*inputs), list(module.parameters()), custom_mapping=mapping)
+    if cfg.checkpoint != "none":  # the backward (with its rerun) and what is saved
+        run = _checkpointed(cfg, side, run, mapping)
     state = training_state(module, cfg.optimizer, master_fp32=cfg.master_fp32)
     fv = count_fvcore(module, tuple(i.detach() for i in inputs))
     trained = [p for p in module.parameters() if p.requires_grad]
@@ -110,6 +112,23 @@ def _measure(cfg: Config, side: str) -> dict:
     readings["forward_flops"] = {"fvcore": fv, "torch": run.forward}
     readings["lora_forward_flops"]["fvcore"] = fv.within(LORA_MODULES)
     return readings
+
+
+def _checkpointed(cfg: Config, side: str, plain, mapping):
+    """A checkpointed model's backward FLOPs and saved bytes, counted on CPU fake tensors: on
+    the meta device SDPA reaches the CPU's fused kernel through a TorchFunctionMode, which
+    autograd does not carry into a checkpoint's rerun (:func:`complexo.analyses.vit_ckpt
+    .fake_build`). The forward, the optimizer's state and the merged count stay the meta
+    run's (the same model without checkpoints: the same forward)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from complexo.measure import measure_torch
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        module, inputs = build(cfg, side, device=None)
+        params = list(module.parameters())
+        run = measure_torch(lambda: module(*inputs), params, custom_mapping=mapping)
+    return replace(plain, backward=run.backward, saved_bytes=run.saved_bytes)
 
 
 def extrapolated(cfg: Config) -> bool:

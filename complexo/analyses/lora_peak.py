@@ -25,6 +25,14 @@ backward. The optimizer's phase: in mixed precision each 16-bit gradient is cast
 (freed as its copy is made), then Adam's per-tensor step holds √v and √v / c₂ of the tensor it
 steps (two temporaries of its size, in the masters' dtype), SGD nothing.
 
+Activation checkpointing (``cfg.checkpoint``, :mod:`complexo.analyses.lora_ckpt`): ``full`` writes
+each block's forward with no backward node saving anything (``Book.saving`` off: only Python's
+names and the checkpoint's hold on the block's input keep tensors), and before the block's
+backward its forward again, stopped once fc_out's input is saved (:class:`Linear`'s ``stop``),
+each recomputed input of a linear layer let go once unpacked for dW, before db; ``selective``
+keeps q, k, v by the core's checkpoint and runs SDPA again (the k, v repeats too) just before its
+backward. Exact against MemTracker in each mode (tests/test_checkpoint_lm.py).
+
 Deep models: every layer after the first is the same, and each moment of a middle layer is
 affine in its index (a forward layer adds what it keeps; a backward one frees it and adds its
 gradients), so its largest is at the first or the last middle layer: layers 1, 2, L − 1 and L
@@ -46,10 +54,12 @@ UNROLLED = 5  # up to this many layers, every one is written out
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
-def _layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool):
+def _layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, output: str = ""):
     """One pre-norm block's forward: returns (its output, whether it needs a gradient, the
-    backward to run later)."""
+    backward to run later). ``output``: the block is a checkpoint's rerun (``book.rerun``),
+    stopped once fc_out's input is saved; its output is the forward's, ``output``."""
     spec, targets = cfg.spec, () if full else cfg.targets
+    selective, since = getattr(cfg, "checkpoint", "none") == "selective", book.count
     gqa = bool(spec.kv_heads) and spec.kv_heads != spec.heads
     kv = spec.kv_heads * d / h if gqa else d  # k's and v's width: G heads of d/h
 
@@ -79,12 +89,13 @@ def _layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool):
         repeat = {"kh": B * n * d * e}
         shared += book.make(f"layer {i}: {label} repeated to h heads", **repeat) if gqa else [name]
     y, lse = book.make(f"layer {i}: SDPA", y=B * n * d * e, lse=FP32_BYTES * B * h * n)
-    if att:
-        for name in shared:
+    if selective and att:  # the core under a checkpoint: it keeps q, k, v; SDPA nothing
+        for name, _ in qkv:
+            book.hold(name, f"checkpoint {i}")
+    if att and book.saving and not selective:
+        for name in (*shared, y, lse):
             book.hold(name, f"layer {i} sdpa")
-        book.hold(y, f"layer {i} sdpa")
-    else:
-        book.drop(lse)
+    book.drop(lse)
     for name in shared[1:] if gqa else []:  # the copies: SDPA's arguments, until it returns
         book.drop(name)
     out, o_grad = o.forward(y, att)
@@ -99,13 +110,17 @@ def _layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool):
     if a_grad:
         book.hold(a, f"layer {i} gelu")
     book.drop(a)
-    m, m_grad = fc_out.forward(gelu, a_grad)
-    book.drop(gelu)
-    book.drop(h2)
-    (x2,) = book.make(f"layer {i}: residual", x2=B * n * d * e)
-    book.drop(m)
-    book.drop(x1)  # the block's local, until it returns
-    book.drop(x)  # the caller's name for the block's input, rebound to its output
+    m, m_grad = fc_out.forward(gelu, a_grad, stop=bool(output))
+    if output:  # the rerun stops: its frames unwind
+        book.release(since)
+        x2 = output
+    else:
+        book.drop(gelu)
+        book.drop(h2)
+        (x2,) = book.make(f"layer {i}: residual", x2=B * n * d * e)
+        book.drop(m)
+        book.drop(x1)  # the block's local, until it returns
+        book.drop(x)  # the caller's name for the block's input, rebound to its output
 
     def backward():
         _residual(book, x2, x1, x1_grad, m, m_grad)
@@ -127,6 +142,9 @@ def _layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool):
             o.backward()
         if att:
             gy = book.take(y)
+            saved, saved_y, saved_lse = shared, y, lse
+            if selective:  # out_proj let go of y; the core runs again for SDPA's backward
+                saved, saved_y, saved_lse = _core_again(book, i, qkv, gqa)
             names = book.make(
                 f"layer {i}: SDPA's backward: dQ, dK, dV",
                 dq=B * n * d * e,
@@ -134,10 +152,12 @@ def _layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool):
                 dv=B * n * d * e,
             )
             book.drop(gy, f"grad:{y}")
-            for name in shared:
+            for name in saved:
                 book.drop(name, f"layer {i} sdpa")
-            book.drop(y, f"layer {i} sdpa")
-            book.drop(lse)
+            book.drop(saved_y, f"layer {i} sdpa")
+            book.drop(saved_lse, f"layer {i} sdpa")
+            for name, _ in qkv if selective else ():
+                book.drop(name, f"checkpoint {i}")
             for (_, grad), dname in zip(qkv, names, strict=True):
                 if not grad:  # a frozen projection of an input that needs no gradient
                     book.drop(dname)
@@ -159,6 +179,42 @@ def _layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool):
                 ln1.backward()
 
     return x2, x1_grad or m_grad, backward
+
+
+def _core_again(book: Book, i: int, qkv, gqa: bool):
+    """Selective: the attention core run again from the q, k, v its checkpoint kept (k and v
+    repeated to h heads first, with grouped-query attention), stopped once SDPA's output and
+    log-sum-exp are saved: (what SDPA saved, its output, the log-sum-exp)."""
+    shared = [qkv[0][0]]
+    for label, (name, _) in zip("kv", qkv[1:], strict=True):
+        again = {"kh": B * n * d * e}
+        shared += book.make(f"layer {i}: {label} repeated again", **again) if gqa else [name]
+    y, lse = book.make(f"layer {i}: SDPA again", y=B * n * d * e, lse=FP32_BYTES * B * h * n)
+    for name in (*shared, y, lse):
+        book.hold(name, f"layer {i} sdpa")
+    for name in (*shared[1:], y, lse) if gqa else (y, lse):
+        book.drop(name)
+    return shared, y, lse
+
+
+def _checkpointed(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool):
+    """Block i under torch.utils.checkpoint (full): its forward saves nothing but its input
+    (the checkpoint's), every tensor going when Python lets go of it; its backward runs the
+    block again, stopped once fc_out's input is saved, then the block's backward, each
+    recomputed input let go once unpacked; the input goes with the checkpoint."""
+    book.hold(x, f"checkpoint {i}")
+    book.saving = False
+    out, out_grad, _ = _layer(book, cfg, i, x, x_grad, full)
+    book.saving = True
+
+    def backward():
+        book.rerun = True
+        _, _, inner = _layer(book, cfg, i, x, x_grad, full, output=out)
+        inner()
+        book.rerun = False
+        book.drop(x, f"checkpoint {i}")
+
+    return out, out_grad, backward
 
 
 def _residual(book: Book, out: str, x: str, x_grad: bool, branch: str, branch_grad: bool):
@@ -243,7 +299,8 @@ def _model(book: Book, cfg, full: bool) -> None:
             lump = _lump_forward(book, x, kept)
             x = lump[1]
         before = book.total()
-        x, x_grad, backward = _layer(book, cfg, i, x, x_grad, full)
+        block = _checkpointed if getattr(cfg, "checkpoint", "none") == "full" else _layer
+        x, x_grad, backward = block(book, cfg, i, x, x_grad, full)
         kept = book.total() - before  # what a layer adds: its output and what it saved
         backwards.append((i, backward))
     norm_f = Norm(book, "final norm", full)

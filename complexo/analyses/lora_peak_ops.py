@@ -19,6 +19,10 @@ class Book(Ledger):
         self.holders: dict[str, set[str]] = {}
         self.grads: dict[str, str] = {}  # tensor -> the buffer summing its gradient
         self.count = 0
+        # False under a checkpoint's forward: a backward node saves nothing (its holds are
+        # not taken), Python's and the gradient buffers' are
+        self.saving = True
+        self.rerun = False  # a checkpoint's rerun: a recomputed input goes once unpacked
 
     def make(self, what: str, **tensors) -> list[str]:
         """Allocate ``tensors`` in one op, each held by Python ("py") until let go."""
@@ -32,7 +36,15 @@ class Book(Ledger):
         return names
 
     def hold(self, name: str, tag: str) -> None:
-        self.holders[name].add(tag)
+        if self.saving or tag == "py" or tag.startswith(("grad:", "checkpoint")):
+            self.holders[name].add(tag)
+
+    def release(self, since: int) -> None:
+        """Python lets go of every tensor made after the ``since``-th (a checkpoint's rerun
+        stopped: its frames unwind)."""
+        for name in [k for k, held in self.holders.items() if "py" in held]:
+            if int(name.rsplit("#", 1)[1]) > since:
+                self.drop(name)
 
     def drop(self, name: str, tag: str = "py") -> None:
         held = self.holders[name]
@@ -72,19 +84,30 @@ class Linear:
         self.bias, self.trained, self.adapted = bias, trained, adapted
         self.copy_grad = False
 
-    def forward(self, x: str, x_grad: bool) -> tuple[str, bool]:
+    def forward(self, x: str, x_grad: bool, stop: bool = False) -> tuple[str, bool]:
+        """``stop``: a checkpoint's rerun ends here, once this layer's last input is saved,
+        before the product that needs it runs (its output then only names a gradient)."""
         book, p, rows = self.book, self.name, B * n
         self.x, self.x_grad = x, x_grad
-        (y,) = book.make(f"{p}: x·Wᵀ", y=rows * self.o * e)
-        self.y, self.base_node = y, x_grad or self.trained
-        if self.trained:
+        self.base_node = x_grad or self.trained
+        if self.trained:  # saved before the product runs
             book.hold(x, f"{p}.W")
+        if stop and not self.adapted:
+            self.y = self.out = f"{p}: not run again"
+            return self.out, self.base_node
+        (y,) = book.make(f"{p}: x·Wᵀ", y=rows * self.o * e)
+        self.y = y
         if not self.adapted:
             self.out = y
             return y, self.base_node
+        book.hold(x, f"{p}.A")
         (z,) = book.make(f"{p}: LoRA x·Aᵀ", z=rows * r * e)
         book.hold(z, f"{p}.B")
-        book.hold(x, f"{p}.A")
+        if stop:
+            self.s = f"{p}: scale not run again"
+            self.out = f"{p}: not run again"
+            self.z = z
+            return self.out, True
         (u,) = book.make(f"{p}: LoRA B·z", u=rows * self.o * e)
         (s,) = book.make(f"{p}: LoRA scaled by α/r", s=rows * self.o * e)
         book.drop(u)
@@ -130,11 +153,15 @@ class Linear:
         if not self.base_node:
             return
         dx = []
+        released = False
         if self.bias:  # addmm: dX, dW, db
             if self.x_grad:
                 dx = book.make(f"{p}: dX", dx=rows * self.i * e)
             if self.trained:
                 book.make(f"{p}: dW", **{f"g_W_{p}": self.i * self.o * e})
+                if book.rerun:  # recomputed: let go once unpacked for dW, before db
+                    book.drop(self.x, f"{p}.W")
+                    released = True
                 book.make(f"{p}: db", **{f"g_b_{p}": self.o * e})
         else:  # mm: dW, dX
             if self.trained:
@@ -142,7 +169,7 @@ class Linear:
             if self.x_grad:
                 dx = book.make(f"{p}: dX", dx=rows * self.i * e)
         book.drop(g, tag)
-        if self.trained:
+        if self.trained and not released:
             book.drop(self.x, f"{p}.W")
         for grad in dx:
             book.contribute(self.x, grad, p)
@@ -160,10 +187,10 @@ class Norm:
         out, stats = book.make(f"{self.name}: LayerNorm", h=B * n * d * e, stats=2 * B * n * e)
         self.x, self.x_grad, self.stats, self.out = x, x_grad, stats, out
         self.node = x_grad or self.trained
-        if self.node:
+        if self.node and book.saving:
             book.hold(x, self.name)
-        else:
-            book.drop(stats)
+            book.hold(stats, self.name)
+        book.drop(stats)
         return out, self.node
 
     def backward(self) -> None:
@@ -175,6 +202,6 @@ class Norm:
         names = book.make(f"{self.name}: LayerNorm's backward", **made)
         book.drop(g, f"grad:{self.out}")
         book.drop(self.x, self.name)
-        book.drop(self.stats)
+        book.drop(self.stats, self.name)
         for name in names[:1] if self.x_grad else []:
             book.contribute(self.x, name, self.name)

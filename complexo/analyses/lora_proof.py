@@ -37,7 +37,9 @@ UNTRACED = {
 
 
 def variant(cfg) -> str:
-    return "layer" if cfg.single_layer else "model"
+    """A checkpointed model is a variant of its own, which the suite does not trace."""
+    name = "layer" if cfg.single_layer else "model"
+    return name if cfg.checkpoint == "none" else f"{name}, checkpoint {cfg.checkpoint}"
 
 
 def cases(cfg) -> list[Case]:

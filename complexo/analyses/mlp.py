@@ -26,9 +26,10 @@ from dataclasses import asdict, dataclass
 
 import sympy
 
-from complexo.analyses import mlp_peak
+from complexo.analyses import mlp_ckpt, mlp_peak
 from complexo.analyses.mlp_profile import PROFILING
 from complexo.analyses.mlp_proof import SYMBOLIC
+from complexo.checkpointing import CHECKPOINTS
 from complexo.conventions import (
     DTYPES,
     ELEMENTWISE_FLOPS,
@@ -103,12 +104,23 @@ class Config:
     )
     dtype: str = option("fp32", "Element type; bytes per element e.", choices=(*DTYPES,))
     bias: bool = option(False, "Biases on every matrix (GPT-2 has them; LLaMA has none).")
+    checkpoint: str = option(
+        "none",
+        "Activation checkpointing: none, or full (the block under torch.utils.checkpoint: x "
+        "alone kept, the block run again in the backward); selective needs an attention core.",
+        choices=CHECKPOINTS,
+    )
 
     def __post_init__(self):
         check_options(self)
         if self.match_params and self.gated_hidden is not None:
             raise ComplexoError(
                 f"--match-params chooses f_g itself: drop --gated-hidden {self.gated_hidden}"
+            )
+        if self.checkpoint == "selective":
+            raise ComplexoError(
+                "--checkpoint selective recomputes an attention core, and the MLP block has "
+                "none: use --checkpoint full (the whole block) or none"
             )
 
     @property
@@ -148,10 +160,13 @@ def _linear(t: Terms, name: str, d_in, d_out, bias: bool) -> None:
     t.add(Kind.MEMORY, f"moved_{name}", moved * e, tags={"moved"}, note="reads x, W; writes y")
 
 
-def cost_model(side: str, bias: bool) -> CostModel:
-    """One side's symbolic cost: ``side`` is "gelu" or a gated variant ("swiglu", "geglu")."""
-    t, tokens = Terms(), B * n
+def cost_model(side: str, bias: bool, checkpoint: str = "none") -> CostModel:
+    """One side's symbolic cost: ``side`` is "gelu" or a gated variant ("swiglu", "geglu");
+    ``checkpoint`` full: x alone kept (by the checkpoint), the rerun as backward terms
+    (:mod:`complexo.analyses.mlp_ckpt`)."""
+    t, tokens, kept = Terms(), B * n, checkpoint == "none"
     t.add(Kind.ACTIVATION, "input", tokens * d * e, note="x, kept by the first matrices for dW")
+    mlp_ckpt.recomputed(t, side, bias, checkpoint)
     fwd_cost, bwd_cost = ACT_COST[side]
     act, act_bwd = ACT_OPS[side], ACT_BWD_OPS[side]
     if side == "gelu":
@@ -160,8 +175,9 @@ def cost_model(side: str, bias: bool) -> CostModel:
         t.add(Kind.FORWARD, "gelu", fwd_cost * hid, ops=act, note="x·Φ(x), erf form")
         t.add(Kind.BACKWARD, "gelu", bwd_cost * hid, ops=act_bwd, note="dy·(Φ + x·φ)")
         _linear(t, "fc_out", f, d, bias)
-        t.add(Kind.ACTIVATION, "fc_in_output", hid * e, note="h, kept by GELU")
-        t.add(Kind.ACTIVATION, "gelu_output", hid * e, note="GELU(h), kept by fc_out for dW")
+        if kept:
+            t.add(Kind.ACTIVATION, "fc_in_output", hid * e, note="h, kept by GELU")
+            t.add(Kind.ACTIVATION, "gelu_output", hid * e, note="GELU(h), kept by fc_out for dW")
         t.add(Kind.MEMORY, "moved_gelu", 2 * hid * e, tags={"moved"}, note="reads h, writes a")
         return t.model()
     hid = tokens * f_g  # (B, n, f_g)
@@ -186,7 +202,8 @@ def cost_model(side: str, bias: bool) -> CostModel:
         ("up_output", "u, kept by the product"),
         ("product", "a ⊙ u, kept by down_proj for dW"),
     ):
-        t.add(Kind.ACTIVATION, what, hid * e, note=note)
+        if kept:
+            t.add(Kind.ACTIVATION, what, hid * e, note=note)
     t.add(Kind.MEMORY, f"moved_{name}", 2 * hid * e, tags={"moved"}, note="reads g, writes a")
     t.add(Kind.MEMORY, "moved_product", 3 * hid * e, tags={"moved"}, note="reads a, u; writes")
     return t.model()
@@ -218,10 +235,11 @@ def build(cfg: Config, side: str, device: str | None = "meta"):
 
     dtype = torch_dtype(cfg.dtype)
     with torch.device(device) if device is not None else contextlib.nullcontext():
+        full = cfg.checkpoint == "full"
         if side == "gelu":
-            module = GeluMLP(cfg.dim, cfg.f, cfg.bias)
+            module = GeluMLP(cfg.dim, cfg.f, cfg.bias, full)
         else:
-            module = GatedMLP(cfg.dim, cfg.f_g, cfg.gated, cfg.bias)
+            module = GatedMLP(cfg.dim, cfg.f_g, cfg.gated, cfg.bias, full)
         x = torch.randn(cfg.batch, cfg.seq, cfg.dim, dtype=dtype, requires_grad=True)
     return in_dtype(module, dtype, device), x
 
@@ -249,7 +267,7 @@ def measure(cfg: Config, side: str) -> dict:
 
 def _side(cfg: Config, side: str) -> Result:
     variant = side if side == "gelu" else cfg.gated
-    model, values = cost_model(variant, cfg.bias), cfg.values
+    model, values = cost_model(variant, cfg.bias, cfg.checkpoint), cfg.values
     readings = counted(lambda: measure(cfg, side), {})
     quantities = [build_quantity(q, model, values, readings.get(q.name, {})) for q in QUANTITIES]
     width = f if side == "gelu" else f_g
@@ -267,7 +285,7 @@ def _side(cfg: Config, side: str) -> Result:
         facts = {"widths": f"{cfg.gated}: d = {cfg.dim} → 2 × f_g = {cfg.f_g} ({how}) → d"}
     peak, peak_note = mlp_peak.quantity(cfg, side)  # the training step's high-water mark
     quantities.append(peak)
-    notes = [peak_note]
+    notes = [peak_note, *mlp_ckpt.notes(cfg, variant, model)]
     fv = readings.get("forward_flops", {}).get("fvcore")
     if fv is not None and fv.uncounted_ops:
         skipped = ", ".join(sorted(fv.uncounted_ops))
@@ -372,6 +390,7 @@ def examples():
         gated_hidden=st.integers(1, 24),
         dtype=st.sampled_from(list(DTYPES)),
         bias=st.booleans(),
+        checkpoint=st.sampled_from(["none", "full"]),
     ) | st.builds(
         Config,
         dim=st.integers(1, 8),
@@ -390,7 +409,8 @@ ANALYSIS = register(
         "parameters, activations saved for backward and bytes moved, the gated width with "
         "the same parameters (2·f/3, 8·d/3 at f = 4·d) derived with sympy, checked against "
         "fvcore, FlopCounterMode, autograd's saved tensors and the module calls on the meta "
-        "device.",
+        "device; --checkpoint full: the block under torch.utils.checkpoint (x alone kept, the "
+        "rerun's FLOPs, the step's peak against MemTracker).",
         config=Config,
         analyse=analyse,
         sides=SIDES,

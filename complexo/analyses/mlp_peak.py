@@ -25,54 +25,71 @@ from complexo.peak import Ledger
 from complexo.symbols import B, d, e, f, f_g, n
 
 
-def _linear_backward(book: Ledger, layer: str, bias: bool, dx: dict, dw, db) -> None:
+def _linear_backward(
+    book: Ledger, layer: str, bias: bool, dx: dict, dw, db, saved: str = "", again=False
+) -> None:
     """One Linear's backward as autograd orders it: without a bias ``mm``'s (dW, then dX);
     with one ``addmm``'s (dX, dW, then Σ dY). ``dx``: {name: bytes}, or empty where the
-    input needs no gradient."""
+    input needs no gradient. ``saved``: its input, let go after the node has run, or, made
+    again by a checkpoint's rerun (``again``), once unpacked for dW (before the bias's Σ)."""
     grads = {f"g_w_{layer}": dw}
     if bias:
         book.alloc(f"{layer}'s backward: dX", **dx)
         book.alloc(f"{layer}'s backward: dW", **grads)
+        if saved and again:
+            book.free(saved)
         book.alloc(f"{layer}'s backward: db", **{f"g_b_{layer}": db})
     else:
         book.alloc(f"{layer}'s backward: dW", **grads)
         book.alloc(f"{layer}'s backward: dX", **dx)
+    if saved and not (bias and again):
+        book.free(saved)
 
 
 def ledger(cfg, side: str) -> Ledger:
     """The step's allocations and frees of one side ("gelu" or "gated") of ``cfg`` (an mlp
-    Config), as sympy over B, n, d, f, f_g, e."""
+    Config), as sympy over B, n, d, f, f_g, e; ``cfg.checkpoint`` full: the block's forward
+    keeps nothing but x, and runs again before its backward (:mod:`mlp_ckpt`)."""
+    from complexo.analyses import mlp_ckpt
     from complexo.analyses.mlp import cost_model
 
     variant = side if side == "gelu" else cfg.gated
     weights = cost_model(variant, cfg.bias).total(Kind.PARAMS) * e
     X = B * n * d * e
     book = Ledger(weights=weights, x=X)
+    full = getattr(cfg, "checkpoint", "none") == "full"
+    H = B * n * (f if side == "gelu" else f_g) * e
+    if full:
+        mlp_ckpt.forward(book, side, X, H)
     if side == "gelu":
-        H = B * n * f * e
-        book.alloc("fc_in's output h", h=H)
-        book.alloc("GELU's output a", a=H)
-        book.alloc("fc_out's output", out=X)
+        if not full:
+            book.alloc("fc_in's output h", h=H)
+            book.alloc("GELU's output a", a=H)
+            book.alloc("fc_out's output", out=X)
         book.alloc("out.sum() and its seed gradient", loss=2 * e)
         book.phase = "backward"
-        _linear_backward(book, "fc_out", cfg.bias, {"d_a": H}, d * f * e, d * e)
-        book.free("a")
+        if full:
+            mlp_ckpt.rerun(book, side, X, H)
+        _linear_backward(book, "fc_out", cfg.bias, {"d_a": H}, d * f * e, d * e, "a", full)
         book.alloc("GELU's backward: dh", d_h=H)
         book.free("h", "d_a")
         _linear_backward(book, "fc_in", cfg.bias, {"g_x": X}, d * f * e, f * e)
         book.free("d_h")
     else:
-        G = B * n * f_g * e
+        G = H
         act = "SiLU" if cfg.gated == "swiglu" else "GELU"
-        book.alloc("gate_proj's output g", g=G)
-        book.alloc(f"{act}'s output act(g)", a=G)
-        book.alloc("up_proj's output u", u=G)
-        book.alloc("the product act(g)⊙u", p=G)
-        book.alloc("down_proj's output", out=X)
+        if not full:
+            book.alloc("gate_proj's output g", g=G)
+            book.alloc(f"{act}'s output act(g)", a=G)
+            book.alloc("up_proj's output u", u=G)
+            book.alloc("the product act(g)⊙u", p=G)
+            book.alloc("down_proj's output", out=X)
         book.alloc("out.sum() and its seed gradient", loss=2 * e)
         book.phase = "backward"
-        _linear_backward(book, "down_proj", cfg.bias, {"d_p": G}, d * f_g * e, d * e)
-        book.free("p")
+        if full:
+            mlp_ckpt.rerun(book, side, X, H)
+        dp = {"d_p": G}
+        _linear_backward(book, "down_proj", cfg.bias, dp, d * f_g * e, d * e, "p", full)
         book.alloc("the product's backward: dy⊙u", d_a=G)
         book.alloc("the product's backward: dy⊙act(g)", d_u=G)
         book.free("d_p", "a", "u")
@@ -104,7 +121,7 @@ def all_live(cfg, side: str) -> int:
     from complexo.analyses.mlp import cost_model
     from complexo.cost import evaluate
 
-    model = cost_model(side if side == "gelu" else cfg.gated, cfg.bias)
+    model = cost_model(side if side == "gelu" else cfg.gated, cfg.bias, cfg.checkpoint)
     values = cfg.values
     weights = evaluate(model.total(Kind.PARAMS), values) * values[e]
     out = cfg.batch * cfg.seq * cfg.dim * values[e]

@@ -27,7 +27,7 @@ ACT_OP = {"gelu": "aten::gelu", "swiglu": "aten::silu", "geglu": "aten::gelu"}
 def model(cfg, side: str = "gelu"):
     from complexo.analyses.mlp import cost_model
 
-    return cost_model(side if side == "gelu" else cfg.gated, cfg.bias)
+    return cost_model(side if side == "gelu" else cfg.gated, cfg.bias, cfg.checkpoint)
 
 
 def rows(cfg, mode: str, side: str = "gelu") -> list[Row]:

@@ -20,7 +20,9 @@ UNTRACED = {
 
 
 def variant(cfg) -> str:
-    return cfg.gated + (" bias" if cfg.bias else "")
+    """A checkpointed block is a variant of its own, which the suite does not trace."""
+    name = cfg.gated + (" bias" if cfg.bias else "")
+    return name if cfg.checkpoint == "none" else f"{name}, checkpoint {cfg.checkpoint}"
 
 
 def cases(cfg) -> list[Case]:

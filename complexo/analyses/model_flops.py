@@ -66,6 +66,8 @@ def mfu_note(cfg, per_token: int) -> str:
             continue
         if any(config.get(k) != v for k, v in mine.items()) or not doc.get("median_s"):
             continue
+        if config.get("checkpoint", "none") != cfg.checkpoint:  # a rerun runs more FLOPs
+            continue
         peak = doc["ceilings"]["peak"][doc["dtype"]]
         rate = per_token * cfg.batch * cfg.seq / doc["median_s"]
         return (
@@ -80,6 +82,17 @@ def mfu_note(cfg, per_token: int) -> str:
     )
 
 
+def _rerun(cfg, model) -> float:
+    """Activation checkpointing's rerun per token: executed FLOPs, not model ones."""
+    from complexo.analyses.lora_ckpt import names
+    from complexo.cost import Kind, evaluate
+
+    rerun = names(cfg, model)
+    if not rerun:
+        return 0
+    return evaluate(model.group(Kind.BACKWARD, rerun), cfg.values) / (cfg.batch * cfg.seq)
+
+
 def notes(cfg, full) -> list[str]:
     """``lora``'s notes on a model's full fine-tuning side (``full``, its Result): model FLOPs
     per token beside the executed ones, the difference named, and MFU."""
@@ -91,6 +104,9 @@ def notes(cfg, full) -> list[str]:
     model = model_flops_per_token(spec, T)
     executed = executed_step / tokens
     gaps = gaps_per_token(spec, T)
+    rerun = _rerun(cfg, full.model)
+    if rerun:
+        gaps.append((f"checkpoint {cfg.checkpoint}'s rerun in the backward (executed)", rerun))
     left = executed - model - sum(g for _, g in gaps)
     named = "; ".join(f"{name} = {g:+,}" for name, g in gaps)
     unexplained = f"; unexplained {left:+,.0f}" if left else ""

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from complexo.cost import Kind
-from complexo.symbols import B, L, M_dev, d, e, f, h
+from complexo.symbols import B, L, d, e, f, h
 
 RECOMPUTED = {  # mode -> the recomputed terms' names
     "none": (),
@@ -35,20 +34,20 @@ def recomputed(t, mode: str) -> None:
     """The backward's rerun of the forward, as backward terms (executed, not useful, FLOPs)."""
     from complexo.analyses.vision import LINEAR, SDPA
     from complexo.analyses.vit import TOKENS
+    from complexo.checkpointing import AGAIN, add_recomputed
 
-    n, again = TOKENS, "the forward again, in the backward (executed FLOPs, not useful ones)"
+    n = TOKENS
     terms = {
-        "recompute_attn_proj": (L * 8 * B * n * d**2, LINEAR, f"q, k, v, out: {again}"),
-        "recompute_attention": (L * 4 * B * n**2 * d, SDPA, f"Q·Kᵀ and A·V: {again}"),
+        "recompute_attn_proj": (L * 8 * B * n * d**2, LINEAR, f"q, k, v, out: {AGAIN}", True),
+        "recompute_attention": (L * 4 * B * n**2 * d, SDPA, f"Q·Kᵀ and A·V: {AGAIN}", True),
         "recompute_mlp": (
             L * 2 * B * n * d * f,
             LINEAR,
             "fc1 only: the rerun stops once GELU's output, fc2's saved input, is made",
+            True,
         ),
     }
-    for name in RECOMPUTED[mode]:
-        expr, ops, note = terms[name]
-        t.add(Kind.BACKWARD, name, expr, mm=True, ops=ops, note=note)
+    add_recomputed(t, terms, RECOMPUTED[mode])
 
 
 def fake_build(cfg):
@@ -63,22 +62,12 @@ def fake_build(cfg):
 
 
 def statistics_gap(cfg, quantity):
-    """The saved-bytes reading on CPU fake tensors differs from the formula by the LayerNorms'
-    statistics alone in 16-bit: the CPU keeps μ and 1/σ in the input's dtype, the formula (as
-    CUDA and the meta device) in fp32. That gap, named, in place of an unexplained one when it
-    is exactly that; anything else stays unexplained."""
-    from complexo.analyses.vit import PRESETS, TOKENS
-    from complexo.conventions import FP32_BYTES
-    from complexo.cost import evaluate
-    from complexo.result import Gap
+    """The saved-bytes reading on CPU fake tensors against the formula: the LayerNorms'
+    statistics in 16-bit, named (:func:`complexo.checkpointing.statistics_gap`)."""
+    from complexo.analyses.vit import cost_model
+    from complexo.checkpointing import statistics_gap as named
 
-    norms = 1 if cfg.checkpoint == "full" else 2 * PRESETS[cfg.model].layers + 1
-    expected = evaluate(norms * 2 * (FP32_BYTES - e) * B * TOKENS, cfg.values)
-    gaps = [g for g in quantity.gaps if not (g.reason == "unexplained" and g.value == expected)]
-    if expected and len(gaps) < len(quantity.gaps):
-        why = "the CPU's LayerNorm keeps μ, 1/σ in the input's dtype; the formula: fp32"
-        gaps.append(Gap("torch", "aten.native_layer_norm", why, ("norm_statistics",), expected))
-    return dataclasses.replace(quantity, gaps=tuple(gaps))
+    return named(quantity, cost_model(cfg.checkpoint), "norm_statistics", cfg.values)
 
 
 def per_layer(cfg):
@@ -107,43 +96,16 @@ def korthikanti(mode: str):
 
 def fits(cfg, budget: int):
     """The largest batch whose step's peak (the ledger's) is at most ``budget`` bytes, and the
-    crossover it is the floor of: every moment of the ledger is linear in B, a + b·B, so the
-    step fits while each does, B ≤ (budget − a)/b; the moment that binds first gives the root
-    of moment = M_dev, symbolic in the budget M_dev and the other sizes. (0, None) when B = 1
-    does not fit."""
-    from fractions import Fraction
-
+    crossover it is the floor of (:func:`complexo.checkpointing.fits`; B = 1 differs: no summed
+    class-token gradient)."""
     from complexo.analyses import vit_peak
-    from complexo.cost import crossover
-    from complexo.peak import peak
+    from complexo.checkpointing import fits as solve
 
     def book(batch):
         c = dataclasses.replace(cfg, batch=batch, budget=None)
-        return c, vit_peak.ledger(c).moments
+        return c.values, vit_peak.ledger(c).moments
 
-    c, moments = book(2)  # B > 1: the class token's gradient is a tensor of its own
-    zero, one, two = (
-        [b for _, _, b in peak(moments, {**c.values, B: k}).timeline] for k in (0, 1, 2)
-    )
-    if any(y - x != z - y for x, y, z in zip(zero, one, two, strict=True)):
-        raise ValueError("a moment of the ledger is not linear in the batch")
-    bounds = [
-        (Fraction(budget - a, b - a), i) for i, (a, b) in enumerate(zip(zero, one, strict=True))
-    ]
-    if any(a > budget for a, b in zip(zero, one, strict=True) if b == a):
-        return 0, None
-    bound, i = min((x, i) for x, i in bounds if one[i] > zero[i])
-    values = {k: v for k, v in c.values.items() if k is not B} | {M_dev: budget}
-    label = f"{cfg.checkpoint}: the training step's peak reaches the budget"
-    root = crossover(moments[i].expr, M_dev, B, values=values, label=label)
-    assert root.value == bound  # the solver's root is the bound found by arithmetic
-    batch = int(bound)
-    while batch > 0:  # exact at the integer (B = 1: no summed class-token gradient)
-        c, at_batch = book(batch)
-        if peak(at_batch, c.values).bytes <= budget:
-            return batch, root
-        batch -= 1
-    return 0, root
+    return solve(book, budget, f"{cfg.checkpoint}: the training step's peak reaches the budget")
 
 
 WHY = {  # how ours differs from Korthikanti et al.'s per-layer bytes
@@ -168,6 +130,7 @@ def in_tokens(expr):
 
 def notes(cfg, model) -> list[str]:
     """The rerun's FLOPs, the bytes per block against Korthikanti et al.'s, and the budget."""
+    from complexo.checkpointing import rerun_note
     from complexo.cost import evaluate, plain
     from complexo.render import human
     from complexo.symbols import n
@@ -175,18 +138,11 @@ def notes(cfg, model) -> list[str]:
     values, mode = cfg.values, cfg.checkpoint
     out = []
     if mode != "none":
-        extra = evaluate(model.group(Kind.BACKWARD, RECOMPUTED[mode]), values)
-        useful = evaluate(model.total((Kind.FORWARD, Kind.BACKWARD), matmul_only=True), values)
-        extra_useful = useful - extra
         what = {
             "full": "every block's forward again but fc2's product",
             "selective": "the attention core (SDPA) again",
         }[mode]
-        out.append(
-            f"checkpoint {mode}: the backward runs {what}: {human(extra, 'flop')} executed, "
-            f"+{extra / extra_useful:.1%} on the step's {human(extra_useful, 'flop')} of "
-            "matrix products; the useful FLOPs (the forward's) do not change"
-        )
+        out.append(rerun_note(mode, what, model, RECOMPUTED[mode], values))
     ours, theirs = in_tokens(per_layer(cfg)), in_tokens(korthikanti(mode))
     half = {**values, e: 2}
     out.append(
@@ -202,20 +158,11 @@ def notes(cfg, model) -> list[str]:
 
 def budget_crossovers(cfg) -> tuple[list, str]:
     """With a budget: each mode's largest batch and its crossover (the peak = M_dev), and a
-    note naming the batches only checkpointing fits, at what rerun cost."""
-    from complexo.analyses.vit import CHECKPOINTS
+    note naming the batches only checkpointing fits."""
+    from complexo.checkpointing import budget_fits, budget_note
 
     if cfg.budget is None:
         return [], ""
-    budget = int(cfg.budget * 2**30)
-    found = {m: fits(dataclasses.replace(cfg, checkpoint=m), budget) for m in CHECKPOINTS}
-    crossovers = [root for _, root in found.values() if root is not None]
-    (plain_b, _), (full_b, _) = found["none"], found["full"]
-    sel_b = found["selective"][0]
-    note = (
-        f"a {cfg.budget:g} GiB budget at {cfg.res}² ({cfg.dtype}, the ledger's peak): none fits "
-        f"up to B = {plain_b}, selective {sel_b}, full {full_b}"
-    )
-    if full_b > plain_b:
-        note += f": B = {plain_b + 1} to {full_b} fit only with full checkpointing"
-    return crossovers, note
+    batches, crossovers = budget_fits(cfg, ("none", "selective", "full"), fits)
+    where = f"{cfg.res}² ({cfg.dtype}, the ledger's peak)"
+    return crossovers, budget_note(where, cfg.budget, batches)

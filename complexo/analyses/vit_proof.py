@@ -22,7 +22,8 @@ UNTRACED = {
 
 
 def variant(cfg) -> str:
-    return cfg.model
+    """A checkpointed ViT is a variant of its own, which the suite does not trace."""
+    return cfg.model if cfg.checkpoint == "none" else f"{cfg.model}, checkpoint {cfg.checkpoint}"
 
 
 def cases(cfg) -> list[Case]:

@@ -8,6 +8,12 @@ Both are pre-norm: x = x + attn(norm(x)); x = x + mlp(norm(x)). Attention is cau
 ``F.scaled_dot_product_attention``. Shape letters are complexo's symbols: B batch, n tokens,
 d width, h heads, hs = d/h, f MLP width, V vocabulary, L layers.
 
+Activation checkpointing (``checkpoint=``, as ``blocks/vit.py``): "full" runs each block under
+``torch.utils.checkpoint.checkpoint(block, x, ..., use_reentrant=False)``, so the forward keeps
+each block's input only and the backward runs the block again before its own backward;
+"selective" checkpoints the attention core only, SDPA (k and v repeated to h heads within it)
+and the heads merged: the checkpoint keeps q, k, v, and the kernel's log-sum-exp is made again.
+
 Presets are architecturally identical to the published models, so their parameter counts are the
 published ones (see :data:`PUBLISHED_PARAMS`).
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint as recompute
 
 from complexo.blocks.attention import MHSA
 from complexo.presets import ModelConfig
@@ -123,7 +130,10 @@ def attention_mask(pos: int, n: int, first: int, window: int | None, device):
 class CausalSelfAttention(MHSA):
     """MHSA's projections, causal SDPA (within a sliding window, if the model has one), rotary
     positions when given their tables, and, with a KV cache, the keys and values of earlier
-    positions read from it."""
+    positions read from it. ``recompute_core``: the core, SDPA and the heads merged, under a
+    checkpoint (selective recomputation)."""
+
+    recompute_core = False
 
     def forward(self, x, rope=None, cache: KVCache | None = None, layer: int = 0, pos: int = 0):
         B, n, d = x.shape
@@ -142,11 +152,15 @@ class CausalSelfAttention(MHSA):
             cache.write(layer, pos, k, v)
             k, v = torch.cat((old_k, k), dim=2), torch.cat((old_v, v), dim=2)
         mask, causal = attention_mask(pos, n, first, W, x.device)
-        # (B, h, n, hs) x (B, h, hs, keys) -> (B, h, n, keys) -> (B, h, n, hs)
-        y = F.scaled_dot_product_attention(
-            q, self.share(k), self.share(v), attn_mask=mask, is_causal=causal
-        )
-        y = y.transpose(1, 2).reshape(B, n, d)  # (B, h, n, hs) -> (B, n, d)
+
+        def core(q, k, v):
+            # (B, h, n, hs) x (B, h, hs, keys) -> (B, h, n, keys) -> (B, h, n, hs)
+            y = F.scaled_dot_product_attention(
+                q, self.share(k), self.share(v), attn_mask=mask, is_causal=causal
+            )
+            return y.transpose(1, 2).reshape(B, n, d)  # (B, h, n, hs) -> (B, n, d)
+
+        y = recompute(core, q, k, v, use_reentrant=False) if self.recompute_core else core(q, k, v)
         return self.out_proj(y)  # (B, n, d) x (d, d) -> (B, n, d)
 
 
@@ -194,14 +208,16 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, checkpoint: str = "none"):
         super().__init__()
         if cfg.dim % cfg.heads:
             raise ValueError(f"d={cfg.dim} is not divisible by h={cfg.heads}")
-        self.cfg = cfg
+        self.cfg, self.checkpoint = cfg, checkpoint
         self.wte = nn.Embedding(cfg.vocab, cfg.dim)  # (V, d)
         self.wpe = nn.Embedding(cfg.ctx, cfg.dim) if cfg.learned_positions else None  # (P, d)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        for block in self.blocks:
+            block.attn.recompute_core = checkpoint == "selective"
         self.norm_f = _norm(cfg)
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab, bias=False)  # (d, V)
         if cfg.tied:
@@ -224,8 +240,11 @@ class Transformer(nn.Module):
         else:
             cos, sin = rotary_tables(pos + n, self.cfg.dim // self.cfg.heads, x)  # (pos + n, hs)
             rope = (cos[pos:], sin[pos:]) if pos else (cos, sin)
-        for i, block in enumerate(self.blocks):
-            x = block(x, rope, cache, i, pos)
+        for i, block in enumerate(self.blocks):  # "full": only x is kept, the block runs again
+            if self.checkpoint == "full":
+                x = recompute(block, x, rope, cache, i, pos, use_reentrant=False)
+            else:
+                x = block(x, rope, cache, i, pos)
         logits = self.lm_head(self.norm_f(x))  # (B, n, d) x (d, V) -> (B, n, V)
         if targets is None:
             return logits

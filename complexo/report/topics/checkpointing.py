@@ -138,3 +138,147 @@ def _budget(page: Page, vit, vit_ckpt) -> None:
         "matrix, which is what it spares a GPT with materialised attention and dropout.",
         "",
     )
+
+
+LM_BATCH = 4  # GPT-2 at its context, bf16-mixed AdamW: the activations outweigh the weights'
+
+
+def lm_checkpointing_section(page: Page) -> None:
+    """``complexo lora --checkpoint`` on GPT-2, both sides; the budget's batches; ``complexo
+    mlp --checkpoint full``."""
+    from complexo.analyses import lora, lora_ckpt, lora_peak
+    from complexo.cost import Kind, evaluate
+    from complexo.peak import peak
+
+    page.add(
+        f"## Activation checkpointing: GPT-2 at n=1024, B={LM_BATCH}, bf16-mixed AdamW, "
+        "full fine-tuning and LoRA",
+        "",
+        "`complexo lora --checkpoint none|full|selective` with the same semantics: **full** "
+        "runs each transformer block under `torch.utils.checkpoint.checkpoint(block, x, "
+        "use_reentrant=False)`, and the rerun stops once fc_out's input is saved (fc_out's "
+        "product is not run again, unless LoRA adapts fc_out: then its base product and its A "
+        "run, and the rerun stops before B's); **selective** checkpoints the attention core "
+        "(SDPA, k and v repeated within it, the heads merged): the checkpoint keeps q, k, v, "
+        "and out_proj keeps the output only where it trains or is adapted, so LoRA on q, v "
+        "spares the output and the log-sum-exp, full fine-tuning the log-sum-exp alone. The "
+        "ledger (`lora_peak.py`) keeps GPT-3's 96 layers as cheap as 5 (the middle layers "
+        "lumped) in every mode; MemTracker runs the real checkpoints under FakeTensorMode.",
+        "",
+    )
+    rows = []
+    for side in ("full", "lora"):
+        for mode in ("none", "full", "selective"):
+            cfg = lora.Config(model="gpt2", batch=LM_BATCH, checkpoint=mode)
+            model, values = lora.cost_model(cfg, side), cfg.values
+            best = peak(lora_peak.ledger(cfg, side).moments, values)
+            tracked = lora_peak.tracked(cfg, side).bytes
+            names = lora_ckpt.names(cfg, model)
+            extra = evaluate(model.group(Kind.BACKWARD, names), values) if names else 0
+            step = evaluate(model.total((Kind.FORWARD, Kind.BACKWARD), matmul_only=True), values)
+            rows.append(
+                [
+                    side,
+                    mode,
+                    human(evaluate(model.total(Kind.ACTIVATION), values), "byte"),
+                    f"**{human(best.bytes, 'byte')}**",
+                    f"{best.phase}: {best.what}",
+                    f"{human(extra, 'flop')} (+{extra / (step - extra):.1%})" if extra else "—",
+                    f"{human(tracked, 'byte')} ({tracked - best.bytes:+,} B)",
+                ]
+            )
+    logits = human(3 * LM_BATCH * 1024 * 50257 * 2, "byte")
+    page.add(
+        _table(
+            ["side", "mode", "activations", "peak (ledger)", "where", "extra FLOPs", "MemTracker"],
+            rows,
+        ),
+        f"At this batch every step peaks in the loss's backward, where the logits, their "
+        f"log-softmax and its gradient, 3·B·n·V·e = {logits}, are live beside every block's "
+        "saved activations: full checkpointing lowers the peak by what the blocks would keep "
+        "beyond their inputs, selective by SDPA's log-sum-exp (and, for LoRA, the core's "
+        "output). The CPU profiler's record of a real "
+        "step (`tests/test_checkpoint_lm.py`, a 2-layer GPT-2-style model, fp32, SGD) holds "
+        "the checkpoints' RNG states beside the ledger, 5,056 bytes each until its block's "
+        "backward has run, and during a full rerun one more, the state `fork_rng` keeps while "
+        "the rerun replays the saved one; LoRA's α/r scalars (8 bytes each) as without "
+        "checkpoints.",
+        "",
+    )
+    _lm_budget(page, lora, lora_ckpt)
+    _mlp(page)
+
+
+def _lm_budget(page: Page, lora, lora_ckpt) -> None:
+    page.add(
+        "**The largest batch a budget fits** (`complexo lora --budget GiB`, the ledger's peak, "
+        "linear in B; bf16-mixed AdamW at the model's context):",
+        "",
+    )
+    rows = []
+    for model, gib in (("gpt2", 8), ("gpt2", 24), ("gpt2-medium", 24), ("gpt2-large", 80)):
+        for side in ("full", "lora"):
+            fit = {
+                m: lora_ckpt.fits(lora.Config(model=model, checkpoint=m), side, gib * 2**30)[0]
+                for m in ("none", "selective", "full")
+            }
+            rows.append(
+                [model, side, f"{gib} GiB", fit["none"], fit["selective"], f"**{fit['full']}**"]
+            )
+    page.add(
+        _table(["model", "side", "budget", "none: largest B", "selective", "full"], rows),
+    )
+
+
+def _mlp(page: Page) -> None:
+    from complexo.analyses import mlp, mlp_ckpt, mlp_peak
+    from complexo.cost import Kind, evaluate
+    from complexo.peak import peak
+
+    page.add(
+        "**The MLP block alone** (`complexo mlp --checkpoint full`; selective is refused: the "
+        "block has no attention core). d = 768, f = 3072 (gated: f_g = 2048), B = 8, n = 1024, "
+        "fp32, biases. One block's rerun makes again everything its forward would have kept, "
+        "just before its backward, so the step's peak does not move: what falls is what the "
+        "forward leaves for the backward (x alone), and the forward's own high-water only by "
+        "what the block lets go on the way (the gated MLP's gate g, once activated); the rerun "
+        "costs every product but the last:",
+        "",
+    )
+    rows = []
+    for side in mlp.SIDES:
+        for mode in ("none", "full"):
+            cfg = mlp.Config(dim=768, batch=8, seq=1024, bias=True, checkpoint=mode)
+            variant = side if side == "gelu" else cfg.gated
+            model = mlp.cost_model(variant, cfg.bias, mode)
+            best = peak(mlp_peak.ledger(cfg, side).moments, cfg.values)
+            tracked = mlp_peak.tracked(cfg, side).bytes
+            names = mlp_ckpt.names(variant, cfg.bias) if mode == "full" else ()
+            extra = evaluate(model.group(Kind.BACKWARD, names), cfg.values) if names else 0
+            rows.append(
+                [
+                    side,
+                    mode,
+                    human(evaluate(model.total(Kind.ACTIVATION), cfg.values), "byte"),
+                    human(best.phase_peaks()["forward"], "byte"),
+                    f"**{human(best.bytes, 'byte')}**",
+                    f"{best.phase}: {best.what}",
+                    human(extra, "flop") if extra else "—",
+                    f"{human(tracked, 'byte')} ({tracked - best.bytes:+,} B)",
+                ]
+            )
+    page.add(
+        _table(
+            [
+                "side",
+                "mode",
+                "activations",
+                "forward's high-water",
+                "peak (ledger)",
+                "where",
+                "extra FLOPs (executed)",
+                "MemTracker",
+            ],
+            rows,
+        ),
+    )

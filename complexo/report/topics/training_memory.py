@@ -8,7 +8,7 @@ from __future__ import annotations
 from complexo.conventions import CONVENTION
 from complexo.render import human
 from complexo.report.page import Page, _math, _table, register_topic
-from complexo.report.topics.checkpointing import checkpointing_section
+from complexo.report.topics.checkpointing import checkpointing_section, lm_checkpointing_section
 
 SHORT = (
     "**The short answer.** A calculator that adds weights, gradients, optimizer state and every "
@@ -65,9 +65,9 @@ def peak_row(label: str, summed: int, best, tracked: int, cpu: int | None) -> li
     "training-memory",
     "Training memory as it really peaks: lifetimes, phase by phase",
     "A training step's peak with lifetimes (mhsa, loss, vit, cnn, lora, mlp, conv, video, "
-    "patch, norm) "
-    "against MemTracker and the CPU profiler; a ViT's activation checkpointing, full and "
-    "selective; FlashAttention's backward traffic against its paper's GPT-2 medium figure",
+    "patch, norm) against MemTracker and the CPU profiler; activation checkpointing, full and "
+    "selective, of a ViT, of GPT-2 under LoRA and full fine-tuning, and of the MLP block; "
+    "FlashAttention's backward traffic against its paper's GPT-2 medium figure",
 )
 def training_memory_page(page: Page) -> None:
     from complexo.analyses import loss, loss_peak, mhsa, mhsa_peak
@@ -196,6 +196,7 @@ def training_memory_page(page: Page) -> None:
     norm_patch_section(page, _cpu_peak)
     _phases(page, mhsa, mhsa_peak, peak)
     checkpointing_section(page)
+    lm_checkpointing_section(page)
     _traffic(page, mhsa)
 
 

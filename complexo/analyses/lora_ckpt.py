@@ -1,0 +1,146 @@
+"""Activation checkpointing of lora's model (``complexo lora --checkpoint``, ``--budget``), with
+vit's semantics (:mod:`complexo.checkpointing`): ``full`` runs each transformer block under
+``torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)``, ``selective`` the
+attention core only (SDPA, k and v repeated within it, the heads merged), on both sides (full
+fine-tuning and LoRA). Memory: the ledger per mode (:mod:`complexo.analyses.lora_peak`); FLOPs:
+the rerun as backward terms, executed not useful; the largest batch a budget fits per mode.
+"""
+
+from __future__ import annotations
+
+CKPT_HELP = (
+    "Activation checkpointing of a GPT-2-style model: none, full (each block's input only; the "
+    "block runs again in the backward) or selective (the attention core runs again)."
+)
+BUDGET_HELP = (
+    "A memory budget in GiB (2^30 bytes): the largest batch whose training step fits it, in "
+    "each checkpoint mode (a GPT-2-style model)."
+)
+
+
+def check(cfg) -> None:
+    """--checkpoint and --budget need a GPT-2-style model: one clear line otherwise."""
+    from complexo.errors import ComplexoError
+
+    if cfg.checkpoint == "none" and cfg.budget is None:
+        return
+    flag = "--budget" if cfg.checkpoint == "none" else f"--checkpoint {cfg.checkpoint}"
+    if cfg.single_layer:
+        raise ComplexoError(
+            f"{flag} applies to a model's transformer blocks; a single layer (--in, --out) has "
+            "none: give a model (--model, or --arch with --layers, --dim, --heads)"
+        )
+    if cfg.arch != "gpt2":  # --budget compares every checkpoint mode
+        raise ComplexoError(
+            f"{flag} is priced by the checkpointed steps' ledgers, written for GPT-2-style "
+            f"models; --arch {cfg.arch}'s ledger has no checkpointing yet: use a gpt2 model"
+        )
+
+
+RECOMPUTED = {  # mode -> the recomputed terms' names
+    "none": (),
+    "full": ("recompute_attn_proj", "recompute_attention", "recompute_mlp", "recompute_lora"),
+    "selective": ("recompute_attention",),
+}
+
+
+def recomputed(t, cfg, side: str) -> None:
+    """The backward's rerun of the forward, as backward terms (executed, not useful, FLOPs).
+    Full: every block's forward again, stopped once fc_out's input is saved: fc_out's product
+    is not run again, unless LoRA adapts it (its base product runs before its adapter A, which
+    saves that input; the rerun stops before B's product, B saving x·Aᵀ). Selective: SDPA."""
+    from complexo.analyses.llm import kv_width
+    from complexo.analyses.lora_cost import LINEAR, SDPA, _adapted, _symbolic_matrices
+    from complexo.checkpointing import AGAIN, add_recomputed
+    from complexo.symbols import B, L, d, f, n, r
+
+    spec, mode = cfg.spec, cfg.checkpoint
+    targets = cfg.targets if side == "lora" else ()
+    adapted = {name: (i, o) for name, i, o in _symbolic_matrices(spec) if _adapted(name, targets)}
+    kv = kv_width(spec)
+    lora = sum(2 * B * n * r * (i + o) for i, o in adapted.values())
+    if "fc_out" in adapted:
+        lora -= 2 * B * n * r * d  # fc_out's B·z: the rerun stops before it
+    mlp = 2 * B * n * d * f * (2 if "fc_out" in adapted else 1)
+    stop = "fc_in" + (" and fc_out (adapted: its A saves its input)" if "fc_out" in adapted else "")
+    terms = {
+        "recompute_attn_proj": (
+            L * 2 * B * n * d * (2 * d + 2 * kv),
+            LINEAR,
+            f"q, k, v, out: {AGAIN}",
+            True,
+        ),
+        "recompute_attention": (L * 4 * B * n**2 * d, SDPA, f"Q·Kᵀ and A·V: {AGAIN}", True),
+        "recompute_mlp": (
+            L * mlp,
+            LINEAR,
+            f"{stop}: the rerun stops once fc_out's input is saved",
+            True,
+        ),
+        "recompute_lora": (L * lora, LINEAR, f"the adapters: {AGAIN}", True),
+    }
+    if not lora:
+        terms.pop("recompute_lora")
+    add_recomputed(t, terms, [k for k in RECOMPUTED[mode] if k in terms])
+
+
+def names(cfg, model) -> list[str]:
+    """The recomputed terms this model has."""
+    from complexo.cost import Kind
+
+    have = {t.name for t in model.terms(Kind.BACKWARD)}
+    return [k for k in RECOMPUTED[cfg.checkpoint] if k in have]
+
+
+def notes(cfg, side: str, model) -> list[str]:
+    """The rerun's FLOPs of one side."""
+    from complexo.checkpointing import rerun_note
+
+    if cfg.checkpoint == "none":
+        return []
+    what = {
+        "full": "every block's forward again but fc_out's last product",
+        "selective": "the attention core (SDPA) again",
+    }[cfg.checkpoint]
+    return [f"{side}: " + rerun_note(cfg.checkpoint, what, model, names(cfg, model), cfg.values)]
+
+
+def fits(cfg, side: str, budget: int):
+    """The largest batch whose step's peak (the ledger's) is at most ``budget`` bytes, and the
+    crossover it is the floor of (:func:`complexo.checkpointing.fits`)."""
+    import dataclasses
+
+    from complexo.analyses import lora_peak
+    from complexo.checkpointing import fits as solve
+
+    def book(batch):
+        c = dataclasses.replace(cfg, batch=batch, budget=None)
+        return c.values, lora_peak.ledger(c, side).moments
+
+    label = f"{cfg.checkpoint}: the training step's peak reaches the budget"
+    return solve(book, budget, label)
+
+
+def budget_crossovers(cfg, side: str) -> tuple[list, str]:
+    """With a budget: each mode's largest batch on one side, its crossovers, and a note."""
+    from complexo.checkpointing import CHECKPOINTS, budget_fits, budget_note
+
+    if cfg.budget is None:
+        return [], ""
+    batches, crossovers = budget_fits(cfg, CHECKPOINTS, lambda c, b: fits(c, side, b))
+    where = f"n = {cfg.seq} ({side}, {cfg.precision}, {cfg.optimizer}; the ledger's peak)"
+    return crossovers, f"{side}: " + budget_note(where, cfg.budget, batches)
+
+
+def named_gaps(cfg, model, quantities):
+    """A checkpointed model's saved bytes are counted on CPU fake tensors: in 16-bit the
+    LayerNorms' statistics differ from the formula's fp32, that gap named."""
+    from complexo.checkpointing import statistics_gap
+
+    if cfg.checkpoint == "none" or cfg.single_layer:
+        return quantities
+    saved = ("activation_bytes", "train_memory_bytes")
+    return [
+        statistics_gap(q, model, "norm_stats", cfg.values) if q.name in saved else q
+        for q in quantities
+    ]
