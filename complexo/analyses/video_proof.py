@@ -36,8 +36,8 @@ def variant(cfg) -> str:
     if getattr(cfg, "compare", False):  # three results, each marked by its own variant
         return "compare"
     name = cfg.attn
-    if cfg.attn == "window" and not _tiles(cfg):
-        name += " untiled"
+    if cfg.attn == "window" and not _tiles(cfg):  # proved at its own window: name it
+        name += " untiled " + ",".join(map(str, cfg.clipped))
     return name + ("" if cfg.bias else " no bias")
 
 
@@ -173,16 +173,16 @@ SYMBOLIC = Symbolic(
         "factorized": {"attn": "factorized"},
         "window": {"attn": "window"},  # 8×7×7 windows over 8 frames of 14×14 tokens
         # 2×7×7 windows over 3 frames of 14×14 tokens: the frames padded to 4
-        "window untiled": {"attn": "window", "window": "2,7,7", "frames": 3},
+        "window untiled 2,7,7": {"attn": "window", "window": "2,7,7", "frames": 3},
     },
     untraced=UNTRACED,
-    slow=frozenset({"window untiled"}),
-    where={"window untiled": "B*S*T*d >= 2, h > 1, sqrt(S) >= 7"},
-    note="window untiled: every B, d, h and every T ≥ 2, √S ≥ 7 for 2×7×7 windows, by the 14 "
-    "residue classes T = 2·q − r (r < 2), √S = 7·c − r (r < 7), from 4 traces (one per way the "
-    "block branches: frames padded or not, rows and columns padded or not); any other window "
-    "is proved the same way by --prove, at its own window (w_h ≠ w_w: lcm(w_h, w_w) classes of "
-    "√S, up to 8 traces)",
+    slow=frozenset({"window untiled 2,7,7"}),
+    where={"window untiled 2,7,7": "B*S*T*d >= 2, h > 1, sqrt(S) >= 7"},
+    note="window untiled 2,7,7: every B, d, h and every T ≥ 2, √S ≥ 7 for 2×7×7 windows, by the "
+    "14 residue classes T = 2·q − r (r < 2), √S = 7·c − r (r < 7), from 4 traces (one per way "
+    "the block branches: frames padded or not, rows and columns padded or not). Any other "
+    "window is proved the same way by --prove, at its own window (w_h ≠ w_w: lcm(w_h, w_w) "
+    "classes of √S, up to 8 traces); the output claims only 2,7,7 without it",
     unproved={
         "compare": "--compare sets three attentions side by side: prove each with --attn X --prove",
     },
