@@ -81,7 +81,7 @@ def _name(size: sympy.Expr) -> str:
 def covers(residues: Residues, guards, rs) -> tuple[bool, list[sympy.Expr]]:
     """Whether the class ``rs`` meets a trace's ``guards`` (none false after the substitution),
     and the conditions left, read in the sizes again: those the class's own k ≥ 1 does not
-    settle (√S ≥ 7 where √S = 7·c − 3 needs c ≥ 2)."""
+    settle (√S ≥ 7 where √S = 7·c − 3 needs c ≥ 2); where it does not, the guard it fails."""
     left: list[sympy.Expr] = []
     for g in guards:
         if not g.has(sympy.floor, sympy.ceiling, sympy.Mod, sympy.Max, sympy.Min):
@@ -90,9 +90,9 @@ def covers(residues: Residues, guards, rs) -> tuple[bool, list[sympy.Expr]]:
             if not isinstance(g, sympy.Ne) and g is not sympy.true:
                 left.append(g)
             continue
-        g = residues.substitute(g, rs)
+        given, g = g, residues.substitute(g, rs)
         if g is sympy.false:
-            return False, []
+            return False, [given]
         if g is sympy.true or not isinstance(g, sympy.core.relational.Relational):
             continue
         if isinstance(g, sympy.Ne):
@@ -117,11 +117,14 @@ def prove_classes(residues: Residues, traced: list[tuple], hand_of) -> tuple[lis
     per: dict[str, list[tuple[str, sympy.Expr, sympy.Expr]]] = {q: [] for q in case0.traced}
     where: list[sympy.Expr] = []
     uncovered: list[str] = []
+    guards = [list(tr.guards) for _, tr in traced]  # a guard a class failed first: the branch's
     for rs in residues.classes():
         label = residues.label(rs)
-        for case, tr in traced:
-            ok, left = covers(residues, tr.guards, rs)
+        for (case, tr), order in zip(traced, guards, strict=True):
+            ok, left = covers(residues, order, rs)
             if not ok:
+                order.remove(left[0])
+                order.insert(0, left[0])  # the next class of another branch fails it at once
                 continue
             where += [g for g in left if g not in where]
             hand = hand_of(case)
