@@ -10,7 +10,10 @@ traced quantity each is measured by; quantities no trace measures are listed wit
 variant among them, or for any config after ``--prove`` has run its proof live.
 
 Floors and ceilings (a strided convolution's ⌈R/2⌉) that ``simplify`` cannot cancel are proved
-by residues: R = q·k + j for every j < q, each case by ``simplify``.
+by residues: R = q·k + j for every j < q, each case by ``simplify``. A block that pads a size
+up to a multiple of a fixed m (a video clip to whole windows) traces to a ``Mod`` in a symbol:
+its cases share a :class:`complexo.residues.Residues` (``Case.classes``), one trace per way the
+block branches, and every class X = m·k − r is proved in the trace whose guards it meets.
 
 Nothing here imports torch until a proof runs.
 """
@@ -59,6 +62,10 @@ class Case:
     dtype: str = "bfloat16"  # 2 bytes: fp32 statistics told apart from e
     at: Mapping[sympy.Symbol, int] = field(default_factory=dict)  # fixed on both sides: e = 4
     backward: bool = True  # False: the forward alone, as inference runs it (a decode step)
+    # proved class by class (complexo.residues): the cases that share it are traces of one
+    # block at sizes that branch differently (padding or none), each class proved in the one
+    # whose guards it meets
+    classes: Any = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +229,7 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
     pinned: dict[str, int] = {}
     no_convention: list[str] = []
     cases = sym.cases(cfg)
+    classed: list[tuple] = []  # (case, trace) of the cases proved by residue classes
     if not cases:
         from complexo.errors import ComplexoError
 
@@ -235,6 +243,12 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
     for case in cases:
         extra = case.formulas() if case.formulas else None
         tr = trace(case.build, case.dims, case.dtype, formulas=extra, backward=case.backward)
+        pinned.update(tr.pinned)
+        if {"forward_flops", "backward_flops"} & set(case.traced.values()):
+            no_convention += [op for op in tr.no_convention if op not in no_convention]
+        if case.classes is not None:
+            classed.append((case, tr))
+            continue
         formulas = {**case.hand, **((hand or {}).get(case.side, {}))}
         at = dict(case.at)
         fixed = ", at " + ", ".join(f"{k} = {v}" for k, v in at.items()) if at else ""
@@ -250,19 +264,29 @@ def prove(analysis, cfg, hand: Mapping[str, Mapping[str, sympy.Expr]] | None = N
         alternatives = parts.setdefault(part, [])
         if f"({group})" not in alternatives:
             alternatives.append(f"({group})")
-        pinned.update(tr.pinned)
-        if {"forward_flops", "backward_flops"} & set(case.traced.values()):
-            no_convention += [op for op in tr.no_convention if op not in no_convention]
+    guards = _where(parts.values())
+    note = sym.note
+    if classed:
+        from complexo.residues import prove_classes
+
+        def hand_of(case):
+            return {**case.hand, **((hand or {}).get(case.side, {}))}
+
+        class_checks, where = prove_classes(classed[0][0].classes, classed, hand_of)
+        checks += class_checks
+        if where:
+            guards.append(", ".join(where))
+        note = classed[0][0].classes.note(len(classed))
     return ProofReport(
         analysis.name,
         sym.variant(cfg),
         checks,
         sym.untraced,
-        _where(parts.values()),
+        guards,
         pinned,
         time.perf_counter() - t0,
         no_convention,
-        sym.note,
+        note,
     )
 
 

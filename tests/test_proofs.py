@@ -145,3 +145,75 @@ def test_prove_on_the_command_line():
     assert "standard: forward_flops: proved for all shapes (simplify)" in text.output
     refused = runner.invoke(app, ["video", "--compare", "--prove"])
     assert_one_line_error(refused, "no proof of video's compare variant: --compare sets three")
+
+
+def test_residue_classes_cover_every_size_and_read_each_class():
+    from complexo.residues import Residues, covers
+    from complexo.symbols import S, T
+
+    res = Residues(((T, 2, "q"), (sympy.sqrt(S), 7, "c")))
+    q, c = res.quotient("q"), res.quotient("c")
+    assert len(res.classes()) == 2 * 7 and res.classes()[0] == (0, 0)
+    # every T ≥ 1 is 2·q − r for exactly one r < 2 and q ≥ 1: the classes cover every size
+    for x in range(1, 20):
+        assert sum((x + r) % 2 == 0 for r in range(2)) == 1
+    # in T = 2·q − 1, √S = 7·c − 3: ⌈T/2⌉ = q, ⌈√S/7⌉ = c, (−T) mod 2 = 1, S = (7·c − 3)²
+    assert res.substitute(sympy.ceiling(T / 2) * sympy.ceiling(sympy.sqrt(S) / 7), (1, 3)) == q * c
+    assert res.substitute(sympy.Mod(-T, 2), (1, 3)) == 1
+    assert sympy.expand(res.substitute(S, (1, 3)) - (7 * c - 3) ** 2) == 0
+    assert res.label((1, 3)) == "T = 2·q − 1, √S = 7·c − 3"
+    # a trace that branched on T padding (its guard: T mod 2 ≠ 0) covers the odd T only; a
+    # guard k ≥ 1 settles (⌈√S/7⌉ ≥ 1) is dropped, one it does not (√S ≥ 7) is left, in √S
+    guards = [sympy.Ne(sympy.Mod(T, 2), 0), sympy.ceiling(sympy.sqrt(S) / 7) >= 1]
+    guards.append(sympy.floor(sympy.sqrt(S) / 7 + sympy.Mod(-sympy.sqrt(S), 7) / 7) * 7 >= 7)
+    assert covers(res, guards, (0, 3)) == (False, [guards[0]])
+    ok, left = covers(res, [*guards, sympy.sqrt(S) >= 7], (1, 3))
+    assert ok and [sympy.simplify(g) for g in left] == [sympy.sqrt(S) >= 7]
+
+
+def test_padded_window_traces_branch_every_way_the_block_can():
+    """One trace per way WindowAttention branches (which axes pad), at hints that branch that
+    way with at least 3 windows an axis; none for a way no size takes."""
+    a = ANALYSES["video"]
+    cases = a.symbolic.cases(a.make(attn="window", window="2,7,7", frames=3))
+    hints = [{dim.name: dim.hint for dim in case.dims} for case in cases]
+    # 2 ways for T (pads or not) × 2 for the square side (rows and columns pad together)
+    assert sorted((x["T"] % 2 != 0, x["g"] % 7 != 0) for x in hints) == sorted(
+        (pt, ps) for pt in (False, True) for ps in (False, True)
+    )
+    assert all(x["T"] >= 5 and x["g"] >= 15 for x in hints)  # ≥ 3 windows: 2·2 + 1, 2·7 + 1
+    assert all(
+        case.classes.describe() == "T = 2·q − r (r < 2), √S = 7·c − r (r < 7)" for case in cases
+    )
+    # 2×4×2: the side pads rows alone (6), both (5), neither (8), never columns alone (4 | g
+    # makes 2 | g): 3 ways × 2 for T
+    skewed = a.symbolic.cases(a.make(attn="window", window="2,4,2", frames=3))
+    assert len(skewed) == 6
+    assert skewed[0].classes.describe() == "T = 2·q − r (r < 2), √S = 4·c − r (r < 4)"
+
+
+@pytest.mark.slow
+def test_a_floor_for_the_window_count_fails_the_padded_proof():
+    """Windows that pad (2×7×7 over 3 frames): the forward's matmuls written with ⌊·⌋ for the
+    window count fail in every class that pads, and hold in the one that does not; the rest of
+    the proof still holds."""
+    from complexo.symbols import S, T
+
+    a = ANALYSES["video"]
+    cfg = a.make(attn="window", window="2,7,7", frames=3)
+    # per window n = N = 2·7·7 = 98 tokens, b = B·nW sequences: projections 8·b·n·d² =
+    # 784·B·nW·d², scores and A·V 4·b·n²·d = 38416·B·nW·d; nW written ⌊T/2⌋·⌊√S/7⌋² (wrong)
+    windows = sympy.floor(T / 2) * sympy.floor(sympy.sqrt(S) / 7) ** 2
+    wrong = (784 * B * d**2 + 38416 * B * d) * windows
+    report = prove(a, cfg, hand={"": {"forward_matmul_flops": wrong}})
+    assert not report.proved
+    fwd = next(c for c in report.checks if c.quantity == "forward_matmul_flops")
+    failed = {str(eq.lhs): eq.rhs for eq in fwd.difference}
+    assert len(failed) == 13 and "[T = 2·q, √S = 7·c]" not in failed  # 14 classes, 1 tiles
+    # T = 2·q − 1, √S = 7·c: ⌊T/2⌋ = q − 1 where the trace has q windows along T, so hand −
+    # traced = −(784·B·d² + 38416·B·d)·c²
+    c = sympy.Symbol("c", integer=True, positive=True)
+    gap = failed["[T = 2·q − 1, √S = 7·c]"]
+    assert sympy.expand(gap + (784 * B * d**2 + 38416 * B * d) * c**2) == 0
+    assert all(ch.proved for ch in report.checks if ch.quantity != "forward_matmul_flops")
+    assert report.where == "B*S*T*d >= 2, h > 1, sqrt(S) >= 7"
