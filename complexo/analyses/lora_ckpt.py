@@ -30,11 +30,6 @@ def check(cfg) -> None:
             f"{flag} applies to a model's transformer blocks; a single layer (--in, --out) has "
             "none: give a model (--model, or --arch with --layers, --dim, --heads)"
         )
-    if cfg.arch != "gpt2":  # --budget compares every checkpoint mode
-        raise ComplexoError(
-            f"{flag} is priced by the checkpointed steps' ledgers, written for GPT-2-style "
-            f"models; --arch {cfg.arch}'s ledger has no checkpointing yet: use a gpt2 model"
-        )
 
 
 RECOMPUTED = {  # mode -> the recomputed terms' names
