@@ -9,17 +9,17 @@ the rerun as backward terms, executed not useful; the largest batch a budget fit
 from __future__ import annotations
 
 CKPT_HELP = (
-    "Activation checkpointing of a GPT-2-style model: none, full (each block's input only; the "
-    "block runs again in the backward) or selective (the attention core runs again)."
+    "Activation checkpointing of the model (gpt2 or llama): none, full (each block's input "
+    "only; the block runs again in the backward) or selective (the attention core runs again)."
 )
 BUDGET_HELP = (
     "A memory budget in GiB (2^30 bytes): the largest batch whose training step fits it, in "
-    "each checkpoint mode (a GPT-2-style model)."
+    "each checkpoint mode (a model, gpt2 or llama)."
 )
 
 
 def check(cfg) -> None:
-    """--checkpoint and --budget need a GPT-2-style model: one clear line otherwise."""
+    """--checkpoint and --budget need a model (gpt2 or llama): one clear line otherwise."""
     from complexo.errors import ComplexoError
 
     if cfg.checkpoint == "none" and cfg.budget is None:
@@ -39,11 +39,18 @@ RECOMPUTED = {  # mode -> the recomputed terms' names
 }
 
 
+def last_matrix(spec) -> str:
+    """The block's last linear layer, before whose product a full checkpoint's rerun stops."""
+    return "down_proj" if spec.swiglu else "fc_out"
+
+
 def recomputed(t, cfg, side: str) -> None:
     """The backward's rerun of the forward, as backward terms (executed, not useful, FLOPs).
-    Full: every block's forward again, stopped once fc_out's input is saved: fc_out's product
-    is not run again, unless LoRA adapts it (its base product runs before its adapter A, which
-    saves that input; the rerun stops before B's product, B saving x·Aᵀ). Selective: SDPA."""
+    Full: every block's forward again, stopped once the last matrix's (fc_out's, SwiGLU's
+    down_proj's) input is saved: its product is not run again, unless LoRA adapts it (its base
+    product runs before its adapter A, which saves that input; the rerun stops before B's
+    product, B saving x·Aᵀ). The MLP's first products run again: fc_in's, or gate's and up's.
+    Selective: SDPA."""
     from complexo.analyses.llm import kv_width
     from complexo.analyses.lora_cost import LINEAR, SDPA, _adapted, _symbolic_matrices
     from complexo.checkpointing import AGAIN, add_recomputed
@@ -52,12 +59,13 @@ def recomputed(t, cfg, side: str) -> None:
     spec, mode = cfg.spec, cfg.checkpoint
     targets = cfg.targets if side == "lora" else ()
     adapted = {name: (i, o) for name, i, o in _symbolic_matrices(spec) if _adapted(name, targets)}
-    kv = kv_width(spec)
+    kv, last = kv_width(spec), last_matrix(spec)
     lora = sum(2 * B * n * r * (i + o) for i, o in adapted.values())
-    if "fc_out" in adapted:
-        lora -= 2 * B * n * r * d  # fc_out's B·z: the rerun stops before it
-    mlp = 2 * B * n * d * f * (2 if "fc_out" in adapted else 1)
-    stop = "fc_in" + (" and fc_out (adapted: its A saves its input)" if "fc_out" in adapted else "")
+    if last in adapted:
+        lora -= 2 * B * n * r * d  # the last matrix's B·z: the rerun stops before it
+    first = "gate and up" if spec.swiglu else "fc_in"
+    mlp = 2 * B * n * d * f * ((2 if spec.swiglu else 1) + (1 if last in adapted else 0))
+    stop = first + (f" and {last} (adapted: its A saves its input)" if last in adapted else "")
     terms = {
         "recompute_attn_proj": (
             L * 2 * B * n * d * (2 * d + 2 * kv),
@@ -69,7 +77,7 @@ def recomputed(t, cfg, side: str) -> None:
         "recompute_mlp": (
             L * mlp,
             LINEAR,
-            f"{stop}: the rerun stops once fc_out's input is saved",
+            f"{stop}: the rerun stops once {last}'s input is saved",
             True,
         ),
         "recompute_lora": (L * lora, LINEAR, f"the adapters: {AGAIN}", True),
@@ -94,7 +102,7 @@ def notes(cfg, side: str, model) -> list[str]:
     if cfg.checkpoint == "none":
         return []
     what = {
-        "full": "every block's forward again but fc_out's last product",
+        "full": f"every block's forward again but {last_matrix(cfg.spec)}'s last product",
         "selective": "the attention core (SDPA) again",
     }[cfg.checkpoint]
     return [f"{side}: " + rerun_note(cfg.checkpoint, what, model, names(cfg, model), cfg.values)]
@@ -129,13 +137,35 @@ def budget_crossovers(cfg, side: str) -> tuple[list, str]:
 
 def named_gaps(cfg, model, quantities):
     """A checkpointed model's saved bytes are counted on CPU fake tensors: in 16-bit the
-    LayerNorms' statistics differ from the formula's fp32, that gap named."""
+    LayerNorms' statistics differ from the formula's fp32, that gap named. A LLaMA-style model
+    under full checkpointing: the rotary tables are each checkpoint's arguments, live until its
+    backward (the ledger and MemTracker hold them), but no op saves them for its backward, so
+    the saved-tensor count does not see them: that gap named."""
     from complexo.checkpointing import statistics_gap
 
     if cfg.checkpoint == "none" or cfg.single_layer:
         return quantities
     saved = ("activation_bytes", "train_memory_bytes")
+    if cfg.arch == "llama":
+        if cfg.checkpoint != "full":
+            return quantities
+        return [_tables_gap(q, model, cfg.values) if q.name in saved else q for q in quantities]
     return [
         statistics_gap(q, model, "norm_stats", cfg.values) if q.name in saved else q
         for q in quantities
     ]
+
+
+def _tables_gap(quantity, model, values):
+    """The rotary tables' bytes, named in place of an unexplained gap of exactly that size."""
+    import dataclasses
+
+    from complexo.cost import Kind, evaluate
+    from complexo.result import Gap
+
+    expected = evaluate(model.term(Kind.ACTIVATION, "rotary_tables").expr, values)
+    gaps = [g for g in quantity.gaps if not (g.reason == "unexplained" and g.value == expected)]
+    if len(gaps) < len(quantity.gaps):
+        why = "cos and sin are the checkpoint's arguments, held by it, saved by no op"
+        gaps.append(Gap("torch", "torch.utils.checkpoint", why, ("rotary_tables",), expected))
+    return dataclasses.replace(quantity, gaps=tuple(gaps))
