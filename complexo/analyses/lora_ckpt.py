@@ -96,7 +96,9 @@ def names(cfg, model) -> list[str]:
 
 
 def notes(cfg, side: str, model) -> list[str]:
-    """The rerun's FLOPs of one side."""
+    """The rerun's FLOPs of one side, and (a GPT-2-style model) its activations per block
+    against Korthikanti et al.'s (:mod:`complexo.analyses.lora_korthikanti`)."""
+    from complexo.analyses.lora_korthikanti import note
     from complexo.checkpointing import rerun_note
 
     if cfg.checkpoint == "none":
@@ -105,7 +107,8 @@ def notes(cfg, side: str, model) -> list[str]:
         "full": f"every block's forward again but {last_matrix(cfg.spec)}'s last product",
         "selective": "the attention core (SDPA) again",
     }[cfg.checkpoint]
-    return [f"{side}: " + rerun_note(cfg.checkpoint, what, model, names(cfg, model), cfg.values)]
+    out = [f"{side}: " + rerun_note(cfg.checkpoint, what, model, names(cfg, model), cfg.values)]
+    return out + [x for x in (note(cfg, side),) if x]
 
 
 def fits(cfg, side: str, budget: int):
