@@ -2,8 +2,11 @@
 vit's semantics (:mod:`complexo.checkpointing`): ``full`` runs each transformer block under
 ``torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)``, ``selective`` the
 attention core only (SDPA, k and v repeated within it, the heads merged), on both sides (full
-fine-tuning and LoRA). Memory: the ledger per mode (:mod:`complexo.analyses.lora_peak`); FLOPs:
-the rerun as backward terms, executed not useful; the largest batch a budget fits per mode.
+fine-tuning and LoRA), for GPT-2-style and LLaMA-style models. Memory: the ledger per mode
+(:mod:`complexo.analyses.lora_peak`, :mod:`complexo.analyses.lora_peak_llama`); FLOPs: the
+rerun as backward terms, executed not useful; the largest batch a budget fits per mode; a
+GPT-2-style model's activations per block against Korthikanti et al.'s
+(:mod:`complexo.analyses.lora_korthikanti`).
 """
 
 from __future__ import annotations
