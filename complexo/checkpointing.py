@@ -68,8 +68,8 @@ def fits(book: Callable[[int], tuple], budget: int, label: str, batch_symbol=Non
     crossover it is the floor of. ``book(batch)`` gives (values, moments) of the ledger made at
     that batch; every moment must be linear in B, a + b·B, so the step fits while each does,
     B ≤ (budget − a)/b; the moment that binds first gives the root of moment = M_dev, symbolic
-    in the budget M_dev and the other sizes. (0, None) when B = 1 does not fit; (0, root) when
-    the bound is below 1."""
+    in the budget M_dev and the other sizes. (0, None) when a moment is over the budget with
+    no batch at all (no positive root); (0, root) when the bound is below 1."""
     from fractions import Fraction
 
     from complexo.cost import crossover
@@ -82,7 +82,7 @@ def fits(book: Callable[[int], tuple], budget: int, label: str, batch_symbol=Non
     )
     if any(y - x != z - y for x, y, z in zip(zero, one, two, strict=True)):
         raise ValueError("a moment of the ledger is not linear in the batch")
-    if any(a > budget for a, b in zip(zero, one, strict=True) if b == a):
+    if any(a > budget for a in zero):  # over the budget at B = 0 already (the weights)
         return 0, None
     bounds = [
         (Fraction(budget - a, b - a), i)

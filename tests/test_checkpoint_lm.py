@@ -251,8 +251,6 @@ def test_model_flops_name_the_rerun():
     [
         (["lora", "--in", "8", "--out", "8", "--checkpoint", "full"], "a single layer"),
         (["lora", "--in", "8", "--out", "8", "--budget", "1"], "--budget applies to a model"),
-        (["lora", "--arch", "llama", "--layers", "1", "--dim", "8", "--heads", "2",
-          "--checkpoint", "selective"], "written for GPT-2-style models"),
         (["lora", "--checkpoint", "some"], "--checkpoint"),
         (["mlp", "--checkpoint", "selective"], "the MLP block has none"),
     ],

@@ -413,7 +413,7 @@ ANALYSIS = register(
         "parameters, checkpoint, training memory by part, FLOPs of a training step by part, "
         "inference merged and unmerged, and a rank sweep; checked against FlopCounterMode, "
         "fvcore, autograd's saved tensors and a real optimizer step, all on the meta device; "
-        "--checkpoint full|selective (GPT-2-style models): activation checkpointing, its "
+        "--checkpoint full|selective (a model, gpt2 or llama): activation checkpointing, its "
         "rerun's FLOPs and the step's peak; --budget: the largest batch each mode fits.",
         config=Config,
         analyse=analyse,

@@ -2,24 +2,27 @@
 vit's semantics (:mod:`complexo.checkpointing`): ``full`` runs each transformer block under
 ``torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)``, ``selective`` the
 attention core only (SDPA, k and v repeated within it, the heads merged), on both sides (full
-fine-tuning and LoRA). Memory: the ledger per mode (:mod:`complexo.analyses.lora_peak`); FLOPs:
-the rerun as backward terms, executed not useful; the largest batch a budget fits per mode.
+fine-tuning and LoRA), for GPT-2-style and LLaMA-style models. Memory: the ledger per mode
+(:mod:`complexo.analyses.lora_peak`, :mod:`complexo.analyses.lora_peak_llama`); FLOPs: the
+rerun as backward terms, executed not useful; the largest batch a budget fits per mode; a
+GPT-2-style model's activations per block against Korthikanti et al.'s
+(:mod:`complexo.analyses.lora_korthikanti`).
 """
 
 from __future__ import annotations
 
 CKPT_HELP = (
-    "Activation checkpointing of a GPT-2-style model: none, full (each block's input only; the "
-    "block runs again in the backward) or selective (the attention core runs again)."
+    "Activation checkpointing of the model (gpt2 or llama): none, full (each block's input "
+    "only; the block runs again in the backward) or selective (the attention core runs again)."
 )
 BUDGET_HELP = (
     "A memory budget in GiB (2^30 bytes): the largest batch whose training step fits it, in "
-    "each checkpoint mode (a GPT-2-style model)."
+    "each checkpoint mode (a model, gpt2 or llama)."
 )
 
 
 def check(cfg) -> None:
-    """--checkpoint and --budget need a GPT-2-style model: one clear line otherwise."""
+    """--checkpoint and --budget need a model (gpt2 or llama): one clear line otherwise."""
     from complexo.errors import ComplexoError
 
     if cfg.checkpoint == "none" and cfg.budget is None:
@@ -30,11 +33,6 @@ def check(cfg) -> None:
             f"{flag} applies to a model's transformer blocks; a single layer (--in, --out) has "
             "none: give a model (--model, or --arch with --layers, --dim, --heads)"
         )
-    if cfg.arch != "gpt2":  # --budget compares every checkpoint mode
-        raise ComplexoError(
-            f"{flag} is priced by the checkpointed steps' ledgers, written for GPT-2-style "
-            f"models; --arch {cfg.arch}'s ledger has no checkpointing yet: use a gpt2 model"
-        )
 
 
 RECOMPUTED = {  # mode -> the recomputed terms' names
@@ -44,11 +42,18 @@ RECOMPUTED = {  # mode -> the recomputed terms' names
 }
 
 
+def last_matrix(spec) -> str:
+    """The block's last linear layer, before whose product a full checkpoint's rerun stops."""
+    return "down_proj" if spec.swiglu else "fc_out"
+
+
 def recomputed(t, cfg, side: str) -> None:
     """The backward's rerun of the forward, as backward terms (executed, not useful, FLOPs).
-    Full: every block's forward again, stopped once fc_out's input is saved: fc_out's product
-    is not run again, unless LoRA adapts it (its base product runs before its adapter A, which
-    saves that input; the rerun stops before B's product, B saving x·Aᵀ). Selective: SDPA."""
+    Full: every block's forward again, stopped once the last matrix's (fc_out's, SwiGLU's
+    down_proj's) input is saved: its product is not run again, unless LoRA adapts it (its base
+    product runs before its adapter A, which saves that input; the rerun stops before B's
+    product, B saving x·Aᵀ). The MLP's first products run again: fc_in's, or gate's and up's.
+    Selective: SDPA."""
     from complexo.analyses.llm import kv_width
     from complexo.analyses.lora_cost import LINEAR, SDPA, _adapted, _symbolic_matrices
     from complexo.checkpointing import AGAIN, add_recomputed
@@ -57,12 +62,13 @@ def recomputed(t, cfg, side: str) -> None:
     spec, mode = cfg.spec, cfg.checkpoint
     targets = cfg.targets if side == "lora" else ()
     adapted = {name: (i, o) for name, i, o in _symbolic_matrices(spec) if _adapted(name, targets)}
-    kv = kv_width(spec)
+    kv, last = kv_width(spec), last_matrix(spec)
     lora = sum(2 * B * n * r * (i + o) for i, o in adapted.values())
-    if "fc_out" in adapted:
-        lora -= 2 * B * n * r * d  # fc_out's B·z: the rerun stops before it
-    mlp = 2 * B * n * d * f * (2 if "fc_out" in adapted else 1)
-    stop = "fc_in" + (" and fc_out (adapted: its A saves its input)" if "fc_out" in adapted else "")
+    if last in adapted:
+        lora -= 2 * B * n * r * d  # the last matrix's B·z: the rerun stops before it
+    first = "gate and up" if spec.swiglu else "fc_in"
+    mlp = 2 * B * n * d * f * ((2 if spec.swiglu else 1) + (1 if last in adapted else 0))
+    stop = first + (f" and {last} (adapted: its A saves its input)" if last in adapted else "")
     terms = {
         "recompute_attn_proj": (
             L * 2 * B * n * d * (2 * d + 2 * kv),
@@ -74,7 +80,7 @@ def recomputed(t, cfg, side: str) -> None:
         "recompute_mlp": (
             L * mlp,
             LINEAR,
-            f"{stop}: the rerun stops once fc_out's input is saved",
+            f"{stop}: the rerun stops once {last}'s input is saved",
             True,
         ),
         "recompute_lora": (L * lora, LINEAR, f"the adapters: {AGAIN}", True),
@@ -93,16 +99,19 @@ def names(cfg, model) -> list[str]:
 
 
 def notes(cfg, side: str, model) -> list[str]:
-    """The rerun's FLOPs of one side."""
+    """The rerun's FLOPs of one side, and (a GPT-2-style model) its activations per block
+    against Korthikanti et al.'s (:mod:`complexo.analyses.lora_korthikanti`)."""
+    from complexo.analyses.lora_korthikanti import note
     from complexo.checkpointing import rerun_note
 
     if cfg.checkpoint == "none":
         return []
     what = {
-        "full": "every block's forward again but fc_out's last product",
+        "full": f"every block's forward again but {last_matrix(cfg.spec)}'s last product",
         "selective": "the attention core (SDPA) again",
     }[cfg.checkpoint]
-    return [f"{side}: " + rerun_note(cfg.checkpoint, what, model, names(cfg, model), cfg.values)]
+    out = [f"{side}: " + rerun_note(cfg.checkpoint, what, model, names(cfg, model), cfg.values)]
+    return out + [x for x in (note(cfg, side),) if x]
 
 
 def fits(cfg, side: str, budget: int):
@@ -134,13 +143,35 @@ def budget_crossovers(cfg, side: str) -> tuple[list, str]:
 
 def named_gaps(cfg, model, quantities):
     """A checkpointed model's saved bytes are counted on CPU fake tensors: in 16-bit the
-    LayerNorms' statistics differ from the formula's fp32, that gap named."""
+    LayerNorms' statistics differ from the formula's fp32, that gap named. A LLaMA-style model
+    under full checkpointing: the rotary tables are each checkpoint's arguments, live until its
+    backward (the ledger and MemTracker hold them), but no op saves them for its backward, so
+    the saved-tensor count does not see them: that gap named."""
     from complexo.checkpointing import statistics_gap
 
     if cfg.checkpoint == "none" or cfg.single_layer:
         return quantities
     saved = ("activation_bytes", "train_memory_bytes")
+    if cfg.arch == "llama":
+        if cfg.checkpoint != "full":
+            return quantities
+        return [_tables_gap(q, model, cfg.values) if q.name in saved else q for q in quantities]
     return [
         statistics_gap(q, model, "norm_stats", cfg.values) if q.name in saved else q
         for q in quantities
     ]
+
+
+def _tables_gap(quantity, model, values):
+    """The rotary tables' bytes, named in place of an unexplained gap of exactly that size."""
+    import dataclasses
+
+    from complexo.cost import Kind, evaluate
+    from complexo.result import Gap
+
+    expected = evaluate(model.term(Kind.ACTIVATION, "rotary_tables").expr, values)
+    gaps = [g for g in quantity.gaps if not (g.reason == "unexplained" and g.value == expected)]
+    if len(gaps) < len(quantity.gaps):
+        why = "cos and sin are the checkpoint's arguments, held by it, saved by no op"
+        gaps.append(Gap("torch", "torch.utils.checkpoint", why, ("rotary_tables",), expected))
+    return dataclasses.replace(quantity, gaps=tuple(gaps))

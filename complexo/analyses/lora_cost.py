@@ -225,7 +225,8 @@ def _model_terms(t: Terms, spec: ModelConfig, full: bool, targets, mode: str = "
         qk = qk or (spec.layers > 1 and qk_rest)
     if mode == "full":
         t.add(Kind.ACTIVATION, "block_inputs", L * B * n * d * e, note="kept by each checkpoint")
-    if spec.arch == "llama" and qk:  # computed once per forward, kept by every q·cos, k·sin
+    if spec.arch == "llama" and (qk or mode == "full"):  # made once per forward, kept by
+        # every q·cos, k·sin; with full checkpointing by every checkpoint (an argument)
         t.add(Kind.ACTIVATION, "rotary_tables", 2 * n * (d / h) * e, note="cos and sin, (n, hs)")
     # Final norm, output projection, loss.
     head = _Layer(t, sympy.Integer(1), full, ())

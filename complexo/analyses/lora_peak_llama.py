@@ -1,180 +1,41 @@
 """LLaMA-style models' training steps for :mod:`complexo.analyses.lora_peak`: the ledger of
 ``blocks/transformer.py``'s llama path (RMSNorm written out, rotary positions, SwiGLU, no
 biases, grouped-query attention, an untied head), op by op as autograd runs it, with the same
-:class:`~complexo.analyses.lora_peak_ops.Book` and linear layers as the GPT-2 path.
+:class:`~complexo.analyses.lora_peak_ops.Book` and linear layers as the GPT-2 path; RMSNorm's
+and the rotation's ops are :mod:`complexo.analyses.lora_peak_llama_ops`'s. The rotary tables
+are made once per forward, kept by every layer's q·cos and (−x₂, x₁)·sin that needs a
+gradient. SwiGLU: gate, SiLU, up, the product (SiLU's output and up's kept by it, the gate's by
+SiLU), down.
 
-RMSNorm is the from-scratch module's ops: x², its mean, + ε, rsqrt (each freed when the next
-is made; 1/rms kept), x·(1/rms), then × w. Its backward runs each op's formula: × w's (dy·w
-and, where w trains, dy·(x/rms) summed to w's gradient), × 1/rms's (two B·n·d products, one
-summed per token), rsqrt's (three per-token tensors), the mean's (a B·n·d division) and x²'s
-(x¹, 2·x¹ and their product with the gradient: three B·n·d at once), x's gradients summed as
-they arrive. The rotary tables are made once per forward in fp32 (cast to the model's dtype),
-kept by every layer's q·cos and (−x₂, x₁)·sin that needs a gradient; rotating q or k makes
-q·cos, −x₂, the cat, its product with sin and the sum, and its backward dy·sin, −dy₂, dy·cos,
-the halves' cat and their sum. SwiGLU: gate, SiLU, up, the product (SiLU's output and up's
-kept by it, the gate's by SiLU), down.
+Activation checkpointing (``cfg.checkpoint``, the GPT-2 path's semantics): ``full`` runs each
+block under ``torch.utils.checkpoint`` with the rotary tables among its arguments, so each
+checkpoint keeps the block's input and both tables until its backward has run; the forward
+saves nothing, and the backward runs the block again, stopped once down_proj's last saved
+tensor is packed (its weight, and its input where it trains; with an adapter, B's), before its
+product. ``selective`` checkpoints the core: it keeps the rotated q and k and v (G heads), and
+just before SDPA's backward runs the repeats and SDPA again, their output and log-sum-exp
+saved.
 
-Symbols: X = B·n·d·e, K = B·n·G·(d/h)·e (k and v with G heads), F = B·n·f·e, T = n·(d/h)
-(one rotary table's elements), S = B·n·e (a per-token statistic).
+Symbols: X = B·n·d·e, K = B·n·G·(d/h)·e (k and v with G heads), F = B·n·f·e.
 """
 
 from __future__ import annotations
 
+from complexo.analyses.lora_peak_llama_ops import RMSNorm, Rotate, rotary_tables
 from complexo.analyses.lora_peak_ops import Book, Linear
 from complexo.conventions import FP32_BYTES
 from complexo.symbols import B, G, V, d, e, f, h, n, r
 
-INT64_BYTES = 8
 
-
-class RMSNorm:
-    """``x * rsqrt(mean(x²) + ε) * w`` (blocks/transformer.py), forward and backward."""
-
-    def __init__(self, book: Book, name: str, trained: bool):
-        self.book, self.name, self.trained = book, name, trained
-
-    def forward(self, x: str, x_grad: bool) -> tuple[str, bool]:
-        book, p, X, S = self.book, self.name, B * n * d * e, B * n * e
-        (sq,) = book.make(f"{p}: x²", sq=X)
-        (ms,) = book.make(f"{p}: mean(x²)", ms=S)
-        book.drop(sq)
-        (a,) = book.make(f"{p}: mean(x²) + ε", a=S)
-        book.drop(ms)
-        (rstd,) = book.make(f"{p}: 1/rms", rstd=S)
-        book.drop(a)
-        (xr,) = book.make(f"{p}: x·(1/rms)", xr=X)
-        (out,) = book.make(f"{p}: × w", h=X)
-        if x_grad:  # x² keeps x; x·(1/rms) keeps both
-            book.hold(x, p)
-            book.hold(rstd, p)
-        if self.trained:
-            book.hold(xr, p)
-        book.drop(xr)
-        book.drop(rstd)
-        self.x, self.x_grad, self.rstd, self.xr, self.out = x, x_grad, rstd, xr, out
-        return out, x_grad or self.trained
-
-    def backward(self) -> None:
-        book, p, X, S = self.book, self.name, B * n * d * e, B * n * e
-        g = book.take(self.out)
-        d_xr = book.make(f"{p}: × w's backward: dy·w", d_xr=X) if self.x_grad else []
-        if self.trained:
-            (full,) = book.make(f"{p}: × w's backward: dy·(x/rms)", full=X)
-            book.make(f"{p}: × w's backward: dw (summed)", **{f"g_{p}": d * e})
-            book.drop(full)
-            book.drop(self.xr, p)
-        book.drop(g, f"grad:{self.out}")
-        if not self.x_grad:
-            return
-        (d_xr,) = d_xr
-        (dx_a,) = book.make(f"{p}: × 1/rms's backward: dx̂·(1/rms)", dx=X)
-        (full,) = book.make(f"{p}: × 1/rms's backward: dx̂·x", full=X)
-        (d_r,) = book.make(f"{p}: × 1/rms's backward: d(1/rms)", d_r=S)
-        book.drop(full)
-        book.drop(d_xr)
-        book.contribute(self.x, dx_a, p)
-        (r3,) = book.make(f"{p}: rsqrt's backward: (1/rms)³", r3=S)
-        (half,) = book.make(f"{p}: rsqrt's backward: −½·(1/rms)³", r3h=S)
-        (d_ms,) = book.make(f"{p}: rsqrt's backward: d(mean)", d_ms=S)
-        book.drop(r3)
-        book.drop(half)
-        book.drop(d_r)
-        book.drop(self.rstd, p)
-        (d_sq,) = book.make(f"{p}: mean's backward: d(x²)", d_sq=X)
-        book.drop(d_ms)
-        (x1,) = book.make(f"{p}: x²'s backward: x¹", x1=X)
-        (x2,) = book.make(f"{p}: x²'s backward: 2·x¹", x2=X)
-        (dx_b,) = book.make(f"{p}: x²'s backward: d(x²)·2·x", dx=X)
-        book.drop(x1)
-        book.drop(x2)
-        book.drop(d_sq)
-        book.drop(self.x, p)
-        book.contribute(self.x, dx_b, p)
-
-
-def rotary_tables(book: Book, cfg) -> tuple[str, str]:
-    """``rotary_tables(n, hs, x)``: the inverse frequencies (hs/2), the angles (n, hs/2), cat to
-    (n, hs), cos and sin, in fp32 and cast to the model's dtype where it is 16-bit."""
-    half, hs, four = d / h / 2, d / h, FP32_BYTES
-    (ar,) = book.make("rotary: arange(0, hs, 2)", ar=INT64_BYTES * half)
-    (fl,) = book.make("rotary: .float()", fl=four * half)
-    book.drop(ar)
-    (dv,) = book.make("rotary: ÷ hs", dv=four * half)
-    book.drop(fl)
-    (pw,) = book.make("rotary: base^(…)", pw=four * half)
-    book.drop(dv)
-    (rc,) = book.make("rotary: 1/base^(…)", rc=four * half)
-    (inv,) = book.make("rotary: inverse frequencies", inv=four * half)
-    book.drop(pw)
-    book.drop(rc)
-    (pos,) = book.make("rotary: arange(n)", pos=INT64_BYTES * n)
-    (pf,) = book.make("rotary: positions as float", pf=four * n)
-    book.drop(pos)
-    (ang,) = book.make("rotary: outer(positions, frequencies)", ang=four * n * half)
-    book.drop(pf)
-    (cat,) = book.make("rotary: angles cat twice", cat=four * n * hs)
-    book.drop(ang)
-    tables = []
-    for fn in ("cos", "sin"):
-        (t,) = book.make(f"rotary: {fn}", **{fn: four * n * hs})
-        if cfg.dtype != "fp32":
-            (cast,) = book.make(f"rotary: {fn} in the model's dtype", **{fn: e * n * hs})
-            book.drop(t)
-            t = cast
-        tables.append(t)
-    book.drop(inv)
-    book.drop(cat)
-    return tables[0], tables[1]
-
-
-class Rotate:
-    """``x·cos + cat(−x₂, x₁)·sin`` of q (width d) or k (G heads: width G·d/h)."""
-
-    def __init__(self, book: Book, name: str, width, tables: tuple[str, str]):
-        self.book, self.name, self.size, self.tables = book, name, B * n * width * e, tables
-
-    def forward(self, t: str, t_grad: bool) -> str:
-        book, p, W = self.book, self.name, self.size
-        cos, sin = self.tables
-        (a,) = book.make(f"{p}: x·cos", a=W)
-        (neg,) = book.make(f"{p}: −x₂", neg=W / 2)
-        (cat,) = book.make(f"{p}: cat(−x₂, x₁)", cat=W)
-        book.drop(neg)
-        (s,) = book.make(f"{p}: cat·sin", s=W)
-        book.drop(cat)
-        (out,) = book.make(f"{p}: rotated", rot=W)
-        book.drop(a)
-        book.drop(s)
-        if t_grad:
-            book.hold(cos, p)
-            book.hold(sin, p)
-        self.t, self.t_grad, self.out = t, t_grad, out
-        return out
-
-    def backward(self) -> None:
-        book, p, W = self.book, self.name, self.size
-        cos, sin = self.tables
-        g = book.take(self.out)
-        (d_cat,) = book.make(f"{p}'s backward: dy·sin", d_cat=W)
-        book.drop(sin, p)
-        (d_neg,) = book.make(f"{p}'s backward: −dy₂", d_neg=W / 2)
-        (d_a,) = book.make(f"{p}'s backward: dy·cos", d_a=W)
-        book.drop(g, f"grad:{self.out}")
-        book.drop(cos, p)
-        book.contribute(self.t, d_a, p)
-        (d_halves,) = book.make(f"{p}'s backward: the halves' gradients cat", d_h=W)
-        book.drop(d_cat)
-        book.drop(d_neg)
-        book.contribute(self.t, d_halves, p)
-
-
-def layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, tables):
+def layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, tables, output: str = ""):
     """One LLaMA block's forward: returns (its output, whether it needs a gradient, the
-    backward to run later)."""
+    backward to run later). ``output``: the block is a checkpoint's rerun (``book.rerun``),
+    stopped before down_proj's product; its output is the forward's, ``output``."""
     from complexo.analyses.lora_cost import _adapted
-    from complexo.analyses.lora_peak import _residual
+    from complexo.analyses.lora_peak import _core_again, _residual
 
     spec, targets = cfg.spec, () if full else cfg.targets
+    selective, since = cfg.checkpoint == "selective", book.count
     gqa = spec.groups != spec.heads
     kv = G * d / h
 
@@ -206,12 +67,14 @@ def layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, tables):
         repeat = {"kh": B * n * d * e}
         shared += book.make(f"layer {i}: {label} repeated to h heads", **repeat) if gqa else [name]
     y, lse = book.make(f"layer {i}: SDPA", y=B * n * d * e, lse=FP32_BYTES * B * h * n)
-    if att:
-        for name in shared:
+    core = [q_r, k_r, qkv[2][0]]  # the core's arguments
+    if selective and att:  # the core under a checkpoint: it keeps q, k, v; SDPA nothing
+        for name in core:
+            book.hold(name, f"checkpoint {i}")
+    if att and book.saving and not selective:
+        for name in (*shared, y, lse):
             book.hold(name, f"layer {i} sdpa")
-        book.hold(y, f"layer {i} sdpa")
-    else:
-        book.drop(lse)
+    book.drop(lse)
     for name in shared[1:] if gqa else []:  # the copies: SDPA's arguments, until it returns
         book.drop(name)
     out, o_grad = o.forward(y, att)
@@ -234,13 +97,17 @@ def layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, tables):
         book.hold(u, f"layer {i} prod")
     book.drop(s)
     book.drop(u)
-    m, m_grad = down.forward(prod, g_grad or u_grad)
-    book.drop(prod)
-    book.drop(h2)
-    (x2,) = book.make(f"layer {i}: residual", x2=B * n * d * e)
-    book.drop(m)
-    book.drop(x1)  # the block's local, until it returns
-    book.drop(x)  # the caller's name for the block's input, rebound to its output
+    m, m_grad = down.forward(prod, g_grad or u_grad, stop=bool(output))
+    if output:  # the rerun stops: its frames unwind
+        book.release(since)
+        x2 = output
+    else:
+        book.drop(prod)
+        book.drop(h2)
+        (x2,) = book.make(f"layer {i}: residual", x2=B * n * d * e)
+        book.drop(m)
+        book.drop(x1)  # the block's local, until it returns
+        book.drop(x)  # the caller's name for the block's input, rebound to its output
 
     def backward():
         _residual(book, x2, x1, x1_grad, m, m_grad)
@@ -281,6 +148,9 @@ def layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, tables):
         if not att:
             return
         gy = book.take(y)
+        saved, saved_y, saved_lse = shared, y, lse
+        if selective:  # out_proj let go of y; the core runs again for SDPA's backward
+            saved, saved_y, saved_lse = _core_again(book, i, [(t, True) for t in core], gqa)
         names = book.make(
             f"layer {i}: SDPA's backward: dQ, dK, dV",
             dq=B * n * d * e,
@@ -288,10 +158,12 @@ def layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, tables):
             dv=B * n * d * e,
         )
         book.drop(gy, f"grad:{y}")
-        for name in shared:
+        for name in saved:
             book.drop(name, f"layer {i} sdpa")
-        book.drop(y, f"layer {i} sdpa")
-        book.drop(lse)
+        book.drop(saved_y, f"layer {i} sdpa")
+        book.drop(saved_lse, f"layer {i} sdpa")
+        for name in core if selective else ():
+            book.drop(name, f"checkpoint {i}")
         for (_, grad), dname in zip(qkv, names, strict=True):
             if not grad:
                 book.drop(dname)
@@ -318,6 +190,28 @@ def layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, tables):
     return x2, x1_grad or m_grad, backward
 
 
+def checkpointed(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, tables):
+    """Block i under torch.utils.checkpoint (full): the checkpoint keeps its arguments, the
+    block's input and the rotary tables, until its backward has run; the forward saves nothing
+    else; the backward runs the block again, stopped before down_proj's product, then the
+    block's backward."""
+    for name in (x, *tables):
+        book.hold(name, f"checkpoint {i}")
+    book.saving = False
+    out, out_grad, _ = layer(book, cfg, i, x, x_grad, full, tables)
+    book.saving = True
+
+    def backward():
+        book.rerun = True
+        _, _, inner = layer(book, cfg, i, x, x_grad, full, tables, output=out)
+        inner()
+        book.rerun = False
+        for name in (x, *tables):
+            book.drop(name, f"checkpoint {i}")
+
+    return out, out_grad, backward
+
+
 def model(book: Book, cfg, full: bool) -> None:
     """The whole step's forward and backward: wte, the rotary tables, the layers (a deep
     model's middle ones as one lump, :func:`complexo.analyses.lora_peak._lump_forward`), the
@@ -336,7 +230,8 @@ def model(book: Book, cfg, full: bool) -> None:
             lump = _lump_forward(book, x, kept)
             x = lump[1]
         before = book.total()
-        x, x_grad, backward = layer(book, cfg, i, x, x_grad, full, tables)
+        block = checkpointed if cfg.checkpoint == "full" else layer
+        x, x_grad, backward = block(book, cfg, i, x, x_grad, full, tables)
         kept = book.total() - before  # what a layer adds: its output and what it saved
         backwards.append((i, backward))
     norm_f = RMSNorm(book, "final norm", full)
