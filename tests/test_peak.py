@@ -442,3 +442,31 @@ def test_rope_on_the_cpu_is_below_the_ledger_by_its_tables(b, n, d, h):
         assert cpu - best.bytes == 8 - n * (d // h) * 4
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize(
+    ("b", "n", "d", "h"),
+    [(1, 8, 8, 2), (2, 8, 16, 4), (1, 16, 8, 2), (2, 16, 16, 2), (1, 32, 8, 2)],
+)
+def test_alibi_on_the_cpu_adds_the_distances_fp32_copy(b, n, d, h, causal):
+    """ALiBi's ``distance * (−slopes)`` multiplies the int64 n×n distances by fp32 slopes: the
+    CPU's mul casts the distances to fp32 inside the op (n²·4 bytes, freed before it returns;
+    fake tensors allocate no such copy), so at the ledger's moment "ALiBi: −slopes · |i − j|
+    in fp32" the CPU holds n²·4 more, and the scale 1/√hs's 0-dim fp64 tensor (8) throughout.
+    The CPU's peak is the higher of that moment + 4·n² + 8 and the ledger's peak + 8: n 32,
+    causal: 30,096 + 4096 + 8 = 34,200, 2,032 over the ledger's 32,168 (softmax's backward);
+    n 16, causal, B 1: 9,488 + 1,024 + 8 = 10,520, 112 over 10,408; at n 8 only the 8."""
+    threads = _one_thread()
+    try:
+        cfg = Config(batch=b, seq=n, dim=d, heads=h, pos="alibi", causal=causal)
+        best = _peak(cfg)
+        what = "ALiBi: −slopes · |i − j| in fp32"
+        (at,) = [x for _, w, x in best.timeline if w == what]
+        block, inputs = build_mhsa(cfg, "cpu")
+        cpu = cpu_step_peak(block, inputs)
+        assert cpu == max(best.bytes, at + 4 * n * n) + 8
+        if (b, n, causal) == (1, 32, True):
+            assert (at, best.bytes, cpu) == (30_096, 32_168, 34_200)
+    finally:
+        torch.set_num_threads(threads)
