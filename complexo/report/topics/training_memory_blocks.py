@@ -192,8 +192,11 @@ def norm_patch_section(page: Page, cpu_peak) -> None:
         "d·e above the ledger's db moment); LayerNorm's CPU backward copies the same seed "
         "contiguous (B·n·d·e) and holds its partial sums of dγ and dβ (2·d·e) inside the op. "
         "RMSNorm's composite runs the ops the ledger reads and agrees to the byte. Not run "
-        "here: the patch convolution (oneDNN's scratch for dW depends on the CPU's "
-        "instruction set; the tests bound it), BatchNorm and InstanceNorm (one per-channel "
+        "here: the patch convolution (oneDNN's layouts follow the CPU's instruction set; on "
+        "AVX-512 at p=8 its backward holds the seed's copy Y = B·N·d·4, its blocked reorder "
+        "and oneDNN's blocked dW and db, then copies them out: Y + max(Y, W + b) above the "
+        "ledger, exact at five shapes; at p=16 a larger scratch for dW, 246,016 bytes at "
+        "64², C=3, d=16, stays bounded), BatchNorm and InstanceNorm (one per-channel "
         "buffer more inside the kernel's backward), GroupNorm (its fp32 per-(sample, channel) "
         "sums, 2·B·C·4 bytes).",
         "",
