@@ -398,3 +398,75 @@ def test_a_vits_memtracker_read_off_two_and_three_blocks_is_every_blocks(model, 
     assert (read.bytes, read.phase) == (every.bytes, every.phase)
     assert read.phase_peaks() == every.phase_peaks()
     assert read.by_kind == every.by_kind
+
+
+@pytest.mark.parametrize(
+    ("b", "n", "d", "h"), [(1, 4, 8, 2), (1, 8, 8, 2), (2, 8, 16, 4), (1, 12, 8, 2), (1, 32, 8, 2)]
+)
+def test_tiny_sdpa_on_the_cpu_is_its_backward_moment_and_the_kernels_tiles(b, n, d, h):
+    """SDPA at n ≤ 32 on one thread: the CPU flash kernel's backward holds, inside the op, two
+    fp32 tiles of q-block × kv-block and a row of q-block floats, both blocks n here:
+    4·(2·n² + n) (n 8: 4·(128 + 8) = 544; n 12: 4·(288 + 12) = 1200; n 32: 4·(2048 + 32) =
+    8320), on top of the ledger's moment at "SDPA backward: dQ, dK, dV". The CPU's peak is that
+    or the ledger's, whichever is higher: at n 4, 2760 + 4·(32 + 4) = 2904 stays under the
+    ledger's 2952 (q_proj's backward), so the CPU equals the ledger there."""
+    threads = _one_thread()
+    try:
+        cfg = Config(batch=b, seq=n, dim=d, heads=h, impl="sdpa")
+        best = _peak(cfg)
+        (at,) = [x for _, what, x in best.timeline if what == "SDPA backward: dQ, dK, dV"]
+        block, inputs = build_mhsa(cfg, "cpu")
+        assert cpu_step_peak(block, inputs) == max(best.bytes, at + 4 * (2 * n * n + n))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    ("b", "n", "d", "h"), [(1, 8, 8, 2), (2, 8, 16, 4), (1, 16, 8, 2), (2, 16, 16, 2)]
+)
+def test_rope_on_the_cpu_is_below_the_ledger_by_its_tables(b, n, d, h):
+    """RoPE's cos and sin are the module's buffers, (P, hs/2) each, P = n: P·hs·e bytes, live
+    before the step. MemTracker counts buffers, :func:`cpu_step_peak` counts only parameters,
+    inputs and optimizer state as given, so the CPU reads P·hs·4 low (n 8, hs 4: 128; n 16,
+    hs 8: 512) and 8 high (the scale 1/√hs that mul saves as a 0-dim fp64 tensor): the gap
+    is 8 − n·(d/h)·4, and with the buffers added the CPU is the ledger's peak and those 8."""
+    from complexo.measure import storage_bytes
+
+    threads = _one_thread()
+    try:
+        cfg = Config(batch=b, seq=n, dim=d, heads=h, pos="rope")
+        best = _peak(cfg)
+        block, inputs = build_mhsa(cfg, "cpu")
+        cpu = cpu_step_peak(block, inputs)
+        assert storage_bytes(list(block.buffers())) == n * (d // h) * 4
+        assert cpu - best.bytes == 8 - n * (d // h) * 4
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize(
+    ("b", "n", "d", "h"),
+    [(1, 8, 8, 2), (2, 8, 16, 4), (1, 16, 8, 2), (2, 16, 16, 2), (1, 32, 8, 2)],
+)
+def test_alibi_on_the_cpu_adds_the_distances_fp32_copy(b, n, d, h, causal):
+    """ALiBi's ``distance * (−slopes)`` multiplies the int64 n×n distances by fp32 slopes: the
+    CPU's mul casts the distances to fp32 inside the op (n²·4 bytes, freed before it returns;
+    fake tensors allocate no such copy), so at the ledger's moment "ALiBi: −slopes · |i − j|
+    in fp32" the CPU holds n²·4 more, and the scale 1/√hs's 0-dim fp64 tensor (8) throughout.
+    The CPU's peak is the higher of that moment + 4·n² + 8 and the ledger's peak + 8: n 32,
+    causal: 30,096 + 4096 + 8 = 34,200, 2,032 over the ledger's 32,168 (softmax's backward);
+    n 16, causal, B 1: 9,488 + 1,024 + 8 = 10,520, 112 over 10,408; at n 8 only the 8."""
+    threads = _one_thread()
+    try:
+        cfg = Config(batch=b, seq=n, dim=d, heads=h, pos="alibi", causal=causal)
+        best = _peak(cfg)
+        what = "ALiBi: −slopes · |i − j| in fp32"
+        (at,) = [x for _, w, x in best.timeline if w == what]
+        block, inputs = build_mhsa(cfg, "cpu")
+        cpu = cpu_step_peak(block, inputs)
+        assert cpu == max(best.bytes, at + 4 * n * n) + 8
+        if (b, n, causal) == (1, 32, True):
+            assert (at, best.bytes, cpu) == (30_096, 32_168, 34_200)
+    finally:
+        torch.set_num_threads(threads)

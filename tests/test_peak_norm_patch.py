@@ -203,3 +203,34 @@ def test_norms_on_the_cpu_name_each_kernels_own_copies(affine, dtype):
     ]:
         gap, X, e = _cpu_gap(kind, layout, affine, dtype)
         assert gap == per_e(X, e), (kind, layout, gap)
+
+
+def _avx512() -> bool:
+    return torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
+@pytest.mark.skipif(not _avx512(), reason="oneDNN's blocked layouts follow the instruction set")
+@pytest.mark.parametrize(
+    "variant",
+    [dict(), dict(res=64), dict(dim=32), dict(batch=4), dict(frames=4, tubelet=2)],
+    ids=_ids,
+)
+def test_patch_convolution_on_onednn_holds_the_seeds_copies_and_blocked_dw(variant):
+    """p=8 (C=3, d=16 or 32), fp32, one thread, AVX-512: aten::convolution_backward (no dX:
+    the pixels need no gradient) allocates the output's gradient made contiguous (the loss's
+    seed, Y = B·N·d·4), oneDNN's reorder of it (Y), then its blocked dW and db (W + b, the
+    weights' bytes); it lets the reorder go and copies dW and db out (W + b again) before it
+    returns. The ledger's moment holds dW and db, so the CPU's peak is the ledger's +
+    max(2·Y + W_b, Y + 2·W_b) − W_b = Y + max(Y, W_b), W_b = W + b: at R=32, d=16, B=2:
+    2,048 + 12,352 = 14,400; at R=64: 8,192 + 12,352 = 20,544."""
+    cfg = patch.Config(**{"res": 32, "patch": 8, "channels": 3, "dim": 16, "batch": 2, **variant})
+    frames = cfg.frames // cfg.p_t if cfg.video else 1
+    Y = cfg.batch * (cfg.res // 8) ** 2 * frames * cfg.dim * 4
+    module, x = patch.build(cfg, "conv", "cpu")
+    Wb = storage_bytes(module.parameters())
+    best = _patch_peak(cfg, "conv")
+    assert best.what == "the convolution's backward: dW, db (no dX)"
+    gap = _cpu(module, (x,)) - best.bytes
+    assert gap == Y + max(Y, Wb)
+    if variant == dict(res=64):
+        assert gap == 20_544

@@ -166,7 +166,12 @@ def training_memory_page(page: Page) -> None:
         "backward, which MemTracker does not see), and SDPA's CPU kernel allocates scratch "
         "inside its backward (fp32 tiles of the recomputed probabilities and their gradient, "
         "per thread: 4·(2·q_block·kv_block + q_block) bytes, q_block 32 to 256 by n, kv_block "
-        "up to 512), which no storage an op returns shows. The models with convolutions are "
+        "up to 512), which no storage an op returns shows (at n ≤ 32 both blocks are n: "
+        "4·(2·n² + n) on the moment of SDPA's backward). ALiBi's int64 distances times fp32 "
+        "slopes: the CPU's mul makes an fp32 copy of the distances inside the op, n²·4 bytes "
+        "on the ALiBi moment (2,032 over the ledger at n = 32). RoPE's cos and sin are module "
+        "buffers, which the CPU's count of what the step is given leaves out: n·(d/h)·4 "
+        "bytes low (`tests/test_peak.py`). The models with convolutions are "
         "not run here (their kernels' scratch depends on the CPU's instruction set); "
         "`tests/test_peak.py` runs them: ViT-Ti/16's CPU step at 224 agrees to the byte, a "
         "ResNet-50's holds under 1% more than the ledger, the scratch its convolution kernels "
@@ -187,7 +192,9 @@ def training_memory_page(page: Page) -> None:
         "tables made each forward and kept by every rotation, SwiGLU, grouped-query k and v "
         "repeated and summed back, an untied head) agree with MemTracker to the byte, "
         "LLaMA-7B at its context included; the tiny LLaMA's bf16 LoRA step on the CPU peaks "
-        "in its forward too, at layer 2's down_proj, for the same reason.",
+        "in its forward too, at layer 2's down_proj (B·n = 32 rows, 64 -> 32 features), for the "
+        "same reason: 117,024 + 32 + 13,312 = 130,368 bytes, 7,194 (5.8%) above the ledger "
+        "(`tests/test_lora_peak_llama.py`).",
         "",
     )
     from complexo.report.topics.training_memory_blocks import blocks_section, norm_patch_section
