@@ -11,7 +11,7 @@ variant among them, or for any config after ``--prove`` has run its proof live.
 
 Floors and ceilings (a strided convolution's ⌈R/2⌉) that ``simplify`` cannot cancel are proved
 by residues: R = q·k + j for every j < q, each case by ``simplify``. A block that pads a size
-up to a multiple of a fixed m (a video clip to whole windows) traces to a ``Mod`` in a symbol:
+up to a multiple of a fixed m (a clip padded to whole windows) traces to a ``Mod`` in a symbol:
 its cases share a :class:`complexo.residues.Residues` (``Case.classes``), one trace per way the
 block branches, and every class X = m·k − r is proved in the trace whose guards it meets.
 
