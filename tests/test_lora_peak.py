@@ -194,13 +194,24 @@ def test_lora_shows_each_sides_peak_with_memtrackers_reading():
     assert any(x.startswith("lora: training step's peak:") for x in cmp.notes)
 
 
+# CI runs one config per architecture (about 3 s each: MemTracker over 12 layers); the others
+# with the slow tests
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
-    ("side", "precision", "optimizer"),
-    [("full", "bf16-mixed", "adamw"), ("lora", "bf16-mixed", "adamw"), ("full", "fp32", "sgd")],
+    ("arch", "side", "precision", "optimizer"),
+    [
+        ("gpt2", "full", "bf16-mixed", "adamw"),
+        ("llama", "lora", "bf16-mixed", "adamw"),
+        pytest.param("gpt2", "lora", "bf16-mixed", "adamw", marks=SLOW),
+        pytest.param("gpt2", "full", "fp32", "sgd", marks=SLOW),
+        pytest.param("llama", "full", "bf16-mixed", "adamw", marks=SLOW),
+        pytest.param("llama", "full", "fp32", "sgd", marks=SLOW),
+    ],
 )
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_a_deep_models_memtracker_read_off_two_and_three_layers_is_every_layers(
-    side, precision, optimizer, arch
+    arch, side, precision, optimizer
 ):
     """MemTracker at full depth (12 layers of width 64, GPT-2- or LLaMA-style) against the
     same step read off its 2- and 3-layer copies, phase by phase (peak.deeper): the same bytes,

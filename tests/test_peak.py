@@ -384,7 +384,11 @@ def test_positions_in_the_training_peak(pos, extra):
 
 @pytest.mark.parametrize(
     ("model", "dtype", "checkpoint"),
-    [("vit-ti16", "fp32", "none"), ("vit-s32", "bf16", "full"), ("vit-ti16", "fp32", "selective")],
+    [
+        ("vit-s32", "bf16", "full"),
+        pytest.param("vit-ti16", "fp32", "none", marks=pytest.mark.slow),  # CI runs one
+        pytest.param("vit-ti16", "fp32", "selective", marks=pytest.mark.slow),
+    ],
 )
 def test_a_vits_memtracker_read_off_two_and_three_blocks_is_every_blocks(model, dtype, checkpoint):
     """MemTracker over all twelve blocks against the same step read off the 2- and 3-block
