@@ -132,7 +132,7 @@ def test_a_tiny_llama_in_mixed_precision_on_the_cpu():
     4·32·32 + 2·64·64 + 1024 = 4096 + 8192 + 1024 = 13,312, so the CPU holds
     117,024 + 32 + 13,312 = 130,368, 7,194 bytes (5.8%) above the ledger's backward peak
     (123,174); the gap is this one op's scratch minus the backward's margin over that moment."""
-    from tests.test_lora_peak import _avx512_bf16, _linear_scratch
+    from test_lora_peak import _avx512_bf16, _linear_scratch
 
     cfg = Config(**TINY, layers=2)
     assert _cpu(cfg, "full") - _peak(cfg, "full").bytes == 12

@@ -291,18 +291,8 @@ def _model(book: Book, cfg, full: bool) -> None:
     x0 = x
     book.drop(tok)
     book.drop(pe)
-    x_grad, layers, backwards = full, cfg.layers, []
-    written = range(1, layers + 1) if layers <= UNROLLED else (1, 2, layers - 1, layers)
-    lump, kept = None, 0
-    for i in written:
-        if i == layers - 1 and layers > UNROLLED:  # layers 3 .. L − 2: one lump
-            lump = _lump_forward(book, x, kept)
-            x = lump[1]
-        before = book.total()
-        block = _checkpointed if getattr(cfg, "checkpoint", "none") == "full" else _layer
-        x, x_grad, backward = block(book, cfg, i, x, x_grad, full)
-        kept = book.total() - before  # what a layer adds: its output and what it saved
-        backwards.append((i, backward))
+    block = _checkpointed if getattr(cfg, "checkpoint", "none") == "full" else _layer
+    x, stack = stack_forward(book, cfg, x, full, block)
     norm_f = Norm(book, "final norm", full)
     hf, _ = norm_f.forward(x, True)
     (logits,) = book.make("lm_head's logits", logits=B * n * V * e)
@@ -328,16 +318,41 @@ def _model(book: Book, cfg, full: bool) -> None:
         book.drop(hf, "lm_head")
     book.contribute(hf, dx, "lm_head")
     norm_f.backward()
-    for i, backward in reversed(backwards):
-        before = book.total()
-        backward()
-        if i == layers - 1 and lump is not None:
-            _lump_backward(book, lump, book.total() - before + kept)
+    stack_backward(book, stack)
     if full:
         _embeddings_backward(book, x0, pid, *head)
     book.drop(total)
     book.drop(tw)
     del loss  # the step's output, held
+
+
+def stack_forward(book: Book, cfg, x: str, full: bool, block, *extra):
+    """The layers' forwards in order, ``block(book, cfg, i, x, x_grad, full, *extra)`` each
+    (GPT-2's or LLaMA's, plain or under a checkpoint); past :data:`UNROLLED` layers, layers
+    3 .. L − 2 as one lump (:func:`_lump_forward`). The last output, and what
+    :func:`stack_backward` needs."""
+    x_grad, layers, backwards = full, cfg.layers, []
+    written = range(1, layers + 1) if layers <= UNROLLED else (1, 2, layers - 1, layers)
+    lump, kept = None, 0
+    for i in written:
+        if i == layers - 1 and layers > UNROLLED:  # layers 3 .. L − 2: one lump
+            lump = _lump_forward(book, x, kept)
+            x = lump[1]
+        before = book.total()
+        x, x_grad, backward = block(book, cfg, i, x, x_grad, full, *extra)
+        kept = book.total() - before  # what a layer adds: its output and what it saved
+        backwards.append((i, backward))
+    return x, (layers, backwards, lump, kept)
+
+
+def stack_backward(book: Book, stack) -> None:
+    """The layers' backwards, last first, the lump's (:func:`_lump_backward`) in its place."""
+    layers, backwards, lump, kept = stack
+    for i, backward in reversed(backwards):
+        before = book.total()
+        backward()
+        if i == layers - 1 and lump is not None:
+            _lump_backward(book, lump, book.total() - before + kept)
 
 
 def _lump_forward(book: Book, x: str, kept):

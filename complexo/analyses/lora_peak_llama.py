@@ -214,26 +214,16 @@ def checkpointed(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, tabl
 
 def model(book: Book, cfg, full: bool) -> None:
     """The whole step's forward and backward: wte, the rotary tables, the layers (a deep
-    model's middle ones as one lump, :func:`complexo.analyses.lora_peak._lump_forward`), the
+    model's middle ones as one lump, :func:`complexo.analyses.lora_peak.stack_forward`), the
     final RMSNorm, the untied head, the cross-entropy."""
-    from complexo.analyses.lora_peak import UNROLLED, _lump_backward, _lump_forward
+    from complexo.analyses.lora_peak import stack_backward, stack_forward
 
     X = B * n * d * e
     (x,) = book.make("token embeddings", x0=X)
     x0 = x
     tables = rotary_tables(book, cfg)
-    x_grad, layers, backwards = full, cfg.layers, []
-    written = range(1, layers + 1) if layers <= UNROLLED else (1, 2, layers - 1, layers)
-    lump, kept = None, 0
-    for i in written:
-        if i == layers - 1 and layers > UNROLLED:  # layers 3 .. L − 2: one lump
-            lump = _lump_forward(book, x, kept)
-            x = lump[1]
-        before = book.total()
-        block = checkpointed if cfg.checkpoint == "full" else layer
-        x, x_grad, backward = block(book, cfg, i, x, x_grad, full, tables)
-        kept = book.total() - before  # what a layer adds: its output and what it saved
-        backwards.append((i, backward))
+    block = checkpointed if cfg.checkpoint == "full" else layer
+    x, stack = stack_forward(book, cfg, x, full, block, tables)
     norm_f = RMSNorm(book, "final norm", full)
     hf, _ = norm_f.forward(x, True)
     (logits,) = book.make("lm_head's logits", logits=B * n * V * e)
@@ -262,11 +252,7 @@ def model(book: Book, cfg, full: bool) -> None:
         book.drop(hf, "lm_head")
     book.contribute(hf, dx, "lm_head")
     norm_f.backward()
-    for i, backward in reversed(backwards):
-        before = book.total()
-        backward()
-        if i == layers - 1 and lump is not None:
-            _lump_backward(book, lump, book.total() - before + kept)
+    stack_backward(book, stack)
     if full:
         g = book.take(x0)
         book.make("wte's backward", g_wte=V * d * e)
