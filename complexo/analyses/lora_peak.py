@@ -111,16 +111,7 @@ def _layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, output: st
         book.hold(a, f"layer {i} gelu")
     book.drop(a)
     m, m_grad = fc_out.forward(gelu, a_grad, stop=bool(output))
-    if output:  # the rerun stops: its frames unwind
-        book.release(since)
-        x2 = output
-    else:
-        book.drop(gelu)
-        book.drop(h2)
-        (x2,) = book.make(f"layer {i}: residual", x2=B * n * d * e)
-        book.drop(m)
-        book.drop(x1)  # the block's local, until it returns
-        book.drop(x)  # the caller's name for the block's input, rebound to its output
+    x2 = book.block_end(i, x, x1, m, (gelu, h2), output, since)
 
     def backward():
         _residual(book, x2, x1, x1_grad, m, m_grad)

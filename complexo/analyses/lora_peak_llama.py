@@ -98,16 +98,7 @@ def layer(book: Book, cfg, i: int, x: str, x_grad: bool, full: bool, tables, out
     book.drop(s)
     book.drop(u)
     m, m_grad = down.forward(prod, g_grad or u_grad, stop=bool(output))
-    if output:  # the rerun stops: its frames unwind
-        book.release(since)
-        x2 = output
-    else:
-        book.drop(prod)
-        book.drop(h2)
-        (x2,) = book.make(f"layer {i}: residual", x2=B * n * d * e)
-        book.drop(m)
-        book.drop(x1)  # the block's local, until it returns
-        book.drop(x)  # the caller's name for the block's input, rebound to its output
+    x2 = book.block_end(i, x, x1, m, (prod, h2), output, since)
 
     def backward():
         _residual(book, x2, x1, x1_grad, m, m_grad)

@@ -70,6 +70,22 @@ class Book(Ledger):
         self.drop(grad)
         self.grads[tensor] = summed
 
+    def block_end(self, i: int, x: str, x1: str, m: str, locals_, output: str, since) -> str:
+        """A block's last lines: a checkpoint's rerun (``output``) stops after its last
+        product, its frames unwinding to ``since``; else the MLP's ``locals_`` go, the residual
+        sum is made, and the branch ``m``, the block's local ``x1`` and the caller's name for
+        its input ``x`` (rebound to the output) are let go. The block's output."""
+        if output:
+            self.release(since)
+            return output
+        for name in locals_:
+            self.drop(name)
+        (x2,) = self.make(f"layer {i}: residual", x2=B * n * d * e)
+        self.drop(m)
+        self.drop(x1)
+        self.drop(x)
+        return x2
+
     def take(self, tensor: str) -> str:
         """The summed gradient of ``tensor`` for the node that made it (held as "grad:…")."""
         return self.grads.pop(tensor)
