@@ -11,26 +11,14 @@ import time
 
 import pytest
 import torch
+from test_lora_peak import _agree, _peak  # the ledger's peak, and its agreement with MemTracker
 
 from complexo.analyses import lora_peak
 from complexo.analyses.lora import Config, analyse
 from complexo.analyses.lora_measure import build
-from complexo.peak import cpu_step_peak, peak
+from complexo.peak import cpu_step_peak
 
 TINY = dict(arch="llama", dim=32, heads=4, vocab=50, ctx=16, mlp=64, rank=2, batch=2, seq=16)
-
-
-def _peak(cfg, side):
-    return peak(lora_peak.ledger(cfg, side).moments, cfg.values)
-
-
-def _agree(cfg, side):
-    """The ledger's peak and phase are MemTracker's, and so is every phase's high-water mark."""
-    best, tracked = _peak(cfg, side), lora_peak.tracked(cfg, side)
-    assert (best.bytes, best.phase) == (tracked.bytes, tracked.phase)
-    ours, theirs = best.phase_peaks(), tracked.phase_peaks()
-    assert {k: theirs[k] for k in ours} == ours
-    return best
 
 
 def test_one_llama_layer_by_hand():
