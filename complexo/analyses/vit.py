@@ -180,10 +180,14 @@ def cost_model(checkpoint: str = "none") -> CostModel:
     return t.model()
 
 
-def build(cfg: Config, device: str | None = "meta"):
+def build(cfg: Config, device: str | None = "meta", layers: int | None = None):
+    """The ViT and its image batch; ``layers``: that many blocks instead of the preset's."""
+    from dataclasses import replace
+
     from complexo.blocks.vit import ViT
 
     arch = PRESETS[cfg.model]
+    arch = arch if layers is None else replace(arch, layers=layers)
     return build_image(lambda: ViT(arch, cfg.res, cfg.checkpoint), cfg, arch.channels, device)
 
 

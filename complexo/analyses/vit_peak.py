@@ -204,15 +204,9 @@ def tracked(cfg, optimizer: str = "sgd", *, full_depth: bool = False):
 def _build(cfg, layers: int | None = None):
     """The model (with ``layers`` blocks, if given) and its image batch as ``vit.build`` makes
     them, in the current (fake) mode."""
-    from dataclasses import replace
+    from complexo.analyses.vit import build
 
-    from complexo.analyses.vision import build_image
-    from complexo.analyses.vit import PRESETS
-    from complexo.blocks.vit import ViT
-
-    arch = PRESETS[cfg.model]
-    arch = arch if layers is None else replace(arch, layers=layers)
-    module, x = build_image(lambda: ViT(arch, cfg.res, cfg.checkpoint), cfg, arch.channels, None)
+    module, x = build(cfg, device=None, layers=layers)
     return module, (x,)
 
 
