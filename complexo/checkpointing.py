@@ -50,7 +50,7 @@ def add_recomputed(t, terms: Mapping[str, tuple], names: Iterable[str]) -> None:
 def rerun_note(mode: str, what: str, model, names: Iterable[str], values: Mapping) -> str:
     """The rerun's matrix-product FLOPs against the step's useful ones, in one line."""
     from complexo.cost import evaluate
-    from complexo.render import human
+    from complexo.units import human
 
     mm = [t.expr for t in model.terms(Kind.BACKWARD, matmul_only=True) if t.name in set(names)]
     extra = evaluate(sum(mm), values)

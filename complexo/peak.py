@@ -137,8 +137,8 @@ def peak_quantity(book: Ledger, values: Mapping, measure: Callable[[], Tracked],
     names the phase, what is live, and how far the all-live sum ``summed`` is from it."""
     from complexo.cost import Kind
     from complexo.counting import counted
-    from complexo.render import human
     from complexo.result import Gap, Quantity
+    from complexo.units import human
 
     best = peak(book.moments, values)
     record = counted(measure, None)

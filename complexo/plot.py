@@ -311,7 +311,7 @@ def draw_times(ax, sweep: Sweep) -> Drawn:
     log_axes(ax)
     from matplotlib.ticker import FuncFormatter
 
-    from complexo.render import duration
+    from complexo.units import duration
 
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: duration(y)))  # 10 ms, 373 µs
     ax.set_xlabel(axis_name(sweep.analysis, name))

@@ -7,8 +7,9 @@ from rich.console import Group
 from rich.text import Text
 
 from complexo.conventions import CONVENTION
-from complexo.render import Split, duration, human, new_table
+from complexo.render import Split, new_table
 from complexo.result import COUNTERS
+from complexo.units import duration, human
 
 
 def render_sweep(sweep, quantity: str) -> Group:

@@ -16,13 +16,12 @@ from complexo.render import (
     crossover_line,
     gap_lines,
     header,
-    human,
     longest_word,
     new_table,
     terms_table,
-    times,
 )
 from complexo.result import Comparison, Result, ratio_key
+from complexo.units import human, times
 
 
 def ratio_text(ratio: float | None) -> str:

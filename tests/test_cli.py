@@ -400,7 +400,7 @@ def test_kvcache_bad_input_is_one_line(args, message):
 
 
 def test_durations_keep_three_figures_in_a_readable_unit():
-    from complexo.render import duration
+    from complexo.units import duration
 
     assert [duration(s) for s in (1.0866, 0.0581, 3.73e-4, 4.913e-6)] == [
         "1.09 s",

@@ -66,7 +66,7 @@ def test_plain_text_uses_middle_dots_and_superscripts():
 
 
 def test_human_units():
-    from complexo.render import human
+    from complexo.units import human
 
     assert human(105_226_698_752, "flop") == "105 GFLOP"
     assert human(16_777_216, "byte") == "16.0 MiB"

@@ -6,11 +6,11 @@ import pytest
 
 from complexo import plot as plots
 from complexo import report
-from complexo.render import duration
 from complexo.report.measured import _measured_section
 from complexo.report.topics.cnn_vs_vit import _image_ratios
 from complexo.report.topics.lora import _lora_phases
 from complexo.report.topics.mhsa import _impl_timings, _kvcache_timings
+from complexo.units import duration
 
 
 def tiny_page():

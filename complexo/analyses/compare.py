@@ -146,7 +146,8 @@ def analyse(cfg: Config) -> Comparison:
 
 
 def _resolutions_table(cmp):
-    from complexo.render import human, new_table, times
+    from complexo.render import new_table
+    from complexo.units import human, times
 
     names = list(cmp.results[0][1])
     table = new_table("By resolution (formula values; every one checked)")
@@ -292,7 +293,8 @@ def _render_profile(prof):
     from rich.console import Group
     from rich.text import Text
 
-    from complexo.render import duration, human, new_table
+    from complexo.render import new_table
+    from complexo.units import duration, human
 
     first = prof.runs[0][1]
     names = list(first)

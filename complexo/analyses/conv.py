@@ -357,7 +357,7 @@ def _notes(cfg: Config, sides: dict[str, Result], ratio: sympy.Expr) -> list[str
 
 def _variant_notes(cfg: Config, std: Result) -> list[str]:
     """What --causal and --impl unfold cost, in numbers."""
-    from complexo.render import human
+    from complexo.units import human
 
     notes, values = [], cfg.values
     x = evaluate(B * C_in * R**2 * (T if cfg.frames else 1) * e, values)

@@ -317,7 +317,7 @@ def _num(x: float) -> str:
 
 
 def _facts(cfg: Config, q: dict) -> tuple[dict[str, str], list[str]]:
-    from complexo.render import human
+    from complexo.units import human
 
     decode_ai = q["decode_flops_per_token"] / q["decode_bytes_per_token"]
     prefill_ai = q["prefill_flops"] / q["prefill_bytes"]

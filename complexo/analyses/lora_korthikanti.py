@@ -66,7 +66,7 @@ def note(cfg, side: str) -> str:
     """Ours against theirs in ``cfg``'s mode, on one side, in one line ("" for a LLaMA-style
     model: their formula is a GPT's)."""
     from complexo.cost import evaluate, plain
-    from complexo.render import human
+    from complexo.units import human
 
     if cfg.arch != "gpt2" or cfg.single_layer:
         return ""

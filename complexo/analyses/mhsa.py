@@ -373,7 +373,7 @@ def _variant_notes(cfg: Config, q: dict, model: CostModel, values: dict) -> list
     """What each variant changes, in numbers: executed against useful work, the window's band,
     ALiBi's missing parameters, grouped-query k and v, the tiled kernel's traffic."""
     from complexo.cost import evaluate
-    from complexo.render import human
+    from complexo.units import human
 
     notes = []
     executed = sum(evaluate(model.term(Kind.FORWARD, t).expr, values) for t in ("scores", "attn_v"))

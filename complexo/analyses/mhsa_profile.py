@@ -94,7 +94,7 @@ def memory(cfg, mode: str, side: str, model) -> tuple[int, int, str]:
     """Inference: what the block is given and its high-water mark above that
     (:func:`forward_peak`); training: the step's high-water mark with lifetimes
     (:mod:`complexo.analyses.mhsa_peak`: weights, x, what is live at the moment it peaks)."""
-    from complexo.render import human
+    from complexo.units import human
 
     values = cfg.values
     weights = evaluate(model.total(Kind.PARAMS), values) * values[e]

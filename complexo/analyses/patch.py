@@ -242,7 +242,7 @@ def _crossovers(cfg: Config) -> list[Crossover]:
 
 
 def _notes(cfg: Config, sides: dict[str, Result]) -> list[str]:
-    from complexo.render import human
+    from complexo.units import human
 
     conv, linear = (sides[side] for side in SIDES)
     values = cfg.values

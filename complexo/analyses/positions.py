@@ -85,7 +85,7 @@ _TABLE_NOTE = {
 def position_note(pos: str, cfg, values: dict, model) -> str:
     """What the encoding costs at these sizes, in one line (ALiBi's is mhsa's own)."""
     from complexo.cost import evaluate
-    from complexo.render import human
+    from complexo.units import human
 
     def total(kind, names):
         return sum(evaluate(model.term(kind, t).expr, values) for t in names)

@@ -249,7 +249,7 @@ def crossovers(cfg: Config) -> tuple[list[Crossover], list[str]]:
 
 
 def _notes(cfg: Config, missing: list[str]) -> list[str]:
-    from complexo.render import human
+    from complexo.units import human
 
     values = cfg.values
     per = {a: cost_model(a, cfg.bias) for a in ATTNS}
@@ -283,7 +283,7 @@ def _notes(cfg: Config, missing: list[str]) -> list[str]:
 
 
 def _window_notes(cfg: Config, model) -> list[str]:
-    from complexo.render import human
+    from complexo.units import human
 
     values = cfg.values
     (wt, wh, ww), given = cfg.clipped, cfg.window_sizes

@@ -132,8 +132,8 @@ def notes(cfg, model) -> list[str]:
     """The rerun's FLOPs, the bytes per block against Korthikanti et al.'s, and the budget."""
     from complexo.checkpointing import rerun_note
     from complexo.cost import evaluate, plain
-    from complexo.render import human
     from complexo.symbols import n
+    from complexo.units import human
 
     values, mode = cfg.values, cfg.checkpoint
     out = []

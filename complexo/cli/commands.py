@@ -203,7 +203,7 @@ def calibrate(
     ] = None,
 ) -> None:
     from complexo import profile as profiling
-    from complexo.render import human
+    from complexo.units import human
 
     doc = profiling.calibrate(device, size=size)
 
@@ -226,7 +226,7 @@ def list_profiles(
 ) -> None:
     from complexo import profile as profiling
     from complexo.home import profiles as folder
-    from complexo.render import duration
+    from complexo.units import duration
 
     skipped: list[str] = []
     docs = profiling.recorded(skipped=skipped)

@@ -357,7 +357,7 @@ def refuse_if_too_big(predicted: int, device: str, what: str, hint: str) -> None
     device's free memory; ``hint`` says what to shrink."""
     free = free_memory(device)
     if predicted > 0.9 * free:
-        from complexo.render import human
+        from complexo.units import human
 
         raise ComplexoError(
             f"{what} needs about {human(predicted, 'byte')} and {device} has "

@@ -58,7 +58,7 @@ def iqr(times: list[float]) -> float:
 def spread_warning(times: list[float], threads: int | None, load_avg: float | None) -> str | None:
     """A warning when the runs' IQR exceeds :data:`NOISY` of their median, with what the
     machine was doing, else None."""
-    from complexo.render import duration
+    from complexo.units import duration
 
     median = statistics.median(times)
     spread = iqr(times)

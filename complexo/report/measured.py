@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from complexo.render import duration, human
 from complexo.report.page import Page, _table
+from complexo.units import duration, human
 
 
 def _measured_section(page: Page, *analyses: str) -> None:

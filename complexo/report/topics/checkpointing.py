@@ -5,8 +5,8 @@ memory budget fits per mode."""
 
 from __future__ import annotations
 
-from complexo.render import human
 from complexo.report.page import Page, _math, _table
+from complexo.units import human
 
 BATCH = 32  # ViT-B/16 at 224: the activations outweigh the weights and their gradients
 

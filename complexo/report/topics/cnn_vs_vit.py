@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from complexo.conventions import CONVENTION
 from complexo.cost import plain
-from complexo.render import duration, human
 from complexo.report.measured import _measured_section, _pairs
 from complexo.report.page import Page, _agreement, _math, _table, register_topic
+from complexo.units import duration, human
 
 
 def _symbols(cnn: dict, vit: dict) -> str:

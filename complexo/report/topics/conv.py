@@ -10,9 +10,9 @@ import sympy
 
 from complexo.conventions import CONVENTION
 from complexo.cost import Kind
-from complexo.render import human
 from complexo.report.measured import _measured_section
 from complexo.report.page import Page, _agreement, _math, _table, register_topic
+from complexo.units import human
 
 # MobileNet v1's depthwise-separable layers (Howard et al. 2017, table 1): C_in, C_out, R, s
 MOBILENET_LAYERS = ((32, 64, 112, 1), (64, 128, 112, 2), (128, 256, 56, 2), (512, 512, 14, 1))

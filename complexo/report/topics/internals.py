@@ -5,8 +5,8 @@ counters say, and the short answer. Every number comes from an analysis run here
 from __future__ import annotations
 
 from complexo.conventions import CONVENTION
-from complexo.render import human
 from complexo.report.page import Page, _agreement, _math, _table, register_topic
+from complexo.units import human
 
 
 @register_topic(

@@ -7,9 +7,9 @@ import json
 
 from complexo.conventions import CONVENTION
 from complexo.cost import Kind
-from complexo.render import duration, human
 from complexo.report.measured import _measured_section
 from complexo.report.page import Page, _agreement, _math, _table, register_topic
+from complexo.units import duration, human
 
 
 @register_topic(

@@ -6,9 +6,9 @@ backward, against the FlashAttention paper's GPT-2 medium comparison."""
 from __future__ import annotations
 
 from complexo.conventions import CONVENTION
-from complexo.render import human
 from complexo.report.page import Page, _math, _table, register_topic
 from complexo.report.topics.checkpointing import checkpointing_section, lm_checkpointing_section
+from complexo.units import human
 
 SHORT = (
     "**The short answer.** A calculator that adds weights, gradients, optimizer state and every "

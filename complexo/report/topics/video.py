@@ -11,8 +11,8 @@ import sympy
 
 from complexo.conventions import CONVENTION
 from complexo.cost import Kind, plain
-from complexo.render import human
 from complexo.report.page import Page, _agreement, _math, _table, register_topic
+from complexo.units import human
 
 TIMESFORMER = {"res": 224, "patch": 16, "dim": 768, "heads": 12}  # TimeSformer-B (ViT-B/16)
 SWIN_T = {"res": 224, "patch": 4, "dim": 96, "heads": 3, "window": "8,7,7"}  # stage 1
