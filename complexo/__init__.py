@@ -26,18 +26,23 @@ def analyse(name: str, *, check: bool = True, **options):
     12``). ``check=False``: the formulas alone, no counter run (nor torch imported)."""
     import contextlib
 
-    from complexo.analyses import ANALYSES
+    from complexo import registry
+    from complexo.analyses import NAMES, load
     from complexo.counting import unchecked
     from complexo.errors import check_choice
-    from complexo.registry import field_names
 
-    check_choice("analysis", name, ANALYSES)
-    a = ANALYSES[name]
+    if name in NAMES:  # its module alone: importing every analysis costs more than most answers
+        a = load(name)
+    else:  # registered by the caller, or a bad name (answered with the closest of them all)
+        from complexo.analyses import ANALYSES
+
+        check_choice("analysis", name, ANALYSES)
+        a = ANALYSES[name]
     try:
         with contextlib.nullcontext() if check else unchecked():
             return a.analyse(a.make(**options))
     except ComplexoError as err:
-        raise ComplexoError(field_names(str(err), a.config)) from None
+        raise ComplexoError(registry.field_names(str(err), a.config)) from None
 
 
 def __getattr__(name: str):
