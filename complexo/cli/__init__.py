@@ -36,7 +36,11 @@ class Commands(TyperGroup):
             if name in self.refused:
                 raise ComplexoError(self.refused[name])
             check_choice("command", name, sorted(self.list_commands(ctx)))
-        return super().resolve_command(ctx, args)
+        found = super().resolve_command(ctx, args)
+        from complexo.cli.coerce import lighten
+
+        lighten(found[1])  # its options converted without importing pydantic
+        return found
 
     def main(self, *args, **kwargs):
         from complexo import progress
@@ -45,6 +49,9 @@ class Commands(TyperGroup):
         words = kwargs.get("args", args[0] if args else None)
         words = sys.argv[1:] if words is None else list(words)
         quiet = "--json" in words or "--csv" in words  # a document on stdout: nothing else
+        from complexo.cli.coerce import lighten
+
+        lighten(self)  # its own options (--version, shell completion's) too
         try:
             with progress.shown(not quiet):
                 code = super().main(*args, **kwargs)

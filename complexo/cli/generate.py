@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from complexo.cli.coerce import lighten
 from complexo.errors import ComplexoError
 from complexo.registry import Option, flag, options
 
@@ -149,6 +150,7 @@ def parse(config_type, args: Sequence[str], what: str) -> dict:
 
     app.command()(command(config_type, [], body))
     click_command = typer.main.get_command(app)
+    lighten(click_command)
     try:
         click_command.main(list(args), prog_name=what, standalone_mode=False)
     except typer.Exit:
