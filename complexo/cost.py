@@ -17,6 +17,7 @@ sympy.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -177,6 +178,14 @@ def _roots(a: sympy.Expr, b: sympy.Expr, symbol: sympy.Symbol) -> tuple[tuple, b
     if poly.degree() == 1:
         c1, c0 = poly.all_coeffs()
         return (-c0 / c1,), False
+    step = math.gcd(*(k for (k,), _ in poly.terms()))
+    if step > 1:  # a polynomial in x^step (a ViT's FLOPs in R: (R/p)² tokens): roots for x^step
+        inner = sympy.Poly.from_dict({(k // step,): c for (k,), c in poly.terms()}, symbol)
+        found = []
+        for y in sympy.roots(inner):  # a quartic's four roots cost 4× its quadratic's two
+            x = y ** sympy.Rational(1, step)
+            found += [x, -x] if step % 2 == 0 else [x]  # the real ones: what can be positive
+        return tuple(found), False
     return tuple(sympy.roots(poly)), False
 
 

@@ -104,10 +104,11 @@ class Comparison(Shown):
 
 def flops_crossings(vit_result: Result, cnn_result: Result) -> list[float]:
     """Positive real R at which the ViT's forward FLOPs equal the CNN's."""
-    fixed = lambda r: {s: v for s, v in r.values.items() if s != R}  # noqa: E731
-    a = vit_result.model.total(Kind.FORWARD).subs(fixed(vit_result))
+    # every size but R as a number (xreplace: one rebuild of the tree, where subs took 40 ms)
+    fixed = lambda r: {s: sympy.sympify(v) for s, v in r.values.items() if s != R}  # noqa: E731
+    a = vit_result.model.total(Kind.FORWARD).xreplace(fixed(vit_result))
     b = cnn_result.model.total(Kind.FORWARD).replace(sympy.ceiling, lambda x: x)
-    poly = sympy.Poly(sympy.expand(a - b.subs(fixed(cnn_result))), R)
+    poly = sympy.Poly(sympy.expand(a - b.xreplace(fixed(cnn_result))), R)
     # below the CNN's smallest input the equation has a root too (the class token's constant
     # cost against a vanishing CNN): outside what both models accept, so left out
     return sorted(float(x) for x in poly.nroots(n=12) if x.is_real and x >= cnn.MIN_RES)
