@@ -231,10 +231,45 @@ class Terms:
         """The terms, each summed and expanded once (a ResNet adds to one term per layer:
         summing as they come re-flattens the growing sum at every layer)."""
         terms = [
-            replace(t, expr=sympy.expand(sympy.Add(*self._parts[key])))
+            replace(t, expr=expanded(sympy.Add(*self._parts[key])))
             for key, t in self._terms.items()
         ]
         return CostModel(t for t in terms if t.expr != 0)
+
+
+def expanded(expr: sympy.Expr) -> sympy.Expr:
+    """``sympy.expand(expr)`` for a sum of products of sizes: symbols, numbers, their integer
+    powers, functions of products (⌈R/4⌉) and sums of such products, distributed here by hand,
+    without expand's walk of every hint down every subtree (ResNet-50's terms: 41 → 17 ms);
+    anything else (a power of a sum, a sum inside a ceiling) goes to sympy.expand.
+
+    >>> from complexo.symbols import B, R, d
+    >>> expanded(2 * B * (d - 1) * (R + sympy.ceiling(R / 4)) ** 1)
+    2*B*R*d - 2*B*R + 2*B*d*ceiling(R/4) - 2*B*ceiling(R/4)
+    """
+    out = []
+    for term in sympy.Add.make_args(expr):
+        products = [sympy.S.One]
+        for factor in sympy.Mul.make_args(term):
+            if factor.is_Add:
+                parts = sympy.Add.make_args(expanded(factor))
+                products = [p * q for p in products for q in parts]
+            elif _product_factor(factor):
+                products = [p * factor for p in products]
+            else:
+                return sympy.expand(expr)
+        out += products
+    return sympy.Add(*out)
+
+
+def _product_factor(x: sympy.Expr) -> bool:
+    """A symbol, a number, a function with no sum in its arguments, or an integer power of one
+    of those: what expand leaves as it is."""
+    if x.is_Pow:
+        return x.exp.is_Integer and _product_factor(x.base) and not x.base.is_Pow
+    if x.is_Function:
+        return not any(arg.has(sympy.Add) for arg in x.args)
+    return bool(x.is_Symbol or x.is_Number)
 
 
 def tidy(expr: sympy.Expr) -> sympy.Expr:
