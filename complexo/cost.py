@@ -173,11 +173,14 @@ def _roots(a: sympy.Expr, b: sympy.Expr, symbol: sympy.Symbol) -> tuple[tuple, b
     if linear is not None:
         c1, c0 = linear
         return (sympy.factor_terms(-c0) / sympy.factor_terms(c1),), True
-    numerator = sympy.numer(sympy.together(difference))
-    poly = sympy.Poly(numerator, symbol)
+    try:  # over the coefficients' common denominator (cheaper than sympy.together's walk)
+        poly = sympy.Poly(difference, symbol).clear_denoms()[1]
+    except sympy.PolynomialError:  # the symbol in a denominator
+        poly = sympy.Poly(sympy.numer(sympy.together(difference)), symbol)
     if poly.degree() == 1:
         c1, c0 = poly.all_coeffs()
         return (-c0 / c1,), False
+    poly = poly.primitive()[1]  # the coefficients' common factor (4·B·L·d) has no root in x
     step = math.gcd(*(k for (k,), _ in poly.terms()))
     if step > 1:  # a polynomial in x^step (a ViT's FLOPs in R: (R/p)² tokens): roots for x^step
         inner = sympy.Poly.from_dict({(k // step,): c for (k,), c in poly.terms()}, symbol)
