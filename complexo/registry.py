@@ -154,6 +154,25 @@ def _step_terms(model, mode: str) -> list:
     return model.terms(kinds)
 
 
+def sgd_rows(model, forward_bytes) -> list:
+    """An SGD step's backward and optimizer, which complete the step after its forward's rows,
+    and the forward phase as a whole beside them: the backward reads what was saved and the
+    weights and writes the weights' gradients; SGD keeps no state: it reads the weights and
+    their gradients and writes the weights (element-wise work: not counted)."""
+    from complexo.cost import Kind
+    from complexo.symbols import e
+
+    weights = model.total(Kind.PARAMS) * e
+    saved = model.total(Kind.ACTIVATION)
+    backward = tuple((Kind.BACKWARD, t.name) for t in model.terms(Kind.BACKWARD))
+    forward = tuple((Kind.FORWARD, t.name) for t in model.terms(Kind.FORWARD))
+    return [
+        Row("forward (step)", forward, forward_bytes, ("complexo::forward",), step=False),
+        Row("backward (step)", backward, saved + 2 * weights, ("complexo::backward",)),
+        Row("optimizer (step)", (), 3 * weights, ("complexo::optimizer",)),
+    ]
+
+
 @dataclass(frozen=True)
 class Profiling:
     """How an analysis runs for real (:mod:`complexo.profile`), one side at a time: its cost

@@ -9,8 +9,7 @@ from __future__ import annotations
 from sympy import Integer
 
 from complexo.cost import Kind, evaluate
-from complexo.profile.step import sgd_rows
-from complexo.registry import Profiling, Row, Setup
+from complexo.registry import Profiling, Row, Setup, sgd_rows
 from complexo.symbols import B, C_in, C_out, e
 
 F = Kind.FORWARD

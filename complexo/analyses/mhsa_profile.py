@@ -14,8 +14,7 @@ from sympy import Integer
 from complexo.analyses.positions import PROFILED
 from complexo.conventions import BOOL_BYTES, DTYPES
 from complexo.cost import Kind, evaluate
-from complexo.profile.step import sgd_rows
-from complexo.registry import Profiling, Row, Setup
+from complexo.registry import Profiling, Row, Setup, sgd_rows
 from complexo.symbols import B, G, d, d_c, e, h, m, n
 
 F = Kind.FORWARD

@@ -9,8 +9,7 @@ from sympy import Integer
 
 from complexo.conventions import ELEMENTWISE_FLOPS, GELU_FWD_FLOPS
 from complexo.cost import Kind, evaluate
-from complexo.profile.step import sgd_rows
-from complexo.registry import Profiling, Row, Setup
+from complexo.registry import Profiling, Row, Setup, sgd_rows
 from complexo.symbols import B, L, d, e
 
 F = Kind.FORWARD

@@ -10,7 +10,7 @@ import contextlib
 import statistics
 from pathlib import Path
 
-from complexo.cost import Kind, evaluate
+from complexo.cost import evaluate
 from complexo.profile.core import (
     PROFILES,
     Ceilings,
@@ -34,25 +34,6 @@ from complexo.profile.trace import (
     _total_floor,
     memory_pass_peak,
 )
-
-
-def sgd_rows(model, forward_bytes) -> list:
-    """An SGD step's backward and optimizer, which complete the step after its forward's rows,
-    and the forward phase as a whole beside them: the backward reads what was saved and the
-    weights and writes the weights' gradients; SGD keeps no state: it reads the weights and
-    their gradients and writes the weights (element-wise work: not counted)."""
-    from complexo.registry import Row
-    from complexo.symbols import e
-
-    weights = model.total(Kind.PARAMS) * e
-    saved = model.total(Kind.ACTIVATION)
-    backward = tuple((Kind.BACKWARD, t.name) for t in model.terms(Kind.BACKWARD))
-    forward = tuple((Kind.FORWARD, t.name) for t in model.terms(Kind.FORWARD))
-    return [
-        Row("forward (step)", forward, forward_bytes, ("complexo::forward",), step=False),
-        Row("backward (step)", backward, saved + 2 * weights, ("complexo::backward",)),
-        Row("optimizer (step)", (), 3 * weights, ("complexo::optimizer",)),
-    ]
 
 
 def row_flops(row, model, values) -> int | None:
