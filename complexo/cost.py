@@ -327,9 +327,10 @@ def big_o(
 def _big_o(expr: sympy.Expr, growing: tuple, bound_items: tuple) -> sympy.Expr:
     """:func:`big_o`, once per process for each expression."""
     bounds = dict(bound_items)
-    expr = expr.replace(sympy.ceiling, lambda x: x)  # ⌈R/2^k⌉ grows as R/2^k
-    poly = sympy.Poly(sympy.expand(expr), *growing)
-    monomials = [m for m, c in poly.terms() if c != 0]
+    expr = expanded(expr.replace(sympy.ceiling, lambda x: x))  # ⌈R/2^k⌉ grows as R/2^k
+    monomials = _monomials(expr, growing)
+    if monomials is None:  # not a polynomial in the growing sizes term by term: sympy's Poly
+        monomials = [m for m, c in sympy.Poly(sympy.expand(expr), *growing).terms() if c != 0]
 
     def dominates(big: tuple[int, ...], small: tuple[int, ...]) -> bool:
         r = dict(zip(growing, (x - y for x, y in zip(big, small, strict=True)), strict=True))
@@ -345,6 +346,26 @@ def _big_o(expr: sympy.Expr, growing: tuple, bound_items: tuple) -> sympy.Expr:
         *(sympy.Mul(*(s**k for s, k in zip(growing, m, strict=True))) for m in leading),
         evaluate=False,
     )
+
+
+def _monomials(expr: sympy.Expr, growing: tuple) -> list[tuple[int, ...]] | None:
+    """The exponents of ``growing`` in each monomial of an expanded ``expr`` whose coefficient
+    (the other symbols' part, summed over the terms sharing it) is not zero; None where a term
+    is no monomial in them (a growing size in a denominator or inside a function): read off
+    the terms instead of building a Poly (ResNet-50's three big-Os 40 → 15 ms)."""
+    by_monomial: dict[tuple[int, ...], list] = {}
+    for term in sympy.Add.make_args(expr):
+        powers = term.as_powers_dict()
+        key = []
+        for s in growing:
+            k = powers.pop(s, 0)
+            if not (isinstance(k, int) or k.is_Integer) or k < 0:
+                return None
+            key.append(int(k))
+        if any(base.has(*growing) for base in powers):
+            return None
+        by_monomial.setdefault(tuple(key), []).append(term)
+    return [m for m, terms in by_monomial.items() if sympy.Add(*terms) != 0]
 
 
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
