@@ -1,3 +1,3 @@
-from complexo.cli import main
+from complexo.cli import entry
 
-main()
+entry()
