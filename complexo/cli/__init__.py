@@ -193,11 +193,28 @@ def entry() -> None:
     os._exit(code or 0)
 
 
+def _one_within(within: str, name: str) -> typer.Typer:
+    """``complexo sweep NAME ...`` or ``complexo profile NAME ...``: that group with NAME's
+    command alone (the other analyses' modules are ~0.2 s of imports and commands); the whole
+    app where NAME is not in the group, whose refusal says why."""
+    from complexo.analyses import load
+    from complexo.cli import commands
+
+    a = load(name)
+    if not (a.sweep if within == "sweep" else a.profiling is not None):
+        return _app()
+    top = group(TOP, version=True)
+    (commands.add_sweeps if within == "sweep" else commands.add_profiles)(top, {name: a})
+    return top
+
+
 def main() -> None:
     from complexo.analyses import NAMES
 
     words = sys.argv[1:]
     if words and words[0] in NAMES:
         _one(words[0])()
+    elif len(words) > 1 and words[0] in ("sweep", "profile") and words[1] in NAMES:
+        _one_within(words[0], words[1])()
     else:
         _app()()

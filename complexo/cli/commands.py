@@ -18,8 +18,14 @@ option = generate.option
 
 
 def add(app: typer.Typer, analyses: dict[str, Analysis]) -> None:
+    add_sweeps(app, analyses)
+    add_profiles(app, analyses)
+    _add_recordings(app)
+
+
+def add_sweeps(app: typer.Typer, analyses: dict[str, Analysis]) -> None:
+    """``sweep X``: one subcommand per analysis of ``analyses`` that sweeps."""
     swept = [a for a in analyses.values() if a.sweep]
-    profiled = [a for a in analyses.values() if a.profiling is not None]
     sweeps = group(
         f"Sweep an analysis over one option (or a grid of two): complexo sweep "
         f"{'|'.join(a.name for a in swept)} --vary NAME=START..STOP [--log2 | --step S | "
@@ -39,6 +45,11 @@ def add(app: typer.Typer, analyses: dict[str, Analysis]) -> None:
         name="sweep",
         short_help="Sweep an analysis over one option (or a grid of two); table, JSON, CSV, plot.",
     )
+
+
+def add_profiles(app: typer.Typer, analyses: dict[str, Analysis]) -> None:
+    """``profile X``: one subcommand per analysis of ``analyses`` that runs for real."""
+    profiled = [a for a in analyses.values() if a.profiling is not None]
     profiles = group(
         f"Run a block for real: complexo profile {'|'.join(a.name for a in profiled)} [its "
         "options]: warm-up, then timed runs (CUDA events, or the host clock on CPU), a "
@@ -57,6 +68,10 @@ def add(app: typer.Typer, analyses: dict[str, Analysis]) -> None:
         name="profile",
         short_help="Run a block for real: time, kernels, memory, against formulas and roofline.",
     )
+
+
+def _add_recordings(app: typer.Typer) -> None:
+    """calibrate, profiles, report, and derive and count (any module a user brings)."""
     app.command(
         short_help="Measure this device's ceilings (matmul FLOP/s per dtype, copy bandwidth).",
         help="A large matrix product per dtype and a large device-to-device copy, timed; saved "
