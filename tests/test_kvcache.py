@@ -3,6 +3,7 @@ every formula equals what the reference allocates and what FlopCounterMode count
 
 import pytest
 import torch
+from budget import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -114,7 +115,7 @@ models = st.builds(
 )
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(10, 25))
 @given(models)
 def test_kvcache_formulas_equal_the_measurements(cfg):
     result = kvcache.analyse(cfg)

@@ -7,6 +7,7 @@ import importlib.util
 import pytest
 import sympy
 import torch
+from budget import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
@@ -119,7 +120,7 @@ resnets = st.builds(
 )
 
 
-@settings(max_examples=12)  # CI's budget; derandomised
+@settings(max_examples=examples(6, 12))  # derandomised
 @given(resnets)
 def test_resnet_formulas_equal_the_measurements(case):
     arch, res, batch, dtype = case
@@ -156,7 +157,7 @@ vits = st.builds(
 )
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(10, 25))
 @given(vits)
 def test_vit_formulas_equal_the_measurements(case):
     arch, res, batch, dtype = case
