@@ -288,7 +288,9 @@ def tracked_step(
     gradients cast up before it and the weights copied down after (mixed precision).
 
     A step in a steady state: an optimizer with state (or masters) is stepped once before, out
-    of the record, so its moments (and each parameter's step count, a 0-dim fp32 tensor on the
+    of the record, on zero gradients of the trained weights' shapes (no forward or backward:
+    the state depends on the shapes alone, and under fake tensors no value is read), so its
+    moments (and each parameter's step count, a 0-dim fp32 tensor on the
     CPU) are given, as the masters are, and ``zero_grad(set_to_none=True)`` lets the earlier
     gradients go before the record starts. The phase of each op is MemTracker's own: the
     optimizer's step hooks, its module tracker's backward flag, else the forward."""
@@ -353,7 +355,8 @@ def tracked_step(
         else:
             masters, opt = [], _optimizer(optimizer, trained, 1e-3)  # InfoNCE: no weights
         if opt is not None and (masters or opt.defaults.get("betas")):  # state to make
-            result(module(*inputs)).sum().backward()
+            for p in trained:  # a gradient of each weight's shape: the step makes the state
+                p.grad = torch.zeros_like(p)
             if before:
                 before()
             opt.step()

@@ -13,3 +13,11 @@ from hypothesis import settings
 # Derandomised: the same shapes on every run, so a failure reproduces; no deadline on a 2-core CI.
 settings.register_profile("complexo", derandomize=True, deadline=None, max_examples=40)
 settings.load_profile("complexo")
+
+
+def pytest_configure(config):
+    """A run that keeps the slow tests (make test-all, no ``-m "not slow"``) draws each property
+    test's full budget of examples (budget.examples), make test its CI budget."""
+    import budget
+
+    budget.FULL = "not slow" not in (config.getoption("markexpr") or "")

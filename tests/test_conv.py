@@ -9,6 +9,7 @@ import math
 import pytest
 import sympy
 import torch
+from budget import examples
 from helpers import assert_exact
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -235,7 +236,7 @@ def test_a_one_by_one_kernel_never_pays():
 # --- formulas against measurements -----------------------------------------------------------
 
 
-@settings(max_examples=20)  # CI's budget; derandomised
+@settings(max_examples=examples(8, 20))  # derandomised
 @given(conv.examples())
 def test_every_formula_equals_the_counters_or_its_gap_is_explained(cfg):
     cmp = conv.analyse(cfg)

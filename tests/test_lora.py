@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from budget import examples
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
@@ -181,7 +182,7 @@ layers = st.builds(
 )
 
 
-@settings(max_examples=20)
+@settings(max_examples=examples(8, 20))
 @given(layers)
 def test_single_layer_formulas_equal_the_measurements(cfg):
     for side in ("full", "lora"):
@@ -215,7 +216,7 @@ def models(draw, depth=(1, 5)):
     )
 
 
-@settings(max_examples=12)  # CI's budget; derandomised, so the same 12 every run
+@settings(max_examples=examples(5, 12))  # derandomised: the same examples every run
 @given(models())
 def test_whole_model_formulas_equal_the_measurements(cfg):
     for side in ("full", "lora"):
@@ -230,7 +231,7 @@ LAST_LAYER_DIFFERS = Config(
 )
 
 
-@settings(max_examples=5, deadline=None)  # and the @example below
+@settings(max_examples=examples(2, 5), deadline=None)  # and the @example below
 @given(models(depth=(4, 6)))
 @example(LAST_LAYER_DIFFERS)
 def test_a_deep_model_measured_on_three_layers_reads_as_if_every_layer_were_measured(cfg):

@@ -9,6 +9,7 @@ import pytest
 import sympy
 import torch
 import torch.nn.functional as F
+from budget import examples
 from helpers import assert_exact, assert_one_line_error, runner
 from hypothesis import given, settings
 
@@ -156,7 +157,7 @@ def test_crossovers_in_the_gated_width():
 # --- formulas against measurements -----------------------------------------------------------
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(10, 25))
 @given(mlp.examples())
 def test_every_formula_equals_the_counters_or_its_gap_is_explained(cfg):
     cmp = mlp.analyse(cfg)

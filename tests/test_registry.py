@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from budget import examples
 from helpers import assert_one_line_error, runner
 from hypothesis import given, settings
 
@@ -120,7 +121,7 @@ def _typed(f, opt, text: str):
 def test_tiny_configs_give_the_json_contract_with_every_gap_explained(name):
     a = ANALYSES[name]
 
-    @settings(max_examples=6)
+    @settings(max_examples=examples(3, 6))
     @given(a.examples())
     def check(cfg):
         doc = a.analyse(cfg).to_json()

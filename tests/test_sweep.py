@@ -12,6 +12,7 @@ from complexo import plot as plots
 from complexo import sweep as sweeps
 from complexo.analyses import compare, lora, mhsa
 from complexo.cli import app
+from complexo.counting import unchecked
 from complexo.errors import ComplexoError
 
 SMALL = {"dim": 32, "heads": 4}
@@ -116,7 +117,8 @@ def test_sweep_figure_draws_the_table(tmp_path):
 
 
 def test_compare_and_lora_figures_draw_their_results(tmp_path):
-    cmp = compare.analyse(compare.Config("resnet18", "vit-ti16", (64, 128)))
+    with unchecked():  # the figures draw formula values: no counter runs
+        cmp = compare.analyse(compare.Config("resnet18", "vit-ti16", (64, 128)))
     fig, (left, right) = plots.figure(2)
     drawn = compare.draw([left, right], cmp)
     assert drawn["vit-ti16 forward_flops analysed"] == (
@@ -129,7 +131,8 @@ def test_compare_and_lora_figures_draw_their_results(tmp_path):
         and ys[grid.index(64)] == cmp.results[0][1]["resnet18"].quantity("activation_bytes").value
     )
     plots.save(fig, str(tmp_path / "compare.svg"), plots.footer())
-    result = lora.analyse(lora.Config(in_features=64, out_features=32, rank=4, seq=8))
+    with unchecked():
+        result = lora.analyse(lora.Config(in_features=64, out_features=32, rank=4, seq=8))
     fig, (left, right) = plots.figure(2)
     drawn = lora.draw([left, right], result)
     assert drawn["optimizer_bytes"][1] == [

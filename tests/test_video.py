@@ -7,6 +7,7 @@ import json
 import pytest
 import sympy
 import torch
+from budget import examples
 from hypothesis import given, settings
 
 from complexo.analyses import video
@@ -146,7 +147,7 @@ def test_big_o_per_attention():
 # --- formulas against measurements ---------------------------------------------------------------
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(10, 25))
 @given(video.examples())
 def test_every_formula_equals_the_counters_or_its_gap_is_explained(cfg):
     r = video.analyse(cfg)

@@ -30,12 +30,17 @@ CONV_SHAPES = {
 
 CONV_CALL_S = 0.02
 
+# A call this long is timed once: a kernel without a fast path for its dtype here (a CPU's fp16
+# convolution: 0.3 s a call at (1, 64, 64), where fp32's takes 6 ms), far from any ceiling, and
+# seven calls of it were most of a CPU's calibration (2.2 of 2.6 s)
+SLOW_CALL_S = 0.25
+
 
 def _rate(run, flops: int, clock, first: float | None = None, repeat: int = 5) -> float:
     """FLOP/s of ``run``: the median of ``repeat`` timed calls after an untimed one; a call that
-    already took over a second (a dtype without a fast path here) is measured once."""
+    already took SLOW_CALL_S or more (a dtype without a fast path here) is measured once."""
     first = clock(run) if first is None else first
-    if first > 1.0:
+    if first >= SLOW_CALL_S:
         return flops / first
     run()
     return flops / statistics.median(clock(run) for _ in range(repeat))

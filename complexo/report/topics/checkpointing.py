@@ -143,9 +143,10 @@ def _budget(page: Page, vit, vit_ckpt) -> None:
 LM_BATCH = 4  # GPT-2 at its context, bf16-mixed AdamW: the activations outweigh the weights'
 
 
-def lm_checkpointing_section(page: Page) -> None:
+def lm_checkpointing_section(page: Page, tracked_lora) -> None:
     """``complexo lora --checkpoint`` on GPT-2, both sides; the budget's batches; ``complexo
-    mlp --checkpoint full``."""
+    mlp --checkpoint full``. ``tracked_lora``: :func:`complexo.analyses.lora_peak.tracked`, or
+    the page's cache of it."""
     from complexo.analyses import lora, lora_ckpt, lora_peak
     from complexo.cost import Kind, evaluate
     from complexo.peak import peak
@@ -172,7 +173,7 @@ def lm_checkpointing_section(page: Page) -> None:
             cfg = lora.Config(model="gpt2", batch=LM_BATCH, checkpoint=mode)
             model, values = lora.cost_model(cfg, side), cfg.values
             best = peak(lora_peak.ledger(cfg, side).moments, values)
-            tracked = lora_peak.tracked(cfg, side).bytes
+            tracked = tracked_lora(cfg, side).bytes
             names = lora_ckpt.names(cfg, model)
             extra = evaluate(model.group(Kind.BACKWARD, names), values) if names else 0
             step = evaluate(model.total((Kind.FORWARD, Kind.BACKWARD), matmul_only=True), values)
@@ -206,7 +207,7 @@ def lm_checkpointing_section(page: Page) -> None:
         "",
     )
     _lm_per_block(page, lora)
-    _llama(page, lora, lora_peak)
+    _llama(page, lora, lora_peak, tracked_lora)
     _lm_budget(page, lora, lora_ckpt)
     _mlp(page)
 
@@ -238,7 +239,7 @@ def _lm_per_block(page: Page, lora) -> None:
     )
 
 
-def _llama(page: Page, lora, lora_peak) -> None:
+def _llama(page: Page, lora, lora_peak, tracked_lora) -> None:
     from complexo.peak import peak
 
     page.add(
@@ -255,7 +256,7 @@ def _llama(page: Page, lora, lora_peak) -> None:
         for mode in ("none", "full", "selective"):
             cfg = lora.Config(model="llama-7b", checkpoint=mode)
             best = peak(lora_peak.ledger(cfg, side).moments, cfg.values)
-            tracked = lora_peak.tracked(cfg, side).bytes
+            tracked = tracked_lora(cfg, side).bytes
             rows.append(
                 [
                     side,

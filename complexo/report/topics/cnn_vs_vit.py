@@ -31,11 +31,17 @@ def _symbols(cnn: dict, vit: dict) -> str:
 )
 def cnn_vs_vit_page(page: Page) -> None:
     from complexo import plot as plots
-    from complexo.analyses import compare
+    from complexo.analyses import cnn, compare, vit
+    from complexo.counting import unchecked
 
-    cmp = compare.analyse(compare.Config("resnet50", "vit-b16", (224, 384, 512, 1024)))
-    models = cmp.results[0][1]
-    rn, vt = models["resnet50"], models["vit-b16"]
+    # the page reads the counters at 224 alone (its last section): the resolutions' table,
+    # the crossovers and the figure are the formulas' values, so the comparisons run from
+    # their formulas, and only the two models at 224 are counted (rn, vt)
+    sizes = compare.Config("resnet50", "vit-b16", (224, 384, 512, 1024))
+    with unchecked():
+        cmp = compare.analyse(sizes)
+    c224, v224 = sizes.configs(224)
+    rn, vt = cnn.analyse(c224), vit.analyse(v224)
     page.add(
         f"# {page.title}",
         "",
@@ -101,7 +107,8 @@ def cnn_vs_vit_page(page: Page) -> None:
             rows,
         ),
     )
-    small = compare.analyse(compare.Config("resnet18", "vit-ti16", (224, 384, 512, 1024)))
+    with unchecked():
+        small = compare.analyse(compare.Config("resnet18", "vit-ti16", (224, 384, 512, 1024)))
     page.add("A smaller pair, resnet18 and vit-ti16:", "")
     page.add(*(f"- {c.label}: R ≈ {float(c.value):,.0f}" for c in small.crossovers), "")
     fig, (left, right) = plots.figure(2, width=6.5)

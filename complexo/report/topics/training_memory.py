@@ -70,8 +70,14 @@ def peak_row(label: str, summed: int, best, tracked: int, cpu: int | None) -> li
     "FlashAttention's backward traffic against its paper's GPT-2 medium figure",
 )
 def training_memory_page(page: Page) -> None:
-    from complexo.analyses import loss, loss_peak, mhsa, mhsa_peak
+    from functools import cache
+
+    from complexo.analyses import lora_peak, loss, loss_peak, mhsa, mhsa_peak
     from complexo.peak import peak
+
+    # MemTracker's reading of a lora step, once per config and side: LLaMA-7B's two sides
+    # (no checkpoint) are rows of the peaks' table and of the checkpointing section's
+    tracked_lora = cache(lora_peak.tracked)
 
     page.add(
         f"# {page.title}",
@@ -152,7 +158,7 @@ def training_memory_page(page: Page) -> None:
         small = best.bytes < 2**28 and analysis in (mhsa, loss)
         cpu = _cpu_peak(builders[analysis], cfg) if small else None
         rows.append(peak_row(label, summed, best, tracked, cpu))
-    rows += _lora_rows(peak)
+    rows += _lora_rows(peak, tracked_lora)
     page.add(
         _table(
             ["step", "all-live sum", "ledger's peak", "where", "MemTracker", "CPU profiler"],
@@ -203,11 +209,11 @@ def training_memory_page(page: Page) -> None:
     norm_patch_section(page, _cpu_peak)
     _phases(page, mhsa, mhsa_peak, peak)
     checkpointing_section(page)
-    lm_checkpointing_section(page)
+    lm_checkpointing_section(page, tracked_lora)
     _traffic(page, mhsa)
 
 
-def _lora_rows(peak) -> list[list[str]]:
+def _lora_rows(peak, tracked_lora) -> list[list[str]]:
     """LoRA against full fine-tuning: GPT-2 and GPT-3 175B at their context (bf16-mixed,
     AdamW) under MemTracker, and a tiny GPT-2-style model also run on the CPU."""
     from complexo.analyses import lora, lora_peak
@@ -249,7 +255,7 @@ def _lora_rows(peak) -> list[list[str]]:
         cfg = lora.Config(**values)
         best = peak(lora_peak.ledger(cfg, side).moments, cfg.values)
         summed = lora_peak.all_live(cfg, side)
-        tracked = lora_peak.tracked(cfg, side).bytes
+        tracked = tracked_lora(cfg, side).bytes
         cpu = None
         if cfg.layers <= 2:
             cpu = _cpu_peak(
