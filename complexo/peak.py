@@ -200,22 +200,6 @@ class Tracked:
         return out
 
 
-def deeper(two: Tracked, three: Tracked, layers: int) -> Tracked:
-    """MemTracker's record of a ``layers``-deep stack of identical layers from its records of
-    the 2- and 3-layer copies: each phase's peak p(L) = p(2) + (L − 2)·(p(3) − p(2)), the
-    step's peak the largest of them. Each moment of a phase holds a fixed part and some whole
-    layers (saved activations, gradients, state), so a phase's high-water mark is affine in L
-    once the first and last layers differ from the middle ones: checked against MemTracker at
-    full depth (tests/test_lora_peak.py). GPT-3 175B's two sides: 37 s of MemTracker at 96
-    layers, 1.6 s at 2 and 3, equal to the byte. No timeline: no step of that depth ran."""
-    a, b = two.phase_peaks(), three.phase_peaks()
-    phases = {p: a[p] + (layers - 2) * (b[p] - a[p]) for p in b}
-    phase = max(phases, key=phases.get)
-    kinds = {k: two.by_kind.get(k, 0) + (layers - 2) * (v - two.by_kind.get(k, 0))
-             for k, v in three.by_kind.items()}  # fmt: skip
-    return Tracked(phases[phase], phase, kinds, [], depth=(2, 3), peaks=phases)
-
-
 OPTIMIZERS = ("adam", "adamw", "sgd", "none")
 
 

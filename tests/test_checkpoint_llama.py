@@ -125,7 +125,7 @@ def test_checkpointing_changes_no_gradient(side):
 
 @pytest.mark.parametrize("mode", ["full", "selective"])
 def test_a_12_layer_llama_read_off_its_copies_equals_full_depth(mode):
-    """lora_peak.tracked reads a deep model off its 2- and 3-layer copies (peak.deeper): with
+    """lora_peak.tracked reads a deep model off its 2- and 3-layer copies (complexo.deeper): with
     checkpointing too, that equals MemTracker over all 12 layers, and the ledger, per phase."""
     cfg = lora.Config(**TINY, layers=12, kv_heads=2, checkpoint=mode)
     for side in SIDES:

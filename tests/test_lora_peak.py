@@ -214,7 +214,7 @@ def test_a_deep_models_memtracker_read_off_two_and_three_layers_is_every_layers(
     arch, side, precision, optimizer
 ):
     """MemTracker at full depth (12 layers of width 64, GPT-2- or LLaMA-style) against the
-    same step read off its 2- and 3-layer copies, phase by phase (peak.deeper): the same bytes,
+    same step read off its 2- and 3-layer copies, phase by phase (complexo.deeper): the same bytes,
     phase and per-phase peaks, and the same peak by kind. The ledger is not consulted."""
     from dataclasses import replace
 

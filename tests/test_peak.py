@@ -392,7 +392,7 @@ def test_positions_in_the_training_peak(pos, extra):
 )
 def test_a_vits_memtracker_read_off_two_and_three_blocks_is_every_blocks(model, dtype, checkpoint):
     """MemTracker over all twelve blocks against the same step read off the 2- and 3-block
-    copies, phase by phase (peak.deeper): the same bytes, phase, per-phase and per-kind peaks,
+    copies, phase by phase (complexo.deeper): the same bytes, phase, per-phase and per-kind peaks,
     in each checkpointing mode. The ledger is not consulted."""
     from complexo.analyses import vit, vit_peak
 

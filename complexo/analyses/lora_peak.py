@@ -455,11 +455,12 @@ def tracked(cfg, side: str):
     """The same step measured by MemTracker under FakeTensorMode
     (:func:`complexo.peak.tracked_step`), mixed precision as ``lora``'s profile runs it. A
     model deeper than three layers is tracked, as it is counted, on its 2- and 3-layer copies
-    (:func:`complexo.peak.deeper`); ``--full-depth`` tracks every layer."""
+    (:func:`complexo.deeper.deeper`); ``--full-depth`` tracks every layer."""
     from dataclasses import replace
 
     from complexo.analyses.lora_measure import build, extrapolated
-    from complexo.peak import deeper, tracked_step
+    from complexo.deeper import deeper
+    from complexo.peak import tracked_step
 
     def run(c):
         return tracked_step(

@@ -189,10 +189,11 @@ def _block_backward(book: Ledger, i: int, X, Fh, lse, mode: str) -> None:
 
 def tracked(cfg, optimizer: str = "sgd", *, full_depth: bool = False):
     """The same step measured by MemTracker under FakeTensorMode; a ViT deeper than three
-    blocks on its 2- and 3-block copies, phase by phase (:func:`complexo.peak.deeper`: its
+    blocks on its 2- and 3-block copies, phase by phase (:func:`complexo.deeper.deeper`: its
     blocks are identical), unless ``full_depth``."""
     from complexo.analyses.vit import PRESETS
-    from complexo.peak import deeper, tracked_step
+    from complexo.deeper import deeper
+    from complexo.peak import tracked_step
 
     layers = PRESETS[cfg.model].layers
     if full_depth or layers <= 3:
