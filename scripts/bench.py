@@ -13,7 +13,7 @@
 7. `complexo derive` of an MHSA block (target ≤ 2 s) and of a LoRA layer (target ≤ 0.5 s),
    the trace's own seconds (its --json "seconds": after the imports, torch._dynamo's included).
 
-Each figure is the median of --repeat fresh processes.
+Each figure is the median of --repeat fresh processes; the two sides of a ratio run in turn.
 """
 
 from __future__ import annotations
@@ -82,21 +82,28 @@ def median(cmd: list[str], repeat: int) -> tuple[float, int]:
     return statistics.median(t for t, _ in runs), max(m for _, m in runs)
 
 
+def paired(a: list[str], b: list[str], repeat: int) -> tuple[tuple[float, int], tuple[float, int]]:
+    """:func:`median` of two commands run in turn (a, b, a, b ...): a ratio of the two is then
+    read under the same conditions (two blocks of five runs drifted 0.1 s apart on a quiet
+    machine: checked/bare read 1.04 in one run of this script and 1.15 in the next)."""
+    runs = [(run(a), run(b)) for _ in range(repeat)]
+    return tuple(  # type: ignore[return-value]
+        (statistics.median(t for t, _ in side), max(m for _, m in side))
+        for side in zip(*runs, strict=True)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
     run(SMALL)  # warm the file cache and the bytecode once
-    t_torch, _ = median(TORCH, args.repeat)
-    t_small, m_small = median(SMALL, args.repeat)
-    t_large, m_large = median(LARGE, args.repeat)
-    t_demo, _ = median(DEMO, args.repeat)
+    (t_torch, _), (t_demo, _) = paired(TORCH, DEMO, args.repeat)
+    (t_small, m_small), (t_large, m_large) = paired(SMALL, LARGE, args.repeat)
     t_formulas = {name: median(cmd, args.repeat)[0] for name, cmd in FORMULAS.items()}
-    t_bare, _ = median(BARE, args.repeat)
-    t_checked, _ = median(CHECKED, args.repeat)
-    t_one, _ = median(SWEEP_ONE, args.repeat)
-    t_sweep, _ = median(SWEEP, args.repeat)
+    (t_bare, _), (t_checked, _) = paired(BARE, CHECKED, args.repeat)
+    (t_one, _), (t_sweep, _) = paired(SWEEP_ONE, SWEEP, args.repeat)
     t_derive = {
         name: statistics.median(traced_seconds(cmd) for _ in range(args.repeat))
         for name, (cmd, _) in DERIVE.items()
