@@ -34,7 +34,8 @@ def deeper(two: Tracked, three: Tracked, layers: int) -> Tracked:
     """The ``layers``-deep record from the 2- and 3-layer copies' (with their timelines): each
     phase's peak the largest of its aligned ops extrapolated, the step's peak the largest of
     those, and the peak by kind extrapolated (MemTracker's snapshot at the step's peak). No
-    timeline: no step of that depth ran."""
+    timeline: no step of that depth ran. ValueError where the copies ran more than one layer
+    apart (the callers then track every layer)."""
     a, b = _by_phase(two.timeline), _by_phase(three.timeline)
     if list(a) != list(b):
         raise ValueError(f"the copies' phases differ: {list(a)} and {list(b)}")

@@ -469,7 +469,10 @@ def tracked(cfg, side: str):
 
     if not extrapolated(cfg):
         return run(cfg)
-    return deeper(run(replace(cfg, layers=2)), run(replace(cfg, layers=3)), cfg.layers)
+    try:
+        return deeper(run(replace(cfg, layers=2)), run(replace(cfg, layers=3)), cfg.layers)
+    except ValueError:  # the copies ran more than one layer apart: every layer, then
+        return run(cfg)
 
 
 def all_live(cfg, side: str) -> int:

@@ -199,7 +199,10 @@ def tracked(cfg, optimizer: str = "sgd", *, full_depth: bool = False):
     if full_depth or layers <= 3:
         return tracked_step(lambda: _build(cfg), optimizer)
     two, three = (tracked_step(lambda k=k: _build(cfg, k), optimizer) for k in (2, 3))
-    return deeper(two, three, layers)
+    try:
+        return deeper(two, three, layers)
+    except ValueError:  # the copies ran more than one block apart: every block, then
+        return tracked_step(lambda: _build(cfg), optimizer)
 
 
 def _build(cfg, layers: int | None = None):
