@@ -15,31 +15,19 @@ import pytest
 import sympy
 import torch
 from helpers import runner
+from test_lora_peak import _agree, _peak  # the ledger's peak, and its agreement with MemTracker
 
 from complexo.analyses import lora, lora_ckpt, lora_korthikanti, lora_peak
 from complexo.analyses.lora_measure import build
 from complexo.checkpointing import RNG_STATE
 from complexo.cli import app
 from complexo.counting import unchecked
-from complexo.peak import cpu_step_peak, peak
+from complexo.peak import cpu_step_peak
 from complexo.symbols import B, d, e, f, h, n
 
 TINY = dict(arch="llama", dim=32, heads=4, vocab=50, ctx=64, mlp=64, rank=2, batch=2, seq=16)
 SIDES = ("full", "lora")
 MODES = ("none", "full", "selective")
-
-
-def _peak(cfg, side):
-    return peak(lora_peak.ledger(cfg, side).moments, cfg.values)
-
-
-def _agree(cfg, side):
-    """Every phase's high-water mark of the ledger is MemTracker's, to the byte."""
-    best, tracked = _peak(cfg, side), lora_peak.tracked(cfg, side)
-    assert (best.bytes, best.phase) == (tracked.bytes, tracked.phase)
-    ours, theirs = best.phase_peaks(), tracked.phase_peaks()
-    assert {k: theirs[k] for k in ours} == ours  # SGD: no optimizer moment in the ledger
-    return best, tracked
 
 
 def _forward_end(timeline) -> int:

@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 from helpers import assert_one_line_error, runner
+from test_lora_peak import _agree, _peak  # the ledger's peak, and its agreement with MemTracker
 
 from complexo.analyses import lora, lora_ckpt, lora_peak, mlp, mlp_peak
 from complexo.analyses.lora_measure import build
@@ -24,19 +25,6 @@ from complexo.peak import cpu_step_peak, peak
 
 TINY = dict(arch="gpt2", dim=32, heads=4, vocab=50, ctx=16, mlp=64, rank=2, batch=2, seq=16)
 SIDES = ("full", "lora")
-
-
-def _peak(cfg, side):
-    return peak(lora_peak.ledger(cfg, side).moments, cfg.values)
-
-
-def _agree(cfg, side):
-    """Every phase's high-water mark of the ledger is MemTracker's, to the byte."""
-    best, tracked = _peak(cfg, side), lora_peak.tracked(cfg, side)
-    assert (best.bytes, best.phase) == (tracked.bytes, tracked.phase)
-    ours, theirs = best.phase_peaks(), tracked.phase_peaks()
-    assert {k: theirs[k] for k in ours} == ours  # SGD: no optimizer moment in the ledger
-    return best, tracked
 
 
 def _cpu(module, inputs, cfg=None) -> int:

@@ -38,7 +38,7 @@ def test_one_llama_layer_by_hand():
     X, F = 1024, 1536
     kept = X + 512 + 64 + 2 * X + 3 * X + X + 128 + X + 64 + 2 * X + 4 * F + X
     expected = 10432 + kept + 12 + 640 + 64 + 5 * X
-    best = _agree(cfg, "full")
+    best, _ = _agree(cfg, "full")
     assert best.bytes == expected == 34444
     assert (best.phase, best.what) == ("backward", "final norm: x²'s backward: d(x²)·2·x")
 
@@ -71,9 +71,9 @@ def test_llama_7b_at_its_context_under_fake_tensors():
     the log-softmax's gradient, full fine-tuning in Adam's step (its fp32 masters, moments and
     temporaries beside the 16-bit weights); both to the byte."""
     cfg = Config(model="llama-7b")
-    lora = _agree(cfg, "lora")
+    lora, _ = _agree(cfg, "lora")
     assert (lora.bytes, lora.phase) == (22_027_215_366, "backward")
-    full = _agree(cfg, "full")
+    full, _ = _agree(cfg, "full")
     assert (full.bytes, full.phase) == (122_340_107_406, "optimizer")
 
 
