@@ -43,12 +43,11 @@ def deeper(two: Tracked, three: Tracked, layers: int) -> Tracked:
     phases = {
         phase: _peak(a[phase], b[phase], layers)
         if phase != "optimizer"
-        else old[phase] + (layers - 2) * (new[phase] - old[phase])
+        else _at(layers, old[phase], new[phase])
         for phase in b
     }
     phase = max(phases, key=phases.get)
-    kinds = {k: two.by_kind.get(k, 0) + (layers - 2) * (v - two.by_kind.get(k, 0))
-             for k, v in three.by_kind.items()}  # fmt: skip
+    kinds = {k: _at(layers, two.by_kind.get(k, 0), v) for k, v in three.by_kind.items()}
     return Tracked(phases[phase], phase, kinds, [], depth=(2, 3), peaks=phases)
 
 
@@ -67,12 +66,16 @@ def _peak(two: list[tuple[str, int]], three: list[tuple[str, int]], layers: int)
     layer's moments are read (a run of identical layers peaks at one of its ends)."""
     x, y = _tokens(two), _tokens(three)
     steps = _steps(x, y)
-    grow = layers - 2
     found = []
     for push in (-1, 1):  # the inserted layer first, then last: both ends of the run of layers
         shift = _shifts(_pushed(steps, x, y, push), len(x))
-        found += [two[i][1] + grow * (three[i + shift[i]][1] - two[i][1]) for i in range(len(x))]
+        found += [_at(layers, two[i][1], three[i + shift[i]][1]) for i in range(len(x))]
     return max(found)
+
+
+def _at(layers: int, two: int, three: int) -> int:
+    """A count affine in the depth, at ``layers``, from its values at 2 and 3."""
+    return two + (layers - 2) * (three - two)
 
 
 def _tokens(ops: list[tuple[str, int]]) -> list[str]:
