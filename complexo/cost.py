@@ -330,7 +330,7 @@ def _big_o(expr: sympy.Expr, growing: tuple, bound_items: tuple) -> sympy.Expr:
     expr = expanded(expr.replace(sympy.ceiling, lambda x: x))  # ⌈R/2^k⌉ grows as R/2^k
     monomials = _monomials(expr, growing)
     if monomials is None:  # not a polynomial in the growing sizes term by term: sympy's Poly
-        monomials = [m for m, c in sympy.Poly(sympy.expand(expr), *growing).terms() if c != 0]
+        monomials = [m for m, c in sympy.Poly(expr, *growing).terms() if c != 0]
 
     def dominates(big: tuple[int, ...], small: tuple[int, ...]) -> bool:
         r = dict(zip(growing, (x - y for x, y in zip(big, small, strict=True)), strict=True))
