@@ -55,6 +55,25 @@ def test_crossover_is_solved_symbolically():
     assert sympy.simplify(c.expr - 8 * d**2 / (4 * d + 5 * h)) == 0
 
 
+def test_a_crossover_with_a_root_at_zero_reads_the_other_off_its_terms():
+    """x·(c₁·x + c₀) = 0: the root x = 0 is no positive size, the other is −c₀/c₁, and its
+    form is the one sympy.roots' root of the quadratic takes once tidied."""
+    from complexo.cost import _roots, crossover
+    from complexo.symbols import S, T, w_h, w_t, w_w
+
+    x = n
+    # (S − 1)·n² = (S + 2·d)·n  <=>  n = (S + 2·d)/(S − 1), the sign kept out of the numerator
+    c = crossover((S - 1) * x**2, (S + 2 * d) * x, x, values={S: 3, d: 5})
+    assert str(c.expr) == "(S + 2*d)/(S - 1)" and c.value == Fraction(3 + 10, 3 - 1)
+    # 2·n² = (w_t·w_h·w_w − S − T)·n  <=>  n = (w_t·w_h·w_w − S − T)/2, over one denominator
+    window = w_t * w_h * w_w
+    c = crossover(2 * x**2, (window - S - T) * x, x, values={S: 1, T: 1, w_t: 2, w_h: 2, w_w: 2})
+    assert str(c.expr) == "(-S - T + w_h*w_t*w_w)/2" and c.value == Fraction(8 - 1 - 1, 2)
+    # the same roots as sympy's, but for 0: a cubic's n²·(4·B·d·n − 8·B·d²) = 0
+    roots, _ = _roots(4 * B * d * n**3, 8 * B * d**2 * n**2, n)
+    assert set(roots) == set(sympy.roots(4 * B * d * n**3 - 8 * B * d**2 * n**2, n)) - {0}
+
+
 def test_dominant_term_and_share():
     term, value, share = toy().dominant(Kind.FORWARD, {B: 1, n: 4096, d: 1024, h: 16})
     assert term.name == "scores" and value == 68719476736
