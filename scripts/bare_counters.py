@@ -4,19 +4,26 @@ same two counters complexo runs, and nothing else: import torch and fvcore, buil
 the meta device, FlopCounterMode over forward and backward, fvcore over the forward.
 
 `complexo mhsa ... --json` against this script is the price of complexo's formulas, checks and
-output on top of the counting (target ≤ 1.1×). It ends as complexo's console script does,
-without the interpreter's teardown (0.65 s once torch._dynamo is imported), so that the ratio
-compares the work and not who frees their modules.
+output on top of the counting (target ≤ 1.1×). With ``--memtracker`` it also runs the third
+counter a checked answer runs since the training step's peak was added: MemTracker over one SGD
+step of the same block under FakeTensorMode. It collects garbage and ends as complexo's
+console script does: full collections made rare (five while torch imports, 0.3 s) and no
+interpreter's teardown (0.65 s once torch._dynamo is imported), so that the ratio compares the
+work and not who collects and frees their modules.
 """
 
+import gc
 import os
 import sys
 
-import torch
-import torch.nn.functional as F
-from fvcore.nn import FlopCountAnalysis
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+# as complexo.cli.collect_rarely: the oldest generation after 1000 young collections, not 10
+gc.set_threshold(*gc.get_threshold()[:2], 1000)
+
+import torch  # noqa: E402  (imported after the collector is set, as complexo's are)
+import torch.nn.functional as F  # noqa: E402
+from fvcore.nn import FlopCountAnalysis  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 B, N, D, H = 1, 4096, 1024, 16
 
@@ -44,5 +51,20 @@ fv = FlopCountAnalysis(block, (x.detach(),))
 fv.unsupported_ops_warnings(False)
 fv.uncalled_modules_warnings(False)
 print(counter.get_total_flops(), fv.total())
+if "--memtracker" in sys.argv:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    with FakeTensorMode():
+        block = Attention()
+        x = torch.randn(B, N, D, requires_grad=True)
+        opt = torch.optim.SGD(block.parameters(), lr=1e-3)
+        tracker = MemTracker()
+        tracker.track_external(block, opt, x)
+        with tracker:
+            out = block(x)
+            out.sum().backward()
+            opt.step()
+    print(tracker.get_tracker_snapshot("peak"))
 sys.stdout.flush()
 os._exit(0)
