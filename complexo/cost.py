@@ -176,7 +176,8 @@ def _roots(a: sympy.Expr, b: sympy.Expr, symbol: sympy.Symbol) -> tuple[tuple, b
         return (sympy.factor_terms(-c0) / sympy.factor_terms(c1),), True
     # xᵏ·(c₁·x + c₀) = 0 (scores against projections, 4·B·n²·d = 8·B·n·d²): c₁·x + c₀ = 0,
     # its root tidied as sympy.roots' would be, the sign in the numerator: (S + 2·d)/(S − 1)
-    linear = _linear(_over_lowest_power(difference, symbol), symbol)
+    reduced = _over_lowest_power(difference, symbol)
+    linear = None if reduced is difference else _linear(reduced, symbol)
     if linear is not None:
         c1, c0 = linear
         return ((c0 / -c1) if c1.could_extract_minus_sign() else (-c0 / c1),), False
