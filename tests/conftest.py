@@ -1,4 +1,3 @@
-import gc
 import os
 
 # Stable terminal output for the CLI tests: fixed width, no colour.
@@ -11,10 +10,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from hypothesis import settings
 
-# The oldest generation collected as the console script collects it (complexo.cli.collect_rarely):
-# a test process holds torch, sympy and hypothesis, and each full walk of them is tens of ms
-# (the fast suite 119 → 108 s on 2 cores; the commands' JSON is the same either way).
-gc.set_threshold(*gc.get_threshold()[:2], 1000)
+from complexo.cli import collect_rarely
+
+# The oldest generation collected as the console script collects it: a test process holds
+# torch, sympy and hypothesis, and each full walk of them is tens of ms (the fast suite
+# 119 → 108 s on 2 cores; the commands' JSON is the same either way).
+collect_rarely()
 
 # Derandomised: the same shapes on every run, so a failure reproduces; no deadline on a 2-core CI.
 settings.register_profile("complexo", derandomize=True, deadline=None, max_examples=40)
